@@ -1,0 +1,25 @@
+"""Video providers behind one protocol, and the registry that names them."""
+
+from .base import (
+    GenerationFailed,
+    ProviderCapabilities,
+    TaskState,
+    TaskStatus,
+    VideoProvider,
+    generate,
+)
+from .preview import PreviewProvider
+from .registry import available_providers, create_provider, provider_capabilities
+
+__all__ = [
+    "GenerationFailed",
+    "PreviewProvider",
+    "ProviderCapabilities",
+    "TaskState",
+    "TaskStatus",
+    "VideoProvider",
+    "available_providers",
+    "create_provider",
+    "generate",
+    "provider_capabilities",
+]

@@ -1,0 +1,95 @@
+"""The one small protocol every video provider speaks: submit, poll, fetch, price.
+
+Remote providers (Runway, Veo) are asynchronous task APIs, so the protocol is too; the
+offline preview renderer fits the same shape, which keeps one generation path for all.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from ..planning.segmentation import DurationRule
+from ..spec import AspectRatio, SegmentJob
+
+
+class TaskState(str, enum.Enum):
+    PENDING = "PENDING"
+    THROTTLED = "THROTTLED"  # accepted, waiting for the provider's concurrency slot: not a failure
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    state: TaskState
+    progress: float | None = None
+    error: str | None = None
+    failure_code: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderCapabilities:
+    name: str
+    model: str
+    durations: DurationRule
+    aspect_ratios: tuple[AspectRatio, ...] = tuple(AspectRatio)
+    image_conditioning: bool = False
+    audio: bool = False
+    runs_remotely: bool = False  # remote providers need no local GPU
+    uses_gpu: bool = False
+    price_per_second_usd: float = 0.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+@runtime_checkable
+class VideoProvider(Protocol):
+    capabilities: ProviderCapabilities
+
+    def submit(self, job: SegmentJob, conditioning_png: bytes | None = None) -> str: ...
+
+    def poll(self, task_id: str) -> TaskStatus: ...
+
+    def fetch(self, task_id: str) -> bytes: ...
+
+    def price(self, duration_s: float) -> float: ...
+
+
+class GenerationFailed(RuntimeError):
+    def __init__(self, message: str, failure_code: str | None = None):
+        super().__init__(message)
+        self.failure_code = failure_code
+
+
+def generate(
+    provider: VideoProvider,
+    job: SegmentJob,
+    conditioning_png: bytes | None = None,
+    poll_interval_s: float = 5.0,
+    timeout_s: float = 1800.0,
+    on_status: Callable[[str, TaskStatus], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[str, bytes]:
+    """Submit one segment and wait for its bytes. Returns (task id, mp4 bytes)."""
+    task_id = provider.submit(job, conditioning_png)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = provider.poll(task_id)
+        if on_status is not None:
+            on_status(task_id, status)
+        if status.state is TaskState.SUCCEEDED:
+            return task_id, provider.fetch(task_id)
+        if status.state.terminal:
+            raise GenerationFailed(status.error or f"task ended {status.state.value}", status.failure_code)
+        if time.monotonic() > deadline:
+            raise GenerationFailed(f"task still {status.state.value} after {timeout_s:g} s", "TIMEOUT")
+        sleep(poll_interval_s)

@@ -1,0 +1,34 @@
+"""Provider names to implementations. Unknown names are refused with the list of known ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import InputError
+from .base import ProviderCapabilities, VideoProvider
+from .preview import PREVIEW_CAPABILITIES, PreviewProvider
+
+_FACTORIES: dict[str, tuple[ProviderCapabilities, Callable[[], VideoProvider]]] = {
+    "preview": (PREVIEW_CAPABILITIES, PreviewProvider),
+}
+
+
+def available_providers() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+def _lookup(name: str):
+    try:
+        return _FACTORIES[name]
+    except KeyError:
+        raise InputError(
+            f"unknown provider {name!r}; choose one of: {', '.join(available_providers())}"
+        ) from None
+
+
+def provider_capabilities(name: str) -> ProviderCapabilities:
+    return _lookup(name)[0]
+
+
+def create_provider(name: str) -> VideoProvider:
+    return _lookup(name)[1]()

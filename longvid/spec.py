@@ -1,0 +1,264 @@
+"""The vocabulary of longvid: what a user asks for and what a render is made of.
+
+Every model here is validated at the edge (CLI flags, storyboard files, HTTP bodies), so
+the rest of the code can trust its inputs. Error messages say what to change.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MIN_DURATION_S = 5.0
+MAX_DURATION_S = 600.0
+DEFAULT_DURATION_S = 45.0
+MAX_PROMPT_CHARS = 4000
+MAX_REFERENCE_IMAGES = 8
+
+_HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class AspectRatio(str, enum.Enum):
+    LANDSCAPE = "16:9"
+    PORTRAIT = "9:16"
+    SQUARE = "1:1"
+
+
+class Resolution(str, enum.Enum):
+    P360 = "360p"
+    P480 = "480p"
+    P720 = "720p"
+    P1080 = "1080p"
+
+    @property
+    def short_side(self) -> int:
+        return int(self.value[:-1])
+
+
+class QualityTier(str, enum.Enum):
+    DRAFT = "draft"
+    STANDARD = "standard"
+    HIGH = "high"
+    PREMIUM = "premium"
+
+
+class ContinuityMode(str, enum.Enum):
+    """How segments are conditioned on each other.
+
+    chain: every segment starts from the previous segment's seam frame (sequential).
+    anchor: segments are conditioned only on keyframes/reference images (parallel).
+    auto: chain inside a scene, anchor across scenes (parallel across scenes).
+    """
+
+    CHAIN = "chain"
+    ANCHOR = "anchor"
+    AUTO = "auto"
+
+
+class Transition(str, enum.Enum):
+    """How a scene hands over to the next one."""
+
+    CROSSFADE = "crossfade"
+    FADE = "fade"  # through black
+    CUT = "cut"
+
+
+class CameraMove(str, enum.Enum):
+    STATIC = "static"
+    PAN_LEFT = "pan_left"
+    PAN_RIGHT = "pan_right"
+    TILT_UP = "tilt_up"
+    TILT_DOWN = "tilt_down"
+    ZOOM_IN = "zoom_in"
+    ZOOM_OUT = "zoom_out"
+    DOLLY = "dolly"
+
+
+class Lighting(str, enum.Enum):
+    DAWN = "dawn"
+    DAY = "day"
+    GOLDEN_HOUR = "golden_hour"
+    DUSK = "dusk"
+    NIGHT = "night"
+    NEON = "neon"
+    OVERCAST = "overcast"
+
+
+def frame_size(aspect: AspectRatio, resolution: Resolution) -> tuple[int, int]:
+    """(width, height) in pixels; both even, as yuv420p needs."""
+    short = resolution.short_side
+    if aspect is AspectRatio.SQUARE:
+        return short, short
+    long = int(round(short * 16 / 9 / 2)) * 2
+    return (long, short) if aspect is AspectRatio.LANDSCAPE else (short, long)
+
+
+class Character(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=80)]
+    description: Annotated[str, Field(max_length=400)] = ""
+
+
+HexColour = Annotated[str, Field(pattern=_HEX_COLOUR.pattern)]
+
+
+class Scene(_Model):
+    """One beat of the story. Its duration is a weight: the segmenter snaps scenes to
+    whole segments so that every segment belongs to exactly one scene."""
+
+    description: Annotated[str, Field(min_length=1, max_length=2000)]
+    duration_s: Annotated[float, Field(gt=0, le=MAX_DURATION_S)] | None = None
+    visual_style: Annotated[str, Field(max_length=200)] = "cinematic"
+    characters: Annotated[list[Character], Field(max_length=6)] = []
+    camera_movement: CameraMove = CameraMove.STATIC
+    lighting: Lighting = Lighting.DAY
+    color_palette: Annotated[list[HexColour], Field(min_length=2, max_length=6)] = [
+        "#1d3557",
+        "#457b9d",
+        "#a8dadc",
+        "#f1faee",
+    ]
+    transition: Transition = Transition.CROSSFADE  # into the next scene
+
+
+class Storyboard(_Model):
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    prompt: str = ""
+    style: Annotated[str, Field(max_length=200)] = "cinematic"
+    scenes: Annotated[list[Scene], Field(min_length=1, max_length=64)]
+    planner: str = "offline"
+
+
+class RenderSpec(_Model):
+    """What the user asked for. The single entry point for every way in (CLI, job, HTTP)."""
+
+    prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
+    duration_s: float = DEFAULT_DURATION_S
+    aspect_ratio: AspectRatio = AspectRatio.LANDSCAPE
+    resolution: Resolution = Resolution.P720
+    fps: Annotated[int, Field(ge=12, le=60)] = 24
+    seed: Annotated[int, Field(ge=0, lt=2**31)] = 0
+    quality: QualityTier = QualityTier.STANDARD
+    continuity: ContinuityMode = ContinuityMode.AUTO
+    provider: Annotated[str, Field(min_length=1, max_length=40)] = "preview"
+    budget_usd: Annotated[float, Field(ge=0)] | None = None
+    reference_images: Annotated[list[Path], Field(max_length=MAX_REFERENCE_IMAGES)] = []
+    storyboard_file: Path | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("the prompt is empty; describe the video you want, e.g. 'a red fox in the snow'")
+        return value
+
+    @field_validator("duration_s")
+    @classmethod
+    def _duration_in_range(cls, value: float) -> float:
+        if not (MIN_DURATION_S <= value <= MAX_DURATION_S):
+            raise ValueError(
+                f"duration must be between {MIN_DURATION_S:g} and {MAX_DURATION_S:g} seconds "
+                f"(got {value:g}); pass e.g. --duration 45"
+            )
+        return value
+
+    @field_validator("provider")
+    @classmethod
+    def _provider_lowercase(cls, value: str) -> str:
+        return value.strip().lower()
+
+    @field_validator("reference_images")
+    @classmethod
+    def _images_readable(cls, paths: list[Path]) -> list[Path]:
+        from PIL import Image, UnidentifiedImageError
+
+        for path in paths:
+            try:
+                with Image.open(path) as image:
+                    image.verify()  # decodes the headers and checksums, not the name
+            except (OSError, UnidentifiedImageError) as exc:
+                raise ValueError(f"reference image {path} cannot be read as an image ({exc.__class__.__name__})") from None
+        return paths
+
+    @model_validator(mode="after")
+    def _storyboard_exists(self) -> RenderSpec:
+        if self.storyboard_file is not None and not self.storyboard_file.is_file():
+            raise ValueError(f"storyboard file {self.storyboard_file} does not exist or is not a file")
+        return self
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        return frame_size(self.aspect_ratio, self.resolution)
+
+    @property
+    def total_frames(self) -> int:
+        return int(round(self.duration_s * self.fps))
+
+
+class SegmentJob(_Model):
+    """One unit of generation: a slice of one scene, rendered by one provider call.
+
+    `frames` is what the segment contributes to the final timeline; `tail_frames` more are
+    rendered after it to crossfade into the next segment; anything the provider makes past
+    `frames + tail_frames` (its durations are quantised) is trimmed at merge.
+    """
+
+    index: Annotated[int, Field(ge=0)]
+    scene_index: Annotated[int, Field(ge=0)]
+    segment_in_scene: Annotated[int, Field(ge=0)]
+    prompt: str
+    scene: Scene
+    start_frame: Annotated[int, Field(ge=0)]  # where it lands in the final video
+    frames: Annotated[int, Field(ge=1)]
+    head_frames: Annotated[int, Field(ge=0)] = 0  # blended with the previous segment's tail
+    head_transition: Transition = Transition.CUT
+    tail_frames: Annotated[int, Field(ge=0)] = 0
+    scene_offset_s: Annotated[float, Field(ge=0)] = 0.0  # where in its scene this slice starts
+    generate_duration_s: Annotated[float, Field(gt=0)]  # what the provider is asked for
+    fps: int
+    width: int
+    height: int
+    seed: int
+    keyframe_density: float = 0.5
+    conditioned_on: int | None = None  # index of the segment whose seam frame conditions this one
+
+    @property
+    def needed_frames(self) -> int:
+        return self.frames + self.tail_frames
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps
+
+
+class Clip(_Model):
+    """A generated segment as the runtime knows it once the provider is done."""
+
+    segment_index: int
+    provider: str
+    model: str
+    path: str  # relative to the run folder
+    frames: int
+    width: int
+    height: int
+    fps: float
+    cost_usd: float = 0.0
+    seconds_spent: float = 0.0
+    sha256: str
+
+
+class SegmentState(str, enum.Enum):
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    GENERATED = "generated"
+    JUDGED = "judged"
+    ACCEPTED = "accepted"
+    FAILED = "failed"

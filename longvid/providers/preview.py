@@ -5,8 +5,9 @@ particles, one moving subject per character) built from the scene's palette and 
 and seeded by the scene seed, so every segment of a scene shows the same place. A segment
 renders its slice of the scene's timeline (`scene_offset_s` on), so segments of one scene
 join without a jump; scenes differ in palette, camera move and lighting, so changes show.
-Given a conditioning frame it starts from that frame and eases into its own render, the way
-an image-to-video model continues from its prompt image.
+Given a conditioning frame it starts on exactly that frame and eases into its own render
+(the difference fades out over half a second), the way an image-to-video model continues
+from its prompt image.
 
 Everything is vectorised numpy on (H, W) grids; no per-pixel Python.
 """
@@ -247,15 +248,16 @@ def render_frames(job: SegmentJob, conditioning_png: bytes | None = None, frame_
     """Yield the segment's RGB frames: its slice of the scene's timeline."""
     world = SceneWorld(job.scene, job.seed, job.width, job.height)
     count = frame_count if frame_count is not None else int(round(job.generate_duration_s * job.fps))
-    start = conditioning = None
-    if conditioning_png is not None:
-        conditioning = _conditioning_image(conditioning_png, job.width, job.height)
+    residual = None
     for k in range(count):
-        start = job.scene_offset_s + k / job.fps
-        frame = world.render(start)
-        if conditioning is not None and k < CONDITIONING_RAMP_FRAMES:
-            alpha = k / CONDITIONING_RAMP_FRAMES
-            frame = (conditioning * (1 - alpha) + frame * alpha + 0.5).astype(np.uint8)
+        frame = world.render(job.scene_offset_s + k / job.fps)
+        if k == 0 and conditioning_png is not None:
+            # Start exactly on the conditioning frame and let the difference fade out, so
+            # motion carries on instead of ghosting over a frozen image.
+            residual = _conditioning_image(conditioning_png, job.width, job.height) - frame.astype(np.float32)
+        if residual is not None and k < CONDITIONING_RAMP_FRAMES:
+            weight = 1 - k / CONDITIONING_RAMP_FRAMES
+            frame = np.clip(frame + residual * weight + 0.5, 0, 255).astype(np.uint8)
         yield frame
 
 

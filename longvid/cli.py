@@ -1,0 +1,240 @@
+"""The `longvid` command.
+
+Exit codes: 0 done; 1 the render failed (the run folder keeps what was made); 2 the request
+was invalid (nothing was started). Errors are one line on stderr; --json puts a
+machine-readable summary (or error) on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .errors import InputError, LongvidError, describe_validation_error
+from .spec import (
+    DEFAULT_DURATION_S,
+    AspectRatio,
+    ContinuityMode,
+    QualityTier,
+    RenderSpec,
+    Resolution,
+    SegmentState,
+)
+
+
+def _spec_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt", help="what the video shows, in any language")
+    parser.add_argument("-d", "--duration", type=float, default=DEFAULT_DURATION_S, help="length in seconds, 5-600 (default %(default)g)")
+    parser.add_argument("--aspect", default=AspectRatio.LANDSCAPE.value, choices=[a.value for a in AspectRatio], help="aspect ratio (default %(default)s)")
+    parser.add_argument("--resolution", default=Resolution.P720.value, choices=[r.value for r in Resolution], help="output resolution (default %(default)s)")
+    parser.add_argument("--fps", type=int, default=24, help="frames per second (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="same prompt + seed = same video (default %(default)s)")
+    parser.add_argument("--quality", default=QualityTier.STANDARD.value, choices=[q.value for q in QualityTier])
+    parser.add_argument("--continuity", default=ContinuityMode.AUTO.value, choices=[c.value for c in ContinuityMode],
+                        help="chain: each segment starts from the previous one (sequential); anchor: all in parallel; "
+                             "auto: chain inside a scene, parallel across scenes (default)")
+    parser.add_argument("--provider", default="preview", help="video provider (default: preview, the offline renderer)")
+    parser.add_argument("--budget", type=float, default=None, help="hard limit in USD for paid providers")
+    parser.add_argument("--image", dest="images", action="append", default=[], type=Path, help="reference image (repeatable)")
+    parser.add_argument("--storyboard", type=Path, default=None, help="a storyboard file (JSON or YAML) to use instead of planning")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="longvid", description="Turn a prompt into a finished long video.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    plan = sub.add_parser("plan", help="print the storyboard and segments for a prompt, without rendering")
+    _spec_arguments(plan)
+
+    render = sub.add_parser("render", help="plan, generate (as Ray tasks) and merge a video")
+    _spec_arguments(render)
+    render.add_argument("-o", "--output", type=Path, default=None, help="where to write the MP4 (default: the run folder's final.mp4)")
+    render.add_argument("--runs-dir", type=Path, default=Path(os.environ.get("LONGVID_RUNS_DIR", "runs")), help="run folders live here (default %(default)s)")
+    render.add_argument("--run-id", default=None, help="name the run folder (default: time + hash)")
+    render.add_argument("--ray-address", default=None, help="Ray cluster to use (default: RAY_ADDRESS, else start Ray in-process)")
+    render.add_argument("--num-cpus", type=int, default=None, help="CPUs for an in-process Ray (default: all)")
+
+    sub.add_parser("providers", help="list video providers and what they can do")
+    return parser
+
+
+def _spec_from(args: argparse.Namespace) -> RenderSpec:
+    try:
+        return RenderSpec(
+            prompt=args.prompt,
+            duration_s=args.duration,
+            aspect_ratio=args.aspect,
+            resolution=args.resolution,
+            fps=args.fps,
+            seed=args.seed,
+            quality=args.quality,
+            continuity=args.continuity,
+            provider=args.provider,
+            budget_usd=args.budget,
+            reference_images=args.images,
+            storyboard_file=args.storyboard,
+        )
+    except ValidationError as exc:
+        raise InputError(describe_validation_error(exc)) from None
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .runtime.pipeline import RenderPipeline
+    from .runtime.store import LocalRunStore
+
+    spec = _spec_from(args)
+    storyboard, jobs = RenderPipeline(LocalRunStore()).plan(spec)
+    if args.json:
+        print(json.dumps({"storyboard": storyboard.model_dump(mode="json"),
+                          "segments": [j.model_dump(mode="json", exclude={"scene"}) for j in jobs]}, ensure_ascii=False, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    seconds: dict[int, float] = {}
+    for job in jobs:
+        seconds[job.scene_index] = seconds.get(job.scene_index, 0.0) + job.duration_s
+    table = Table(title=f"{storyboard.title} — {spec.duration_s:g} s, {len(storyboard.scenes)} scenes, {len(jobs)} segments ({storyboard.planner} planner)")
+    for column in ("#", "seconds", "segments", "camera", "lighting", "palette", "then", "description"):
+        table.add_column(column, overflow="fold")
+    for i, scene in enumerate(storyboard.scenes):
+        table.add_row(
+            str(i + 1),
+            f"{seconds.get(i, 0):.1f}",
+            str(sum(1 for j in jobs if j.scene_index == i)),
+            scene.camera_movement.value,
+            scene.lighting.value,
+            " ".join(f"[{c}]■[/]" for c in scene.color_palette),
+            scene.transition.value if i + 1 < len(storyboard.scenes) else "end",
+            scene.description,
+        )
+    Console().print(table)
+    return 0
+
+
+class _CliProgress:
+    """Live per-segment table on a terminal; one line per event otherwise."""
+
+    def __init__(self, console, live: bool):
+        self.console, self.live_mode = console, live
+        self.jobs = []
+        self.states: dict[int, tuple[SegmentState, str, float]] = {}
+        self.started = time.perf_counter()
+        self.live = None
+        self.stage = "generating"
+
+    def planned(self, storyboard, jobs, run):
+        self.jobs = jobs
+        self.states = {j.index: (SegmentState.PENDING, "", 0.0) for j in jobs}
+        self.console.print(f"run {run.run_id}: {len(storyboard.scenes)} scenes, {len(jobs)} segments -> {run.path}")
+        if self.live_mode:
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
+            self.live.start()
+
+    def _table(self):
+        from rich.table import Table
+
+        done = sum(1 for s, _, _ in self.states.values() if s is SegmentState.ACCEPTED)
+        table = Table(title=f"{self.stage}: {done}/{len(self.jobs)} segments, {time.perf_counter() - self.started:.0f} s")
+        for column in ("seg", "scene", "seconds", "state", "detail"):
+            table.add_column(column)
+        colours = {SegmentState.ACCEPTED: "green", SegmentState.FAILED: "red", SegmentState.SUBMITTED: "yellow"}
+        for job in self.jobs:
+            state, detail, _ = self.states[job.index]
+            colour = colours.get(state, "white")
+            table.add_row(str(job.index), str(job.scene_index + 1), f"{job.duration_s:.2f}", f"[{colour}]{state.value}[/]", detail)
+        return table
+
+    def segment(self, index, state, detail=""):
+        self.states[index] = (state, detail, time.perf_counter())
+        if self.live is not None:
+            self.live.update(self._table())
+        else:
+            done = sum(1 for s, _, _ in self.states.values() if s is SegmentState.ACCEPTED)
+            self.console.print(f"segment {index}: {state.value} {detail} ({done}/{len(self.jobs)} done)".rstrip())
+
+    def merging(self):
+        self.stage = "merging"
+        if self.live is not None:
+            self.live.update(self._table())
+        else:
+            self.console.print("merging segments")
+
+    def close(self):
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    spec = _spec_from(args)
+    if args.output is not None and args.output.suffix.lower() != ".mp4":
+        raise InputError(f"output {args.output} must end in .mp4")
+    from .runtime import LocalRunStore, RaySegmentRunner, RenderPipeline, ensure_ray
+
+    console = _console()
+    progress = _CliProgress(console, live=console.is_terminal and not args.json)
+    planned = RenderPipeline(LocalRunStore(args.runs_dir)).plan(spec)  # refuse bad input before Ray starts
+    ensure_ray(args.ray_address, args.num_cpus)
+    pipeline = RenderPipeline(LocalRunStore(args.runs_dir), RaySegmentRunner(), progress=progress)
+    try:
+        result = pipeline.render(spec, output=args.output, run_id=args.run_id, planned=planned)
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        console.print(
+            f"[bold green]done[/] {result.output}: {result.duration_s:.2f} s, {result.width}x{result.height} @ {result.fps} fps, "
+            f"{result.segments} segments in {result.scenes} scenes, cost ${result.cost_usd:.2f}, wall {result.wall_s:.1f} s "
+            f"(merge {result.merge.seconds:.2f} s, {result.merge.copied_frames} frames copied, {result.merge.encoded_frames} re-encoded)"
+        )
+        for warning in result.warnings:
+            console.print(f"[yellow]warning[/] {warning}")
+    return 0
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    from .providers import available_providers, provider_capabilities
+
+    for name in available_providers():
+        caps = provider_capabilities(name)
+        d = caps.durations
+        lengths = ", ".join(f"{s:g}" for s in d.allowed) if d.allowed else f"any {d.min_s:g}-{d.max_s:g}"
+        print(f"{name}\tmodel={caps.model}\tdurations={lengths} s\t${caps.price_per_second_usd:.2f}/s\t{'; '.join(caps.notes)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"plan": cmd_plan, "render": cmd_render, "providers": cmd_providers}
+    try:
+        return handlers[args.command](args)
+    except LongvidError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(exc), "exit_code": exc.exit_code}))
+        print(f"longvid: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("longvid: interrupted; the run folder keeps what was finished", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

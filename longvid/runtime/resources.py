@@ -1,0 +1,152 @@
+"""Resource estimates for segment tasks, and admission against what the cluster has.
+
+Pure functions: no Ray here. The runtime turns a `ResourceRequest` into
+`.options(num_cpus=…, num_gpus=…, memory=…)`.
+
+From the design: memory = 512 MB + 100 MB per second of video; GPU 1 for high quality,
+0.5 otherwise, and 0 for providers that run remotely or on the CPU; CPU = the segment's
+complexity; about 15 s of work per second of video; use at most 80% of the memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ..providers.base import ProviderCapabilities
+from ..spec import QualityTier, SegmentJob
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    base_memory_mb: int = 512
+    memory_per_second_mb: int = 100
+    work_seconds_per_video_second: float = 15.0
+    high_quality_gpus: float = 1.0
+    standard_gpus: float = 0.5
+    memory_fraction: float = 0.8  # of the cluster's memory the driver may ask for at once
+
+
+DEFAULT_ESTIMATOR = EstimatorConfig()
+
+
+@dataclass(frozen=True)
+class ResourceRequest:
+    num_cpus: float
+    num_gpus: float
+    memory_bytes: int
+    expected_work_s: float = 0.0
+
+    def ray_options(self) -> dict[str, float | int]:
+        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "memory": self.memory_bytes}
+
+    def __add__(self, other: ResourceRequest) -> ResourceRequest:
+        return ResourceRequest(
+            self.num_cpus + other.num_cpus,
+            self.num_gpus + other.num_gpus,
+            self.memory_bytes + other.memory_bytes,
+            self.expected_work_s + other.expected_work_s,
+        )
+
+
+NOTHING = ResourceRequest(0.0, 0.0, 0, 0.0)
+
+
+def complexity(job: SegmentJob) -> float:
+    """CPU cores a segment is worth: one, plus a little for crowded scenes."""
+    return 1.0 + 0.5 * max(0, len(job.scene.characters) - 2)
+
+
+def estimate(
+    job: SegmentJob,
+    capabilities: ProviderCapabilities,
+    quality: QualityTier,
+    config: EstimatorConfig = DEFAULT_ESTIMATOR,
+) -> ResourceRequest:
+    seconds = job.generate_duration_s
+    if capabilities.runs_remotely or not capabilities.uses_gpu:
+        gpus = 0.0
+    elif quality in (QualityTier.HIGH, QualityTier.PREMIUM):
+        gpus = config.high_quality_gpus
+    else:
+        gpus = config.standard_gpus
+    memory_mb = config.base_memory_mb + config.memory_per_second_mb * seconds
+    return ResourceRequest(
+        num_cpus=complexity(job),
+        num_gpus=gpus,
+        memory_bytes=int(memory_mb * MB),
+        expected_work_s=config.work_seconds_per_video_second * seconds,
+    )
+
+
+@dataclass(frozen=True)
+class ClusterCapacity:
+    """What the driver may have in flight at once."""
+
+    cpus: float
+    gpus: float
+    memory_bytes: int
+
+    @classmethod
+    def from_ray_resources(cls, resources: Mapping[str, float], config: EstimatorConfig = DEFAULT_ESTIMATOR) -> ClusterCapacity:
+        return cls(
+            cpus=float(resources.get("CPU", 0.0)),
+            gpus=float(resources.get("GPU", 0.0)),
+            memory_bytes=int(resources.get("memory", 0.0) * config.memory_fraction),
+        )
+
+    def fits(self, request: ResourceRequest) -> bool:
+        return (
+            request.num_cpus <= self.cpus + 1e-9
+            and request.num_gpus <= self.gpus + 1e-9
+            and request.memory_bytes <= self.memory_bytes
+        )
+
+
+def fit_to_cluster(request: ResourceRequest, capacity: ClusterCapacity) -> tuple[ResourceRequest, list[str]]:
+    """Shrink a request the cluster could never satisfy (Ray would leave it pending forever)
+    to what the cluster has; say what was shrunk."""
+    notes = []
+    cpus, gpus, memory = request.num_cpus, request.num_gpus, request.memory_bytes
+    if cpus > capacity.cpus:
+        notes.append(f"num_cpus {cpus:g} -> {capacity.cpus:g}")
+        cpus = max(capacity.cpus, 0.0)
+    if gpus > capacity.gpus:
+        notes.append(f"num_gpus {gpus:g} -> {capacity.gpus:g} (the cluster has no more)")
+        gpus = capacity.gpus
+    if memory > capacity.memory_bytes:
+        notes.append(f"memory {memory // MB} MB -> {capacity.memory_bytes // MB} MB")
+        memory = capacity.memory_bytes
+    return ResourceRequest(cpus, gpus, memory, request.expected_work_s), notes
+
+
+def total(requests: Iterable[ResourceRequest]) -> ResourceRequest:
+    out = NOTHING
+    for request in requests:
+        out = out + request
+    return out
+
+
+def admit(
+    queue: Sequence[tuple[int, ResourceRequest]],
+    in_flight: ResourceRequest,
+    capacity: ClusterCapacity,
+) -> list[int]:
+    """Which queued keys to submit now, in queue (priority) order, so that what is in
+    flight never exceeds the capacity. Smaller later jobs may fill gaps a big one leaves;
+    with nothing in flight the head of the queue always goes, so work never stalls."""
+    admitted: list[int] = []
+    used = in_flight
+    for key, request in queue:
+        if capacity.fits(used + request) or (used == NOTHING and not admitted):
+            admitted.append(key)
+            used = used + request
+    return admitted
+
+
+def priority(job: SegmentJob) -> tuple[int, int]:
+    """Scene openers first (they start the chains that gate the rest), then timeline order,
+    so the start of the video is ready first."""
+    return (job.segment_in_scene, job.index)

@@ -1,0 +1,148 @@
+"""Where a segment is generated: one function, run as a Ray task (or inline, for tests).
+
+The function is provider-agnostic: it speaks the provider protocol (submit, poll, fetch)
+and returns the MP4 bytes plus the seam frame that a chained segment starts from.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..spec import SegmentJob
+from .resources import ClusterCapacity, ResourceRequest
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    index: int
+    provider: str
+    model: str
+    task_id: str
+    mp4: bytes
+    seam_png: bytes | None
+    seconds: float
+    cost_usd: float
+
+
+def seam_frame_png(mp4: bytes, frame_index: int) -> bytes:
+    """The frame at `frame_index` (or the last one), as PNG: where the next segment starts."""
+    import av
+
+    chosen = None
+    with av.open(io.BytesIO(mp4)) as container:
+        for k, frame in enumerate(container.decode(video=0)):
+            chosen = frame
+            if k >= frame_index:
+                break
+    if chosen is None:
+        raise ValueError("segment has no frames")
+    out = io.BytesIO()
+    chosen.to_image().save(out, format="PNG")
+    return out.getvalue()
+
+
+def run_segment(provider_name: str, job: SegmentJob, conditioning_png: bytes | None, want_seam: bool) -> SegmentResult:
+    from ..providers import create_provider, generate
+
+    started = time.perf_counter()
+    provider = create_provider(provider_name)
+    task_id, mp4 = generate(provider, job, conditioning_png)
+    seam = seam_frame_png(mp4, job.frames) if want_seam else None
+    return SegmentResult(
+        index=job.index,
+        provider=provider.capabilities.name,
+        model=provider.capabilities.model,
+        task_id=task_id,
+        mp4=mp4,
+        seam_png=seam,
+        seconds=time.perf_counter() - started,
+        cost_usd=provider.price(job.generate_duration_s),
+    )
+
+
+class SegmentRunner(Protocol):
+    """Runs segment generation somewhere: Ray tasks in production, inline in unit tests."""
+
+    def capacity(self) -> ClusterCapacity: ...
+
+    def submit(self, provider: str, job: SegmentJob, request: ResourceRequest, conditioning_png: bytes | None, want_seam: bool, retries: int) -> Any: ...
+
+    def wait(self, handles: Sequence[Any]) -> list[Any]: ...
+
+    def result(self, handle: Any) -> SegmentResult: ...
+
+
+class InlineSegmentRunner:
+    """Runs each segment in the calling process at submit time. For tests and debugging."""
+
+    def __init__(self, capacity: ClusterCapacity | None = None):
+        self._capacity = capacity or ClusterCapacity(cpus=2, gpus=0, memory_bytes=8 * 1024**3)
+        self.submitted: list[tuple[int, ResourceRequest]] = []
+
+    def capacity(self) -> ClusterCapacity:
+        return self._capacity
+
+    def submit(self, provider, job, request, conditioning_png, want_seam, retries):
+        self.submitted.append((job.index, request))
+        try:
+            return ("ok", run_segment(provider, job, conditioning_png, want_seam))
+        except Exception as exc:  # surfaced by result(), as Ray would
+            return ("error", exc)
+
+    def wait(self, handles):
+        return list(handles)
+
+    def result(self, handle):
+        kind, value = handle
+        if kind == "error":
+            raise value
+        return value
+
+
+class RaySegmentRunner:
+    """Each segment is a Ray task with the estimator's resource request."""
+
+    def __init__(self) -> None:
+        import ray
+
+        self._ray = ray
+        self._remote = ray.remote(run_segment)
+
+    def capacity(self) -> ClusterCapacity:
+        return ClusterCapacity.from_ray_resources(self._ray.cluster_resources())
+
+    def submit(self, provider, job, request, conditioning_png, want_seam, retries):
+        options = request.ray_options()
+        return self._remote.options(**options, max_retries=retries, name=f"segment-{job.index}").remote(
+            provider, job, conditioning_png, want_seam
+        )
+
+    def wait(self, handles):
+        done, _ = self._ray.wait(list(handles), num_returns=1, timeout=1.0)
+        return done
+
+    def result(self, handle):
+        try:
+            return self._ray.get(handle)
+        except self._ray.exceptions.RayTaskError as exc:
+            raise exc.as_instanceof_cause() from None
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to RAY_ADDRESS / `address` when given, else start Ray in-process."""
+    import logging
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
+    if address is None and num_cpus is not None:
+        kwargs["num_cpus"] = num_cpus
+    ray.init(address=address, **kwargs)

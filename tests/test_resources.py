@@ -1,0 +1,94 @@
+import pytest
+
+from longvid.planning import OfflinePlanner, segment_storyboard
+from longvid.providers.base import ProviderCapabilities
+from longvid.providers.preview import PREVIEW_CAPABILITIES
+from longvid.runtime.resources import (
+    MB,
+    NOTHING,
+    ClusterCapacity,
+    ResourceRequest,
+    admit,
+    estimate,
+    fit_to_cluster,
+    priority,
+)
+from longvid.spec import QualityTier, RenderSpec
+
+GPU_LOCAL = ProviderCapabilities(name="local-model", model="m", durations=PREVIEW_CAPABILITIES.durations, uses_gpu=True)
+REMOTE = ProviderCapabilities(name="remote", model="m", durations=PREVIEW_CAPABILITIES.durations, runs_remotely=True, uses_gpu=True)
+
+
+@pytest.fixture
+def job():
+    spec = RenderSpec(prompt="a red fox", duration_s=45, resolution="360p")
+    return segment_storyboard(OfflinePlanner().plan(spec, 6), spec, PREVIEW_CAPABILITIES.durations)[0]
+
+
+def test_memory_and_work_follow_the_design(job):
+    request = estimate(job, PREVIEW_CAPABILITIES, QualityTier.STANDARD)
+    seconds = job.generate_duration_s
+    assert request.memory_bytes == int((512 + 100 * seconds) * MB)
+    assert request.expected_work_s == pytest.approx(15 * seconds)
+    assert request.num_cpus == 1.0
+
+
+@pytest.mark.parametrize(
+    "caps, quality, gpus",
+    [
+        (GPU_LOCAL, QualityTier.HIGH, 1.0),
+        (GPU_LOCAL, QualityTier.PREMIUM, 1.0),
+        (GPU_LOCAL, QualityTier.STANDARD, 0.5),
+        (GPU_LOCAL, QualityTier.DRAFT, 0.5),
+        (REMOTE, QualityTier.HIGH, 0.0),
+        (PREVIEW_CAPABILITIES, QualityTier.HIGH, 0.0),
+    ],
+)
+def test_gpu_request(job, caps, quality, gpus):
+    assert estimate(job, caps, quality).num_gpus == gpus
+
+
+def test_request_becomes_ray_options(job):
+    options = estimate(job, GPU_LOCAL, QualityTier.HIGH).ray_options()
+    assert set(options) == {"num_cpus", "num_gpus", "memory"}
+    assert options["num_gpus"] == 1.0 and isinstance(options["memory"], int)
+
+
+def test_capacity_uses_80_percent_of_memory():
+    capacity = ClusterCapacity.from_ray_resources({"CPU": 2.0, "memory": 10_000.0})
+    assert capacity == ClusterCapacity(cpus=2.0, gpus=0.0, memory_bytes=8_000)
+
+
+def test_oversized_request_is_shrunk_to_the_cluster():
+    capacity = ClusterCapacity(cpus=2, gpus=0, memory_bytes=1000 * MB)
+    fitted, notes = fit_to_cluster(ResourceRequest(4, 1, 2000 * MB), capacity)
+    assert fitted == ResourceRequest(2, 0, 1000 * MB)
+    assert len(notes) == 3
+
+
+def test_admission_never_exceeds_capacity():
+    capacity = ClusterCapacity(cpus=2, gpus=1, memory_bytes=3000 * MB)
+    one = ResourceRequest(1, 0.5, 1000 * MB)
+    queue = [(i, one) for i in range(5)]
+    assert admit(queue, NOTHING, capacity) == [0, 1]
+    assert admit(queue, one, capacity) == [0]
+    assert admit(queue, one + one, capacity) == []
+
+
+def test_admission_backfills_smaller_jobs():
+    capacity = ClusterCapacity(cpus=4, gpus=0, memory_bytes=2000 * MB)
+    queue = [(0, ResourceRequest(1, 0, 1500 * MB)), (1, ResourceRequest(1, 0, 1000 * MB)), (2, ResourceRequest(1, 0, 400 * MB))]
+    assert admit(queue, NOTHING, capacity) == [0, 2]
+
+
+def test_admission_always_starts_something_when_idle():
+    capacity = ClusterCapacity(cpus=1, gpus=0, memory_bytes=100 * MB)
+    assert admit([(7, ResourceRequest(1, 0, 500 * MB))], NOTHING, capacity) == [7]
+
+
+def test_priority_puts_scene_openers_first():
+    spec = RenderSpec(prompt="a fox", duration_s=120, resolution="360p")
+    jobs = segment_storyboard(OfflinePlanner().plan(spec, 15), spec, PREVIEW_CAPABILITIES.durations)
+    ordered = sorted(jobs, key=priority)
+    openers = [j for j in jobs if j.segment_in_scene == 0]
+    assert ordered[: len(openers)] == openers

@@ -109,7 +109,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         seconds[job.scene_index] = seconds.get(job.scene_index, 0.0) + job.duration_s
     table = Table(title=f"{storyboard.title} — {spec.duration_s:g} s, {len(storyboard.scenes)} scenes, {len(jobs)} segments ({storyboard.planner} planner)")
     for column in ("#", "seconds", "segments", "camera", "lighting", "palette", "then", "description"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column != "description")
     for i, scene in enumerate(storyboard.scenes):
         table.add_row(
             str(i + 1),

@@ -46,6 +46,7 @@ class SegmentRecord(BaseModel):
     attempts: int = 0
     clip: Clip | None = None
     cost_usd: float = 0.0
+    resources: dict[str, float] | None = None
     error: str | None = None
     updated_at: str = Field(default_factory=_now)
 

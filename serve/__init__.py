@@ -1,0 +1,1 @@
+"""The Ray Serve app: longvid over HTTP."""

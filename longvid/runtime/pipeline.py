@@ -182,7 +182,10 @@ class RenderPipeline:
             seconds_spent=round(result.seconds, 3),
             sha256=hashlib.sha256(result.mp4).hexdigest(),
         )
-        manifest = transition(manifest, job.index, SegmentState.GENERATED, task_id=result.task_id, clip=clip, cost_usd=result.cost_usd)
+        manifest = transition(
+            manifest, job.index, SegmentState.GENERATED,
+            task_id=result.task_id, clip=clip, cost_usd=result.cost_usd, resources=result.resources,
+        )
         run.write_model(RunFolder.MANIFEST, manifest)
         # No consistency judge is configured in this pipeline yet: generated is accepted.
         manifest = transition(manifest, job.index, SegmentState.ACCEPTED)

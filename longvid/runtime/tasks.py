@@ -26,6 +26,7 @@ class SegmentResult:
     seam_png: bytes | None
     seconds: float
     cost_usd: float
+    resources: dict[str, float] | None = None  # what Ray actually granted the task
 
 
 def seam_frame_png(mp4: bytes, frame_index: int) -> bytes:
@@ -53,6 +54,7 @@ def run_segment(provider_name: str, job: SegmentJob, conditioning_png: bytes | N
     task_id, mp4 = generate(provider, job, conditioning_png)
     seam = seam_frame_png(mp4, job.frames) if want_seam else None
     return SegmentResult(
+        resources=_assigned_resources(),
         index=job.index,
         provider=provider.capabilities.name,
         model=provider.capabilities.model,
@@ -62,6 +64,17 @@ def run_segment(provider_name: str, job: SegmentJob, conditioning_png: bytes | N
         seconds=time.perf_counter() - started,
         cost_usd=provider.price(job.generate_duration_s),
     )
+
+
+def _assigned_resources() -> dict[str, float] | None:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return {k: float(v) for k, v in ray.get_runtime_context().get_assigned_resources().items()}
+    except Exception:  # outside a Ray worker there is nothing to report
+        pass
+    return None
 
 
 class SegmentRunner(Protocol):

@@ -117,6 +117,24 @@ class SceneWorld:
         ]
         self.rows = (np.arange(height, dtype=np.float32) / height)[:, None]  # (H, 1), 0 top .. 1 bottom
         self.cols = ((np.arange(width, dtype=np.float32) - width / 2) / height)[None, :]  # world units
+        self.lut = self._colour_table()
+
+    # Frames are drawn as a map of colour codes (layer x shade) and looked up in one graded
+    # table: a few (H, W) integer passes instead of many float RGB ones.
+    SHADES = 128
+    SKY, FAR, NEAR = 0, 1, 2
+
+    def _colour_table(self) -> np.ndarray:
+        ramp = np.linspace(0, 1, self.SHADES, dtype=np.float32)[:, None]
+        sky = self.sky_top * (1 - ramp) + self.sky_horizon * ramp
+        far = self.far_colour * (1 - 0.35 * ramp)
+        near = self.near_colour * (1 - 0.35 * ramp)
+        subjects = [colour * (0.8 + 0.2 * (1 - 2 * ramp)) for colour, _, _ in self.subjects]
+        eye = np.full((1, 3), 0.05, np.float32)
+        return self._grade(np.concatenate([sky, far, near, *subjects, eye]))
+
+    def _code(self, layer: int, shade: np.ndarray) -> np.ndarray:
+        return (layer * self.SHADES + np.clip(shade * (self.SHADES - 1), 0, self.SHADES - 1)).astype(np.int16)
 
     def camera(self, t: float) -> tuple[float, float, float]:
         """(x offset, y offset, zoom) at scene time t."""
@@ -148,31 +166,27 @@ class SceneWorld:
         h, w = self.height, self.width
         cam_x, cam_y, zoom = self.camera(t)
         rows = self.rows + cam_y
-        # Sky: vertical gradient from top colour to horizon colour.
-        mix = np.clip(rows / 0.6, 0, 1)[..., None]  # (H, 1, 1)
-        sky = (self.sky_top * (1 - mix) + self.sky_horizon * mix).astype(np.float32)
-        image = np.broadcast_to(sky, (h, w, 3)).copy()
-        self._draw_sun(image, cam_x, rows)
-        self._draw_particles(image, t, cam_x, zoom)
+        codes = np.broadcast_to(self._code(self.SKY, rows / 0.6), (h, w))
         for layer, (base, freqs, phases, amps) in enumerate(self.hills):
             parallax = 0.35 if layer == 0 else 1.0
             layer_zoom = 1 + (zoom - 1) * parallax
             world_x = self.cols / layer_zoom + cam_x * parallax
             ridge = base - (amps[:, None] * np.sin(freqs[:, None] * world_x + phases[:, None])).sum(0, keepdims=True)
             ridge = 0.5 + (ridge - 0.5) * layer_zoom  # zoom about the frame centre
-            below = rows > ridge  # (H, W)
-            colour = self.far_colour if layer == 0 else self.near_colour
-            depth = np.clip((rows - ridge) * 1.5, 0, 1)[..., None]
-            shaded = colour * (1.0 - 0.35 * depth)
-            image = np.where(below[..., None], shaded, image)
+            depth = rows - ridge  # (H, W); positive below the ridge line
+            codes = np.where(depth > 0, self._code(self.FAR if layer == 0 else self.NEAR, depth * 1.5), codes)
             if layer == 0:
-                self._draw_subjects(image, t, cam_x, zoom, ridge_row=base)
-        return self._grade(image)
+                codes = codes.copy()
+                self._draw_subjects(codes, t, zoom)
+        image = self.lut[codes]
+        self._draw_sun(image, codes, cam_x, rows)
+        self._draw_particles(image, t, cam_x)
+        return image
 
-    def _draw_sun(self, image: np.ndarray, cam_x: float, rows: np.ndarray) -> None:
+    def _draw_sun(self, image: np.ndarray, codes: np.ndarray, cam_x: float, rows: np.ndarray) -> None:
         h, w = self.height, self.width
         cx = w / 2 + (self.sun_x - cam_x * 0.1) * h
-        cy = (0.55 - 0.45 * self.light.sun_height) * h - (rows[0, 0] - 0) * h
+        cy = (0.55 - 0.45 * self.light.sun_height) * h - rows[0, 0] * h
         radius = 0.07 * h
         y0, y1 = int(max(0, cy - 3 * radius)), int(min(h, cy + 3 * radius))
         x0, x1 = int(max(0, cx - 3 * radius)), int(min(w, cx + 3 * radius))
@@ -180,12 +194,13 @@ class SceneWorld:
             return
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         dist = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2) / radius
-        glow = np.clip(1.2 - dist / 2.5, 0, 1) ** 2 * 0.5 + (dist < 1)
-        glow = np.clip(glow, 0, 1)[..., None]
-        patch = image[y0:y1, x0:x1]
-        image[y0:y1, x0:x1] = patch * (1 - glow) + np.asarray(self.light.sun_colour, np.float32) * glow
+        glow = np.clip(np.clip(1.2 - dist / 2.5, 0, 1) ** 2 * 0.5 + (dist < 1), 0, 1)
+        glow *= codes[y0:y1, x0:x1] < self.SHADES  # behind the hills
+        sun = self._grade(np.asarray(self.light.sun_colour, np.float32)[None, :]).astype(np.float32)
+        patch = image[y0:y1, x0:x1].astype(np.float32)
+        image[y0:y1, x0:x1] = (patch + (sun - patch) * glow[..., None] + 0.5).astype(np.uint8)
 
-    def _draw_particles(self, image: np.ndarray, t: float, cam_x: float, zoom: float) -> None:
+    def _draw_particles(self, image: np.ndarray, t: float, cam_x: float) -> None:
         h, w = self.height, self.width
         px = (self.particles[:, 0] - cam_x * 0.2 / max(w / h, 1)) % 1.0
         py = self.particles[:, 1]
@@ -194,14 +209,16 @@ class SceneWorld:
             px = (px + 0.01 * np.sin(t + self.particles[:, 1] * 9)) % 1.0
         xs = np.clip((px * w).astype(np.int32), 0, w - 2)
         ys = np.clip((py * h).astype(np.int32), 0, h - 2)
-        value = np.float32(0.95 if self.falling or self.light.stars else 0.85)
+        value = 0.95 if self.falling or self.light.stars else 0.85
         for dy in (0, 1):
             for dx in (0, 1):
-                image[ys + dy, xs + dx] = image[ys + dy, xs + dx] * 0.3 + value * 0.7
+                spot = image[ys + dy, xs + dx].astype(np.float32)
+                image[ys + dy, xs + dx] = (spot * 0.3 + value * 255 * 0.7).astype(np.uint8)
 
-    def _draw_subjects(self, image: np.ndarray, t: float, cam_x: float, zoom: float, ridge_row: float) -> None:
+    def _draw_subjects(self, codes: np.ndarray, t: float, zoom: float) -> None:
         h, w = self.height, self.width
-        for k, (colour, phase, speed) in enumerate(self.subjects):
+        eye_code = (3 + len(self.subjects)) * self.SHADES
+        for k, (_, phase, speed) in enumerate(self.subjects):
             # The subject wanders around the frame centre while the camera follows it.
             sx = w / 2 + (0.28 * math.sin(0.22 * speed * t + phase) + 0.18 * (k - (len(self.subjects) - 1) / 2)) * h
             sy = (0.62 + 0.02 * k) * h + 0.01 * h * math.sin(5.0 * speed * t)  # a walking bob
@@ -220,20 +237,20 @@ class SceneWorld:
             legs = (np.abs(yy - (sy + 0.85 * size)) < 0.4 * size) & (
                 (np.abs(xx - (sx - 0.6 * size + swing)) < 0.12 * size) | (np.abs(xx - (sx + 0.6 * size - swing)) < 0.12 * size)
             )
-            mask = (body | head | tail | legs)[..., None]
-            shade = (0.8 + 0.2 * np.clip((sy - yy) / size, -1, 1))[..., None]
-            patch = image[y0:y1, x0:x1]
-            image[y0:y1, x0:x1] = np.where(mask, colour * shade, patch)
+            shade = np.clip((yy - sy) / size, -1, 1) * 0.5 + 0.5  # lit from above
+            patch = codes[y0:y1, x0:x1]
+            patch[:] = np.where(body | head | tail | legs, self._code(3 + k, shade), patch)
             eye = ((xx - (hx + facing * 0.2 * size)) ** 2 + (yy - (hy - 0.08 * size)) ** 2) <= (0.08 * size) ** 2
-            image[y0:y1, x0:x1][eye] = 0.05
+            patch[eye] = eye_code
 
-    def _grade(self, image: np.ndarray) -> np.ndarray:
+    def _grade(self, colours: np.ndarray) -> np.ndarray:
+        """Lighting applied to RGB colours in 0..1 -> uint8."""
         light = self.light
         if light.saturation != 1.0:
-            grey = image.mean(axis=2, keepdims=True)
-            image = grey + (image - grey) * light.saturation
-        image = image * light.brightness + np.asarray(light.tint, np.float32)
-        return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+            grey = colours.mean(axis=-1, keepdims=True)
+            colours = grey + (colours - grey) * light.saturation
+        colours = colours * light.brightness + np.asarray(light.tint, np.float32)
+        return (np.clip(colours, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def _conditioning_image(png: bytes, width: int, height: int) -> np.ndarray:

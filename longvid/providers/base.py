@@ -48,6 +48,9 @@ class ProviderCapabilities:
     runs_remotely: bool = False  # remote providers need no local GPU
     uses_gpu: bool = False
     price_per_second_usd: float = 0.0
+    # True when submitting the same job again is free and yields the same task (a local
+    # deterministic renderer); resume may then re-submit instead of polling.
+    idempotent_submit: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -70,26 +73,36 @@ class GenerationFailed(RuntimeError):
         self.failure_code = failure_code
 
 
-def generate(
+def wait_for_output(
     provider: VideoProvider,
-    job: SegmentJob,
-    conditioning_png: bytes | None = None,
+    task_id: str,
     poll_interval_s: float = 5.0,
     timeout_s: float = 1800.0,
     on_status: Callable[[str, TaskStatus], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> tuple[str, bytes]:
-    """Submit one segment and wait for its bytes. Returns (task id, mp4 bytes)."""
-    task_id = provider.submit(job, conditioning_png)
+) -> bytes:
+    """Poll a submitted task until it ends; its MP4 bytes, or GenerationFailed.
+    THROTTLED and RUNNING are waiting, not failure."""
     deadline = time.monotonic() + timeout_s
     while True:
         status = provider.poll(task_id)
         if on_status is not None:
             on_status(task_id, status)
         if status.state is TaskState.SUCCEEDED:
-            return task_id, provider.fetch(task_id)
+            return provider.fetch(task_id)
         if status.state.terminal:
             raise GenerationFailed(status.error or f"task ended {status.state.value}", status.failure_code)
         if time.monotonic() > deadline:
             raise GenerationFailed(f"task still {status.state.value} after {timeout_s:g} s", "TIMEOUT")
         sleep(poll_interval_s)
+
+
+def generate(
+    provider: VideoProvider,
+    job: SegmentJob,
+    conditioning_png: bytes | None = None,
+    **wait_options,
+) -> tuple[str, bytes]:
+    """Submit one segment and wait for its bytes. Returns (task id, mp4 bytes)."""
+    task_id = provider.submit(job, conditioning_png)
+    return task_id, wait_for_output(provider, task_id, **wait_options)

@@ -34,6 +34,7 @@ PREVIEW_CAPABILITIES = ProviderCapabilities(
     runs_remotely=False,
     uses_gpu=False,
     price_per_second_usd=0.0,
+    idempotent_submit=True,
     notes=("offline procedural renderer; embedded default and test double",),
 )
 

@@ -56,13 +56,38 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="plan, generate (as Ray tasks) and merge a video")
     _spec_arguments(render)
     render.add_argument("-o", "--output", type=Path, default=None, help="where to write the MP4 (default: the run folder's final.mp4)")
-    render.add_argument("--runs-dir", type=Path, default=Path(os.environ.get("LONGVID_RUNS_DIR", "runs")), help="run folders live here (default %(default)s)")
-    render.add_argument("--run-id", default=None, help="name the run folder (default: time + hash)")
-    render.add_argument("--ray-address", default=None, help="Ray cluster to use (default: RAY_ADDRESS, else start Ray in-process)")
-    render.add_argument("--num-cpus", type=int, default=None, help="CPUs for an in-process Ray (default: all)")
+    _store_argument(render)
+    render.add_argument("--run-id", default=None, help="name the run folder (default: time + hash); an existing run with the same request is resumed")
+    _ray_arguments(render)
+
+    resume = sub.add_parser("resume", help="continue an interrupted render: keep finished segments, poll submitted ones, redo the rest")
+    resume.add_argument("run_id")
+    resume.add_argument("-o", "--output", type=Path, default=None, help="where to write the MP4 (default: where the run was going to write it)")
+    _store_argument(resume)
+    _ray_arguments(resume)
+    resume.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+    status = sub.add_parser("status", help="show a run's segments, cost so far and what resume would do")
+    status.add_argument("run_id")
+    _store_argument(status)
+    status.add_argument("--json", action="store_true")
+
+    runs = sub.add_parser("runs", help="list the runs in a store")
+    _store_argument(runs)
+    runs.add_argument("--json", action="store_true")
 
     sub.add_parser("providers", help="list video providers and what they can do")
     return parser
+
+
+def _store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", "--runs-dir", dest="store", default=os.environ.get("LONGVID_STORE", "runs"),
+                        help="where run folders live: a local folder or s3://bucket/prefix (default: $LONGVID_STORE or ./runs)")
+
+
+def _ray_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray-address", default=None, help="Ray cluster to use (default: RAY_ADDRESS, else start Ray in-process)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for an in-process Ray (default: all)")
 
 
 def _spec_from(args: argparse.Namespace) -> RenderSpec:
@@ -93,10 +118,9 @@ def _console():
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from .runtime.pipeline import RenderPipeline
-    from .runtime.store import LocalRunStore
 
     spec = _spec_from(args)
-    storyboard, jobs = RenderPipeline(LocalRunStore()).plan(spec)
+    storyboard, jobs = RenderPipeline().plan(spec)
     if args.json:
         print(json.dumps({"storyboard": storyboard.model_dump(mode="json"),
                           "segments": [j.model_dump(mode="json", exclude={"scene"}) for j in jobs]}, ensure_ascii=False, indent=2))
@@ -139,7 +163,7 @@ class _CliProgress:
     def planned(self, storyboard, jobs, run):
         self.jobs = jobs
         self.states = {j.index: (SegmentState.PENDING, "", 0.0) for j in jobs}
-        self.console.print(f"run {run.run_id}: {len(storyboard.scenes)} scenes, {len(jobs)} segments -> {run.path}")
+        self.console.print(f"run {run.run_id}: {len(storyboard.scenes)} scenes, {len(jobs)} segments -> {run.location()}")
         if self.live_mode:
             from rich.live import Live
 
@@ -181,19 +205,35 @@ class _CliProgress:
             self.live = None
 
 
-def cmd_render(args: argparse.Namespace) -> int:
-    spec = _spec_from(args)
-    if args.output is not None and args.output.suffix.lower() != ".mp4":
-        raise InputError(f"output {args.output} must end in .mp4")
-    from .runtime import LocalRunStore, RaySegmentRunner, RenderPipeline, ensure_ray
+def _graceful_stop(stop) -> None:
+    """First Ctrl-C / SIGTERM: stop submitting, cancel what runs, leave a resumable run.
+    A second one interrupts at once."""
+    import signal
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("longvid: stopping after recording state (press Ctrl-C again to abort now)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _run_pipeline(args: argparse.Namespace, work) -> int:
+    """Start Ray, run `work(pipeline)` with live progress and graceful stop, print the summary."""
+    import threading
+
+    from .runtime import RaySegmentRunner, RenderPipeline, ensure_ray, open_store
 
     console = _console()
     progress = _CliProgress(console, live=console.is_terminal and not args.json)
-    planned = RenderPipeline(LocalRunStore(args.runs_dir)).plan(spec)  # refuse bad input before Ray starts
     ensure_ray(args.ray_address, args.num_cpus)
-    pipeline = RenderPipeline(LocalRunStore(args.runs_dir), RaySegmentRunner(), progress=progress)
+    stop = threading.Event()
+    _graceful_stop(stop)
+    pipeline = RenderPipeline(open_store(args.store), RaySegmentRunner(), progress=progress, stop=stop)
     try:
-        result = pipeline.render(spec, output=args.output, run_id=args.run_id, planned=planned)
+        result = work(pipeline)
     finally:
         progress.close()
     if args.json:
@@ -201,11 +241,89 @@ def cmd_render(args: argparse.Namespace) -> int:
     else:
         console.print(
             f"[bold green]done[/] {result.output}: {result.duration_s:.2f} s, {result.width}x{result.height} @ {result.fps} fps, "
-            f"{result.segments} segments in {result.scenes} scenes, cost ${result.cost_usd:.2f}, wall {result.wall_s:.1f} s "
+            f"{result.segments} segments in {result.scenes} scenes ({result.generated_segments} generated, {result.reused_segments} reused), "
+            f"cost ${result.cost_usd:.2f}, wall {result.wall_s:.1f} s "
             f"(merge {result.merge.seconds:.2f} s, {result.merge.copied_frames} frames copied, {result.merge.encoded_frames} re-encoded)"
         )
         for warning in result.warnings:
             console.print(f"[yellow]warning[/] {warning}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .runtime import RenderPipeline, open_store
+
+    spec = _spec_from(args)
+    if args.output is not None and args.output.suffix.lower() != ".mp4":
+        raise InputError(f"output {args.output} must end in .mp4")
+    planned = RenderPipeline(open_store(args.store)).plan(spec)  # refuse bad input before Ray starts
+    return _run_pipeline(args, lambda p: p.render(spec, output=args.output, run_id=args.run_id, planned=planned))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .runtime import open_store
+
+    open_store(args.store).open(args.run_id)  # a missing run is an input error, before Ray starts
+    return _run_pipeline(args, lambda p: p.resume(args.run_id, output=args.output))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+    from .providers import provider_capabilities
+    from .runtime import open_store
+    from .runtime.resume import resume_plan
+    from .runtime.store import MANIFEST, sha256_file
+
+    run = open_store(args.store).open(args.run_id)
+    manifest = load_manifest(run.read_bytes(MANIFEST).decode(), run.location(MANIFEST))
+
+    def file_ok(record):
+        try:
+            return run.exists(record.clip.path) and sha256_file(run.local_path(record.clip.path)) == record.clip.sha256
+        except OSError:
+            return False
+
+    actions = resume_plan(manifest, file_ok, provider_capabilities(manifest.spec.provider).idempotent_submit)
+    if args.json:
+        print(json.dumps({
+            "run_id": manifest.run_id, "status": manifest.status, "cost_usd": manifest.cost_usd, "error": manifest.error,
+            "segments": [{"index": r.index, "state": r.state.value, "task_id": r.task_id, "attempts": r.attempts,
+                          "cost_usd": r.cost_usd, "resume": actions[r.index][0].value, "why": actions[r.index][1]}
+                         for r in manifest.segments],
+        }, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"run {manifest.run_id}: {manifest.status}, ${manifest.cost_usd:.2f} so far" + (f" — {manifest.error}" if manifest.error else ""))
+    for column in ("seg", "scene", "state", "attempts", "task", "cost", "on resume"):
+        table.add_column(column, no_wrap=column != "on resume")
+    for r in manifest.segments:
+        action, why = actions[r.index]
+        table.add_row(str(r.index), str(r.scene_index + 1), r.state.value, str(r.attempts), (r.task_id or "")[:24], f"${r.cost_usd:.2f}", f"{action.value}: {why}")
+    Console().print(table)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+    from .runtime import open_store
+    from .runtime.store import MANIFEST
+
+    store = open_store(args.store)
+    rows = []
+    for run_id in store.list_runs():
+        try:
+            manifest = load_manifest(store.open(run_id).read_bytes(MANIFEST).decode())
+            rows.append({"run_id": run_id, "status": manifest.status, "duration_s": manifest.spec.duration_s,
+                         "segments": len(manifest.segments), "cost_usd": manifest.cost_usd, "prompt": manifest.spec.prompt[:60]})
+        except LongvidError as exc:
+            rows.append({"run_id": run_id, "status": "unreadable", "error": str(exc)})
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        for row in rows:
+            print("\t".join(str(row.get(k, "")) for k in ("run_id", "status", "duration_s", "segments", "cost_usd", "prompt", "error")).rstrip())
     return 0
 
 
@@ -223,7 +341,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"plan": cmd_plan, "render": cmd_render, "providers": cmd_providers}
+    handlers = {"plan": cmd_plan, "render": cmd_render, "resume": cmd_resume, "status": cmd_status, "runs": cmd_runs, "providers": cmd_providers}
     try:
         return handlers[args.command](args)
     except LongvidError as exc:
@@ -234,6 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("longvid: interrupted; the run folder keeps what was finished", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an environment failure: one line (LONGVID_DEBUG=1 for the traceback)
+        if os.environ.get("LONGVID_DEBUG"):
+            raise
+        print(f"longvid: error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,19 +9,22 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .spec import Clip, RenderSpec, SegmentState
+from .errors import InputError, describe_validation_error
+from .spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 
 MANIFEST_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({1})
 
 # Which state may follow which. FAILED can be retried (back to PENDING); GENERATED may skip
 # JUDGED when no judge is configured.
 ALLOWED_TRANSITIONS: dict[SegmentState, frozenset[SegmentState]] = {
-    SegmentState.PENDING: frozenset({SegmentState.SUBMITTED, SegmentState.FAILED}),
+    # PENDING -> GENERATED: reused from the segment cache, nothing was submitted.
+    SegmentState.PENDING: frozenset({SegmentState.SUBMITTED, SegmentState.GENERATED, SegmentState.FAILED}),
     SegmentState.SUBMITTED: frozenset({SegmentState.GENERATED, SegmentState.FAILED}),
     SegmentState.GENERATED: frozenset({SegmentState.JUDGED, SegmentState.ACCEPTED, SegmentState.FAILED}),
-    SegmentState.JUDGED: frozenset({SegmentState.ACCEPTED, SegmentState.PENDING, SegmentState.FAILED}),
+    SegmentState.JUDGED: frozenset({SegmentState.ACCEPTED, SegmentState.FAILED}),
     SegmentState.ACCEPTED: frozenset(),
     SegmentState.FAILED: frozenset({SegmentState.PENDING}),
 }
@@ -43,12 +46,29 @@ class SegmentRecord(BaseModel):
     state: SegmentState = SegmentState.PENDING
     provider: str
     task_id: str | None = None
-    attempts: int = 0
+    cache_key: str | None = None  # what the submitted task was asked to make
+    seed: int | None = None
+    attempts: int = 0  # provider tasks created for this segment
+    regenerations: int = 0  # times the judge sent it back
+    cached: bool = False  # reused from the segment cache, nothing generated
     clip: Clip | None = None
     cost_usd: float = 0.0
     resources: dict[str, float] | None = None
+    scores: list[dict] = []  # one entry per judged attempt
     error: str | None = None
+    history: list[str] = []  # why it was reset, retried or regenerated
     updated_at: str = Field(default_factory=_now)
+
+
+class RunPlan(BaseModel):
+    """plan.json: the storyboard and the exact segment jobs, so a resumed render makes the
+    same segments even if planning rules change between versions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = MANIFEST_VERSION
+    storyboard: Storyboard
+    segments: list[SegmentJob]
 
 
 class RunManifest(BaseModel):
@@ -57,7 +77,7 @@ class RunManifest(BaseModel):
     version: int = MANIFEST_VERSION
     run_id: str
     spec: RenderSpec
-    status: Annotated[str, Field(pattern="^(planned|rendering|merging|done|failed)$")] = "planned"
+    status: Annotated[str, Field(pattern="^(planned|rendering|merging|done|failed|cancelled)$")] = "planned"
     segments: list[SegmentRecord] = []
     output: str | None = None
     error: str | None = None
@@ -91,3 +111,42 @@ def transition(manifest: RunManifest, index: int, new_state: SegmentState, **cha
     segments = list(manifest.segments)
     segments[index] = updated
     return manifest.model_copy(update={"segments": segments, "updated_at": _now()})
+
+
+def reset(manifest: RunManifest, index: int, reason: str) -> RunManifest:
+    """Send a segment back to PENDING whatever its state (its file was lost or corrupt, or
+    the judge rejected it), keeping the reason in its history."""
+    record = manifest.segments[index]
+    updated = record.model_copy(
+        update={
+            "state": SegmentState.PENDING,
+            "clip": None,
+            "task_id": None,
+            "cache_key": None,
+            "cached": False,
+            "history": [*record.history, f"{_now()} reset from {record.state.value}: {reason}"],
+            "updated_at": _now(),
+        }
+    )
+    segments = list(manifest.segments)
+    segments[index] = updated
+    return manifest.model_copy(update={"segments": segments, "updated_at": _now()})
+
+
+def load_manifest(text: str, where: str = "manifest.json") -> RunManifest:
+    """Parse a manifest, refusing clearly one that is corrupt or from another version."""
+    import json
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise InputError(f"{where} is corrupt or truncated (not valid JSON); the run cannot be resumed from it") from None
+    version = data.get("version") if isinstance(data, dict) else None
+    if version not in SUPPORTED_VERSIONS:
+        newer = isinstance(version, int) and version > MANIFEST_VERSION
+        hint = "upgrade longvid to resume it" if newer else "it cannot be resumed by this longvid"
+        raise InputError(f"{where} has manifest version {version!r}; this longvid reads {sorted(SUPPORTED_VERSIONS)}: {hint}")
+    try:
+        return RunManifest.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{where} is invalid: {describe_validation_error(exc)}") from None

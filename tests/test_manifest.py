@@ -35,7 +35,7 @@ def test_transitions_return_new_manifests():
     "path",
     [
         [SegmentState.ACCEPTED],
-        [SegmentState.GENERATED],
+        [SegmentState.JUDGED],
         [SegmentState.SUBMITTED, SegmentState.ACCEPTED, SegmentState.PENDING],
     ],
 )

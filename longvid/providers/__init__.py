@@ -9,7 +9,7 @@ from .base import (
     generate,
 )
 from .preview import PreviewProvider
-from .registry import available_providers, create_provider, provider_capabilities
+from .registry import available_providers, create_provider, provider_capabilities, register_provider
 
 __all__ = [
     "GenerationFailed",
@@ -22,4 +22,5 @@ __all__ = [
     "create_provider",
     "generate",
     "provider_capabilities",
+    "register_provider",
 ]

@@ -13,6 +13,12 @@ _FACTORIES: dict[str, tuple[ProviderCapabilities, Callable[[], VideoProvider]]] 
 }
 
 
+def register_provider(name: str, capabilities: ProviderCapabilities, factory: Callable[[], VideoProvider]) -> None:
+    """Add a provider under `name` (a plugin, or a test double). Ray workers import the
+    registry afresh, so register in a module they import too when running on a cluster."""
+    _FACTORIES[name.lower()] = (capabilities, factory)
+
+
 def available_providers() -> list[str]:
     return sorted(_FACTORIES)
 

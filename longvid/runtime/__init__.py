@@ -2,8 +2,8 @@
 
 from .pipeline import NullProgress, ProgressSink, RenderPipeline, RenderResult
 from .resources import ClusterCapacity, EstimatorConfig, ResourceRequest, admit, estimate, fit_to_cluster
-from .store import LocalRunStore, RunFolder
-from .tasks import InlineSegmentRunner, RaySegmentRunner, SegmentResult, ensure_ray, run_segment
+from .store import LocalRunStore, RunFolder, S3RunStore, open_store
+from .tasks import InlineSegmentRunner, RaySegmentRunner, SegmentResult, collect_segment, ensure_ray
 
 __all__ = [
     "ClusterCapacity",
@@ -17,10 +17,12 @@ __all__ = [
     "RenderResult",
     "ResourceRequest",
     "RunFolder",
+    "S3RunStore",
     "SegmentResult",
     "admit",
+    "collect_segment",
     "ensure_ray",
     "estimate",
     "fit_to_cluster",
-    "run_segment",
+    "open_store",
 ]

@@ -2,27 +2,41 @@
 
 Each step is a named method, so a caller (the CLI, a batch job, the Serve app) can run the
 whole thing or stop after planning. Every state change is written to the run folder before
-the next step starts.
+the next step starts, which is what makes a render resumable:
+
+- the driver creates each provider task itself and records its id (SUBMITTED) before a Ray
+  task waits for it, so a resumed render polls that task instead of paying for another;
+- a segment's bytes are written (GENERATED, with their checksum) before it is accepted;
+- every generated segment also goes into a content-addressed cache in the store, so an
+  identical segment in any later render under the same store is reused, not regenerated.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from ..errors import InputError, RenderError
-from ..manifest import RunManifest, SegmentRecord, transition
+from ..errors import InputError, LongvidError, RenderError
+from ..manifest import RunManifest, RunPlan, SegmentRecord, load_manifest, reset, transition
 from ..media import MergeInput, MergeStats, merge_segments
 from ..planning import OfflinePlanner, load_storyboard, segment_count, segment_storyboard
 from ..planning.segmentation import DEFAULT_RULES
-from ..providers import provider_capabilities
+from ..providers import create_provider, provider_capabilities
 from ..providers.base import ProviderCapabilities
 from ..spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
-from .store import LocalRunStore, RunFolder, atomic_copy, new_run_id
-from .tasks import SegmentResult, SegmentRunner
+from .resume import Action, attempt_seed, resume_plan, segment_key
+from .store import FINAL, MANIFEST, PLAN, LocalRunStore, RunFolder, RunStore, atomic_copy, new_run_id, segment_path, sha256_file, write_model
+from .tasks import SegmentResult, SegmentRunner, seam_frame_png
+
+
+class Cancelled(LongvidError):
+    """The user stopped the render; the run folder is resumable."""
+
+    exit_code = 130
 
 
 class ProgressSink(Protocol):
@@ -45,6 +59,21 @@ class NullProgress:
 
 
 @dataclass(frozen=True)
+class JudgeVerdict:
+    passed: bool
+    scores: dict[str, Any]
+    reason: str = ""
+
+
+class SegmentJudge(Protocol):
+    """Scores a generated segment; a failing one is regenerated with a new seed."""
+
+    max_attempts: int
+
+    def judge(self, job: SegmentJob, segment: Path, previous: tuple[SegmentJob, Path] | None) -> JudgeVerdict: ...
+
+
+@dataclass(frozen=True)
 class RenderResult:
     run_id: str
     run_dir: str
@@ -55,6 +84,8 @@ class RenderResult:
     height: int
     segments: int
     scenes: int
+    generated_segments: int  # made by a provider in this invocation
+    reused_segments: int  # kept from an earlier attempt or taken from the cache
     cost_usd: float
     wall_s: float
     merge: MergeStats
@@ -74,17 +105,21 @@ class RenderResult:
 class RenderPipeline:
     def __init__(
         self,
-        store: LocalRunStore,
+        store: RunStore | None = None,
         runner: SegmentRunner | None = None,
         planner: OfflinePlanner | None = None,
         progress: ProgressSink | None = None,
         estimator: EstimatorConfig = DEFAULT_ESTIMATOR,
+        judge: SegmentJudge | None = None,
+        stop: threading.Event | None = None,
     ):
-        self.store = store
+        self.store = store if store is not None else LocalRunStore()
         self.runner = runner
         self.planner = planner or OfflinePlanner()
         self.progress = progress or NullProgress()
         self.estimator = estimator
+        self.judge = judge
+        self.stop = stop or threading.Event()
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -113,64 +148,140 @@ class RenderPipeline:
             )
         return jobs
 
-    def generate(self, run: RunFolder, manifest: RunManifest, spec: RenderSpec, jobs: list[SegmentJob], capabilities: ProviderCapabilities) -> RunManifest:
+    def prepare_resume(self, run: RunFolder, manifest: RunManifest, capabilities: ProviderCapabilities) -> RunManifest:
+        """Bring an interrupted run's manifest to a state the generate step can continue:
+        verified segments are kept, the rest reset or left to be polled."""
+
+        def file_ok(record: SegmentRecord) -> bool:
+            try:
+                return run.exists(record.clip.path) and sha256_file(run.local_path(record.clip.path)) == record.clip.sha256
+            except OSError:
+                return False
+
+        for index, (action, reason) in resume_plan(manifest, file_ok, capabilities.idempotent_submit).items():
+            state = manifest.segments[index].state
+            if action is Action.ACCEPT:
+                manifest = transition(manifest, index, SegmentState.ACCEPTED)
+            elif action is Action.GENERATE and state is SegmentState.FAILED:
+                manifest = transition(manifest, index, SegmentState.PENDING, error=None)
+            elif action is Action.GENERATE and state is not SegmentState.PENDING:
+                manifest = reset(manifest, index, reason)
+        write_model(run, MANIFEST, manifest)
+        return manifest
+
+    def generate(self, run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], capabilities: ProviderCapabilities) -> tuple[RunManifest, int, int]:
+        """Generate every segment not yet accepted. Returns (manifest, generated, reused)."""
         if self.runner is None:
             raise RuntimeError("this pipeline was built for planning only: give it a SegmentRunner")
+        spec = manifest.spec
         capacity = self.runner.capacity()
         requests = {}
         for job in jobs:
             request, notes = fit_to_cluster(estimate(job, capabilities, spec.quality, self.estimator), capacity)
             requests[job.index] = request
-            for note in notes:
-                manifest.warnings.append(f"segment {job.index}: {note}")
+            manifest.warnings.extend(f"segment {job.index}: {note}" for note in notes if f"segment {job.index}: {note}" not in manifest.warnings)
         # Free, idempotent renders may be retried by Ray; paid calls never are, so a crashed
         # worker cannot pay twice (resume polls the recorded task instead).
-        retries = 2 if capabilities.price_per_second_usd == 0 else 0
+        retries = 2 if capabilities.idempotent_submit else 0
         needed_seams = {j.conditioned_on for j in jobs if j.conditioned_on is not None}
-        queue = sorted(jobs, key=priority)
-        seams: dict[int, bytes | None] = {}
-        in_flight: dict[object, SegmentJob] = {}
+        provider = create_provider(spec.provider)
+        done = {r.index for r in manifest.segments if r.state is SegmentState.ACCEPTED}
+        reused = len(done)
+        generated = 0
+        queue = sorted((j for j in jobs if j.index not in done), key=priority)
+        seams: dict[int, bytes] = {}
+        in_flight: dict[Any, tuple[SegmentJob, str]] = {}
         failures: list[str] = []
         while queue or in_flight:
-            ready = [j for j in queue if j.conditioned_on is None or j.conditioned_on in seams]
-            used = total(requests[j.index] for j in in_flight.values())
+            if self.stop.is_set():
+                manifest = self._cancel(run, manifest, provider, in_flight)
+                raise Cancelled(f"cancelled; resume with: longvid resume {run.run_id}")
+            ready = [j for j in queue if j.conditioned_on is None or j.conditioned_on in done]
+            used = total(requests[j.index] for j, _ in in_flight.values())
+            progressed = False
             for index in admit([(j.index, requests[j.index]) for j in ready], used, capacity):
                 job = jobs[index]
                 queue.remove(job)
-                conditioning = seams.get(job.conditioned_on) if job.conditioned_on is not None else None
-                handle = self.runner.submit(spec.provider, job, requests[index], conditioning, index in needed_seams, retries)
-                in_flight[handle] = job
-                manifest = transition(manifest, index, SegmentState.SUBMITTED)
-                run.write_model(RunFolder.MANIFEST, manifest)
+                attempt = self._attempt(manifest, job)
+                conditioning = self._conditioning(run, manifest, jobs, attempt, seams)
+                key = segment_key(spec.provider, capabilities.model, attempt, conditioning)
+                record = manifest.segments[index]
+                if record.state is SegmentState.SUBMITTED and record.task_id and record.cache_key == key:
+                    task_id = record.task_id  # created before a crash: wait for it, do not pay again
+                else:
+                    cached = self.store.cache_get(key)
+                    if cached is not None:
+                        result = SegmentResult(index, capabilities.name, capabilities.model, f"cache:{key[:16]}", cached,
+                                               seam_frame_png(cached, job.frames) if index in needed_seams else None, 0.0, 0.0)
+                        manifest, accepted = self._finish(run, manifest, jobs, attempt, result, key, cached=True)
+                        progressed = True
+                        if accepted:
+                            done.add(index)
+                            reused += 1
+                            if result.seam_png is not None:
+                                seams[index] = result.seam_png
+                        else:
+                            queue.append(job)
+                        continue
+                    task_id = provider.submit(attempt, conditioning)
+                    manifest = transition(manifest, index, SegmentState.SUBMITTED, task_id=task_id, cache_key=key, seed=attempt.seed)
+                    write_model(run, MANIFEST, manifest)
+                handle = self.runner.collect(spec.provider, task_id, attempt, requests[index], conditioning, index in needed_seams, retries)
+                in_flight[handle] = (attempt, key)
                 self.progress.segment(index, SegmentState.SUBMITTED, f"{requests[index].num_cpus:g} cpu")
+            if progressed:
+                queue.sort(key=priority)
+                continue
             if not in_flight:
                 break  # everything left waits on a failed segment
             for handle in self.runner.wait(list(in_flight)):
-                job = in_flight.pop(handle)
+                attempt, key = in_flight.pop(handle)
                 try:
                     result = self.runner.result(handle)
                 except Exception as exc:  # recorded, reported, never swallowed
                     reason = f"{exc.__class__.__name__}: {exc}"
-                    manifest = transition(manifest, job.index, SegmentState.FAILED, error=reason[:500])
-                    run.write_model(RunFolder.MANIFEST, manifest)
-                    failures.append(f"segment {job.index}: {reason}")
-                    self.progress.segment(job.index, SegmentState.FAILED, reason)
+                    manifest = transition(manifest, attempt.index, SegmentState.FAILED, error=reason[:500])
+                    write_model(run, MANIFEST, manifest)
+                    failures.append(f"segment {attempt.index}: {reason}")
+                    self.progress.segment(attempt.index, SegmentState.FAILED, reason)
                     continue
-                manifest = self._record(run, manifest, job, result)
-                seams[job.index] = result.seam_png
+                generated += 1
+                manifest, accepted = self._finish(run, manifest, jobs, attempt, result, key, cached=False)
+                if accepted:
+                    done.add(attempt.index)
+                    if result.seam_png is not None:
+                        seams[attempt.index] = result.seam_png
+                else:
+                    queue.append(jobs[attempt.index])
+                    queue.sort(key=priority)
         if failures or queue:
             blocked = [j.index for j in queue]
             detail = "; ".join(failures) + (f"; not started (waiting on a failed segment): {blocked}" if blocked else "")
-            raise RenderError(f"{len(failures)} segment(s) failed: {detail}")
-        return manifest
+            raise RenderError(f"{len(failures)} segment(s) failed: {detail}; resume with: longvid resume {run.run_id}")
+        return manifest, generated, reused
 
-    def _record(self, run: RunFolder, manifest: RunManifest, job: SegmentJob, result: SegmentResult) -> RunManifest:
+    def _attempt(self, manifest: RunManifest, job: SegmentJob) -> SegmentJob:
+        regenerations = manifest.segments[job.index].regenerations
+        return job.model_copy(update={"seed": attempt_seed(job.seed, regenerations)}) if regenerations else job
+
+    def _conditioning(self, run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], job: SegmentJob, seams: dict[int, bytes]) -> bytes | None:
+        previous = job.conditioned_on
+        if previous is None:
+            return None
+        if previous not in seams:  # accepted in an earlier invocation: read it back
+            clip = manifest.segments[previous].clip
+            seams[previous] = seam_frame_png(run.local_path(clip.path).read_bytes(), jobs[previous].frames)
+        return seams[previous]
+
+    def _finish(self, run, manifest, jobs, job, result: SegmentResult, key: str, cached: bool) -> tuple[RunManifest, bool]:
+        """Record a generated segment, judge it, and accept it or send it back."""
         import hashlib
 
-        relative = run.segment_path(job.index)
+        index = job.index
+        relative = segment_path(index)
         run.write_bytes(relative, result.mp4)
         clip = Clip(
-            segment_index=job.index,
+            segment_index=index,
             provider=result.provider,
             model=result.model,
             path=relative,
@@ -182,27 +293,68 @@ class RenderPipeline:
             seconds_spent=round(result.seconds, 3),
             sha256=hashlib.sha256(result.mp4).hexdigest(),
         )
+        record = manifest.segments[index]
         manifest = transition(
-            manifest, job.index, SegmentState.GENERATED,
-            task_id=result.task_id, clip=clip, cost_usd=result.cost_usd, resources=result.resources,
+            manifest, index, SegmentState.GENERATED,
+            task_id=result.task_id, clip=clip, cost_usd=record.cost_usd + result.cost_usd,
+            resources=result.resources, cached=cached, seed=job.seed, cache_key=key,
         )
-        run.write_model(RunFolder.MANIFEST, manifest)
-        # No consistency judge is configured in this pipeline yet: generated is accepted.
-        manifest = transition(manifest, job.index, SegmentState.ACCEPTED)
-        run.write_model(RunFolder.MANIFEST, manifest)
-        self.progress.segment(job.index, SegmentState.ACCEPTED, f"{result.seconds:.1f}s")
+        write_model(run, MANIFEST, manifest)
+        if not cached:
+            self.store.cache_put(key, result.mp4)
+        if self.judge is not None:
+            previous = None
+            if index > 0 and jobs[index - 1].scene_index == job.scene_index and manifest.segments[index - 1].clip is not None:
+                previous = (jobs[index - 1], run.local_path(manifest.segments[index - 1].clip.path))
+            verdict = self.judge.judge(job, run.local_path(relative), previous)
+            scores = [*manifest.segments[index].scores, {"seed": job.seed, "passed": verdict.passed, **verdict.scores}]
+            manifest = transition(manifest, index, SegmentState.JUDGED, scores=scores)
+            write_model(run, MANIFEST, manifest)
+            regenerations = manifest.segments[index].regenerations
+            if not verdict.passed and regenerations + 1 < self.judge.max_attempts:
+                manifest = reset(manifest, index, f"judge: {verdict.reason}")
+                manifest = _update_record(manifest, index, regenerations=regenerations + 1, scores=scores, cost_usd=record.cost_usd + result.cost_usd)
+                write_model(run, MANIFEST, manifest)
+                self.progress.segment(index, SegmentState.PENDING, f"regenerating: {verdict.reason}")
+                return manifest, False
+            if not verdict.passed:
+                manifest.warnings.append(f"segment {index}: still below threshold after {regenerations + 1} attempts ({verdict.reason}); kept")
+        manifest = transition(manifest, index, SegmentState.ACCEPTED)
+        write_model(run, MANIFEST, manifest)
+        self.progress.segment(index, SegmentState.ACCEPTED, "cached" if cached else f"{result.seconds:.1f}s")
+        return manifest, True
+
+    def _cancel(self, run: RunFolder, manifest: RunManifest, provider, in_flight: dict) -> RunManifest:
+        """Stop what is in flight. A provider task that was cancelled is marked failed (resume
+        makes a new one); one that could not be cancelled stays submitted (resume polls it)."""
+        cancel = getattr(provider, "cancel", None)
+        for handle, (job, _) in list(in_flight.items()):
+            self.runner.cancel(handle)
+            record = manifest.segments[job.index]
+            if cancel is not None and record.task_id and not provider.capabilities.idempotent_submit:
+                try:
+                    cancel(record.task_id)
+                    manifest = transition(manifest, job.index, SegmentState.FAILED, error="cancelled by the user")
+                except Exception:  # the task keeps running; resume will poll it
+                    pass
+        manifest = manifest.model_copy(update={"status": "cancelled", "error": "cancelled by the user"})
+        write_model(run, MANIFEST, manifest)
         return manifest
 
-    def merge(self, run: RunFolder, manifest: RunManifest, spec: RenderSpec, jobs: list[SegmentJob]) -> MergeStats:
+    def merge(self, run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob]) -> MergeStats:
         self.progress.merging()
+        spec = manifest.spec
         inputs = [
-            MergeInput(run.resolve(manifest.segments[j.index].clip.path), j.frames, j.head_frames, j.head_transition, j.tail_frames)
+            MergeInput(run.local_path(manifest.segments[j.index].clip.path), j.frames, j.head_frames, j.head_transition, j.tail_frames)
             for j in jobs
         ]
         width, height = spec.frame_size
-        return merge_segments(inputs, run.resolve(RunFolder.FINAL), spec.fps, width, height)
+        final = run.scratch_path(FINAL)
+        stats = merge_segments(inputs, final, spec.fps, width, height)
+        run.publish(FINAL, final)
+        return stats
 
-    # -- the whole render -----------------------------------------------------------------
+    # -- whole renders --------------------------------------------------------------------
 
     def plan(self, spec: RenderSpec) -> tuple[Storyboard, list[SegmentJob]]:
         capabilities = self.check_inputs(spec)
@@ -216,51 +368,84 @@ class RenderPipeline:
         run_id: str | None = None,
         planned: tuple[Storyboard, list[SegmentJob]] | None = None,
     ) -> RenderResult:
-        """The whole render. `planned` reuses a plan from `plan()` for the same spec."""
+        """A new render, or the continuation of run `run_id` if it exists with this spec.
+        `planned` reuses a plan from `plan()` for the same spec."""
         started = time.perf_counter()
+        if run_id is not None and self.store.has_run(run_id):
+            existing = load_manifest(self.store.open(run_id).read_bytes(MANIFEST).decode())
+            if existing.spec != spec:
+                raise InputError(f"run {run_id} exists with a different request; resume it with `longvid resume {run_id}` or pick another --run-id")
+            return self.resume(run_id, output)
         capabilities = self.check_inputs(spec)
-        storyboard, jobs = planned or (None, None)
-        if storyboard is None:
-            storyboard = self.prepare_plan(spec, capabilities)
-            jobs = self.prepare_segments(spec, storyboard, capabilities)
+        storyboard, jobs = planned or self.plan(spec)
         run = self.store.create(run_id or new_run_id(spec.model_dump_json()))
-        run.write_model(RunFolder.PLAN, storyboard)
+        write_model(run, PLAN, RunPlan(storyboard=storyboard, segments=jobs))
         manifest = RunManifest(
             run_id=run.run_id,
             spec=spec,
             status="rendering",
+            output=str(output) if output is not None else None,  # so a resumed render writes there too
             segments=[SegmentRecord(index=j.index, scene_index=j.scene_index, provider=spec.provider) for j in jobs],
         )
-        run.write_model(RunFolder.MANIFEST, manifest)
+        write_model(run, MANIFEST, manifest)
+        return self._execute(run, manifest, storyboard, jobs, capabilities, output, started)
+
+    def resume(self, run_id: str, output: Path | None = None) -> RenderResult:
+        """Continue an interrupted (or finished) run from its folder."""
+        started = time.perf_counter()
+        run = self.store.open(run_id)
+        manifest = load_manifest(run.read_bytes(MANIFEST).decode(), run.location(MANIFEST))
+        plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
+        capabilities = self.check_inputs(manifest.spec)
+        manifest = self.prepare_resume(run, manifest.model_copy(update={"status": "rendering", "error": None}), capabilities)
+        if output is None and manifest.output and not manifest.output.startswith(run.location()):
+            output = Path(manifest.output)
+        return self._execute(run, manifest, plan.storyboard, plan.segments, capabilities, output, started)
+
+    def _execute(self, run, manifest, storyboard, jobs, capabilities, output, started) -> RenderResult:
         self.progress.planned(storyboard, jobs, run)
         try:
-            manifest = self.generate(run, manifest, spec, jobs, capabilities)
+            manifest, generated, reused = self.generate(run, manifest, jobs, capabilities)
             manifest = manifest.model_copy(update={"status": "merging"})
-            run.write_model(RunFolder.MANIFEST, manifest)
-            stats = self.merge(run, manifest, spec, jobs)
-            final = run.resolve(RunFolder.FINAL)
+            write_model(run, MANIFEST, manifest)
+            stats = self.merge(run, manifest, jobs)
             if output is not None:
-                atomic_copy(final, Path(output))
-            manifest = manifest.model_copy(update={"status": "done", "output": str(output or final)})
-            run.write_model(RunFolder.MANIFEST, manifest)
-        except BaseException as exc:
-            reason = str(exc) if isinstance(exc, RenderError) else f"{exc.__class__.__name__}: {exc}"
-            manifest = manifest.model_copy(update={"status": "failed", "error": reason[:1000]})
-            run.write_model(RunFolder.MANIFEST, manifest)
+                atomic_copy(run.local_path(FINAL), Path(output))
+            manifest = manifest.model_copy(update={"status": "done", "output": str(output) if output else run.location(FINAL)})
+            write_model(run, MANIFEST, manifest)
+        except Cancelled:
             raise
-        width, height = spec.frame_size
+        except BaseException as exc:
+            # The folder holds the latest manifest (every transition is written): mark that
+            # one, never an older copy that would forget finished segments.
+            latest = load_manifest(run.read_bytes(MANIFEST).decode())
+            if isinstance(exc, KeyboardInterrupt):
+                status, reason = "cancelled", "interrupted"
+            else:
+                status, reason = "failed", str(exc) if isinstance(exc, LongvidError) else f"{exc.__class__.__name__}: {exc}"
+            write_model(run, MANIFEST, latest.model_copy(update={"status": status, "error": reason[:1000]}))
+            raise
+        width, height = manifest.spec.frame_size
         return RenderResult(
             run_id=run.run_id,
-            run_dir=str(run.path),
-            output=str(output or final),
+            run_dir=run.location(),
+            output=manifest.output,
             frames=stats.frames,
-            fps=spec.fps,
+            fps=manifest.spec.fps,
             width=width,
             height=height,
             segments=len(jobs),
             scenes=len(storyboard.scenes),
+            generated_segments=generated,
+            reused_segments=reused,
             cost_usd=manifest.cost_usd,
             wall_s=time.perf_counter() - started,
             merge=stats,
             warnings=list(manifest.warnings),
         )
+
+
+def _update_record(manifest: RunManifest, index: int, **changes) -> RunManifest:
+    segments = list(manifest.segments)
+    segments[index] = segments[index].model_copy(update=changes)
+    return manifest.model_copy(update={"segments": segments})

@@ -1,8 +1,9 @@
-"""The durable run folder: plan.json, manifest.json, segments/*.mp4, final.mp4.
+"""Durable run folders (plan.json, manifest.json, segments/*.mp4, final.mp4) on a local disk
+or on S3, and the content-addressed segment cache beside them.
 
-Every write goes to a temporary file in the same folder, is flushed to disk, then renamed
-over the target, so a reader (or a resumed render) sees the old file or the new one,
-never half of one.
+No reader ever sees half a file: locally every write goes to a temporary file in the same
+folder, is flushed to disk and renamed over the target; on S3 an object appears whole when
+its PUT (or its multipart upload) completes.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel
 
 from ..errors import InputError
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+PLAN = "plan.json"
+MANIFEST = "manifest.json"
+FINAL = "final.mp4"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -37,6 +42,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_copy(source: Path, target: Path) -> None:
+    if Path(source).resolve() == Path(target).resolve():
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -48,6 +55,14 @@ def atomic_copy(source: Path, target: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def new_run_id(seed_text: str) -> str:
@@ -62,54 +77,215 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-class RunFolder:
+def segment_path(index: int) -> str:
+    return f"segments/seg_{index:04d}.mp4"
+
+
+class RunFolder(Protocol):
     """One render's folder. Paths inside it are relative, so a run can move between stores."""
 
-    PLAN = "plan.json"
-    MANIFEST = "manifest.json"
-    FINAL = "final.mp4"
+    run_id: str
 
+    def location(self, relative: str = "") -> str: ...
+
+    def write_bytes(self, relative: str, data: bytes) -> None: ...
+
+    def read_bytes(self, relative: str) -> bytes: ...
+
+    def exists(self, relative: str) -> bool: ...
+
+    def local_path(self, relative: str) -> Path:
+        """A local file holding the object (S3 objects are downloaded to a scratch folder)."""
+        ...
+
+    def scratch_path(self, relative: str) -> Path:
+        """Where to build a large local file that `publish` will then store."""
+        ...
+
+    def publish(self, relative: str, local: Path) -> None: ...
+
+
+def write_model(run: RunFolder, relative: str, model: BaseModel) -> None:
+    run.write_bytes(relative, model.model_dump_json(indent=2).encode())
+
+
+class LocalRunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.run_id = self.path.name
 
-    @property
-    def run_id(self) -> str:
-        return self.path.name
+    def location(self, relative: str = "") -> str:
+        return str(self.path / relative) if relative else str(self.path)
 
-    def resolve(self, relative: str) -> Path:
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        atomic_write_bytes(self.path / relative, data)
+
+    def read_bytes(self, relative: str) -> bytes:
+        return (self.path / relative).read_bytes()
+
+    def exists(self, relative: str) -> bool:
+        return (self.path / relative).is_file()
+
+    def local_path(self, relative: str) -> Path:
         return self.path / relative
 
-    def segment_path(self, index: int) -> str:
-        return f"segments/seg_{index:04d}.mp4"
+    def scratch_path(self, relative: str) -> Path:
+        return self.path / relative  # merge writes it atomically in place
 
-    def write_bytes(self, relative: str, data: bytes) -> Path:
-        target = self.resolve(relative)
-        atomic_write_bytes(target, data)
-        return target
-
-    def write_model(self, relative: str, model: BaseModel) -> None:
-        self.write_bytes(relative, model.model_dump_json(indent=2).encode())
-
-    def read_text(self, relative: str) -> str:
-        return self.resolve(relative).read_text(encoding="utf-8")
+    def publish(self, relative: str, local: Path) -> None:
+        atomic_copy(local, self.path / relative)
 
 
 class LocalRunStore:
-    """Run folders under a local root (default ./runs)."""
+    """Run folders under a local root (default ./runs); the cache in root/cache."""
 
     def __init__(self, root: Path | str = "runs"):
         self.root = Path(root)
 
-    def create(self, run_id: str) -> RunFolder:
-        check_run_id(run_id)
-        path = self.root / run_id
+    @property
+    def url(self) -> str:
+        return str(self.root)
+
+    def create(self, run_id: str) -> LocalRunFolder:
+        path = self.root / check_run_id(run_id)
         path.mkdir(parents=True, exist_ok=False)
         (path / "segments").mkdir()
-        return RunFolder(path)
+        return LocalRunFolder(path)
 
-    def open(self, run_id: str) -> RunFolder:
-        check_run_id(run_id)
-        path = self.root / run_id
-        if not (path / RunFolder.MANIFEST).is_file():
+    def open(self, run_id: str) -> LocalRunFolder:
+        path = self.root / check_run_id(run_id)
+        if not (path / MANIFEST).is_file():
             raise InputError(f"no run {run_id!r} under {self.root}")
-        return RunFolder(path)
+        return LocalRunFolder(path)
+
+    def has_run(self, run_id: str) -> bool:
+        return (self.root / check_run_id(run_id) / MANIFEST).is_file()
+
+    def list_runs(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST).is_file())
+
+    def cache_get(self, key: str) -> bytes | None:
+        path = self.root / "cache" / key[:2] / f"{key}.mp4"
+        return path.read_bytes() if path.is_file() else None
+
+    def cache_put(self, key: str, data: bytes) -> None:
+        atomic_write_bytes(self.root / "cache" / key[:2] / f"{key}.mp4", data)
+
+
+class S3RunFolder:
+    def __init__(self, store: S3RunStore, run_id: str):
+        self.store, self.run_id = store, run_id
+        self.scratch = store.scratch_root / run_id
+
+    def _key(self, relative: str) -> str:
+        return f"{self.store.prefix}{self.run_id}/{relative}"
+
+    def location(self, relative: str = "") -> str:
+        return f"s3://{self.store.bucket}/{self._key(relative)}"
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        self.store.client.put_object(Bucket=self.store.bucket, Key=self._key(relative), Body=data)
+
+    def read_bytes(self, relative: str) -> bytes:
+        return self.store.client.get_object(Bucket=self.store.bucket, Key=self._key(relative))["Body"].read()
+
+    def exists(self, relative: str) -> bool:
+        return self.store.exists(self._key(relative))
+
+    def local_path(self, relative: str) -> Path:
+        local = self.scratch / relative
+        if not local.is_file():
+            local.parent.mkdir(parents=True, exist_ok=True)
+            partial = local.with_name(local.name + ".partial")
+            self.store.client.download_file(self.store.bucket, self._key(relative), str(partial))
+            os.replace(partial, local)
+        return local
+
+    def scratch_path(self, relative: str) -> Path:
+        path = self.scratch / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def publish(self, relative: str, local: Path) -> None:
+        # upload_file switches to a multipart upload for large files; the object only
+        # becomes visible when the upload completes.
+        self.store.client.upload_file(str(local), self.store.bucket, self._key(relative), Config=self.store.transfer)
+
+
+class S3RunStore:
+    """Run folders under s3://bucket/prefix/. Credentials, region and endpoint come from
+    the usual AWS settings (AWS_ENDPOINT_URL for S3-compatible stores)."""
+
+    def __init__(self, url: str, scratch_root: Path | None = None, client=None):
+        if not url.startswith("s3://"):
+            raise InputError(f"not an S3 URL: {url!r}")
+        bucket, _, prefix = url[5:].partition("/")
+        if not bucket:
+            raise InputError(f"S3 URL {url!r} has no bucket; use s3://bucket/prefix")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+
+        self.client = client or boto3.client("s3")
+        self.transfer = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024)
+        self.scratch_root = scratch_root or Path(tempfile.gettempdir()) / "longvid-s3" / bucket / self.prefix.strip("/")
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def create(self, run_id: str) -> S3RunFolder:
+        check_run_id(run_id)
+        if self.has_run(run_id):
+            raise FileExistsError(f"run {run_id} already exists in {self.url}")
+        return S3RunFolder(self, run_id)
+
+    def open(self, run_id: str) -> S3RunFolder:
+        if not self.has_run(run_id):
+            raise InputError(f"no run {run_id!r} under {self.url}")
+        return S3RunFolder(self, run_id)
+
+    def has_run(self, run_id: str) -> bool:
+        return self.exists(f"{self.prefix}{check_run_id(run_id)}/{MANIFEST}")
+
+    def list_runs(self) -> list[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        runs = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                name = common["Prefix"][len(self.prefix) :].rstrip("/")
+                if name != "cache" and self.has_run(name):
+                    runs.append(name)
+        return sorted(runs)
+
+    def cache_get(self, key: str) -> bytes | None:
+        object_key = f"{self.prefix}cache/{key[:2]}/{key}.mp4"
+        if not self.exists(object_key):
+            return None
+        return self.client.get_object(Bucket=self.bucket, Key=object_key)["Body"].read()
+
+    def cache_put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}cache/{key[:2]}/{key}.mp4", Body=data)
+
+
+RunStore = LocalRunStore | S3RunStore
+
+
+def open_store(location: str | Path) -> RunStore:
+    """`s3://bucket/prefix` -> S3, anything else -> a local folder."""
+    text = str(location)
+    return S3RunStore(text) if text.startswith("s3://") else LocalRunStore(text)

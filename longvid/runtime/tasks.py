@@ -46,12 +46,19 @@ def seam_frame_png(mp4: bytes, frame_index: int) -> bytes:
     return out.getvalue()
 
 
-def run_segment(provider_name: str, job: SegmentJob, conditioning_png: bytes | None, want_seam: bool) -> SegmentResult:
-    from ..providers import create_provider, generate
+def collect_segment(provider_name: str, task_id: str, job: SegmentJob, conditioning_png: bytes | None, want_seam: bool) -> SegmentResult:
+    """Wait for a task the driver already created (its id is in the manifest) and return
+    its bytes. A local renderer re-registers the job first: its submit is idempotent."""
+    from ..providers import create_provider
+    from ..providers.base import wait_for_output
 
     started = time.perf_counter()
     provider = create_provider(provider_name)
-    task_id, mp4 = generate(provider, job, conditioning_png)
+    if provider.capabilities.idempotent_submit:
+        again = provider.submit(job, conditioning_png)
+        if again != task_id:
+            raise RuntimeError(f"segment {job.index}: the renderer produced task {again}, expected {task_id}")
+    mp4 = wait_for_output(provider, task_id)
     seam = seam_frame_png(mp4, job.frames) if want_seam else None
     return SegmentResult(
         resources=_assigned_resources(),
@@ -82,11 +89,13 @@ class SegmentRunner(Protocol):
 
     def capacity(self) -> ClusterCapacity: ...
 
-    def submit(self, provider: str, job: SegmentJob, request: ResourceRequest, conditioning_png: bytes | None, want_seam: bool, retries: int) -> Any: ...
+    def collect(self, provider: str, task_id: str, job: SegmentJob, request: ResourceRequest, conditioning_png: bytes | None, want_seam: bool, retries: int) -> Any: ...
 
     def wait(self, handles: Sequence[Any]) -> list[Any]: ...
 
     def result(self, handle: Any) -> SegmentResult: ...
+
+    def cancel(self, handle: Any) -> None: ...
 
 
 class InlineSegmentRunner:
@@ -99,12 +108,15 @@ class InlineSegmentRunner:
     def capacity(self) -> ClusterCapacity:
         return self._capacity
 
-    def submit(self, provider, job, request, conditioning_png, want_seam, retries):
+    def collect(self, provider, task_id, job, request, conditioning_png, want_seam, retries):
         self.submitted.append((job.index, request))
         try:
-            return ("ok", run_segment(provider, job, conditioning_png, want_seam))
+            return ("ok", collect_segment(provider, task_id, job, conditioning_png, want_seam))
         except Exception as exc:  # surfaced by result(), as Ray would
             return ("error", exc)
+
+    def cancel(self, handle):
+        pass
 
     def wait(self, handles):
         return list(handles)
@@ -123,16 +135,19 @@ class RaySegmentRunner:
         import ray
 
         self._ray = ray
-        self._remote = ray.remote(run_segment)
+        self._remote = ray.remote(collect_segment)
 
     def capacity(self) -> ClusterCapacity:
         return ClusterCapacity.from_ray_resources(self._ray.cluster_resources())
 
-    def submit(self, provider, job, request, conditioning_png, want_seam, retries):
+    def collect(self, provider, task_id, job, request, conditioning_png, want_seam, retries):
         options = request.ray_options()
         return self._remote.options(**options, max_retries=retries, name=f"segment-{job.index}").remote(
-            provider, job, conditioning_png, want_seam
+            provider, task_id, job, conditioning_png, want_seam
         )
+
+    def cancel(self, handle):
+        self._ray.cancel(handle, force=True)
 
     def wait(self, handles):
         done, _ = self._ray.wait(list(handles), num_returns=1, timeout=1.0)

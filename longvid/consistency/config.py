@@ -1,0 +1,84 @@
+"""Settings of the consistency judge.
+
+Similarities are on different scales for the two backends (a CLIP cosine between two
+frames of one shot is ~0.9; the structural scorer's mix of thumbnail correlation and
+colour-histogram overlap has its own range), so each backend has its own thresholds.
+`JudgeConfig.thresholds_for(backend)` picks the ones in force.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Backend = Literal["auto", "clip", "structural"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class Thresholds(BaseModel):
+    """Lowest acceptable score for each check; a check whose score is None is skipped.
+
+    anchor: the segment's keyframes against the video's anchors (first accepted frame,
+        reference images; each keyframe is matched to its closest anchor).
+    seam: the previous segment's last frames against this segment's first frames (only
+        for seams inside a scene).
+    prompt: CLIP text-image similarity of the keyframes to the segment's prompt (CLIP only).
+    character: the keyframes against each character's remembered appearances.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    anchor: float = Field(ge=-1.0, le=1.0)
+    seam: float = Field(ge=-1.0, le=1.0)
+    prompt: float | None = Field(default=None, ge=-1.0, le=1.0)
+    character: float = Field(ge=-1.0, le=1.0)
+
+
+# CLIP ViT-B-32 (laion2b) image-image cosines: frames of one shot score ~0.85-0.97,
+# unrelated scenes ~0.4-0.6; text-image cosines for a matching caption ~0.25-0.35 and
+# ~0.10-0.18 for an unrelated one. These are published typical ranges (CLIPScore, VBench
+# "background consistency"), NOT measured in this repository (no weights offline): treat
+# them as starting points and re-tune on real renders (bench/bench_consistency.py prints
+# the distributions when real weights are present).
+CLIP_THRESHOLDS = Thresholds(anchor=0.70, seam=0.80, prompt=0.20, character=0.65)
+
+# Structural scorer, tuned on preview renders (tests/test_consistency_drift.py, measured
+# figures in the module docstring of scorers.py): clean segments score anchor >= 0.89 and
+# seam >= 0.98; a segment with a wrong palette and subject scores anchor <= 0.55 and
+# seam <= 0.60. The thresholds sit in the middle of that gap with margin on both sides.
+STRUCTURAL_THRESHOLDS = Thresholds(anchor=0.75, seam=0.85, prompt=None, character=0.70)
+
+
+class JudgeConfig(BaseModel):
+    """How segments are judged. Frozen and picklable, so it travels to Ray actors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Backend = "auto"
+    """auto: CLIP when its weights can be loaded locally, else the structural scorer (and
+    the scorer's `notes` say why); clip: CLIP or a WeightsUnavailable error; structural:
+    the weight-free scorer."""
+    model_name: str = "ViT-B-32"
+    """open_clip architecture. ViT-B-32 is the cheapest standard CLIP (~88 M params,
+    ~4.4 GFLOPs per 224px image), fast enough to judge every keyframe on a CPU."""
+    pretrained: str = "laion2b_s34b_b79k"
+    """open_clip pretrained tag; looked up in the local Hugging Face / open_clip cache."""
+    checkpoint_path: Path | None = None
+    """A local weights file (.bin/.pt/.pth/.safetensors) for `model_name`; wins over the tag."""
+    allow_download: bool = False
+    """Never fetch weights unless asked: a render must not stall on a 600 MB download."""
+    device: Device = "auto"
+    """auto: CUDA when torch sees a GPU (half precision), else CPU (fp32)."""
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    """Frames per forward pass. 32 keeps a ViT-B-32 batch under ~1 GB of activations."""
+    clip_thresholds: Thresholds = CLIP_THRESHOLDS
+    structural_thresholds: Thresholds = STRUCTURAL_THRESHOLDS
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    """Generations per segment (first try + regenerations) before the best one is kept."""
+    seam_frames: int = Field(default=3, ge=1, le=24)
+    """Frames on each side of a seam that are compared."""
+
+    def thresholds_for(self, backend: str) -> Thresholds:
+        return self.clip_thresholds if backend == "clip" else self.structural_thresholds

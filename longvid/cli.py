@@ -88,6 +88,8 @@ def _store_argument(parser: argparse.ArgumentParser) -> None:
 def _ray_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", default=None, help="Ray cluster to use (default: RAY_ADDRESS, else start Ray in-process)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for an in-process Ray (default: all)")
+    parser.add_argument("--no-stream-copy", action="store_true",
+                        help="re-encode every frame at merge instead of copying the GOPs no transition touches")
 
 
 def _spec_from(args: argparse.Namespace) -> RenderSpec:
@@ -231,7 +233,7 @@ def _run_pipeline(args: argparse.Namespace, work) -> int:
     ensure_ray(args.ray_address, args.num_cpus)
     stop = threading.Event()
     _graceful_stop(stop)
-    pipeline = RenderPipeline(open_store(args.store), RaySegmentRunner(), progress=progress, stop=stop)
+    pipeline = RenderPipeline(open_store(args.store), RaySegmentRunner(), progress=progress, stop=stop, stream_copy=not args.no_stream_copy)
     try:
         result = work(pipeline)
     finally:

@@ -112,6 +112,7 @@ class RenderPipeline:
         estimator: EstimatorConfig = DEFAULT_ESTIMATOR,
         judge: SegmentJudge | None = None,
         stop: threading.Event | None = None,
+        stream_copy: bool = True,
     ):
         self.store = store if store is not None else LocalRunStore()
         self.runner = runner
@@ -120,6 +121,7 @@ class RenderPipeline:
         self.estimator = estimator
         self.judge = judge
         self.stop = stop or threading.Event()
+        self.stream_copy = stream_copy  # False: re-encode every frame at merge
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -350,7 +352,7 @@ class RenderPipeline:
         ]
         width, height = spec.frame_size
         final = run.scratch_path(FINAL)
-        stats = merge_segments(inputs, final, spec.fps, width, height)
+        stats = merge_segments(inputs, final, spec.fps, width, height, stream_copy=self.stream_copy)
         run.publish(FINAL, final)
         return stats
 

@@ -183,7 +183,7 @@ class S3RunFolder:
         return f"{self.store.prefix}{self.run_id}/{relative}"
 
     def location(self, relative: str = "") -> str:
-        return f"s3://{self.store.bucket}/{self._key(relative)}"
+        return f"s3://{self.store.bucket}/{self._key(relative).rstrip('/')}"
 
     def write_bytes(self, relative: str, data: bytes) -> None:
         self.store.client.put_object(Bucket=self.store.bucket, Key=self._key(relative), Body=data)
@@ -230,7 +230,8 @@ class S3RunStore:
         from boto3.s3.transfer import TransferConfig
 
         self.client = client or boto3.client("s3")
-        self.transfer = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024)
+        part = int(float(os.environ.get("LONGVID_S3_PART_MB", "8")) * 1024 * 1024)  # tune for slow links
+        self.transfer = TransferConfig(multipart_threshold=part, multipart_chunksize=max(part, 5 * 1024 * 1024))
         self.scratch_root = scratch_root or Path(tempfile.gettempdir()) / "longvid-s3" / bucket / self.prefix.strip("/")
 
     @property

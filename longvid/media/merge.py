@@ -86,6 +86,7 @@ class _Segment:
         if not self.container.streams.video:
             raise ValueError(f"{source.path} has no video stream")
         self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
         self.time_base = self.stream.time_base
         packets = [p for p in self.container.demux(self.stream) if p.size and p.pts is not None]
         self.start_pts = min((p.pts for p in packets), default=0)

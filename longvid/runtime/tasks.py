@@ -30,14 +30,20 @@ class SegmentResult:
 
 
 def seam_frame_png(mp4: bytes, frame_index: int) -> bytes:
-    """The frame at `frame_index` (or the last one), as PNG: where the next segment starts."""
+    """The frame at `frame_index` (or the last one), as PNG: where the next segment starts.
+    Seeks to the keyframe before it (the renderer puts one exactly there) instead of
+    decoding the whole segment."""
     import av
 
     chosen = None
     with av.open(io.BytesIO(mp4)) as container:
-        for k, frame in enumerate(container.decode(video=0)):
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or 24)
+        start = stream.start_time or 0
+        container.seek(start + int(frame_index / rate / stream.time_base), stream=stream, backward=True)
+        for frame in container.decode(stream):
             chosen = frame
-            if k >= frame_index:
+            if frame.pts is not None and round(float((frame.pts - start) * stream.time_base) * rate) >= frame_index:
                 break
     if chosen is None:
         raise ValueError("segment has no frames")

@@ -27,14 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LongvidError
+from ..errors import InputError
 from .config import JudgeConfig
 
 TINY_CLIP_NAME = "longvid-tiny-clip"
 
 
-class WeightsUnavailable(LongvidError):
-    """CLIP weights were asked for but none are available locally."""
+class WeightsUnavailable(InputError):
+    """CLIP weights were asked for but none are available locally (an InputError: the
+    configuration must change; the message says how)."""
 
 
 def tiny_clip_config() -> dict[str, Any]:
@@ -62,12 +63,20 @@ def register_builtin_configs() -> None:
 
 def write_tiny_clip_checkpoint(path: str | os.PathLike[str], seed: int = 0) -> Path:
     """Write a random-weight checkpoint of the tiny CLIP to `path` (a state dict)."""
+    import logging
+
     import open_clip
     import torch
 
     register_builtin_configs()
     torch.manual_seed(seed)
-    model = open_clip.create_model(TINY_CLIP_NAME, pretrained=None, pretrained_text=False)
+    factory_log = logging.getLogger()  # open_clip warns "initialized randomly" on the root logger
+    level = factory_log.level
+    factory_log.setLevel(logging.ERROR)
+    try:
+        model = open_clip.create_model(TINY_CLIP_NAME, pretrained=None, pretrained_text=False)
+    finally:
+        factory_log.setLevel(level)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -100,7 +109,7 @@ class LoadedClip:
         return iter((self.model, self.preprocess, self.tokenizer))
 
 
-def _cached_weights(model_name: str, tag: str) -> tuple[str | None, dict[str, Any], list[str]]:
+def _cached_weights(model_name: str, tag: str, cache_dir: Path | None = None) -> tuple[str | None, dict[str, Any], list[str]]:
     """(local file or None, the tag's pretrained cfg, the places looked at)."""
     import open_clip
 
@@ -129,13 +138,13 @@ def _cached_weights(model_name: str, tag: str) -> tuple[str | None, dict[str, An
             if filename.endswith((".bin", ".pth")):
                 names.insert(0, filename[:-4] + ".safetensors")
             for name in names:
-                looked.append(f"{hf_constants.HF_HUB_CACHE} :: {repo_id}/{name}")
-                found = try_to_load_from_cache(repo_id, name)  # reads the cache only
+                looked.append(f"{cache_dir or hf_constants.HF_HUB_CACHE} :: {repo_id}/{name}")
+                found = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)  # reads the cache only
                 if isinstance(found, str) and os.path.isfile(found):
                     return found, cfg, looked
     url = cfg.get("url", "")
     if url:
-        target = os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url))
+        target = os.path.join(cache_dir or os.path.expanduser("~/.cache/clip"), os.path.basename(url))
         looked.append(target)
         if os.path.isfile(target):
             return target, cfg, looked
@@ -193,6 +202,8 @@ def load_clip(config: JudgeConfig) -> LoadedClip:
     device = resolve_device(config.device)
     precision = "fp16" if device == "cuda" else "fp32"
     common: dict[str, Any] = {"precision": precision, "device": device, "pretrained_text": False}
+    if config.cache_dir is not None:
+        common["cache_dir"] = str(config.cache_dir)
 
     model_name = config.model_name
     if config.checkpoint_path is not None:
@@ -200,8 +211,8 @@ def load_clip(config: JudgeConfig) -> LoadedClip:
         if not path.is_file():
             raise _unavailable(config, [f"checkpoint_path {path} (no such file)"])
         if open_clip.get_model_config(model_name) is None:
-            raise ValueError(f"unknown CLIP architecture '{model_name}'; known: {', '.join(open_clip.list_models()[:20])}, ...")
-        weights, pretrained_cfg, source = str(path), {}, str(path)
+            raise InputError(f"unknown CLIP architecture '{model_name}'; known: {', '.join(open_clip.list_models()[:20])}, ...")
+        weights, source = str(path), str(path)
         # A checkpoint of a tagged model still wants that tag's preprocessing and activation.
         pretrained_cfg = open_clip.get_pretrained_cfg(model_name, config.pretrained) or {}
     elif model_name.startswith("local-dir:"):
@@ -211,8 +222,8 @@ def load_clip(config: JudgeConfig) -> LoadedClip:
         weights, pretrained_cfg, source = None, {}, model_name
     else:
         if open_clip.get_model_config(model_name) is None and not model_name.startswith("hf-hub:"):
-            raise ValueError(f"unknown CLIP architecture '{model_name}'; known: {', '.join(open_clip.list_models()[:20])}, ...")
-        found, pretrained_cfg, looked = (None, {}, [f"hf-hub model {model_name}"]) if model_name.startswith("hf-hub:") else _cached_weights(model_name, config.pretrained)
+            raise InputError(f"unknown CLIP architecture '{model_name}'; known: {', '.join(open_clip.list_models()[:20])}, ...")
+        found, pretrained_cfg, looked = (None, {}, [f"hf-hub model {model_name}"]) if model_name.startswith("hf-hub:") else _cached_weights(model_name, config.pretrained, config.cache_dir)
         if found is not None:
             weights, source = found, f"cache:{found}"
         elif config.allow_download:

@@ -44,10 +44,18 @@ class Thresholds(BaseModel):
 # the distributions when real weights are present).
 CLIP_THRESHOLDS = Thresholds(anchor=0.70, seam=0.80, prompt=0.20, character=0.65)
 
-# Structural scorer, tuned on preview renders (tests/test_consistency_drift.py, measured
-# figures in the module docstring of scorers.py): clean segments score anchor >= 0.89 and
-# seam >= 0.98; a segment with a wrong palette and subject scores anchor <= 0.55 and
-# seam <= 0.60. The thresholds sit in the middle of that gap with margin on both sides.
+# Structural scorer, tuned on preview renders (`python bench/bench_consistency.py
+# --calibrate`: 4 prompts, 20-60 s; 21 clean segments, 35 rendered with a wrong palette or
+# lighting, 13 with only another subject; anchors = the scene's first frame + the video's
+# first frame; drifted clips judged against the job that was asked for):
+#   clean segments      anchor 0.876..0.998   seam 0.999..1.000   (lowest: a 20 s pan)
+#   drifted segments    anchor 0.251..0.692   seam 0.260..0.692   (palette, lighting)
+# anchor 0.75 leaves 0.13 below the lowest clean score and 0.06 above the mildest drift
+# (a desert palette on a desert scene), erring toward fewer false alarms, which cost a
+# paid regeneration; seam 0.85 sits mid-gap (0.15 each side). A drift in a small subject
+# alone (another character, same palette) scores like a clean segment (0.87..0.99): the
+# structural scorer cannot see it; that takes CLIP. character uses the anchor scale, a
+# little lower because appearances come from other scenes and reference photos.
 STRUCTURAL_THRESHOLDS = Thresholds(anchor=0.75, seam=0.85, prompt=None, character=0.70)
 
 
@@ -67,6 +75,9 @@ class JudgeConfig(BaseModel):
     """open_clip pretrained tag; looked up in the local Hugging Face / open_clip cache."""
     checkpoint_path: Path | None = None
     """A local weights file (.bin/.pt/.pth/.safetensors) for `model_name`; wins over the tag."""
+    cache_dir: Path | None = None
+    """Where to look for (and, with allow_download, put) tagged weights instead of the
+    default caches (Hugging Face hub cache and ~/.cache/clip): e.g. a shared volume."""
     allow_download: bool = False
     """Never fetch weights unless asked: a render must not stall on a 600 MB download."""
     device: Device = "auto"

@@ -1,0 +1,262 @@
+"""The consistency judge: scores a generated segment and says whether to keep it.
+
+Checks (each skipped when its input is missing, so its score is None):
+
+anchor     each keyframe of the segment (sampled at the job's keyframe density over the
+           frames it contributes, both ends included) is matched to its closest anchor;
+           the score is the LOWEST keyframe's match, so drift late in a segment counts.
+           Anchors are what the segment must look like. Pass the first accepted frame of
+           the segment's own scene plus the reference images (and, if you like, the
+           video's first frame: each keyframe takes its best anchor). Scenes are meant to
+           differ, so the video's first frame alone is the wrong anchor for later scenes
+           (preview renders: a clean second scene scores ~0.70-0.95 against the first
+           scene's frame, ~0.85-1.0 against its own).
+seam       the previous segment's last `seam_frames` contributed frames against this
+           segment's first ones (mean best match). Pass previous_tail only where this
+           segment continues the previous one (same scene, conditioned on its seam
+           frame); anchor-mode segments start afresh and crossfade.
+prompt     CLIP only: mean text-image cosine of the keyframes to the prompt.
+character  for each character of the job's scene present in character_refs: the mean
+           best match of the keyframes to that character's remembered embeddings; the
+           score is the lowest over characters. The embeddings are whole frames (no
+           detector), so this is a look-of-the-shot check per character, not identity.
+
+`passed` is every present score >= its threshold (JudgeConfig.thresholds_for(backend)).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ..spec import SegmentJob
+from .config import JudgeConfig, Thresholds
+from .keyframes import Source, decode_frames, keyframe_indices
+from .scorers import best_match, make_scorer
+
+
+class SegmentScores(BaseModel):
+    """What the judge found; stored in the manifest next to the segment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    anchor: float | None = None
+    seam: float | None = None
+    prompt: float | None = None
+    character: float | None = None
+    passed: bool
+    failures: list[str] = []
+    backend: str
+    keyframes: list[int] = []  # frame indices that were judged
+    seconds: float = 0.0  # decode + embed + score time
+
+
+def fit_aspect(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Centre-crop `frame` to the width:height aspect (no resize), like ImageOps.fit does
+    before it scales, so references of another shape compare with the segment's frames."""
+    h, w = frame.shape[:2]
+    target = width / height
+    if abs(w / h - target) < 0.01:
+        return frame
+    if w / h > target:
+        new_w = max(1, round(h * target))
+        left = (w - new_w) // 2
+        return frame[:, left : left + new_w]
+    new_h = max(1, round(w / target))
+    top = (h - new_h) // 2
+    return frame[top : top + new_h]
+
+
+def _is_embedding(item: np.ndarray) -> bool:
+    return np.issubdtype(np.asarray(item).dtype, np.floating) and np.asarray(item).ndim in (1, 2)
+
+
+class ConsistencyJudge:
+    """Scores segments with one scorer (CLIP or structural), chosen by `make_scorer`."""
+
+    def __init__(self, config: JudgeConfig | None = None, scorer: Any = None) -> None:
+        self.config = config or JudgeConfig()
+        self.scorer = scorer if scorer is not None else make_scorer(self.config)
+        self._anchor_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @property
+    def backend(self) -> str:
+        return self.scorer.backend
+
+    @property
+    def notes(self) -> str:
+        return getattr(self.scorer, "notes", "")
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return self.config.thresholds_for(self.backend)
+
+    def info(self) -> dict[str, Any]:
+        loaded = getattr(self.scorer, "loaded", None)
+        return {
+            "backend": self.backend,
+            "notes": self.notes,
+            "device": getattr(loaded, "device", "cpu"),
+            "thresholds": self.thresholds.model_dump(),
+        }
+
+    def embed_frames(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        return self.scorer.embed(list(frames))
+
+    def embed_images(self, items: Sequence[np.ndarray], width: int | None = None, height: int | None = None) -> np.ndarray:
+        """Embeddings of frames/images (cached by content; anchors recur for every segment).
+        Float arrays are taken as embeddings already. With width/height, images are centre-
+        cropped to that aspect first."""
+        rows: list[np.ndarray | None] = []
+        todo: list[tuple[int, str, np.ndarray]] = []
+        for item in items:
+            item = np.asarray(item)
+            if _is_embedding(item):
+                rows.append(np.atleast_2d(item.astype(np.float32)))
+                continue
+            if width and height:
+                item = fit_aspect(item, width, height)
+            key = hashlib.blake2b(item.tobytes(), digest_size=16, key=str(item.shape).encode()).hexdigest()
+            if key in self._anchor_cache:
+                self._anchor_cache.move_to_end(key)
+                rows.append(self._anchor_cache[key])
+            else:
+                rows.append(None)
+                todo.append((len(rows) - 1, key, item))
+        if todo:
+            embedded = self.scorer.embed([item for _, _, item in todo])
+            for (slot, key, _), row in zip(todo, embedded):
+                rows[slot] = row[None, :]
+                self._anchor_cache[key] = row[None, :]
+                while len(self._anchor_cache) > 64:
+                    self._anchor_cache.popitem(last=False)
+        if not rows:
+            return np.zeros((0, getattr(self.scorer, "dim", 0)), np.float32)
+        return np.concatenate(rows)
+
+    def score_segment(
+        self,
+        segment_path: Source,
+        job: SegmentJob,
+        anchors: Sequence[np.ndarray] = (),
+        previous_tail: Sequence[np.ndarray] | None = None,
+        prompt: str | None = None,
+        character_refs: Mapping[str, np.ndarray] | Any | None = None,
+    ) -> SegmentScores:
+        """Score one generated segment (a path or the MP4 bytes) against its context.
+
+        anchors: RGB frames/images (or embeddings from this judge) the segment must match.
+        previous_tail: the previous segment's last frames (tail_frames(prev, prev_job.frames)),
+            only for a seam inside a scene.
+        prompt: text for the CLIP prompt check (ignored by the structural backend).
+        character_refs: {name: (K, D) embeddings from this judge} or a CharacterMemory."""
+        started = time.perf_counter()
+        last = job.frames - 1
+        indices = keyframe_indices(0, last, job.keyframe_density, job.fps)
+        has_tail = previous_tail is not None and len(previous_tail) > 0
+        head_count = self.config.seam_frames if has_tail else 0
+        decoded = decode_frames(segment_path, set(indices) | set(range(head_count)))
+        indices = [i for i in indices if i in decoded]
+        if not indices:
+            raise ValueError(f"segment {job.index}: the video has none of frames 0..{last}")
+        keyframes = [decoded[i] for i in indices]
+        kf_emb = self.scorer.embed(keyframes)
+        th = self.thresholds
+
+        anchor = None
+        if len(anchors):
+            anchor_emb = self.embed_images(list(anchors), job.width, job.height)
+            anchor = float(best_match(kf_emb, anchor_emb).min())
+
+        seam = None
+        if has_tail:
+            head = [decoded[i] for i in range(head_count) if i in decoded]
+            if head:
+                tail_emb = self.scorer.embed(list(previous_tail)[-self.config.seam_frames :])
+                seam = float(best_match(self.scorer.embed(head), tail_emb).mean())
+
+        prompt_score = self.scorer.text_similarity(kf_emb, prompt) if prompt else None
+
+        character = None
+        refs = character_refs.as_refs() if hasattr(character_refs, "as_refs") else character_refs
+        if refs:
+            by_name = {name.casefold(): emb for name, emb in refs.items()}
+            wanted = [c.name.casefold() for c in job.scene.characters] or list(by_name)
+            scores = [float(best_match(kf_emb, np.atleast_2d(by_name[n])).mean()) for n in wanted if n in by_name and len(by_name[n])]
+            character = min(scores) if scores else None
+
+        failures = []
+        checks = (
+            ("anchor", anchor, th.anchor, "keyframes drifted from the anchors (look, palette, lighting)"),
+            ("seam", seam, th.seam, "the segment does not continue the previous one"),
+            ("prompt", prompt_score, th.prompt, "keyframes do not match the prompt"),
+            ("character", character, th.character, "a character looks different from its references"),
+        )
+        for name, value, threshold, why in checks:
+            if value is not None and threshold is not None and value < threshold:
+                failures.append(f"{name} {value:.3f} < {threshold:.3f}: {why}")
+        return SegmentScores(
+            anchor=anchor,
+            seam=seam,
+            prompt=prompt_score,
+            character=character,
+            passed=not failures,
+            failures=failures,
+            backend=self.backend,
+            keyframes=indices,
+            seconds=round(time.perf_counter() - started, 4),
+        )
+
+
+class JudgeActor:
+    """The judge as a Ray actor: the model is loaded once, in __init__, on the actor's
+    device (Ray's num_gpus decides whether CUDA is visible). Plain class; wrap it with
+    create_judge_actor (or ray.remote(JudgeActor) yourself)."""
+
+    def __init__(self, config: JudgeConfig | None = None) -> None:
+        self.judge = ConsistencyJudge(config)
+
+    def info(self) -> dict[str, Any]:
+        return self.judge.info()
+
+    def embed(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        return self.judge.embed_frames(frames)
+
+    def score_segment(self, segment: Source, job: SegmentJob, anchors=(), previous_tail=None, prompt=None, character_refs=None) -> SegmentScores:
+        # Over Ray, pass the MP4 bytes unless the actor shares the run folder's disk.
+        return self.judge.score_segment(segment, job, anchors, previous_tail, prompt, character_refs)
+
+
+DEFAULT_JUDGE_GPU_FRACTION = 0.25  # four judges share a GPU; ViT-B-32 in fp16 needs < 1 GB
+
+
+def judge_actor_options(
+    cluster_resources: Mapping[str, float],
+    config: JudgeConfig | None = None,
+    gpu_fraction: float = DEFAULT_JUDGE_GPU_FRACTION,
+) -> dict[str, float]:
+    """Ray options for one judge actor: 1 CPU, and a fraction of a GPU when the cluster has
+    GPUs and the judge can use one (not for backend 'structural' or device 'cpu')."""
+    config = config or JudgeConfig()
+    gpus = float(cluster_resources.get("GPU", 0.0) or 0.0)
+    wants_gpu = config.backend != "structural" and config.device != "cpu"
+    if config.device == "cuda" and gpus <= 0:
+        raise ValueError("judge device 'cuda' was asked for but the Ray cluster has no GPU; use device 'auto' or 'cpu'")
+    num_gpus = min(gpu_fraction, gpus) if wants_gpu and gpus > 0 else 0
+    return {"num_cpus": 1, "num_gpus": num_gpus}
+
+
+def create_judge_actor(config: JudgeConfig | None = None, cluster_resources: Mapping[str, float] | None = None, **options: Any):
+    """Start a JudgeActor on the connected Ray cluster; `options` override the computed ones."""
+    import ray
+
+    config = config or JudgeConfig()
+    resources = cluster_resources if cluster_resources is not None else ray.cluster_resources()
+    merged = {**judge_actor_options(resources, config), **options}
+    return ray.remote(JudgeActor).options(**merged).remote(config)

@@ -41,6 +41,9 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
                              "auto: chain inside a scene, parallel across scenes (default)")
     parser.add_argument("--provider", default="preview", help="video provider (default: preview, the offline renderer)")
     parser.add_argument("--budget", type=float, default=None, help="hard limit in USD for paid providers")
+    parser.add_argument("--judge", default="auto", choices=["auto", "clip", "structural", "off"],
+                        help="consistency judge: auto (CLIP when its weights are on this machine, else a weight-free "
+                             "structural scorer), clip (an error without weights), structural, off (default auto)")
     parser.add_argument("--image", dest="images", action="append", default=[], type=Path, help="reference image (repeatable)")
     parser.add_argument("--storyboard", type=Path, default=None, help="a storyboard file (JSON or YAML) to use instead of planning")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -88,6 +91,9 @@ def _store_argument(parser: argparse.ArgumentParser) -> None:
 def _ray_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", default=None, help="Ray cluster to use (default: RAY_ADDRESS, else start Ray in-process)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for an in-process Ray (default: all)")
+    parser.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture for the judge (default %(default)s)")
+    parser.add_argument("--clip-checkpoint", type=Path, default=None, help="local CLIP weights file for the judge")
+    parser.add_argument("--allow-download", action="store_true", help="let the judge download CLIP weights if none are cached")
     parser.add_argument("--no-stream-copy", action="store_true",
                         help="re-encode every frame at merge instead of copying the GOPs no transition touches")
 
@@ -104,6 +110,7 @@ def _spec_from(args: argparse.Namespace) -> RenderSpec:
             quality=args.quality,
             continuity=args.continuity,
             provider=args.provider,
+            judge=args.judge,
             budget_usd=args.budget,
             reference_images=args.images,
             storyboard_file=args.storyboard,
@@ -222,7 +229,18 @@ def _graceful_stop(stop) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _run_pipeline(args: argparse.Namespace, work) -> int:
+def _make_judge(args: argparse.Namespace, spec: RenderSpec):
+    if spec.judge == "off":
+        return None
+    from .consistency import JudgeConfig
+    from .consistency.pipeline_judge import create_pipeline_judge
+
+    config = JudgeConfig(backend=spec.judge, model_name=args.clip_model, checkpoint_path=args.clip_checkpoint,
+                         allow_download=args.allow_download)
+    return create_pipeline_judge(config, spec.reference_images)
+
+
+def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
     """Start Ray, run `work(pipeline)` with live progress and graceful stop, print the summary."""
     import threading
 
@@ -231,9 +249,13 @@ def _run_pipeline(args: argparse.Namespace, work) -> int:
     console = _console()
     progress = _CliProgress(console, live=console.is_terminal and not args.json)
     ensure_ray(args.ray_address, args.num_cpus)
+    judge = _make_judge(args, spec)
+    if judge is not None and not args.json:
+        console.print(f"judge: {judge.backend}" + (f" ({judge.notes})" if judge.notes else ""))
     stop = threading.Event()
     _graceful_stop(stop)
-    pipeline = RenderPipeline(open_store(args.store), RaySegmentRunner(), progress=progress, stop=stop, stream_copy=not args.no_stream_copy)
+    pipeline = RenderPipeline(open_store(args.store), RaySegmentRunner(), progress=progress, stop=stop,
+                              stream_copy=not args.no_stream_copy, judge=judge)
     try:
         result = work(pipeline)
     finally:
@@ -259,14 +281,17 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.output is not None and args.output.suffix.lower() != ".mp4":
         raise InputError(f"output {args.output} must end in .mp4")
     planned = RenderPipeline(open_store(args.store)).plan(spec)  # refuse bad input before Ray starts
-    return _run_pipeline(args, lambda p: p.render(spec, output=args.output, run_id=args.run_id, planned=planned))
+    return _run_pipeline(args, spec, lambda p: p.render(spec, output=args.output, run_id=args.run_id, planned=planned))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
     from .runtime import open_store
+    from .runtime.store import MANIFEST
 
-    open_store(args.store).open(args.run_id)  # a missing run is an input error, before Ray starts
-    return _run_pipeline(args, lambda p: p.resume(args.run_id, output=args.output))
+    run = open_store(args.store).open(args.run_id)  # a missing run is an input error, before Ray starts
+    spec = load_manifest(run.read_bytes(MANIFEST).decode(), run.location(MANIFEST)).spec
+    return _run_pipeline(args, spec, lambda p: p.resume(args.run_id, output=args.output))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -148,6 +148,9 @@ class RenderSpec(_Model):
     quality: QualityTier = QualityTier.STANDARD
     continuity: ContinuityMode = ContinuityMode.AUTO
     provider: Annotated[str, Field(min_length=1, max_length=40)] = "preview"
+    # Consistency judge: auto (CLIP if its weights are on this machine, else structural),
+    # clip, structural, or off.
+    judge: Literal["auto", "clip", "structural", "off"] = "auto"
     budget_usd: Annotated[float, Field(ge=0)] | None = None
     reference_images: Annotated[list[Path], Field(max_length=MAX_REFERENCE_IMAGES)] = []
     storyboard_file: Path | None = None

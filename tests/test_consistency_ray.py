@@ -32,8 +32,11 @@ def test_judge_wants_no_gpu_when_it_cannot_use_one():
 
 
 def test_compressor_options():
-    assert compressor_actor_options({"CPU": 4, "GPU": 1}) == {"num_cpus": 1, "num_gpus": 0.05}
-    assert compressor_actor_options({"CPU": 4}) == {"num_cpus": 1, "num_gpus": 0}
+    assert compressor_actor_options({"CPU": 16, "GPU": 1}) == {"num_cpus": 1, "num_gpus": 0.05}
+    assert compressor_actor_options({"CPU": 16}) == {"num_cpus": 1, "num_gpus": 0}
+    # On a laptop-sized cluster helpers reserve no core, so segments keep both cores.
+    assert compressor_actor_options({"CPU": 2}) == {"num_cpus": 0, "num_gpus": 0}
+    assert judge_actor_options({"CPU": 2}) == {"num_cpus": 0, "num_gpus": 0}
     assert compressor_actor_options({"GPU": 1}, device="cpu")["num_gpus"] == 0
 
 

@@ -66,14 +66,14 @@ def test_chain_mode_starts_each_segment_from_the_previous_seam(ray_session, tmp_
     frames = decode_rgb(out)
     assert len(frames) == 8 * 24 and frames[0].shape == (360, 360, 3)
     assert result["segments"] == 4
-    # Each segment opens on the frame where the previous one hands over (its seam frame).
-    plan = json.loads((Path(result["run_dir"]) / "manifest.json").read_text())
-    segments = sorted((Path(result["run_dir"]) / "segments").glob("*.mp4"))
-    for previous, following in zip(segments, segments[1:]):
-        seam_index = 48  # 8 s / 4 segments at 24 fps: each contributes 48 frames
-        seam = decode_rgb(previous)[seam_index].astype(float)
+    # Each segment opens on the frame where the previous one hands over (its seam frame),
+    # even across a scene change, where an unconditioned render would start elsewhere.
+    plan = json.loads((Path(result["run_dir"]) / "plan.json").read_text())["segments"]
+    assert any(a["scene_index"] != b["scene_index"] for a, b in zip(plan, plan[1:]))
+    segments = sorted((Path(result["run_dir"]) / "segments").glob("seg_????.mp4"))
+    for job, previous, following in zip(plan, segments, segments[1:]):
+        seam = decode_rgb(previous)[job["frames"]].astype(float)
         start = decode_rgb(following)[0].astype(float)
-        assert abs(seam - start).mean() < 3.0
-    assert all(s["state"] == "accepted" for s in plan["segments"])
-
-
+        assert abs(seam - start).mean() < 6.0  # both sides went through H.264 once more
+    manifest = json.loads((Path(result["run_dir"]) / "manifest.json").read_text())
+    assert all(s["state"] == "accepted" for s in manifest["segments"])

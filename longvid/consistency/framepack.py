@@ -197,7 +197,9 @@ def compressor_actor_options(cluster_resources: Mapping[str, float], device: str
     if device == "cuda" and gpus <= 0:
         raise ValueError("compressor device 'cuda' was asked for but the Ray cluster has no GPU")
     num_gpus = min(gpu_fraction, gpus) if device != "cpu" and gpus > 0 else 0
-    return {"num_cpus": 1, "num_gpus": num_gpus}
+    from ..runtime.resources import helper_actor_cpus
+
+    return {"num_cpus": helper_actor_cpus(cluster_resources), "num_gpus": num_gpus}
 
 
 def create_compressor_actor(

@@ -249,7 +249,9 @@ def judge_actor_options(
     if config.device == "cuda" and gpus <= 0:
         raise ValueError("judge device 'cuda' was asked for but the Ray cluster has no GPU; use device 'auto' or 'cpu'")
     num_gpus = min(gpu_fraction, gpus) if wants_gpu and gpus > 0 else 0
-    return {"num_cpus": 1, "num_gpus": num_gpus}
+    from ..runtime.resources import helper_actor_cpus
+
+    return {"num_cpus": helper_actor_cpus(cluster_resources), "num_gpus": num_gpus}
 
 
 def create_judge_actor(config: JudgeConfig | None = None, cluster_resources: Mapping[str, float] | None = None, **options: Any):

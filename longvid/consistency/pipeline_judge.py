@@ -49,6 +49,7 @@ class ConsistencySegmentJudge:
         reference_images: Sequence[str | os.PathLike[str] | np.ndarray] = (),
         actor: Any = None,
         judge: ConsistencyJudge | None = None,
+        context: Any = None,
     ) -> None:
         self.config = config or JudgeConfig()
         self.max_attempts = self.config.max_attempts
@@ -66,6 +67,9 @@ class ConsistencySegmentJudge:
         self._scene_anchor: dict[int, np.ndarray] = {}  # scene index -> embedding (1, D)
         self.memory = CharacterMemory(backend=self.backend)
         self.history: list[SegmentScores] = []
+        # FramePack context of the accepted video so far (a compressor actor on Ray, or an
+        # in-process FramePackCompressor): bounded however long the video gets.
+        self.context = context
 
     # -- helpers ------------------------------------------------------------------------------
     def _embed(self, frames: list[np.ndarray]) -> np.ndarray:
@@ -93,6 +97,39 @@ class ConsistencySegmentJudge:
             emb = self._embed([frames[i] for i in sorted(frames)])
             for character in job.scene.characters:
                 self.memory.add_appearance(character.name, emb, backend=self.backend)
+        if self.context is not None and frames:
+            last = frames[max(frames)]
+            push = getattr(self.context, "push")
+            result = push.remote(last) if hasattr(push, "remote") else push(last)
+            if hasattr(push, "remote"):
+                import ray
+
+                ray.get(result)
+
+    def packed_context(self) -> list[np.ndarray]:
+        if self.context is None:
+            return []
+        packed = self.context.packed
+        if hasattr(packed, "remote"):
+            import ray
+
+            return ray.get(packed.remote())
+        return packed()
+
+    def save_state(self, run) -> None:
+        """Character memory and the packed context into the run folder (characters.npz,
+        context.npz), written whole, so a later render or a report can read them."""
+        import io
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = self.memory.save(Path(folder) / "characters.npz")
+            run.write_bytes("characters.npz", path.read_bytes())
+        levels = self.packed_context()
+        if levels:
+            buffer = io.BytesIO()
+            np.savez(buffer, **{f"level_{i}": level for i, level in enumerate(levels)})
+            run.write_bytes("context.npz", buffer.getvalue())
 
     # -- the SegmentJudge protocol ---------------------------------------------------------------
     def judge(self, job: SegmentJob, segment: Path, previous: tuple[SegmentJob, Path] | None):
@@ -114,4 +151,38 @@ class ConsistencySegmentJudge:
             self.remember_accepted(job, segment)
         data = scores.model_dump(exclude={"passed"})
         data["notes"] = self.notes
-        return JudgeVerdict(passed=scores.passed, scores=data, reason="; ".join(scores.failures))
+        measured = [v for v in (scores.anchor, scores.seam, scores.prompt, scores.character) if v is not None]
+        return JudgeVerdict(passed=scores.passed, scores=data, reason="; ".join(scores.failures),
+                            quality=min(measured) if measured else 1.0)
+
+
+def create_pipeline_judge(config: JudgeConfig, reference_images: Sequence[str | os.PathLike[str]] = ()) -> ConsistencySegmentJudge:
+    """The judge and the FramePack compressor as Ray actors on the connected cluster (a
+    fraction of a GPU each where there is one). A judge that cannot start (say `clip` with
+    no weights) is reported with its own message, not as a Ray error."""
+    import ray
+
+    from .framepack import create_compressor_actor
+    from .judge import create_judge_actor
+
+    resources = ray.cluster_resources()
+    actor = create_judge_actor(config, resources)
+    try:
+        ray.get(actor.info.remote())
+    except ray.exceptions.RayError as exc:
+        ray.kill(actor)
+        cause = getattr(exc, "cause", None) or getattr(exc, "base_exception", None)
+        from ..errors import LongvidError
+
+        if isinstance(cause, LongvidError):
+            raise cause from None
+        text = str(exc)
+        marker = "WeightsUnavailable: "
+        if marker in text:
+            from .clip_model import WeightsUnavailable
+
+            lines = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
+            raise WeightsUnavailable(" ".join(lines)) from None
+        raise
+    context = create_compressor_actor(device=config.device if config.device != "auto" else "auto", cluster_resources=resources)
+    return ConsistencySegmentJudge(config, reference_images, actor=actor, context=context)

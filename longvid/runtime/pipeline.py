@@ -63,6 +63,7 @@ class JudgeVerdict:
     passed: bool
     scores: dict[str, Any]
     reason: str = ""
+    quality: float = 0.0  # higher is better; picks the attempt to keep when none passes
 
 
 class SegmentJudge(Protocol):
@@ -189,6 +190,9 @@ class RenderPipeline:
         provider = create_provider(spec.provider)
         done = {r.index for r in manifest.segments if r.state is SegmentState.ACCEPTED}
         reused = len(done)
+        remember = getattr(self.judge, "remember_accepted", None)
+        for index in sorted(done) if remember is not None else ():
+            remember(jobs[index], run.local_path(manifest.segments[index].clip.path))  # anchors for what follows
         generated = 0
         queue = sorted((j for j in jobs if j.index not in done), key=priority)
         seams: dict[int, bytes] = {}
@@ -256,6 +260,9 @@ class RenderPipeline:
                 else:
                     queue.append(jobs[attempt.index])
                     queue.sort(key=priority)
+        save_state = getattr(self.judge, "save_state", None)
+        if save_state is not None:
+            save_state(run)
         if failures or queue:
             blocked = [j.index for j in queue]
             detail = "; ".join(failures) + (f"; not started (waiting on a failed segment): {blocked}" if blocked else "")
@@ -309,22 +316,45 @@ class RenderPipeline:
             if index > 0 and jobs[index - 1].scene_index == job.scene_index and manifest.segments[index - 1].clip is not None:
                 previous = (jobs[index - 1], run.local_path(manifest.segments[index - 1].clip.path))
             verdict = self.judge.judge(job, run.local_path(relative), previous)
-            scores = [*manifest.segments[index].scores, {"seed": job.seed, "passed": verdict.passed, **verdict.scores}]
+            regenerations = manifest.segments[index].regenerations
+            attempt_file = f"segments/seg_{index:04d}.attempt{regenerations}.mp4"
+            entry = {"seed": job.seed, "passed": verdict.passed, "quality": verdict.quality, "file": attempt_file,
+                     "sha256": clip.sha256, **verdict.scores}
+            scores = [*manifest.segments[index].scores, entry]
             manifest = transition(manifest, index, SegmentState.JUDGED, scores=scores)
             write_model(run, MANIFEST, manifest)
-            regenerations = manifest.segments[index].regenerations
             if not verdict.passed and regenerations + 1 < self.judge.max_attempts:
+                run.write_bytes(attempt_file, result.mp4)  # kept in case no later attempt does better
                 manifest = reset(manifest, index, f"judge: {verdict.reason}")
                 manifest = _update_record(manifest, index, regenerations=regenerations + 1, scores=scores, cost_usd=record.cost_usd + result.cost_usd)
                 write_model(run, MANIFEST, manifest)
                 self.progress.segment(index, SegmentState.PENDING, f"regenerating: {verdict.reason}")
                 return manifest, False
             if not verdict.passed:
-                manifest.warnings.append(f"segment {index}: still below threshold after {regenerations + 1} attempts ({verdict.reason}); kept")
+                manifest = self._keep_best_attempt(run, manifest, job, scores)
+                manifest.warnings.append(
+                    f"segment {index}: below the consistency thresholds after {regenerations + 1} attempts; "
+                    f"kept the best one (seed {manifest.segments[index].seed}): {verdict.reason}"
+                )
         manifest = transition(manifest, index, SegmentState.ACCEPTED)
         write_model(run, MANIFEST, manifest)
         self.progress.segment(index, SegmentState.ACCEPTED, "cached" if cached else f"{result.seconds:.1f}s")
         return manifest, True
+
+    def _keep_best_attempt(self, run: RunFolder, manifest: RunManifest, job: SegmentJob, scores: list[dict]) -> RunManifest:
+        """No attempt passed: put the best-scoring one in the segment's place."""
+        best = max(scores, key=lambda entry: entry.get("quality", 0.0))
+        index = job.index
+        if best is not scores[-1] and run.exists(best["file"]):
+            data = run.read_bytes(best["file"])
+            run.write_bytes(segment_path(index), data)
+            clip = manifest.segments[index].clip.model_copy(update={"sha256": best["sha256"]})
+            manifest = _update_record(manifest, index, clip=clip, seed=best["seed"])
+            write_model(run, MANIFEST, manifest)
+        remember = getattr(self.judge, "remember_accepted", None)
+        if remember is not None:
+            remember(job.model_copy(update={"seed": best["seed"]}), run.local_path(segment_path(index)))
+        return manifest
 
     def _cancel(self, run: RunFolder, manifest: RunManifest, provider, in_flight: dict) -> RunManifest:
         """Stop what is in flight. A provider task that was cancelled is marked failed (resume

@@ -150,3 +150,13 @@ def priority(job: SegmentJob) -> tuple[int, int]:
     """Scene openers first (they start the chains that gate the rest), then timeline order,
     so the start of the video is ready first."""
     return (job.segment_in_scene, job.index)
+
+
+# Helper actors (judge, compressor) work in short bursts between generations. On a small
+# cluster a reserved core would halve how many segments render at once, so they reserve
+# one only where it is a small share of the whole.
+HELPER_ACTOR_MIN_CLUSTER_CPUS = 8
+
+
+def helper_actor_cpus(cluster_resources: Mapping[str, float]) -> float:
+    return 1.0 if float(cluster_resources.get("CPU", 0.0)) >= HELPER_ACTOR_MIN_CLUSTER_CPUS else 0.0

@@ -1,0 +1,95 @@
+"""The consistency judge inside the render pipeline: drift is caught and regenerated,
+clean renders are left alone, and on Ray the judge and compressor run as actors."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from longvid.cli import main
+from longvid.consistency import FramePackCompressor, JudgeConfig
+from longvid.consistency.pipeline_judge import ConsistencySegmentJudge
+from longvid.manifest import load_manifest
+from longvid.providers import register_provider
+from longvid.providers.preview import PREVIEW_CAPABILITIES, PreviewProvider
+from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
+from longvid.spec import Character, RenderSpec
+
+SPEC = dict(prompt="a red fox explores a snowy forest at dawn", duration_s=20, fps=12, resolution="360p", continuity="auto")
+
+
+class DriftingProvider(PreviewProvider):
+    """The preview renderer, except that the planned first attempt of DRIFT_AT comes out
+    with the wrong palette and subject (as a model sometimes does)."""
+
+    capabilities = replace(PREVIEW_CAPABILITIES, name="drifting")
+    drift_at: dict[int, int] = {}  # segment index -> the seed that drifts
+
+    def submit(self, job, conditioning_png=None):
+        if DriftingProvider.drift_at.get(job.index) == job.seed:
+            scene = job.scene.model_copy(update={"color_palette": ["#ff0000", "#aa0000", "#220000", "#550000"],
+                                                 "characters": [Character(name="blue whale")]})
+            job = job.model_copy(update={"scene": scene})
+        return super().submit(job, conditioning_png)
+
+
+def _render(tmp_path, drift=None):
+    register_provider("drifting", DriftingProvider.capabilities, DriftingProvider)
+    spec = RenderSpec(**{**SPEC, "provider": "drifting"})
+    _, jobs = RenderPipeline().plan(spec)
+    DriftingProvider.drift_at = {}
+    if drift is not None:
+        target = next(j for j in jobs if j.segment_in_scene == 1)  # inside a scene: anchored and seamed
+        DriftingProvider.drift_at = {target.index: target.seed}
+    judge = ConsistencySegmentJudge(JudgeConfig(backend="structural"), context=FramePackCompressor(device="cpu"))
+    result = RenderPipeline(LocalRunStore(tmp_path / "store"), InlineSegmentRunner(), judge=judge).render(spec)
+    return result, load_manifest((Path(result.run_dir) / "manifest.json").read_text()), DriftingProvider.drift_at
+
+
+def test_clean_render_has_no_false_alarms(tmp_path):
+    result, manifest, _ = _render(tmp_path)
+    assert all(r.regenerations == 0 and len(r.scores) == 1 and r.scores[0]["passed"] for r in manifest.segments)
+    assert result.generated_segments == result.segments and not result.warnings
+    assert (Path(result.run_dir) / "characters.npz").is_file()
+    import numpy as np
+
+    with np.load(Path(result.run_dir) / "context.npz") as context:  # bounded: <= 2x one frame
+        pixels = sum(context[k].shape[0] * context[k].shape[1] for k in context.files)
+    assert 0 < pixels <= 2 * 640 * 360
+
+
+def test_drifting_segment_is_flagged_and_regenerated(tmp_path):
+    result, manifest, drift_at = _render(tmp_path, drift=True)
+    (index, bad_seed), = drift_at.items()
+    record = manifest.segments[index]
+    assert record.regenerations == 1 and record.attempts == 2
+    first, second = record.scores
+    assert first["seed"] == bad_seed and not first["passed"] and first["anchor"] < 0.75
+    assert second["passed"] and second["seed"] != bad_seed and record.seed == second["seed"]
+    assert any("judge:" in line for line in record.history)
+    others = [r for r in manifest.segments if r.index != index]
+    assert all(r.regenerations == 0 and r.scores[0]["passed"] for r in others)
+    assert not result.warnings
+
+
+@pytest.mark.ray
+def test_tiny_clip_judge_runs_as_a_ray_actor(ray_session, tmp_path, capsys):
+    from longvid.consistency import TINY_CLIP_NAME, write_tiny_clip_checkpoint
+
+    checkpoint = write_tiny_clip_checkpoint(tmp_path / "tiny.pt")
+    assert main(["render", "a kite over a beach", "-d", "5", "--resolution", "360p", "--store", str(tmp_path / "store"),
+                 "--judge", "clip", "--clip-model", TINY_CLIP_NAME, "--clip-checkpoint", str(checkpoint), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    manifest = load_manifest((Path(result["run_dir"]) / "manifest.json").read_text())
+    scores = [entry for record in manifest.segments for entry in record.scores]
+    assert scores and all(entry["backend"] == "clip" and entry["prompt"] is not None for entry in scores)
+    assert result["frames"] == 120
+
+
+@pytest.mark.ray
+def test_clip_judge_without_weights_is_a_clear_error(ray_session, tmp_path, capsys):
+    code = main(["render", "a kite", "-d", "5", "--resolution", "360p", "--store", str(tmp_path / "store"),
+                 "--judge", "clip", "--clip-checkpoint", str(tmp_path / "missing.pt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("longvid: error:") and "missing.pt" in err[0]

@@ -71,6 +71,9 @@ def test_drifting_segment_is_flagged_and_regenerated(tmp_path):
     others = [r for r in manifest.segments if r.index != index]
     assert all(r.regenerations == 0 and r.scores[0]["passed"] for r in others)
     assert not result.warnings
+    report = json.loads((Path(result.run_dir) / "report.json").read_text())
+    assert report["judge"]["backend"] == "structural"
+    assert [len(s["scores"]) for s in report["segments"]][index] == 2
 
 
 @pytest.mark.ray

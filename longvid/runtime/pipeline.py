@@ -13,6 +13,7 @@ the next step starts, which is what makes a render resumable:
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,7 @@ from ..providers.base import ProviderCapabilities
 from ..spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
 from .resume import Action, attempt_seed, resume_plan, segment_key
-from .store import FINAL, MANIFEST, PLAN, LocalRunStore, RunFolder, RunStore, atomic_copy, new_run_id, segment_path, sha256_file, write_model
+from .store import FINAL, MANIFEST, PLAN, REPORT, LocalRunStore, RunFolder, RunStore, atomic_copy, new_run_id, segment_path, sha256_file, write_model
 from .tasks import SegmentResult, SegmentRunner, seam_frame_png
 
 
@@ -458,7 +459,7 @@ class RenderPipeline:
             write_model(run, MANIFEST, latest.model_copy(update={"status": status, "error": reason[:1000]}))
             raise
         width, height = manifest.spec.frame_size
-        return RenderResult(
+        result = RenderResult(
             run_id=run.run_id,
             run_dir=run.location(),
             output=manifest.output,
@@ -475,6 +476,36 @@ class RenderPipeline:
             merge=stats,
             warnings=list(manifest.warnings),
         )
+        run.write_bytes(REPORT, json.dumps(self._report(manifest, result), indent=2, ensure_ascii=False).encode())
+        return result
+
+    def _report(self, manifest: RunManifest, result: RenderResult) -> dict:
+        """report.json: what a person or a dashboard wants from a finished run."""
+        judge = None
+        if self.judge is not None:
+            judge = {"backend": getattr(self.judge, "backend", None), "notes": getattr(self.judge, "notes", "")}
+        return {
+            "run_id": manifest.run_id,
+            "prompt": manifest.spec.prompt,
+            "output": result.output,
+            "duration_s": round(result.duration_s, 4),
+            "frames": result.frames,
+            "size": [result.width, result.height],
+            "fps": result.fps,
+            "cost_usd": result.cost_usd,
+            "wall_s": round(result.wall_s, 3),
+            "judge": judge,
+            "segments": [
+                {
+                    "index": r.index, "scene": r.scene_index, "state": r.state.value, "provider": r.provider,
+                    "attempts": r.attempts, "regenerations": r.regenerations, "cached": r.cached, "seed": r.seed,
+                    "cost_usd": r.cost_usd, "scores": r.scores,
+                }
+                for r in manifest.segments
+            ],
+            "merge": asdict(result.merge),
+            "warnings": list(manifest.warnings),
+        }
 
 
 def _update_record(manifest: RunManifest, index: int, **changes) -> RunManifest:

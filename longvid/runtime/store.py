@@ -25,6 +25,7 @@ RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 PLAN = "plan.json"
 MANIFEST = "manifest.json"
 FINAL = "final.mp4"
+REPORT = "report.json"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

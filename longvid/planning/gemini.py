@@ -1,0 +1,546 @@
+"""A planner that asks Gemini (through google-genai) for the storyboard.
+
+Gemini answers in JSON constrained by `StoryPlan` (the response schema); the answer is
+validated against longvid's rules (scene count, enums, hex palettes, characters) and
+turned into a `Storyboard`. A malformed or out-of-bounds answer is asked for again with
+the validation error in the prompt, a bounded number of times; after that, or when the
+API fails (network, 429, 5xx, unknown model…), the offline planner makes the plan and a
+warning says why. A rejected key is the user's to fix: it raises `InputError`.
+
+No message this module produces (warnings, exceptions) ever contains the API key.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from ..errors import InputError, RenderError, describe_validation_error
+from ..spec import CameraMove, Character, Lighting, RenderSpec, Scene, Storyboard, Transition
+from .offline import MAX_SCENES, MIN_SCENES, OfflinePlanner
+
+log = logging.getLogger(__name__)
+
+# Gemini 3.8 Flash: the SDK (google-genai 3.6) documents it as the current, most capable
+# Flash model and uses it in its own examples. 2.0 Flash is shut down and 2.5 Flash retires
+# 2026-12-01 (PROVIDERS.md). Model ids move often: override with LONGVID_GEMINI_MODEL or
+# GeminiPlanner(model=…); "gemini-flash-latest" follows the newest Flash automatically.
+DEFAULT_GEMINI_MODEL = "gemini-3.8-flash"
+MODEL_ENV = "LONGVID_GEMINI_MODEL"
+API_KEY_ENVS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # the first one set wins, as in the SDK
+BASE_URL_ENV = "GOOGLE_GEMINI_BASE_URL"  # read by the SDK itself when base_url is not given
+
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_HTTP_ATTEMPTS = 3  # the SDK's own retries (429, 5xx, timeouts), first call included
+DEFAULT_VALIDATION_RETRIES = 2  # new requests after a malformed or out-of-bounds answer
+# Google's guidance for Gemini 3 models is to leave temperature at its default of 1.0
+# (lower values can cause looping or degraded output).
+DEFAULT_TEMPERATURE = 1.0
+MAX_IMAGE_SIDE = 1024  # reference images are downscaled to this before upload
+
+# USD per million tokens (input, output; thinking bills as output). Unverified: taken from a
+# third-party gateway's listing, not Google's price page. Unknown models cost None.
+PRICES_PER_MTOK_USD: dict[str, tuple[float, float]] = {
+    "gemini-3.8-flash": (0.75, 3.75),
+}
+
+# The prompt text carries the user's prompt between these markers (fake_gemini reads them).
+PROMPT_BEGIN = "<<<PROMPT"
+PROMPT_END = "PROMPT>>>"
+
+_AUTH_MARKERS = ("API_KEY_INVALID", "API key not valid", "API_KEY_SERVICE_BLOCKED", "UNAUTHENTICATED")
+
+SYSTEM_INSTRUCTION = """\
+You are the storyboard planner of a text-to-video pipeline. You turn one video prompt into
+a short sequence of scenes. Each scene is rendered separately by a video model that sees
+only that scene's fields, so:
+- every scene description restates the setting and what each character looks like
+  (clothing, colours, build) in concrete visual terms, one continuous shot, present tense;
+- characters keep exactly the same name and appearance in every scene; list each
+  character once in `characters` and refer to it by that name in the scenes;
+- the scenes follow one story arc (establish, develop, climax, resolve);
+- `duration_s` is the scene's share of the video in seconds;
+- `color_palette` holds 2 to 6 colours as #rrggbb hex strings that fit the scene;
+- `camera_movement`, `lighting` and `transition` use only the allowed values;
+  `transition` is how the scene hands over to the next one.
+If reference images are attached, they show the characters and the look to keep.
+Write the title and descriptions in the language of the prompt.
+Answer with JSON that follows the response schema exactly, and nothing else."""
+
+
+# -- the response schema ------------------------------------------------------------------
+#
+# Kept to what the Gemini API accepts as a responseSchema (google-genai's process_schema /
+# types.Schema): objects, arrays with min/max items, strings, numbers with `minimum`, string
+# enums (inlined from $defs by the SDK). No exclusiveMinimum, no pattern, no
+# additionalProperties, no defaults: every field is required so the model fills them all.
+# Length limits and hex colours are checked (or clamped) after parsing instead.
+
+
+def _enum_token(value: Any) -> Any:
+    """'Pan Left' / 'pan-left' / 'PAN_LEFT' -> 'pan_left'; anything else unchanged."""
+    if isinstance(value, str):
+        return re.sub(r"[\s\-]+", "_", value.strip()).lower()
+    return value
+
+
+class PlanCharacter(BaseModel):
+    name: str = Field(description="Short name, used verbatim in every scene that shows the character.")
+    description: str = Field(description="Stable visual description: species or person, build, clothing, colours.")
+
+
+class PlanScene(BaseModel):
+    description: str = Field(description="What the shot shows and what happens, restating setting and characters.")
+    duration_s: float = Field(ge=1, description="Length of the scene in seconds.")
+    visual_style: str = Field(description="Visual style, e.g. cinematic, anime, watercolor.")
+    characters: list[str] = Field(description="Names (from the top-level characters) visible in this scene.")
+    camera_movement: CameraMove
+    lighting: Lighting
+    color_palette: Annotated[list[str], Field(min_length=2, max_length=6)] = Field(
+        description="2 to 6 colours as #rrggbb hex strings."
+    )
+    transition: Transition = Field(description="How this scene hands over to the next one.")
+
+    @field_validator("camera_movement", "lighting", "transition", mode="before")
+    @classmethod
+    def _normalise_enums(cls, value: Any) -> Any:
+        return _enum_token(value)
+
+
+class StoryPlan(BaseModel):
+    """The JSON Gemini is asked for (passed as `response_schema`)."""
+
+    title: str = Field(description="A short title for the video.")
+    style: str = Field(description="The overall visual style.")
+    characters: list[PlanCharacter] = Field(description="Every recurring character, once each.")
+    # The count is bounded in the schema (for Gemini) but checked by to_storyboard, which
+    # knows this render's limit and says it in the retry prompt.
+    scenes: list[PlanScene] = Field(
+        description="The scenes in order.", json_schema_extra={"minItems": 1, "maxItems": MAX_SCENES}
+    )
+
+
+# -- results ------------------------------------------------------------------------------
+
+
+@dataclass
+class GeminiUsage:
+    """Token counts over every request one plan() made (retries included)."""
+
+    model: str = ""
+    model_version: str = ""
+    requests: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0  # candidatesTokenCount
+    thoughts_tokens: int = 0
+    cached_tokens: int = 0
+    total_tokens: int = 0
+
+    def add(self, metadata: Any) -> None:
+        if metadata is None:
+            return
+        self.prompt_tokens += metadata.prompt_token_count or 0
+        self.output_tokens += metadata.candidates_token_count or 0
+        self.thoughts_tokens += metadata.thoughts_token_count or 0
+        self.cached_tokens += metadata.cached_content_token_count or 0
+        self.total_tokens += metadata.total_token_count or 0
+
+    def cost_usd(self, input_per_mtok: float, output_per_mtok: float) -> float:
+        """Cost at the given prices (USD per million tokens); thinking bills as output."""
+        billed_out = self.output_tokens + self.thoughts_tokens
+        return round(self.prompt_tokens * input_per_mtok / 1e6 + billed_out * output_per_mtok / 1e6, 6)
+
+    def estimated_cost_usd(self, prices: dict[str, tuple[float, float]] | None = None) -> float | None:
+        """Cost from a price table (PRICES_PER_MTOK_USD by default); None if the model is not in it."""
+        price = (PRICES_PER_MTOK_USD if prices is None else prices).get(self.model)
+        return None if price is None else self.cost_usd(*price)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PlanResult:
+    storyboard: Storyboard
+    warnings: list[str] = field(default_factory=list)
+    usage: GeminiUsage = field(default_factory=GeminiUsage)
+    fell_back: bool = False
+
+
+class PlanRejected(ValueError):
+    """Gemini's answer could not be used; the message is fed back to it on retry."""
+
+
+class _ApiFailure(Exception):
+    """The API call failed for a reason the offline planner can cover."""
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def resolve_api_key(env: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """(key, the env var it came from), GOOGLE_API_KEY first; None if neither is set."""
+    env = os.environ if env is None else env
+    for name in API_KEY_ENVS:
+        value = (env.get(name) or "").strip()
+        if value:
+            return value, name
+    return None
+
+
+def gemini_available(env: dict[str, str] | None = None) -> bool:
+    """True when a Gemini key is configured (what `--planner auto` should look at)."""
+    return resolve_api_key(env) is not None
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+_HEX6 = re.compile(r"^#?([0-9a-fA-F]{6})$")
+_HEX3 = re.compile(r"^#?([0-9a-fA-F]{3})$")
+
+
+def _hex_colour(value: str) -> str | None:
+    value = value.strip()
+    if m := _HEX6.match(value):
+        return "#" + m.group(1).lower()
+    if m := _HEX3.match(value):
+        return "#" + "".join(c * 2 for c in m.group(1)).lower()
+    return None
+
+
+def _strip_fences(text: str) -> str:
+    text = text.strip()
+    m = re.match(r"^```(?:json)?\s*(.*?)\s*```$", text, re.DOTALL)
+    return m.group(1) if m else text
+
+
+def scene_bounds(max_scenes: int) -> tuple[int, int]:
+    """The allowed scene count: 3..min(8, max_scenes), narrowed when few segments fit."""
+    hi = max(1, min(MAX_SCENES, max_scenes))
+    return min(MIN_SCENES, hi), hi
+
+
+def _image_part(path: Path):
+    """A reference image as inline data: PNG/JPEG/WebP kept as they are when small,
+    anything else (or anything large) re-encoded as a PNG at most MAX_IMAGE_SIDE wide."""
+    from google.genai import types
+    from PIL import Image
+
+    data = Path(path).read_bytes()
+    with Image.open(io.BytesIO(data)) as image:
+        fmt = (image.format or "").upper()
+        mime = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}.get(fmt)
+        if mime and max(image.size) <= MAX_IMAGE_SIDE:
+            return types.Part.from_bytes(data=data, mime_type=mime)
+        image = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
+        image.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+    return types.Part.from_bytes(data=out.getvalue(), mime_type="image/png")
+
+
+def build_prompt(spec: RenderSpec, max_scenes: int, feedback: list[str] | None = None) -> str:
+    lo, hi = scene_bounds(max_scenes)
+    count = f"exactly {hi}" if lo == hi else f"between {lo} and {hi}"
+    lines = [
+        "Plan a storyboard for this video prompt:",
+        PROMPT_BEGIN,
+        spec.prompt,
+        PROMPT_END,
+        f"Total duration: {spec.duration_s:g} seconds.",
+        f"Make {count} scenes.",
+        f"Aspect ratio: {spec.aspect_ratio.value}.",
+    ]
+    if spec.reference_images:
+        lines.append(f"{len(spec.reference_images)} reference image(s) are attached: keep their characters and look.")
+    for i, problem in enumerate(feedback or [], 1):
+        lines.append(
+            f"Attempt {i} was rejected: {problem}. Answer again with JSON that follows the schema and these limits."
+        )
+    return "\n".join(lines)
+
+
+def to_storyboard(plan: StoryPlan, spec: RenderSpec, max_scenes: int, planner_name: str = "gemini") -> Storyboard:
+    """Validate Gemini's plan against longvid's rules and build the Storyboard.
+
+    Raises PlanRejected (with a message meant for Gemini) when the plan is unusable;
+    clamps what is merely too long (text) or loose (hex case, 3-digit hex, enum case).
+    """
+    lo, hi = scene_bounds(max_scenes)
+    problems: list[str] = []
+    if not (lo <= len(plan.scenes) <= hi):
+        want = f"exactly {hi}" if lo == hi else f"between {lo} and {hi}"
+        problems.append(f"scenes: there must be {want} scenes, got {len(plan.scenes)}")
+
+    cast: dict[str, Character] = {}
+    for i, person in enumerate(plan.characters):
+        name = _clip(person.name, 80)
+        if not name:
+            problems.append(f"characters.{i}.name: is empty")
+            continue
+        cast.setdefault(name.casefold(), Character(name=name, description=_clip(person.description, 400)))
+
+    # Durations are weights for the segmenter; scale them to the requested length.
+    scale = spec.duration_s / (sum(s.duration_s for s in plan.scenes) or 1.0)
+    scenes: list[Scene] = []
+    for i, raw in enumerate(plan.scenes):
+        description = _clip(raw.description, 2000)
+        if not description:
+            problems.append(f"scenes.{i}.description: is empty")
+        palette = [_hex_colour(c) for c in raw.color_palette]
+        bad = [c for c, h in zip(raw.color_palette, palette) if h is None]
+        if bad:
+            problems.append(f"scenes.{i}.color_palette: {', '.join(map(repr, bad[:3]))} is not a #rrggbb hex colour")
+        people: list[Character] = []
+        for name in raw.characters:
+            name = _clip(name, 80)
+            if not name:
+                continue
+            person = cast.get(name.casefold()) or Character(name=name)
+            if person not in people:
+                people.append(person)
+        if len(people) > 6:
+            problems.append(f"scenes.{i}.characters: at most 6 characters per scene, got {len(people)}")
+        if problems:
+            continue
+        try:
+            scenes.append(
+                Scene(
+                    description=description,
+                    duration_s=max(0.001, round(raw.duration_s * scale, 3)),
+                    visual_style=_clip(raw.visual_style, 200) or _clip(plan.style, 200) or "cinematic",
+                    characters=people,
+                    camera_movement=raw.camera_movement,
+                    lighting=raw.lighting,
+                    color_palette=[h for h in palette if h],
+                    transition=raw.transition,
+                )
+            )
+        except ValidationError as exc:
+            problems.append(f"scenes.{i}: {describe_validation_error(exc)}")
+    if problems:
+        raise PlanRejected("; ".join(problems[:8]))
+
+    try:
+        return Storyboard(
+            title=_clip(plan.title, 200) or _clip(spec.prompt, 80),
+            prompt=spec.prompt,
+            style=_clip(plan.style, 200) or "cinematic",
+            scenes=scenes,
+            planner=planner_name,
+        )
+    except ValidationError as exc:  # a rule the checks above missed: still Gemini's to fix
+        raise PlanRejected(describe_validation_error(exc)) from None
+
+
+# -- the planner --------------------------------------------------------------------------
+
+
+class GeminiPlanner:
+    """Storyboards from Gemini, with the offline planner as the safety net.
+
+    `plan(spec, max_scenes)` has the OfflinePlanner's signature; after each call,
+    `warnings` says what went wrong (empty when Gemini's plan was used) and `usage` holds
+    the token counts. `plan_with_report` returns both instead (use it when one planner
+    serves several renders at once).
+    """
+
+    name = "gemini"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        model: str | None = None,
+        base_url: str | None = None,
+        api_version: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        http_attempts: int = DEFAULT_HTTP_ATTEMPTS,
+        retry_initial_delay_s: float = 1.0,
+        retry_max_delay_s: float = 8.0,
+        validation_retries: int = DEFAULT_VALIDATION_RETRIES,
+        temperature: float | None = DEFAULT_TEMPERATURE,
+        thinking_level: str | None = None,
+        fallback: OfflinePlanner | None = None,
+        allow_fallback: bool = True,
+        env: dict[str, str] | None = None,
+    ):
+        env = os.environ if env is None else env
+        if api_key is not None and api_key.strip():
+            self._api_key, self.key_source = api_key.strip(), "the Gemini API key"
+        else:
+            found = resolve_api_key(env)
+            if found is None:
+                raise InputError(
+                    "the Gemini planner needs an API key: set GOOGLE_API_KEY or GEMINI_API_KEY "
+                    "(or use the offline planner)"
+                )
+            self._api_key, self.key_source = found
+        self.model = (model or env.get(MODEL_ENV, "").strip() or DEFAULT_GEMINI_MODEL).removeprefix("models/")
+        self.base_url = base_url  # None: the SDK's default, or GOOGLE_GEMINI_BASE_URL
+        self.api_version = api_version
+        self.timeout_s = timeout_s
+        self.http_attempts = max(1, int(http_attempts))
+        self.retry_initial_delay_s = retry_initial_delay_s
+        self.retry_max_delay_s = retry_max_delay_s
+        self.validation_retries = max(0, int(validation_retries))
+        self.temperature = temperature
+        self.thinking_level = thinking_level  # e.g. "LOW" for Gemini 3 models; None: the model's default
+        self.fallback = fallback or OfflinePlanner()
+        self.allow_fallback = allow_fallback
+        self.warnings: list[str] = []
+        self.usage = GeminiUsage(model=self.model)
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"GeminiPlanner(model={self.model!r}, base_url={self.base_url!r})"
+
+    # -- public --------------------------------------------------------------------------
+
+    def plan(self, spec: RenderSpec, max_scenes: int = MAX_SCENES) -> Storyboard:
+        result = self.plan_with_report(spec, max_scenes)
+        self.warnings, self.usage = result.warnings, result.usage
+        return result.storyboard
+
+    def plan_with_report(self, spec: RenderSpec, max_scenes: int = MAX_SCENES) -> PlanResult:
+        usage = GeminiUsage(model=self.model)
+        try:
+            storyboard = self._plan_with_gemini(spec, max_scenes, usage)
+            return PlanResult(storyboard=storyboard, usage=usage)
+        except (PlanRejected, _ApiFailure) as exc:
+            reason = _scrub(str(exc), self._api_key)
+        if not self.allow_fallback:
+            raise RenderError(f"the Gemini planner failed: {reason}")
+        warning = f"Gemini planner ({self.model}) failed, used the offline planner instead: {reason}"
+        log.info(warning)  # the caller records it (manifest warnings)
+        storyboard = self.fallback.plan(spec, max_scenes=max_scenes)
+        return PlanResult(storyboard=storyboard, warnings=[warning], usage=usage, fell_back=True)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _client(self):
+        from google import genai
+        from google.genai import types
+
+        options: dict[str, Any] = {
+            "timeout": int(self.timeout_s * 1000),  # milliseconds
+            "retry_options": types.HttpRetryOptions(
+                attempts=self.http_attempts,
+                initial_delay=self.retry_initial_delay_s,
+                max_delay=self.retry_max_delay_s,
+                jitter=min(1.0, self.retry_initial_delay_s),
+            ),
+        }
+        if self.base_url:
+            options["base_url"] = self.base_url
+        if self.api_version:
+            options["api_version"] = self.api_version
+        return genai.Client(vertexai=False, api_key=self._api_key, http_options=types.HttpOptions(**options))
+
+    def _plan_with_gemini(self, spec: RenderSpec, max_scenes: int, usage: GeminiUsage) -> Storyboard:
+        from google.genai import types
+
+        try:
+            images = [_image_part(p) for p in spec.reference_images]
+        except OSError as exc:
+            raise InputError(f"cannot read a reference image for the Gemini planner: {exc.__class__.__name__}") from None
+        feedback: list[str] = []
+        with self._client() as client:
+            for _attempt in range(self.validation_retries + 1):
+                config = types.GenerateContentConfig(
+                    response_mime_type="application/json",
+                    response_schema=StoryPlan,
+                    system_instruction=SYSTEM_INSTRUCTION,
+                    temperature=self.temperature,
+                    seed=spec.seed,
+                    thinking_config=(
+                        types.ThinkingConfig(thinking_level=self.thinking_level.upper()) if self.thinking_level else None
+                    ),
+                )
+                contents = [*images, build_prompt(spec, max_scenes, feedback)]
+                response = self._call(client, contents, config)
+                usage.requests += 1
+                usage.add(response.usage_metadata)
+                usage.model_version = response.model_version or usage.model_version
+                try:
+                    return to_storyboard(self._parse(response), spec, max_scenes, self.name)
+                except PlanRejected as exc:
+                    problem = _clip(_scrub(str(exc), self._api_key), 600)
+                    log.info("Gemini plan rejected (attempt %d): %s", len(feedback) + 1, problem)
+                    feedback.append(problem)
+        tries = len(feedback)
+        raise PlanRejected(f"{tries} answer{'s' if tries != 1 else ''} failed validation, the last: {feedback[-1]}")
+
+    def _call(self, client, contents, config):
+        from google.genai import errors
+
+        try:
+            return client.models.generate_content(model=self.model, contents=contents, config=config)
+        except errors.APIError as exc:
+            code = exc.code or 0
+            text = f"{exc.status or ''} {exc.message or ''} {json.dumps(exc.details, default=str)[:2000]}"
+            if code in (401, 403) or (code == 400 and any(m in text for m in _AUTH_MARKERS)):
+                raise InputError(
+                    f"{self.key_source} was rejected by the Gemini API ({code} {exc.status or ''}".rstrip()
+                    + "); check the key, or use the offline planner"
+                ) from None
+            detail = _clip(_scrub(exc.message or str(exc.details), self._api_key), 300)
+            hint = f"; is the model id right? set {MODEL_ENV} to change it" if code == 404 else ""
+            raise _ApiFailure(f"the Gemini API answered {code} {exc.status or ''}: {detail}{hint}") from None
+        except Exception as exc:
+            if not _is_transport_error(exc):
+                raise
+            kind = "timed out" if "Timeout" in type(exc).__name__ else "could not be reached"
+            raise _ApiFailure(
+                f"the Gemini API {kind} ({type(exc).__name__} after {self.http_attempts} attempt(s))"
+            ) from None
+
+    @staticmethod
+    def _parse(response) -> StoryPlan:
+        if isinstance(response.parsed, StoryPlan):
+            return response.parsed
+        text = None
+        try:
+            text = response.text
+        except (ValueError, AttributeError):
+            pass
+        if not text:
+            reason = "no answer"
+            if response.candidates:
+                reason = f"finish reason {response.candidates[0].finish_reason}"
+            elif response.prompt_feedback is not None and response.prompt_feedback.block_reason:
+                reason = f"prompt blocked ({response.prompt_feedback.block_reason})"
+            raise PlanRejected(f"the answer held no JSON ({reason})")
+        try:
+            return StoryPlan.model_validate_json(_strip_fences(text))
+        except ValidationError as exc:
+            if any(e.get("type") == "json_invalid" for e in exc.errors()):
+                raise PlanRejected(f"the answer is not valid JSON ({exc.errors()[0].get('msg', 'invalid')})") from None
+            raise PlanRejected(describe_validation_error(exc)) from None
+
+
+def _is_transport_error(exc: Exception) -> bool:
+    """Network trouble from either HTTP client the SDK may use (httpx or httpx2)."""
+    classes: list[type] = [OSError]
+    for module in ("httpx", "httpx2"):
+        try:
+            classes.append(__import__(module).HTTPError)
+        except (ImportError, AttributeError):
+            pass
+    return isinstance(exc, tuple(classes))

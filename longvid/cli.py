@@ -41,6 +41,9 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
                              "auto: chain inside a scene, parallel across scenes (default)")
     parser.add_argument("--provider", default="preview", help="video provider (default: preview, the offline renderer)")
     parser.add_argument("--budget", type=float, default=None, help="hard limit in USD for paid providers")
+    parser.add_argument("--planner", default="auto", choices=["auto", "gemini", "offline"],
+                        help="auto: Gemini when GOOGLE_API_KEY/GEMINI_API_KEY is set, else the offline planner (default); "
+                             "gemini: Gemini or an error; offline: no network")
     parser.add_argument("--judge", default="auto", choices=["auto", "clip", "structural", "off"],
                         help="consistency judge: auto (CLIP when its weights are on this machine, else a weight-free "
                              "structural scorer), clip (an error without weights), structural, off (default auto)")
@@ -119,6 +122,19 @@ def _spec_from(args: argparse.Namespace) -> RenderSpec:
         raise InputError(describe_validation_error(exc)) from None
 
 
+def _planner(args: argparse.Namespace):
+    from .planning import OfflinePlanner
+
+    if getattr(args, "planner", "offline") == "offline" or getattr(args, "storyboard", None) is not None:
+        return OfflinePlanner()
+    from .planning.gemini import GeminiPlanner, gemini_available
+
+    if args.planner == "auto" and not gemini_available():
+        return OfflinePlanner()
+    # An explicit --planner gemini fails rather than falling back quietly.
+    return GeminiPlanner(allow_fallback=args.planner == "auto")
+
+
 def _console():
     from rich.console import Console
 
@@ -129,7 +145,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .runtime.pipeline import RenderPipeline
 
     spec = _spec_from(args)
-    storyboard, jobs = RenderPipeline().plan(spec)
+    planner = _planner(args)
+    storyboard, jobs = RenderPipeline(planner=planner).plan(spec)
+    for warning in getattr(planner, "warnings", []):
+        print(f"longvid: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps({"storyboard": storyboard.model_dump(mode="json"),
                           "segments": [j.model_dump(mode="json", exclude={"scene"}) for j in jobs]}, ensure_ascii=False, indent=2))
@@ -240,7 +259,7 @@ def _make_judge(args: argparse.Namespace, spec: RenderSpec):
     return create_pipeline_judge(config, spec.reference_images)
 
 
-def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
+def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work, planner=None) -> int:
     """Start Ray, run `work(pipeline)` with live progress and graceful stop, print the summary."""
     import threading
 
@@ -254,7 +273,7 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
         console.print(f"judge: {judge.backend}" + (f" ({judge.notes})" if judge.notes else ""))
     stop = threading.Event()
     _graceful_stop(stop)
-    pipeline = RenderPipeline(open_store(args.store), RaySegmentRunner(), progress=progress, stop=stop,
+    pipeline = RenderPipeline(open_store(args.store), RaySegmentRunner(), planner=planner, progress=progress, stop=stop,
                               stream_copy=not args.no_stream_copy, judge=judge)
     try:
         result = work(pipeline)
@@ -280,8 +299,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     spec = _spec_from(args)
     if args.output is not None and args.output.suffix.lower() != ".mp4":
         raise InputError(f"output {args.output} must end in .mp4")
-    planned = RenderPipeline(open_store(args.store)).plan(spec)  # refuse bad input before Ray starts
-    return _run_pipeline(args, spec, lambda p: p.render(spec, output=args.output, run_id=args.run_id, planned=planned))
+    planner = _planner(args)
+    planned = RenderPipeline(open_store(args.store), planner=planner).plan(spec)  # refuse bad input before Ray starts
+    return _run_pipeline(args, spec, lambda p: p.render(spec, output=args.output, run_id=args.run_id, planned=planned), planner)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

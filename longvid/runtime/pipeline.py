@@ -40,6 +40,15 @@ class Cancelled(LongvidError):
     exit_code = 130
 
 
+class Planner(Protocol):
+    """Storyboard from a spec: the offline planner, Gemini, or anything alike. `warnings`
+    (optional) says what went wrong on the way, e.g. a fallback; it lands in the manifest."""
+
+    name: str
+
+    def plan(self, spec: RenderSpec, max_scenes: int) -> Storyboard: ...
+
+
 class ProgressSink(Protocol):
     def planned(self, storyboard: Storyboard, jobs: list[SegmentJob], run: RunFolder) -> None: ...
 
@@ -109,7 +118,7 @@ class RenderPipeline:
         self,
         store: RunStore | None = None,
         runner: SegmentRunner | None = None,
-        planner: OfflinePlanner | None = None,
+        planner: Planner | None = None,
         progress: ProgressSink | None = None,
         estimator: EstimatorConfig = DEFAULT_ESTIMATOR,
         judge: SegmentJudge | None = None,
@@ -417,6 +426,7 @@ class RenderPipeline:
             run_id=run.run_id,
             spec=spec,
             status="rendering",
+            warnings=list(getattr(self.planner, "warnings", []) or []),
             output=str(output) if output is not None else None,  # so a resumed render writes there too
             segments=[SegmentRecord(index=j.index, scene_index=j.scene_index, provider=spec.provider) for j in jobs],
         )

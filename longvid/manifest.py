@@ -82,11 +82,17 @@ class RunManifest(BaseModel):
     output: str | None = None
     error: str | None = None
     warnings: list[str] = []
+    ledger: list[dict] = []  # every paid call: reserved before it is made, charged after
     created_at: str = Field(default_factory=_now)
     updated_at: str = Field(default_factory=_now)
 
     @property
     def cost_usd(self) -> float:
+        """Money committed: the ledger's total (failed and discarded attempts included)."""
+        if self.ledger:
+            from .providers.ledger import CostLedger, LedgerEntry
+
+            return CostLedger(entries=[LedgerEntry.from_dict(e) for e in self.ledger]).committed_usd
         return round(sum(s.cost_usd for s in self.segments), 6)
 
     def counts(self) -> dict[str, int]:

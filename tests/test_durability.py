@@ -219,3 +219,47 @@ def test_crash_after_creating_tasks_polls_them_on_resume(tmp_path):
     for index in submitted:
         assert CountingProvider.creates[index] == created_before[index] == 1  # polled, not re-created
     assert sum(CountingProvider.creates.values()) == result.segments
+
+
+class PaidFlakyProvider(CountingProvider):
+    """Ten cents a second; the first task for segment 1 fails at the provider."""
+
+    capabilities = replace(PREVIEW_CAPABILITIES, name="paid", idempotent_submit=False, price_per_second_usd=0.10)
+    failed_once: set[str] = set()
+
+    def price(self, duration_s):
+        return 0.10 * duration_s
+
+    def poll(self, task_id):
+        job, _ = CountingProvider.tasks[task_id]
+        if job.index == 1 and not PaidFlakyProvider.failed_once:
+            PaidFlakyProvider.failed_once.add(task_id)
+        if task_id in PaidFlakyProvider.failed_once:
+            from longvid.providers.base import TaskState, TaskStatus
+
+            return TaskStatus(TaskState.FAILED, error="internal error", failure_code="INTERNAL")
+        return super().poll(task_id)
+
+
+def test_ledger_records_every_paid_call_and_holds_the_budget(tmp_path):
+    from longvid.errors import RenderError
+
+    register_provider("paid", PaidFlakyProvider.capabilities, PaidFlakyProvider)
+    CountingProvider.creates.clear()
+    PaidFlakyProvider.failed_once.clear()
+    probe = RenderSpec(**{**SPEC, "provider": "paid"})
+    _, jobs = RenderPipeline().plan(probe)
+    estimates = [0.10 * j.generate_duration_s for j in jobs]
+    budget = sum(estimates) + estimates[1] * 0.5  # not enough to pay segment 1 twice
+    spec = RenderSpec(**{**SPEC, "provider": "paid", "budget_usd": budget, "continuity": "anchor"})
+    with pytest.raises(RenderError, match="segment 1"):
+        _pipeline(tmp_path / "store").render(spec, run_id="paid")
+    manifest = _manifest(tmp_path / "store" / "paid")
+    assert len(manifest.ledger) == sum(CountingProvider.creates.values()) == len(jobs)  # nothing paid off the books
+    assert manifest.cost_usd == pytest.approx(sum(estimates)) and manifest.cost_usd <= budget
+    assert [e["state"] for e in manifest.ledger].count("charged") == len(jobs)
+    with pytest.raises(RenderError, match="budget"):
+        _pipeline(tmp_path / "store").resume("paid")  # a second try at segment 1 would pass the budget
+    manifest = _manifest(tmp_path / "store" / "paid")
+    assert sum(CountingProvider.creates.values()) == len(manifest.ledger) == len(jobs)
+    assert manifest.cost_usd <= budget

@@ -28,6 +28,10 @@ class LedgerEntry:
     task_id: str | None = None
     note: str = ""
 
+    @classmethod
+    def from_dict(cls, data: dict) -> LedgerEntry:
+        return cls(**{**data, "state": EntryState(data["state"])})
+
     @property
     def committed_usd(self) -> float:
         """What this entry counts against the budget now."""

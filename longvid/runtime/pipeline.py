@@ -27,6 +27,7 @@ from ..planning import OfflinePlanner, load_storyboard, segment_count, segment_s
 from ..planning.segmentation import DEFAULT_RULES
 from ..providers import create_provider, provider_capabilities
 from ..providers.base import ProviderCapabilities
+from ..providers.ledger import CostLedger, EntryState, LedgerEntry
 from ..spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
 from .resume import Action, attempt_seed, resume_plan, segment_key
@@ -198,6 +199,8 @@ class RenderPipeline:
         retries = 2 if capabilities.idempotent_submit else 0
         needed_seams = {j.conditioned_on for j in jobs if j.conditioned_on is not None}
         provider = create_provider(spec.provider)
+        paid = capabilities.price_per_second_usd > 0
+        ledger = CostLedger(spec.budget_usd, [LedgerEntry.from_dict(e) for e in manifest.ledger])
         done = {r.index for r in manifest.segments if r.state is SegmentState.ACCEPTED}
         reused = len(done)
         remember = getattr(self.judge, "remember_accepted", None)
@@ -239,8 +242,26 @@ class RenderPipeline:
                         else:
                             queue.append(job)
                         continue
-                    task_id = provider.submit(attempt, conditioning)
-                    manifest = transition(manifest, index, SegmentState.SUBMITTED, task_id=task_id, cache_key=key, seed=attempt.seed)
+                    entry = f"seg{index}/attempt{record.attempts + 1}"
+                    price_estimate = capabilities.price_per_second_usd * attempt.generate_duration_s
+                    try:
+                        if paid:  # reserved, and written, before the provider is called
+                            ledger.reserve(entry, index, spec.provider, price_estimate)
+                            manifest = _with_ledger(manifest, ledger)
+                            write_model(run, MANIFEST, manifest)
+                        task_id = provider.submit(attempt, conditioning)
+                    except Exception as exc:  # refused by the budget or by the provider's create call
+                        if paid and any(e.key == entry for e in ledger.entries):
+                            ledger.release(entry, note=f"create call failed: {exc.__class__.__name__}")
+                        reason = f"{exc.__class__.__name__}: {exc}"
+                        manifest = transition(_with_ledger(manifest, ledger), index, SegmentState.FAILED, error=reason[:500])
+                        write_model(run, MANIFEST, manifest)
+                        failures.append(f"segment {index}: {reason}")
+                        self.progress.segment(index, SegmentState.FAILED, reason)
+                        continue
+                    if paid:
+                        ledger.attach_task(entry, task_id)
+                    manifest = transition(_with_ledger(manifest, ledger), index, SegmentState.SUBMITTED, task_id=task_id, cache_key=key, seed=attempt.seed)
                     write_model(run, MANIFEST, manifest)
                 handle = self.runner.collect(spec.provider, task_id, attempt, requests[index], conditioning, index in needed_seams, retries)
                 in_flight[handle] = (attempt, key)
@@ -256,12 +277,17 @@ class RenderPipeline:
                     result = self.runner.result(handle)
                 except Exception as exc:  # recorded, reported, never swallowed
                     reason = f"{exc.__class__.__name__}: {exc}"
-                    manifest = transition(manifest, attempt.index, SegmentState.FAILED, error=reason[:500])
+                    if paid:  # the provider may have charged: count it at the estimate
+                        _settle(ledger, manifest.segments[attempt.index].task_id, None, "failed; counted at the estimate")
+                    manifest = transition(_with_ledger(manifest, ledger), attempt.index, SegmentState.FAILED, error=reason[:500])
                     write_model(run, MANIFEST, manifest)
                     failures.append(f"segment {attempt.index}: {reason}")
                     self.progress.segment(attempt.index, SegmentState.FAILED, reason)
                     continue
                 generated += 1
+                if paid:
+                    _settle(ledger, result.task_id, result.cost_usd)
+                    manifest = _with_ledger(manifest, ledger)
                 manifest, accepted = self._finish(run, manifest, jobs, attempt, result, key, cached=False)
                 if accepted:
                     done.add(attempt.index)
@@ -516,6 +542,18 @@ class RenderPipeline:
             "merge": asdict(result.merge),
             "warnings": list(manifest.warnings),
         }
+
+
+def _with_ledger(manifest: RunManifest, ledger: CostLedger) -> RunManifest:
+    return manifest.model_copy(update={"ledger": [asdict(e) for e in ledger.entries]})
+
+
+def _settle(ledger: CostLedger, task_id: str | None, cost_usd: float | None, note: str = "") -> None:
+    """Charge the reserved entry of `task_id` (resumed tasks were reserved by an earlier run)."""
+    for entry in ledger.entries:
+        if entry.task_id == task_id and entry.state is EntryState.RESERVED:
+            ledger.charge(entry.key, cost_usd, note)
+            return
 
 
 def _update_record(manifest: RunManifest, index: int, **changes) -> RunManifest:

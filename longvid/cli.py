@@ -386,6 +386,10 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    # httpx logs whole URLs at INFO, and providers' download URLs carry signed tokens.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"plan": cmd_plan, "render": cmd_render, "resume": cmd_resume, "status": cmd_status, "runs": cmd_runs, "providers": cmd_providers}

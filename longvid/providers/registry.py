@@ -1,4 +1,11 @@
-"""Provider names to implementations. Unknown names are refused with the list of known ones."""
+"""Provider names to implementations. Unknown names are refused with the list of known ones.
+
+Capabilities may be registered as a value or as a zero-argument callable: the remote
+providers compute theirs from the environment (model, price overrides) when asked, so
+`longvid providers` and the pipeline's checks see the configuration of the moment and
+need no key. Factories take no arguments and read their configuration (keys included)
+from the environment; a missing key is an InputError when the provider is created.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,41 @@ from ..errors import InputError
 from .base import ProviderCapabilities, VideoProvider
 from .preview import PREVIEW_CAPABILITIES, PreviewProvider
 
-_FACTORIES: dict[str, tuple[ProviderCapabilities, Callable[[], VideoProvider]]] = {
+CapabilitiesSource = ProviderCapabilities | Callable[[], ProviderCapabilities]
+
+
+def _runway_capabilities() -> ProviderCapabilities:
+    from .runway import runway_capabilities
+
+    return runway_capabilities()
+
+
+def _runway() -> VideoProvider:
+    from .runway import RunwayProvider
+
+    return RunwayProvider()
+
+
+def _veo_capabilities() -> ProviderCapabilities:
+    from .veo import veo_capabilities
+
+    return veo_capabilities()
+
+
+def _veo() -> VideoProvider:
+    from .veo import VeoProvider
+
+    return VeoProvider()
+
+
+_FACTORIES: dict[str, tuple[CapabilitiesSource, Callable[[], VideoProvider]]] = {
     "preview": (PREVIEW_CAPABILITIES, PreviewProvider),
+    "runway": (_runway_capabilities, _runway),
+    "veo": (_veo_capabilities, _veo),
 }
 
 
-def register_provider(name: str, capabilities: ProviderCapabilities, factory: Callable[[], VideoProvider]) -> None:
+def register_provider(name: str, capabilities: CapabilitiesSource, factory: Callable[[], VideoProvider]) -> None:
     """Add a provider under `name` (a plugin, or a test double). Ray workers import the
     registry afresh, so register in a module they import too when running on a cluster."""
     _FACTORIES[name.lower()] = (capabilities, factory)
@@ -33,7 +69,8 @@ def _lookup(name: str):
 
 
 def provider_capabilities(name: str) -> ProviderCapabilities:
-    return _lookup(name)[0]
+    capabilities = _lookup(name)[0]
+    return capabilities() if callable(capabilities) else capabilities
 
 
 def create_provider(name: str) -> VideoProvider:

@@ -71,7 +71,7 @@ MODEL_ENV = "LONGVID_RUNWAY_MODEL"
 PRICES_ENV = "LONGVID_RUNWAY_PRICES"
 DEFAULT_MODEL = "gen4.5"
 USD_PER_CREDIT = 0.01
-MAX_DATA_URI_BYTES = 5 * 1024 * 1024
+MAX_DATA_URI_BYTES = 5_000_000  # "5 MB": the decimal reading, to be safe
 
 _GEN4_RATIOS = ("1280:720", "720:1280", "1104:832", "960:960", "832:1104", "1584:672")
 _VEO_RATIOS = ("1280:720", "720:1280", "1080:1920", "1920:1080")
@@ -232,7 +232,7 @@ class RunwayProvider:
         retry: RetryPolicy | None = None,
         timeout_s: float = 30.0,
         download_timeout_s: float = 300.0,
-        poll_interval_s: float = 5.0,
+        poll_interval_s: float | None = None,
         audio: bool = False,
         verify_decode: bool = True,
         max_download_bytes: int = 1 << 31,
@@ -248,7 +248,8 @@ class RunwayProvider:
         self.model = resolve_model(model, prices)
         self.capabilities = runway_capabilities(self.model.name, {self.model.name: self.model.credits_per_s})
         self.retry = retry or RetryPolicy()
-        self.poll_interval_s = poll_interval_s  # for wait_for_output(poll_interval_s=...)
+        # How often to ask for a task's state; LONGVID_POLL_INTERVAL_S overrides (5.0 s by default).
+        self.poll_interval_s = poll_interval_s if poll_interval_s is not None else float(os.environ.get("LONGVID_POLL_INTERVAL_S", "5.0"))
         self.audio = audio
         self.verify_decode = verify_decode
         self.max_download_bytes = max_download_bytes
@@ -403,15 +404,15 @@ class RunwayProvider:
 
     def _create(self, path: str, body: dict) -> object:
         response = self._call("POST", path, json_body=body, what=f"create Runway task ({path})", create=True)
-        try:
-            return response.json()
-        except ValueError:
+        ok, data = _parse_json(response)
+        if not ok:
             # The server answered 2xx: a task probably exists, but we cannot know its id.
             raise SubmitOutcomeUnknown(
                 f"Runway accepted the request (HTTP {response.status_code}) but its reply is not valid JSON: "
                 f"{sanitize(response.text, [self._key], 120)!r}",
                 status=response.status_code, provider="runway",
-            ) from None
+            )
+        return data
 
     def _call(self, method: str, path: str, *, what: str, json_body: object = None, create: bool = False, parse: bool = False):
         """One API call under the retry policy. Creates are retried only on failures that
@@ -424,13 +425,13 @@ class RunwayProvider:
                 raise self._http_error(response, statuses)
             if not parse:
                 return response
-            try:
-                return response.json()
-            except ValueError:
+            ok, data = _parse_json(response)
+            if not ok:
                 raise MalformedResponse(
                     f"Runway's answer to {method} {path} is not valid JSON: {sanitize(response.text, [self._key], 120)!r}",
                     provider="runway",
-                ) from None
+                )
+            return data
 
         try:
             return run_call(once, policy=self.retry, create=create, what=what, provider="runway", logger=log, sleep=self._sleep)
@@ -492,11 +493,18 @@ class RunwayProvider:
         return b"".join(chunks)
 
 
+def _parse_json(response: httpx.Response) -> tuple[bool, object]:
+    """(True, value) or (False, None): no exception, so none gets chained to ours."""
+    try:
+        return True, response.json()
+    except ValueError:
+        return False, None
+
+
 def _error_message(response: httpx.Response) -> str:
     """Runway's `{"error": "...", "issues": [...]}`, or the start of the body."""
-    try:
-        data = response.json()
-    except ValueError:
+    ok, data = _parse_json(response)
+    if not ok:
         return response.text[:200] or response.reason_phrase
     if isinstance(data, dict):
         message = str(data.get("error") or data.get("message") or "")

@@ -183,7 +183,7 @@ class VeoProvider:
         prices: Mapping[str, float] | None = None,
         retry: RetryPolicy | None = None,
         timeout_s: float = 120.0,
-        poll_interval_s: float = 10.0,
+        poll_interval_s: float | None = None,
         resolution: str = "720p",
         generate_audio: bool = False,
         negative_prompt: str | None = None,
@@ -195,7 +195,8 @@ class VeoProvider:
         self.model = resolve_model(model)
         self.capabilities = veo_capabilities(self.model, prices, audio=generate_audio)
         self.retry = retry or RetryPolicy()
-        self.poll_interval_s = poll_interval_s  # for wait_for_output(poll_interval_s=...)
+        # How often to ask for a task's state; LONGVID_POLL_INTERVAL_S overrides (10.0 s by default).
+        self.poll_interval_s = poll_interval_s if poll_interval_s is not None else float(os.environ.get("LONGVID_POLL_INTERVAL_S", "10.0"))
         self.resolution = resolution
         self.generate_audio = generate_audio
         self.negative_prompt = negative_prompt
@@ -375,15 +376,19 @@ class VeoProvider:
         statuses = self.retry.create_statuses if create else self.retry.safe_statuses
 
         def once() -> Any:
+            # The SDK's exceptions carry the whole response body: build ours outside the
+            # `except` so that none is chained (as __context__) to what we raise.
             try:
                 return call()
             except genai_errors.APIError as exc:
-                raise self._api_error(exc, statuses) from None
+                error: ProviderError = self._api_error(exc, statuses)
             except (json.JSONDecodeError, ValidationError) as exc:
+                kind = exc.__class__.__name__
                 if create:  # a 2xx we cannot read: an operation probably exists
-                    raise SubmitOutcomeUnknown(f"{what}: Vertex answered but its reply is not readable ({exc.__class__.__name__})",
-                                               provider="veo") from None
-                raise MalformedResponse(f"{what}: Vertex's answer is not valid JSON ({exc.__class__.__name__})", provider="veo") from None
+                    error = SubmitOutcomeUnknown(f"{what}: Vertex answered but its reply is not readable ({kind})", provider="veo")
+                else:
+                    error = MalformedResponse(f"{what}: Vertex's answer is not valid JSON ({kind})", provider="veo")
+            raise error
 
         return run_call(once, policy=self.retry, create=create, what=what, provider="veo", logger=log, sleep=self._sleep)
 

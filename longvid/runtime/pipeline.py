@@ -27,7 +27,7 @@ from ..planning import OfflinePlanner, load_storyboard, segment_count, segment_s
 from ..planning.segmentation import DEFAULT_RULES
 from ..providers import create_provider, provider_capabilities
 from ..providers.base import ProviderCapabilities
-from ..providers.ledger import CostLedger, EntryState, LedgerEntry
+from ..providers.ledger import BudgetExceeded, CostLedger, EntryState, LedgerEntry
 from ..spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
 from .resume import Action, attempt_seed, resume_plan, segment_key
@@ -139,6 +139,10 @@ class RenderPipeline:
 
     def check_inputs(self, spec: RenderSpec) -> ProviderCapabilities:
         capabilities = provider_capabilities(spec.provider)  # unknown provider -> InputError
+        if capabilities.runs_remotely:  # a missing key is refused now, not after Ray has started
+            close = getattr(create_provider(spec.provider), "close", None)
+            if close is not None:
+                close()
         if spec.aspect_ratio not in capabilities.aspect_ratios:
             allowed = ", ".join(a.value for a in capabilities.aspect_ratios)
             raise InputError(f"provider {spec.provider!r} cannot make {spec.aspect_ratio.value} video; use one of {allowed}")
@@ -252,7 +256,10 @@ class RenderPipeline:
                         task_id = provider.submit(attempt, conditioning)
                     except Exception as exc:  # refused by the budget or by the provider's create call
                         if paid and any(e.key == entry for e in ledger.entries):
-                            ledger.release(entry, note=f"create call failed: {exc.__class__.__name__}")
+                            if _nothing_created(exc):
+                                ledger.release(entry, note=f"create call refused: {exc.__class__.__name__}")
+                            else:  # the provider may have made (and will bill) a task we never heard of
+                                ledger.charge(entry, None, note="create outcome unknown; counted at the estimate")
                         reason = f"{exc.__class__.__name__}: {exc}"
                         manifest = transition(_with_ledger(manifest, ledger), index, SegmentState.FAILED, error=reason[:500])
                         write_model(run, MANIFEST, manifest)
@@ -542,6 +549,14 @@ class RenderPipeline:
             "merge": asdict(result.merge),
             "warnings": list(manifest.warnings),
         }
+
+
+# Failures of a create call that prove no task exists at the provider.
+_NOTHING_CREATED_CODES = frozenset({"HTTP.RATE_LIMITED", "HTTP.UNAVAILABLE", "HTTP.REJECTED", "HTTP.AUTH", "HTTP.UNREACHABLE"})
+
+
+def _nothing_created(exc: BaseException) -> bool:
+    return isinstance(exc, (BudgetExceeded, InputError)) or getattr(exc, "failure_code", None) in _NOTHING_CREATED_CODES
 
 
 def _with_ledger(manifest: RunManifest, ledger: CostLedger) -> RunManifest:

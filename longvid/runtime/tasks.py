@@ -52,19 +52,48 @@ def seam_frame_png(mp4: bytes, frame_index: int) -> bytes:
     return out.getvalue()
 
 
-def collect_segment(provider_name: str, task_id: str, job: SegmentJob, conditioning_png: bytes | None, want_seam: bool) -> SegmentResult:
+# Provider settings a worker needs to poll and download (keys, base URLs, models, prices).
+PROVIDER_ENV_PREFIXES = ("RUNWAYML_", "GOOGLE_", "GEMINI_", "LONGVID_")
+
+
+class ProviderEnvironment:
+    """The driver's provider settings, carried to workers on other nodes as a task argument
+    (not in runtime_env, which dashboards display). Its repr never shows a value."""
+
+    def __init__(self, values: dict[str, str]):
+        self._values = dict(values)
+
+    @classmethod
+    def capture(cls) -> ProviderEnvironment:
+        import os
+
+        return cls({k: v for k, v in os.environ.items() if k.startswith(PROVIDER_ENV_PREFIXES)})
+
+    def apply(self) -> None:
+        import os
+
+        os.environ.update(self._values)
+
+    def __repr__(self) -> str:
+        return f"ProviderEnvironment({sorted(self._values)})"
+
+
+def collect_segment(provider_name: str, task_id: str, job: SegmentJob, conditioning_png: bytes | None, want_seam: bool,
+                    environment: ProviderEnvironment | None = None) -> SegmentResult:
     """Wait for a task the driver already created (its id is in the manifest) and return
     its bytes. A local renderer re-registers the job first: its submit is idempotent."""
     from ..providers import create_provider
     from ..providers.base import wait_for_output
 
+    if environment is not None:
+        environment.apply()
     started = time.perf_counter()
     provider = create_provider(provider_name)
     if provider.capabilities.idempotent_submit:
         again = provider.submit(job, conditioning_png)
         if again != task_id:
             raise RuntimeError(f"segment {job.index}: the renderer produced task {again}, expected {task_id}")
-    mp4 = wait_for_output(provider, task_id)
+    mp4 = wait_for_output(provider, task_id, poll_interval_s=getattr(provider, "poll_interval_s", 5.0))
     seam = seam_frame_png(mp4, job.frames) if want_seam else None
     return SegmentResult(
         resources=_assigned_resources(),
@@ -149,7 +178,7 @@ class RaySegmentRunner:
     def collect(self, provider, task_id, job, request, conditioning_png, want_seam, retries):
         options = request.ray_options()
         return self._remote.options(**options, max_retries=retries, name=f"segment-{job.index}").remote(
-            provider, task_id, job, conditioning_png, want_seam
+            provider, task_id, job, conditioning_png, want_seam, ProviderEnvironment.capture()
         )
 
     def cancel(self, handle):

@@ -95,3 +95,16 @@ def test_a_cost_above_its_estimate_is_recorded_and_stops_further_calls():
     assert ledger.committed_usd == 0.9
     with pytest.raises(BudgetExceeded):
         ledger.reserve("b", 1, "p", 0.2)
+
+
+def test_failure_decisions():
+    from longvid.providers._http import CorruptDownload
+    from longvid.providers.base import GenerationFailed
+    from longvid.runtime.pipeline import FailureDecision, failure_decision
+
+    assert failure_decision(GenerationFailed("x", "INTERNAL"), 1, 2) is FailureDecision.NEW_TASK
+    assert failure_decision(GenerationFailed("x", "INTERNAL"), 2, 2) is FailureDecision.GIVE_UP
+    assert failure_decision(GenerationFailed("x", "SAFETY.INPUT.TEXT"), 1, 2) is FailureDecision.GIVE_UP
+    assert failure_decision(GenerationFailed("x", "TIMEOUT"), 1, 2) is FailureDecision.LEAVE_SUBMITTED
+    assert failure_decision(CorruptDownload("cut short"), 1, 2) is FailureDecision.COLLECT_AGAIN
+    assert failure_decision(ValueError("a bug"), 1, 2) is FailureDecision.GIVE_UP

@@ -13,6 +13,7 @@ the next step starts, which is what makes a render resumable:
 
 from __future__ import annotations
 
+import enum
 import json
 import threading
 import time
@@ -33,6 +34,29 @@ from .resources import DEFAULT_ESTIMATOR, EstimatorConfig, admit, estimate, fit_
 from .resume import Action, attempt_seed, resume_plan, segment_key
 from .store import FINAL, MANIFEST, PLAN, REPORT, LocalRunStore, RunFolder, RunStore, atomic_copy, new_run_id, segment_path, sha256_file, write_model
 from .tasks import SegmentResult, SegmentRunner, seam_frame_png
+
+
+class FailureDecision(enum.Enum):
+    COLLECT_AGAIN = "collect again"  # polling or downloading failed; the task itself is fine
+    NEW_TASK = "new task"  # the provider failed the task for a reason that may pass
+    LEAVE_SUBMITTED = "leave submitted"  # still running or unknown: resume polls it
+    GIVE_UP = "give up"  # the input must change (SAFETY), or a bug: fail with the reason
+
+
+def failure_decision(exc: BaseException, tries: int, max_tries: int) -> FailureDecision:
+    """What to do after collecting a segment failed. Only provider errors are retried, and
+    never one whose advice is to change the input (SAFETY is not retried verbatim)."""
+    from ..providers._http import RetryAdvice, retry_advice
+
+    code = getattr(exc, "failure_code", None)
+    if code is None:
+        return FailureDecision.GIVE_UP
+    advice = retry_advice(code)
+    if advice is RetryAdvice.CHECK:
+        return FailureDecision.LEAVE_SUBMITTED
+    if tries >= max_tries or advice is not RetryAdvice.SAME:
+        return FailureDecision.GIVE_UP
+    return FailureDecision.COLLECT_AGAIN if getattr(exc, "retryable", False) else FailureDecision.NEW_TASK
 
 
 class Cancelled(LongvidError):
@@ -134,6 +158,7 @@ class RenderPipeline:
         self.judge = judge
         self.stop = stop or threading.Event()
         self.stream_copy = stream_copy  # False: re-encode every frame at merge
+        self.max_tries = 2  # per segment and invocation, for failures worth retrying
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -215,6 +240,7 @@ class RenderPipeline:
         seams: dict[int, bytes] = {}
         in_flight: dict[Any, tuple[SegmentJob, str]] = {}
         failures: list[str] = []
+        tries: dict[int, int] = {}  # failed tries per segment in this invocation
         while queue or in_flight:
             if self.stop.is_set():
                 manifest = self._cancel(run, manifest, provider, in_flight)
@@ -284,12 +310,33 @@ class RenderPipeline:
                     result = self.runner.result(handle)
                 except Exception as exc:  # recorded, reported, never swallowed
                     reason = f"{exc.__class__.__name__}: {exc}"
+                    index = attempt.index
+                    record = manifest.segments[index]
+                    tries[index] = tries.get(index, 0) + 1
+                    decision = failure_decision(exc, tries[index], self.max_tries)
+                    if decision is FailureDecision.COLLECT_AGAIN:  # the task is fine; reaching it was not
+                        handle = self.runner.collect(spec.provider, record.task_id, attempt, requests[index],
+                                                     self._conditioning(run, manifest, jobs, attempt, seams), index in needed_seams, retries)
+                        in_flight[handle] = (attempt, key)
+                        self.progress.segment(index, SegmentState.SUBMITTED, f"polling again: {reason[:80]}")
+                        continue
+                    if decision is FailureDecision.LEAVE_SUBMITTED:  # still running: resume polls it, never pays again
+                        failures.append(f"segment {index}: {reason}")
+                        self.progress.segment(index, SegmentState.SUBMITTED, reason)
+                        continue
                     if paid:  # the provider may have charged: count it at the estimate
-                        _settle(ledger, manifest.segments[attempt.index].task_id, None, "failed; counted at the estimate")
-                    manifest = transition(_with_ledger(manifest, ledger), attempt.index, SegmentState.FAILED, error=reason[:500])
+                        _settle(ledger, record.task_id, None, "failed; counted at the estimate")
+                    manifest = transition(_with_ledger(manifest, ledger), index, SegmentState.FAILED, error=reason[:500])
                     write_model(run, MANIFEST, manifest)
-                    failures.append(f"segment {attempt.index}: {reason}")
-                    self.progress.segment(attempt.index, SegmentState.FAILED, reason)
+                    if decision is FailureDecision.NEW_TASK:  # e.g. INTERNAL at the provider: the same request may work
+                        manifest = transition(manifest, index, SegmentState.PENDING)
+                        write_model(run, MANIFEST, manifest)
+                        queue.append(jobs[index])
+                        queue.sort(key=priority)
+                        self.progress.segment(index, SegmentState.PENDING, f"retrying: {reason[:80]}")
+                        continue
+                    failures.append(f"segment {index}: {reason}")
+                    self.progress.segment(index, SegmentState.FAILED, reason)
                     continue
                 generated += 1
                 if paid:

@@ -93,7 +93,10 @@ def collect_segment(provider_name: str, task_id: str, job: SegmentJob, condition
         again = provider.submit(job, conditioning_png)
         if again != task_id:
             raise RuntimeError(f"segment {job.index}: the renderer produced task {again}, expected {task_id}")
-    mp4 = wait_for_output(provider, task_id, poll_interval_s=getattr(provider, "poll_interval_s", 5.0))
+    import os
+
+    mp4 = wait_for_output(provider, task_id, poll_interval_s=getattr(provider, "poll_interval_s", 5.0),
+                          timeout_s=float(os.environ.get("LONGVID_TASK_TIMEOUT_S", "1800")))
     seam = seam_frame_png(mp4, job.frames) if want_seam else None
     return SegmentResult(
         resources=_assigned_resources(),

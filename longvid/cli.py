@@ -374,14 +374,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+# What makes each provider usable; the preview renderer needs nothing.
+PROVIDER_SETTINGS = {
+    "runway": (("RUNWAYML_API_SECRET",), "set RUNWAYML_API_SECRET"),
+    "veo": (("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_CLOUD_PROJECT"), "set GOOGLE_API_KEY (Vertex express) or GOOGLE_CLOUD_PROJECT"),
+}
+
+
 def cmd_providers(args: argparse.Namespace) -> int:
+    """Each provider: configured or not (never the key itself), model, lengths, price."""
     from .providers import available_providers, provider_capabilities
 
     for name in available_providers():
         caps = provider_capabilities(name)
+        needed, hint = PROVIDER_SETTINGS.get(name, ((), ""))
+        configured = not needed or any(os.environ.get(var, "").strip() for var in needed)
         d = caps.durations
         lengths = ", ".join(f"{s:g}" for s in d.allowed) if d.allowed else f"any {d.min_s:g}-{d.max_s:g}"
-        print(f"{name}\tmodel={caps.model}\tdurations={lengths} s\t${caps.price_per_second_usd:.2f}/s\t{'; '.join(caps.notes)}")
+        state = "ready" if configured else f"not configured ({hint})"
+        print(f"{name}\t{state}\tmodel={caps.model}\tdurations={lengths} s\t${caps.price_per_second_usd:.2f}/s")
     return 0
 
 

@@ -66,6 +66,12 @@ def test_plan_table(capsys):
     assert "6 segments" in out and "dawn" in out
 
 
-def test_providers_lists_preview(capsys):
+def test_providers_lists_what_is_configured_without_keys(capsys, monkeypatch):
+    monkeypatch.delenv("RUNWAYML_API_SECRET", raising=False)
+    monkeypatch.setenv("GOOGLE_API_KEY", "secret-value-never-printed")
     assert main(["providers"]) == 0
-    assert capsys.readouterr().out.startswith("preview\tmodel=procedural-v1")
+    out = capsys.readouterr().out
+    rows = {line.split("\t")[0]: line for line in out.splitlines()}
+    assert rows["preview"].startswith("preview\tready\tmodel=procedural-v1")
+    assert "not configured (set RUNWAYML_API_SECRET)" in rows["runway"]
+    assert rows["veo"].startswith("veo\tready") and "secret-value" not in out

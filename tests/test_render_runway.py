@@ -49,3 +49,30 @@ def test_missing_key_is_refused_before_ray_starts(tmp_path, capsys, monkeypatch)
     monkeypatch.delenv("RUNWAYML_API_SECRET", raising=False)
     assert main(["render", "a fox", "--provider", "runway", "--store", str(tmp_path / "store")]) == 2
     assert "RUNWAYML_API_SECRET" in capsys.readouterr().err
+
+
+def test_render_with_veo_through_the_sdk(ray_session, tmp_path, capsys, monkeypatch):
+    from longvid.testing.fake_veo import DEFAULT_KEY as VEO_KEY
+    from longvid.testing.fake_veo import start_fake_veo
+
+    for name in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
+        monkeypatch.delenv(name, raising=False)
+    server, fake = start_fake_veo(scale=0.1)
+    try:
+        monkeypatch.setenv("GOOGLE_VERTEX_BASE_URL", server.url)
+        monkeypatch.setenv("GOOGLE_API_KEY", VEO_KEY)
+        monkeypatch.setenv("LONGVID_POLL_INTERVAL_S", "0.05")
+        out = tmp_path / "veo.mp4"
+        code = main(["render", "a lighthouse at night", "-d", "8", "--resolution", "360p", "--provider", "veo",
+                     "--planner", "offline", "--judge", "off", "--store", str(tmp_path / "store"), "-o", str(out), "--json"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        result = json.loads(captured.out)
+        assert probe(out).frames == 8 * 24
+        manifest_text = (Path(result["run_dir"]) / "manifest.json").read_text()
+        manifest = load_manifest(manifest_text)
+        assert len(manifest.ledger) == result["segments"] and result["cost_usd"] > 0
+        assert all(e["state"] == "charged" for e in manifest.ledger)
+        assert VEO_KEY not in manifest_text and VEO_KEY not in captured.err
+    finally:
+        server.stop()

@@ -92,3 +92,8 @@ def test_priority_puts_scene_openers_first():
     ordered = sorted(jobs, key=priority)
     openers = [j for j in jobs if j.segment_in_scene == 0]
     assert ordered[: len(openers)] == openers
+
+
+def test_remote_provider_tasks_hold_a_quarter_core(job):
+    assert estimate(job, REMOTE, QualityTier.STANDARD).num_cpus == 0.25
+    assert estimate(job, PREVIEW_CAPABILITIES, QualityTier.STANDARD).num_cpus == 1.0

@@ -27,6 +27,7 @@ class EstimatorConfig:
     high_quality_gpus: float = 1.0
     standard_gpus: float = 0.5
     memory_fraction: float = 0.8  # of the cluster's memory the driver may ask for at once
+    remote_cpu_fraction: float = 0.25  # of a core, for a task that waits on a remote provider
 
 
 DEFAULT_ESTIMATOR = EstimatorConfig()
@@ -73,8 +74,11 @@ def estimate(
     else:
         gpus = config.standard_gpus
     memory_mb = config.base_memory_mb + config.memory_per_second_mb * seconds
+    # A remote provider's task mostly waits on the network: holding a whole core would cap
+    # in-flight segments at the core count for no work.
+    cpus = complexity(job) * (config.remote_cpu_fraction if capabilities.runs_remotely else 1.0)
     return ResourceRequest(
-        num_cpus=complexity(job),
+        num_cpus=cpus,
         num_gpus=gpus,
         memory_bytes=int(memory_mb * MB),
         expected_work_s=config.work_seconds_per_video_second * seconds,

@@ -1,0 +1,79 @@
+"""A 45 s render through a fake Runway with a fixed per-task latency, on Ray, next to the
+ideal (one task's latency plus planning and merge) and a strictly sequential run of the
+same segments, in one run.
+
+    python bench/bench_providers.py [--latency-polls 7] [--poll-interval 0.25] [--duration 45]
+
+The fake is longvid's own (longvid.testing.fake_runway) on 127.0.0.1; the real Runway
+client does the HTTP. Each task takes about (polls + 1) x poll interval at the provider.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-polls", type=int, default=7)
+    parser.add_argument("--poll-interval", type=float, default=0.25)
+    parser.add_argument("--duration", type=float, default=45)
+    args = parser.parse_args()
+
+    from longvid.testing.fake_runway import DEFAULT_KEY, start_fake_runway
+
+    server, fake = start_fake_runway(pending_polls=1, running_polls=args.latency_polls - 1, scale=0.25)
+    os.environ.update(
+        RUNWAYML_BASE_URL=server.url, RUNWAYML_API_SECRET=DEFAULT_KEY, LONGVID_POLL_INTERVAL_S=str(args.poll_interval),
+        RAY_AUTH_MODE="disabled",
+    )
+    import ray
+
+    from longvid.providers import create_provider, generate
+    from longvid.runtime import ClusterCapacity, LocalRunStore, RaySegmentRunner, RenderPipeline, ensure_ray
+    from longvid.spec import RenderSpec
+
+    ensure_ray(num_cpus=2)
+    spec = RenderSpec(prompt="a lighthouse on a cliff at night", duration_s=args.duration, resolution="360p",
+                      provider="runway", judge="off", continuity="anchor")
+    started = time.perf_counter()
+    storyboard, jobs = RenderPipeline().plan(spec)
+    planning_s = time.perf_counter() - started
+
+    provider = create_provider("runway")
+    started = time.perf_counter()
+    generate(provider, jobs[0], poll_interval_s=args.poll_interval)
+    latency_s = time.perf_counter() - started
+
+    class OneAtATime(RaySegmentRunner):
+        def capacity(self) -> ClusterCapacity:
+            return ClusterCapacity(cpus=0.25, gpus=0, memory_bytes=super().capacity().memory_bytes)
+
+    rows = []
+    folder = Path(tempfile.mkdtemp(prefix="longvid-bench-providers-"))
+    for label, runner in (("parallel (Ray, admission)", RaySegmentRunner()), ("sequential (one at a time)", OneAtATime())):
+        fake.reset()
+        started = time.perf_counter()
+        result = RenderPipeline(LocalRunStore(folder / label.split()[0]), runner).render(spec, planned=(storyboard, jobs))
+        rows.append((label, time.perf_counter() - started, result, fake.counts["create"]))
+    ideal = latency_s + planning_s + rows[0][2].merge.seconds
+    print(f"fake Runway: {args.latency_polls} polls x {args.poll_interval:g} s; one task end to end: {latency_s:.2f} s; "
+          f"{len(jobs)} segments; planning {planning_s * 1000:.0f} ms")
+    print(f"{'run':30s} {'wall s':>8s} {'x ideal':>8s} {'merge s':>8s} {'creates':>8s}")
+    print(f"{'ideal (1 latency + plan + merge)':30s} {ideal:8.2f} {1.0:8.2f}")
+    for label, wall, result, creates in rows:
+        print(f"{label:30s} {wall:8.2f} {wall / ideal:8.2f} {result.merge.seconds:8.2f} {creates:8d}")
+    print(f"sequential / parallel: {rows[1][1] / rows[0][1]:.2f}x")
+    shutil.rmtree(folder, ignore_errors=True)
+    server.stop()
+    ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

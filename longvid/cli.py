@@ -417,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug or an environment failure: one line (LONGVID_DEBUG=1 for the traceback)
         if os.environ.get("LONGVID_DEBUG"):
             raise
+        if getattr(args, "json", False):
+            print(json.dumps({"error": f"{exc.__class__.__name__}: {exc}", "exit_code": 1}))
         print(f"longvid: error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1
 

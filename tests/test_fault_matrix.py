@@ -72,3 +72,30 @@ def test_fault_matrix(fault, outcome, extra, tmp_path, monkeypatch):
         assert DEFAULT_KEY not in (tmp_path / "store" / "r" / "manifest.json").read_text()
     finally:
         server.stop()
+
+
+def test_resume_after_a_refused_create_keeps_the_books_straight(tmp_path, monkeypatch):
+    """A create refused with 429 past its retries, then a resume: a new ledger entry, the
+    released one stays released, and the segment completes."""
+    server, fake = start_fake_runway(pending_polls=1, running_polls=1)
+    try:
+        monkeypatch.setenv("RUNWAYML_BASE_URL", server.url)
+        monkeypatch.setenv("RUNWAYML_API_SECRET", DEFAULT_KEY)
+        monkeypatch.setenv("LONGVID_POLL_INTERVAL_S", "0.02")
+        spec = RenderSpec(prompt="a lighthouse at night", duration_s=8, resolution="360p", provider="runway",
+                          judge="off", budget_usd=5.0, continuity="anchor")
+        fake.faults.append(Fault("400", on="create", times=1, message="bad request"))
+        store = LocalRunStore(tmp_path / "store")
+        with pytest.raises(RenderError):
+            RenderPipeline(store, InlineSegmentRunner()).render(spec, run_id="r")
+        first = load_manifest((tmp_path / "store" / "r" / "manifest.json").read_text())
+        # One refused create does not stop the independent segments.
+        assert sum(r.state is SegmentState.ACCEPTED for r in first.segments) == len(first.segments) - 1
+        result = RenderPipeline(store, InlineSegmentRunner()).resume("r")
+        manifest = load_manifest((tmp_path / "store" / "r" / "manifest.json").read_text())
+        assert result.frames == 8 * 24 and all(r.state is SegmentState.ACCEPTED for r in manifest.segments)
+        released = [e for e in manifest.ledger if e["state"] == "released"]
+        assert len(released) == 1 and released[0]["cost_usd"] == 0.0
+        assert len({e["key"] for e in manifest.ledger}) == len(manifest.ledger) == len(fake.tasks) + 1
+    finally:
+        server.stop()

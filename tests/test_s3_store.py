@@ -83,3 +83,11 @@ def test_inline_render_on_s3_records_states(store):
     assert manifest.status == "done"
     assert all(r.state is SegmentState.ACCEPTED for r in manifest.segments)
     assert result.frames == 120
+
+
+def test_local_copies_follow_rewrites(store):
+    run = store.create("rewrite")
+    run.write_bytes("segments/seg_0000.mp4", b"A")
+    assert run.local_path("segments/seg_0000.mp4").read_bytes() == b"A"
+    run.write_bytes("segments/seg_0000.mp4", b"B")  # e.g. a regenerated attempt
+    assert run.local_path("segments/seg_0000.mp4").read_bytes() == b"B"

@@ -43,14 +43,16 @@ class FailureDecision(enum.Enum):
     GIVE_UP = "give up"  # the input must change (SAFETY), or a bug: fail with the reason
 
 
-def failure_decision(exc: BaseException, tries: int, max_tries: int) -> FailureDecision:
+def failure_decision(exc: BaseException, tries: int, max_tries: int, paid_task: bool = False) -> FailureDecision:
     """What to do after collecting a segment failed. Only provider errors are retried, and
-    never one whose advice is to change the input (SAFETY is not retried verbatim)."""
+    never one whose advice is to change the input (SAFETY is not retried verbatim). A paid
+    task that failed on our side (a crashed worker, no provider verdict) stays submitted, so
+    resume polls it instead of paying for another."""
     from ..providers._http import RetryAdvice, retry_advice
 
     code = getattr(exc, "failure_code", None)
     if code is None:
-        return FailureDecision.GIVE_UP
+        return FailureDecision.LEAVE_SUBMITTED if paid_task else FailureDecision.GIVE_UP
     advice = retry_advice(code)
     if advice is RetryAdvice.CHECK:
         return FailureDecision.LEAVE_SUBMITTED
@@ -255,6 +257,14 @@ class RenderPipeline:
                 conditioning = self._conditioning(run, manifest, jobs, attempt, seams)
                 key = segment_key(spec.provider, capabilities.model, attempt, conditioning)
                 record = manifest.segments[index]
+                if record.state is SegmentState.SUBMITTED and record.task_id and record.cache_key != key:
+                    # Its request changed since (e.g. the frame it starts from): the old task may be
+                    # billed, so it stays on the books, and the segment starts over.
+                    if paid:
+                        _settle(ledger, record.task_id, None, "superseded: the request changed; counted at the estimate")
+                    manifest = reset(_with_ledger(manifest, ledger), index, "its request changed since the task was created")
+                    write_model(run, MANIFEST, manifest)
+                    record = manifest.segments[index]
                 if record.state is SegmentState.SUBMITTED and record.task_id and record.cache_key == key:
                     task_id = record.task_id  # created before a crash: wait for it, do not pay again
                 else:
@@ -267,21 +277,24 @@ class RenderPipeline:
                         if accepted:
                             done.add(index)
                             reused += 1
-                            if result.seam_png is not None:
+                            if result.seam_png is not None and manifest.segments[index].clip.sha256 == _sha256(cached):
                                 seams[index] = result.seam_png
                         else:
                             queue.append(job)
                         continue
-                    entry = f"seg{index}/attempt{record.attempts + 1}"
+                    entry = f"seg{index}/call{sum(1 for e in ledger.entries if e.segment == index) + 1}"
                     price_estimate = capabilities.price_per_second_usd * attempt.generate_duration_s
+                    reserved = False
                     try:
                         if paid:  # reserved, and written, before the provider is called
                             ledger.reserve(entry, index, spec.provider, price_estimate)
+                            reserved = True
                             manifest = _with_ledger(manifest, ledger)
                             write_model(run, MANIFEST, manifest)
                         task_id = provider.submit(attempt, conditioning)
                     except Exception as exc:  # refused by the budget or by the provider's create call
-                        if paid and any(e.key == entry for e in ledger.entries):
+                        progressed = True  # the segment left the queue; others may still go
+                        if reserved:
                             if _nothing_created(exc):
                                 ledger.release(entry, note=f"create call refused: {exc.__class__.__name__}")
                             else:  # the provider may have made (and will bill) a task we never heard of
@@ -313,7 +326,7 @@ class RenderPipeline:
                     index = attempt.index
                     record = manifest.segments[index]
                     tries[index] = tries.get(index, 0) + 1
-                    decision = failure_decision(exc, tries[index], self.max_tries)
+                    decision = failure_decision(exc, tries[index], self.max_tries, paid_task=paid and bool(record.task_id))
                     if decision is FailureDecision.COLLECT_AGAIN:  # the task is fine; reaching it was not
                         handle = self.runner.collect(spec.provider, record.task_id, attempt, requests[index],
                                                      self._conditioning(run, manifest, jobs, attempt, seams), index in needed_seams, retries)
@@ -345,8 +358,10 @@ class RenderPipeline:
                 manifest, accepted = self._finish(run, manifest, jobs, attempt, result, key, cached=False)
                 if accepted:
                     done.add(attempt.index)
-                    if result.seam_png is not None:
+                    if result.seam_png is not None and manifest.segments[attempt.index].clip.sha256 == _sha256(result.mp4):
                         seams[attempt.index] = result.seam_png
+                    else:  # an earlier attempt was kept: read its seam frame from its file when needed
+                        seams.pop(attempt.index, None)
                 else:
                     queue.append(jobs[attempt.index])
                     queue.sort(key=priority)
@@ -354,7 +369,7 @@ class RenderPipeline:
         if save_state is not None:
             save_state(run)
         if failures or queue:
-            blocked = [j.index for j in queue]
+            blocked = sorted(j.index for j in queue)
             detail = "; ".join(failures) + (f"; not started (waiting on a failed segment): {blocked}" if blocked else "")
             raise RenderError(f"{len(failures)} segment(s) failed: {detail}; resume with: longvid resume {run.run_id}")
         return manifest, generated, reused
@@ -541,7 +556,10 @@ class RenderPipeline:
         except BaseException as exc:
             # The folder holds the latest manifest (every transition is written): mark that
             # one, never an older copy that would forget finished segments.
-            latest = load_manifest(run.read_bytes(MANIFEST).decode())
+            try:
+                latest = load_manifest(run.read_bytes(MANIFEST).decode())
+            except Exception:  # never hide the original error behind this one
+                latest = manifest
             if isinstance(exc, KeyboardInterrupt):
                 status, reason = "cancelled", "interrupted"
             else:
@@ -600,6 +618,12 @@ class RenderPipeline:
 
 # Failures of a create call that prove no task exists at the provider.
 _NOTHING_CREATED_CODES = frozenset({"HTTP.RATE_LIMITED", "HTTP.UNAVAILABLE", "HTTP.REJECTED", "HTTP.AUTH", "HTTP.UNREACHABLE"})
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def _nothing_created(exc: BaseException) -> bool:

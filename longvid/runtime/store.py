@@ -188,6 +188,9 @@ class S3RunFolder:
 
     def write_bytes(self, relative: str, data: bytes) -> None:
         self.store.client.put_object(Bucket=self.store.bucket, Key=self._key(relative), Body=data)
+        local = self.scratch / relative
+        if local.exists():  # keep the local copy in step, or a later read would see old bytes
+            atomic_write_bytes(local, data)
 
     def read_bytes(self, relative: str) -> bytes:
         return self.store.client.get_object(Bucket=self.store.bucket, Key=self._key(relative))["Body"].read()
@@ -199,9 +202,14 @@ class S3RunFolder:
         local = self.scratch / relative
         if not local.is_file():
             local.parent.mkdir(parents=True, exist_ok=True)
-            partial = local.with_name(local.name + ".partial")
-            self.store.client.download_file(self.store.bucket, self._key(relative), str(partial))
-            os.replace(partial, local)
+            fd, partial = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".partial", dir=local.parent)
+            os.close(fd)
+            try:
+                self.store.client.download_file(self.store.bucket, self._key(relative), partial)
+                os.replace(partial, local)
+            except BaseException:
+                Path(partial).unlink(missing_ok=True)
+                raise
         return local
 
     def scratch_path(self, relative: str) -> Path:
@@ -233,7 +241,8 @@ class S3RunStore:
         self.client = client or boto3.client("s3")
         part = int(float(os.environ.get("LONGVID_S3_PART_MB", "8")) * 1024 * 1024)  # tune for slow links
         self.transfer = TransferConfig(multipart_threshold=part, multipart_chunksize=max(part, 5 * 1024 * 1024))
-        self.scratch_root = scratch_root or Path(tempfile.gettempdir()) / "longvid-s3" / bucket / self.prefix.strip("/")
+        # Per user, so another account on the host cannot plant files in it.
+        self.scratch_root = scratch_root or Path(tempfile.gettempdir()) / f"longvid-s3-{os.getuid()}" / bucket / self.prefix.strip("/")
 
     @property
     def url(self) -> str:

@@ -52,8 +52,9 @@ def seam_frame_png(mp4: bytes, frame_index: int) -> bytes:
     return out.getvalue()
 
 
-# Provider settings a worker needs to poll and download (keys, base URLs, models, prices).
-PROVIDER_ENV_PREFIXES = ("RUNWAYML_", "GOOGLE_", "GEMINI_", "LONGVID_")
+# Provider settings a worker needs to poll and download (keys, base URLs, models, prices):
+# only the chosen provider's travel, none for the local renderer.
+PROVIDER_ENV_PREFIXES = {"runway": ("RUNWAYML_", "LONGVID_"), "veo": ("GOOGLE_", "GEMINI_", "LONGVID_")}
 
 
 class ProviderEnvironment:
@@ -64,10 +65,11 @@ class ProviderEnvironment:
         self._values = dict(values)
 
     @classmethod
-    def capture(cls) -> ProviderEnvironment:
+    def capture(cls, provider: str) -> ProviderEnvironment:
         import os
 
-        return cls({k: v for k, v in os.environ.items() if k.startswith(PROVIDER_ENV_PREFIXES)})
+        prefixes = PROVIDER_ENV_PREFIXES.get(provider, ())
+        return cls({k: v for k, v in os.environ.items() if prefixes and k.startswith(prefixes)})
 
     def apply(self) -> None:
         import os
@@ -181,7 +183,7 @@ class RaySegmentRunner:
     def collect(self, provider, task_id, job, request, conditioning_png, want_seam, retries):
         options = request.ray_options()
         return self._remote.options(**options, max_retries=retries, name=f"segment-{job.index}").remote(
-            provider, task_id, job, conditioning_png, want_seam, ProviderEnvironment.capture()
+            provider, task_id, job, conditioning_png, want_seam, ProviderEnvironment.capture(provider)
         )
 
     def cancel(self, handle):

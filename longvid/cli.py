@@ -305,30 +305,25 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .manifest import load_manifest
     from .runtime import open_store
-    from .runtime.store import MANIFEST
+    from .runtime.store import read_manifest
 
     run = open_store(args.store).open(args.run_id)  # a missing run is an input error, before Ray starts
-    spec = load_manifest(run.read_bytes(MANIFEST).decode(), run.location(MANIFEST)).spec
+    spec = read_manifest(run).spec
     return _run_pipeline(args, spec, lambda p: p.resume(args.run_id, output=args.output))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .manifest import load_manifest
+    import functools
+
     from .providers import provider_capabilities
     from .runtime import open_store
     from .runtime.resume import resume_plan
-    from .runtime.store import MANIFEST, sha256_file
+    from .runtime.store import clip_verifies, read_manifest
 
     run = open_store(args.store).open(args.run_id)
-    manifest = load_manifest(run.read_bytes(MANIFEST).decode(), run.location(MANIFEST))
-
-    def file_ok(record):
-        try:
-            return run.exists(record.clip.path) and sha256_file(run.local_path(record.clip.path)) == record.clip.sha256
-        except OSError:
-            return False
+    manifest = read_manifest(run)
+    file_ok = functools.partial(clip_verifies, run)
 
     actions = resume_plan(manifest, file_ok, provider_capabilities(manifest.spec.provider).idempotent_submit)
     if args.json:
@@ -353,15 +348,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .manifest import load_manifest
     from .runtime import open_store
-    from .runtime.store import MANIFEST
+    from .runtime.store import read_manifest
 
     store = open_store(args.store)
     rows = []
     for run_id in store.list_runs():
         try:
-            manifest = load_manifest(store.open(run_id).read_bytes(MANIFEST).decode())
+            manifest = read_manifest(store.open(run_id))
             rows.append({"run_id": run_id, "status": manifest.status, "duration_s": manifest.spec.duration_s,
                          "segments": len(manifest.segments), "cost_usd": manifest.cost_usd, "prompt": manifest.spec.prompt[:60]})
         except LongvidError as exc:

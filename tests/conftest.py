@@ -61,3 +61,14 @@ def s3_server():
             os.environ[key] = value
 
 
+
+
+@pytest.fixture(autouse=True)
+def _restore_provider_registry():
+    """Tests register test-double providers; none may leak into later tests."""
+    from longvid.providers import registry
+
+    saved = dict(registry._FACTORIES)
+    yield
+    registry._FACTORIES.clear()
+    registry._FACTORIES.update(saved)

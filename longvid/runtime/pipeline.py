@@ -14,6 +14,7 @@ the next step starts, which is what makes a render resumable:
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import threading
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import InputError, LongvidError, RenderError
-from ..manifest import RunManifest, RunPlan, SegmentRecord, load_manifest, reset, transition
+from ..manifest import RunManifest, RunPlan, SegmentRecord, reset, transition
 from ..media import MergeInput, MergeStats, merge_segments
 from ..planning import OfflinePlanner, load_storyboard, segment_count, segment_storyboard
 from ..planning.segmentation import DEFAULT_RULES
@@ -32,7 +33,7 @@ from ..providers.ledger import BudgetExceeded, CostLedger, EntryState, LedgerEnt
 from ..spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
 from .resume import Action, attempt_seed, resume_plan, segment_key
-from .store import FINAL, MANIFEST, PLAN, REPORT, LocalRunStore, RunFolder, RunStore, atomic_copy, new_run_id, segment_path, sha256_file, write_model
+from .store import FINAL, MANIFEST, PLAN, REPORT, LocalRunStore, RunFolder, RunStore, atomic_copy, clip_verifies, new_run_id, read_manifest, segment_path, write_model
 from .tasks import SegmentResult, SegmentRunner, seam_frame_png
 
 
@@ -197,12 +198,7 @@ class RenderPipeline:
         """Bring an interrupted run's manifest to a state the generate step can continue:
         verified segments are kept, the rest reset or left to be polled."""
 
-        def file_ok(record: SegmentRecord) -> bool:
-            try:
-                return run.exists(record.clip.path) and sha256_file(run.local_path(record.clip.path)) == record.clip.sha256
-            except OSError:
-                return False
-
+        file_ok = functools.partial(clip_verifies, run)
         for index, (action, reason) in resume_plan(manifest, file_ok, capabilities.idempotent_submit).items():
             state = manifest.segments[index].state
             if action is Action.ACCEPT:
@@ -389,8 +385,6 @@ class RenderPipeline:
 
     def _finish(self, run, manifest, jobs, job, result: SegmentResult, key: str, cached: bool) -> tuple[RunManifest, bool]:
         """Record a generated segment, judge it, and accept it or send it back."""
-        import hashlib
-
         index = job.index
         relative = segment_path(index)
         run.write_bytes(relative, result.mp4)
@@ -405,7 +399,7 @@ class RenderPipeline:
             fps=job.fps,
             cost_usd=result.cost_usd,
             seconds_spent=round(result.seconds, 3),
-            sha256=hashlib.sha256(result.mp4).hexdigest(),
+            sha256=_sha256(result.mp4),
         )
         record = manifest.segments[index]
         manifest = transition(
@@ -509,7 +503,7 @@ class RenderPipeline:
         `planned` reuses a plan from `plan()` for the same spec."""
         started = time.perf_counter()
         if run_id is not None and self.store.has_run(run_id):
-            existing = load_manifest(self.store.open(run_id).read_bytes(MANIFEST).decode())
+            existing = read_manifest(self.store.open(run_id))
             if existing.spec != spec:
                 raise InputError(f"run {run_id} exists with a different request; resume it with `longvid resume {run_id}` or pick another --run-id")
             return self.resume(run_id, output)
@@ -532,7 +526,7 @@ class RenderPipeline:
         """Continue an interrupted (or finished) run from its folder."""
         started = time.perf_counter()
         run = self.store.open(run_id)
-        manifest = load_manifest(run.read_bytes(MANIFEST).decode(), run.location(MANIFEST))
+        manifest = read_manifest(run)
         plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
         capabilities = self.check_inputs(manifest.spec)
         manifest = self.prepare_resume(run, manifest.model_copy(update={"status": "rendering", "error": None}), capabilities)
@@ -557,7 +551,7 @@ class RenderPipeline:
             # The folder holds the latest manifest (every transition is written): mark that
             # one, never an older copy that would forget finished segments.
             try:
-                latest = load_manifest(run.read_bytes(MANIFEST).decode())
+                latest = read_manifest(run)
             except Exception:  # never hide the original error behind this one
                 latest = manifest
             if isinstance(exc, KeyboardInterrupt):

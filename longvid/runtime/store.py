@@ -110,6 +110,21 @@ def write_model(run: RunFolder, relative: str, model: BaseModel) -> None:
     run.write_bytes(relative, model.model_dump_json(indent=2).encode())
 
 
+def read_manifest(run: RunFolder):
+    """The run's manifest, refused clearly when corrupt or from another version."""
+    from ..manifest import load_manifest
+
+    return load_manifest(run.read_bytes(MANIFEST).decode(), run.location(MANIFEST))
+
+
+def clip_verifies(run: RunFolder, record) -> bool:
+    """Whether a segment's file is there and matches the checksum in its manifest record."""
+    try:
+        return run.exists(record.clip.path) and sha256_file(run.local_path(record.clip.path)) == record.clip.sha256
+    except OSError:
+        return False
+
+
 class LocalRunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)

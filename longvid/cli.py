@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     _store_argument(runs)
     runs.add_argument("--json", action="store_true")
 
-    sub.add_parser("providers", help="list video providers and what they can do")
+    providers = sub.add_parser("providers", help="list video providers: configured or not, model, lengths, price, breaker state")
+    _store_argument(providers)
+    providers.add_argument("--json", action="store_true")
     return parser
 
 
@@ -325,7 +327,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     manifest = read_manifest(run)
     file_ok = functools.partial(clip_verifies, run)
 
-    actions = resume_plan(manifest, file_ok, provider_capabilities(manifest.spec.provider).idempotent_submit)
+    actions = resume_plan(manifest, file_ok, lambda name: provider_capabilities(name).idempotent_submit)
     if args.json:
         print(json.dumps({
             "run_id": manifest.run_id, "status": manifest.status, "cost_usd": manifest.cost_usd, "error": manifest.error,
@@ -369,24 +371,39 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 # What makes each provider usable; the preview renderer needs nothing.
-PROVIDER_SETTINGS = {
-    "runway": (("RUNWAYML_API_SECRET",), "set RUNWAYML_API_SECRET"),
-    "veo": (("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_CLOUD_PROJECT"), "set GOOGLE_API_KEY (Vertex express) or GOOGLE_CLOUD_PROJECT"),
-}
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
-    """Each provider: configured or not (never the key itself), model, lengths, price."""
-    from .providers import available_providers, provider_capabilities
+    """Each provider: configured or not (never the key itself), model, lengths, price, and
+    its circuit breaker as the last render under this store left it."""
+    from .providers import PROVIDER_SETTINGS, available_providers, provider_capabilities, provider_configured
+    from .runtime import open_store
 
+    store = open_store(args.store)
+    rows = []
     for name in available_providers():
         caps = provider_capabilities(name)
-        needed, hint = PROVIDER_SETTINGS.get(name, ((), ""))
-        configured = not needed or any(os.environ.get(var, "").strip() for var in needed)
         d = caps.durations
-        lengths = ", ".join(f"{s:g}" for s in d.allowed) if d.allowed else f"any {d.min_s:g}-{d.max_s:g}"
-        state = "ready" if configured else f"not configured ({hint})"
-        print(f"{name}\t{state}\tmodel={caps.model}\tdurations={lengths} s\t${caps.price_per_second_usd:.2f}/s")
+        raw = store.get_state(f"health/{name}.json") if hasattr(store, "get_state") else None
+        health = json.loads(raw) if raw else None
+        rows.append({
+            "name": name, "configured": provider_configured(name), "hint": PROVIDER_SETTINGS.get(name, ((), ""))[1],
+            "model": caps.model, "durations_s": list(d.allowed) if d.allowed else [d.min_s, d.max_s],
+            "discrete_durations": d.allowed is not None, "usd_per_second": caps.price_per_second_usd,
+            "max_concurrent": caps.max_concurrent_tasks,
+            "breaker": health["breaker"] if health else "closed", "health": health,
+        })
+    if args.json:
+        print(json.dumps({"providers": rows}, indent=2))
+        return 0
+    for row in rows:
+        lengths = ", ".join(f"{s:g}" for s in row["durations_s"]) if row["discrete_durations"] else "any {:g}-{:g}".format(*row["durations_s"])
+        state = "ready" if row["configured"] else f"not configured ({row['hint']})"
+        health = row["health"]
+        breaker = row["breaker"]
+        if health:
+            breaker += f" ({health['recent_failures']}/{health['recent_calls']} recent calls failed, as of {health.get('updated_at', '?')})"
+        print(f"{row['name']}\t{state}\tmodel={row['model']}\tdurations={lengths} s\t${row['usd_per_second']:.2f}/s\tbreaker={breaker}")
     return 0
 
 

@@ -57,6 +57,9 @@ class SegmentRecord(BaseModel):
     scores: list[dict] = []  # one entry per judged attempt
     error: str | None = None
     history: list[str] = []  # why it was reset, retried or regenerated
+    # The planner's rewording of this segment's prompt after a provider refused it for
+    # safety; used instead of the planned prompt from then on (resume included).
+    rephrased_prompt: str | None = None
     updated_at: str = Field(default_factory=_now)
 
 

@@ -19,7 +19,8 @@ MATRIX = [
     (Fault("503", on="create"), "ok", 0),
     # The fake fails before making a task, but a client cannot know that: it is booked at the estimate.
     (Fault("500", on="create"), "failed: outcome unknown", -1),
-    (Fault("fail", failure_code="SAFETY.INPUT.TEXT"), "failed: SAFETY", 0),
+    # Refused for safety: reworded once by the planner, and the reworded prompt passes...
+    (Fault("fail", failure_code="SAFETY.INPUT.TEXT"), "ok: reworded", 1),
     (Fault("fail", failure_code="INTERNAL"), "ok", 1),
     (Fault("throttle", polls=3), "ok", 0),
     (Fault("stuck"), "submitted: still running", 0),
@@ -42,7 +43,7 @@ def test_fault_matrix(fault, outcome, extra, tmp_path, monkeypatch):
                           judge="off", budget_usd=budget, continuity="anchor")
         fake.faults.append(fault)
         pipeline = RenderPipeline(LocalRunStore(tmp_path / "store"), InlineSegmentRunner())
-        if outcome == "ok":
+        if outcome.startswith("ok"):
             result = pipeline.render(spec, run_id="r")
             assert result.frames == 8 * 24
         else:
@@ -60,8 +61,12 @@ def test_fault_matrix(fault, outcome, extra, tmp_path, monkeypatch):
         assert len(manifest.ledger) == len(fake.tasks) + len(unknown)
         assert manifest.cost_usd <= budget
         states = [r.state for r in manifest.segments]
-        if outcome == "ok":
+        if outcome.startswith("ok"):
             assert states == [SegmentState.ACCEPTED] * segments
+            if "reworded" in outcome:
+                reworded = [r for r in manifest.segments if r.rephrased_prompt]
+                assert len(reworded) == 1 and reworded[0].rephrased_prompt.startswith("A gentle")
+                assert fake.tasks[reworded[0].task_id].prompt.startswith("A gentle")
         elif outcome.startswith("failed"):
             bad = [r for r in manifest.segments if r.state is SegmentState.FAILED]
             assert len(bad) == 1 and bad[0].error
@@ -97,5 +102,27 @@ def test_resume_after_a_refused_create_keeps_the_books_straight(tmp_path, monkey
         released = [e for e in manifest.ledger if e["state"] == "released"]
         assert len(released) == 1 and released[0]["cost_usd"] == 0.0
         assert len({e["key"] for e in manifest.ledger}) == len(manifest.ledger) == len(fake.tasks) + 1
+    finally:
+        server.stop()
+
+
+def test_a_prompt_refused_again_after_rewording_fails_with_the_reason(tmp_path, monkeypatch):
+    """SAFETY is never retried verbatim: one reworded try, then the segment fails."""
+    server, fake = start_fake_runway(pending_polls=1, running_polls=1)
+    try:
+        monkeypatch.setenv("RUNWAYML_BASE_URL", server.url)
+        monkeypatch.setenv("RUNWAYML_API_SECRET", DEFAULT_KEY)
+        monkeypatch.setenv("LONGVID_POLL_INTERVAL_S", "0.02")
+        fake.faults.append(Fault("fail", failure_code="SAFETY.INPUT.TEXT", times=None))
+        spec = RenderSpec(prompt="a knight with a sword", duration_s=8, resolution="360p", provider="runway",
+                          judge="off", budget_usd=5.0, continuity="anchor")
+        with pytest.raises(RenderError, match="SAFETY"):
+            RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner()).render(spec, run_id="r")
+        manifest = load_manifest((tmp_path / "r" / "manifest.json").read_text())
+        assert all(r.state is SegmentState.FAILED and "SAFETY" in r.error for r in manifest.segments)
+        assert len(fake.tasks) == 2 * len(manifest.segments)  # the planned prompt, then the reworded one
+        prompts = sorted(t.prompt for t in fake.tasks.values())
+        assert sum("staff" in p for p in prompts) == len(manifest.segments)  # "sword" reworded
+        assert len(manifest.ledger) == len(fake.tasks)
     finally:
         server.stop()

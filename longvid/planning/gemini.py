@@ -76,6 +76,22 @@ Write the title and descriptions in the language of the prompt.
 Answer with JSON that follows the response schema exactly, and nothing else."""
 
 
+REPHRASE_INSTRUCTION = """\
+You rewrite one shot description of a text-to-video pipeline that the video model's safety
+filter refused. Keep the same subject, setting, characters, colours, camera and mood; remove
+or soften only what a safety filter would refuse (violence, gore, weapons, nudity, real
+people, brands). Write in the language of the original. Answer with JSON that follows the
+response schema exactly, and nothing else."""
+
+
+class Rephrased(BaseModel):
+    prompt: Annotated[str, Field(min_length=1, max_length=4000)]
+
+
+def build_rephrase_prompt(text: str, reason: str) -> str:
+    return f"The video model refused this shot ({reason}). Rewrite it.\n{PROMPT_BEGIN}\n{text}\n{PROMPT_END}"
+
+
 # -- the response schema ------------------------------------------------------------------
 #
 # Kept to what the Gemini API accepts as a responseSchema (google-genai's process_schema /
@@ -431,6 +447,28 @@ class GeminiPlanner:
         log.info(warning)  # the caller records it (manifest warnings)
         storyboard = self.fallback.plan(spec, max_scenes=max_scenes)
         return PlanResult(storyboard=storyboard, warnings=[warning], usage=usage, fell_back=True)
+
+    def rephrase(self, text: str, reason: str) -> str:
+        """A segment prompt the video provider refused for safety, rewritten once by Gemini
+        to keep the picture without what was refused; the offline rewording if Gemini fails."""
+        from google.genai import types
+
+        reason = _clip(_scrub(reason, self._api_key), 300)
+        try:
+            with self._client() as client:
+                config = types.GenerateContentConfig(
+                    response_mime_type="application/json",
+                    response_schema=Rephrased,
+                    system_instruction=REPHRASE_INSTRUCTION,
+                    temperature=self.temperature,
+                )
+                response = self._call(client, [build_rephrase_prompt(text, reason)], config)
+            if isinstance(response.parsed, Rephrased):
+                return response.parsed.prompt
+            return Rephrased.model_validate_json(_strip_fences(response.text or "")).prompt
+        except (_ApiFailure, ValidationError, ValueError) as exc:
+            log.info("Gemini could not rephrase a refused prompt (%s); used the offline rewording", exc.__class__.__name__)
+            return self.fallback.rephrase(text, reason)
 
     # -- internals -----------------------------------------------------------------------
 

@@ -118,10 +118,40 @@ def _palette(hue: float, sat: float, val: float, rng: random.Random) -> list[str
     ]
 
 
+# Words a provider's safety filter tends to refuse, and tamer wording that keeps the picture.
+# A small list on purpose: the offline rephrase is a best effort; Gemini's is the real one.
+_SOFTER_WORDS = {
+    "blood": "red paint", "bloody": "dramatic", "gore": "drama", "gory": "dramatic",
+    "kill": "defeat", "kills": "defeats", "killing": "defeating", "killed": "defeated",
+    "murder": "mystery", "corpse": "fallen figure", "dead": "still", "death": "ending",
+    "gun": "prop", "guns": "props", "rifle": "prop", "weapon": "tool", "weapons": "tools",
+    "knife": "tool", "sword": "staff", "bomb": "device", "explosion": "burst of light",
+    "shoot": "aim", "shooting": "aiming", "fight": "contest", "violent": "intense",
+    "violence": "tension", "naked": "robed", "nude": "robed", "war": "struggle",
+}
+
+
+def soften_prompt(text: str) -> str:
+    """`text` with words safety filters refuse replaced by tamer ones (case kept)."""
+
+    def swap(match: re.Match) -> str:
+        word = match.group(0)
+        softer = _SOFTER_WORDS[word.lower()]
+        return softer.capitalize() if word[0].isupper() else softer
+
+    pattern = re.compile(r"\b(" + "|".join(sorted(_SOFTER_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+    return pattern.sub(swap, text)
+
+
 class OfflinePlanner:
     """Deterministic storyboard from a prompt, with no model and no network."""
 
     name = "offline"
+
+    def rephrase(self, text: str, reason: str) -> str:
+        """A segment prompt a provider refused for safety, reworded once to pass."""
+        softened = soften_prompt(text)
+        return softened if softened != text else f"A gentle, family-friendly depiction: {text}"
 
     def scene_count(self, spec: RenderSpec, max_scenes: int) -> int:
         clauses = len(split_clauses(spec.prompt))

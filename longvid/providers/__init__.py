@@ -9,9 +9,10 @@ from .base import (
     generate,
 )
 from .preview import PreviewProvider
-from .registry import available_providers, create_provider, provider_capabilities, register_provider
+from .registry import PROVIDER_SETTINGS, available_providers, create_provider, provider_capabilities, provider_configured, register_provider
 
 __all__ = [
+    "PROVIDER_SETTINGS",
     "GenerationFailed",
     "PreviewProvider",
     "ProviderCapabilities",
@@ -22,5 +23,6 @@ __all__ = [
     "create_provider",
     "generate",
     "provider_capabilities",
+    "provider_configured",
     "register_provider",
 ]

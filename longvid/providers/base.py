@@ -51,6 +51,9 @@ class ProviderCapabilities:
     # True when submitting the same job again is free and yields the same task (a local
     # deterministic renderer); resume may then re-submit instead of polling.
     idempotent_submit: bool = False
+    # Tasks this provider account runs at once across the cluster (None: no limit beyond
+    # Ray's resource requests); LONGVID_MAX_CONCURRENT_<NAME> overrides it.
+    max_concurrent_tasks: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 

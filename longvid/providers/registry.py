@@ -49,6 +49,22 @@ _FACTORIES: dict[str, tuple[CapabilitiesSource, Callable[[], VideoProvider]]] = 
 }
 
 
+# The environment settings that make a provider usable (any one of them), and how to set one.
+PROVIDER_SETTINGS: dict[str, tuple[tuple[str, ...], str]] = {
+    "runway": (("RUNWAYML_API_SECRET",), "set RUNWAYML_API_SECRET"),
+    "veo": (("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_CLOUD_PROJECT"), "set GOOGLE_API_KEY (Vertex express) or GOOGLE_CLOUD_PROJECT"),
+}
+
+
+def provider_configured(name: str, env: dict[str, str] | None = None) -> bool:
+    """Are this provider's credentials in the environment? (Never says what they are.)"""
+    import os
+
+    env = os.environ if env is None else env
+    needed, _hint = PROVIDER_SETTINGS.get(name, ((), ""))
+    return not needed or any(env.get(var, "").strip() for var in needed)
+
+
 def register_provider(name: str, capabilities: CapabilitiesSource, factory: Callable[[], VideoProvider]) -> None:
     """Add a provider under `name` (a plugin, or a test double). Ray workers import the
     registry afresh, so register in a module they import too when running on a cluster."""

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..planning.segmentation import DurationRule
 from ..spec import AspectRatio, QualityTier
 from .base import ProviderCapabilities
 
@@ -97,6 +98,7 @@ def rank(candidates: Sequence[ProviderCapabilities], needs: SegmentNeeds) -> lis
     creative or experimental style -> Runway; otherwise the cheaper. What cannot be afforded
     goes last (the ledger refuses it later if it still cannot)."""
     usable = [c for c in candidates if capable(c, needs)]
+    order = {c.name: i for i, c in enumerate(candidates)}  # ties keep the caller's order
 
     def cost(c: ProviderCapabilities) -> float:
         return c.price_per_second_usd * c.durations.fit(needs.duration_s, 24)
@@ -108,6 +110,56 @@ def rank(candidates: Sequence[ProviderCapabilities], needs: SegmentNeeds) -> lis
             preferred = 0
         elif any(word in needs.style.lower() for word in CREATIVE_WORDS) and c.name == "runway":
             preferred = 0
-        return (not affordable, preferred, cost(c), c.name)
+        return (not affordable, preferred, round(cost(c), 6), order[c.name])
 
     return [c.name for c in sorted(usable, key=key)]
+
+
+AUTO = "auto"
+
+
+def requested_providers(requested: str, known: Sequence[str], configured: Callable[[str], bool], remote: Callable[[str], bool]) -> list[str]:
+    """The candidate providers a render may route between, in the user's order.
+
+    "auto": every configured provider that generates remotely (the paid ones); the offline
+    preview only when none is configured, so a key-less machine still renders and a paid
+    video never gets procedural preview segments mixed in. "runway,veo": those, in that
+    order of preference for ties. "runway": only Runway (no failover).
+    """
+    names = [n.strip() for n in requested.split(",") if n.strip()]
+    if names == [AUTO]:
+        paid = [n for n in known if remote(n) and configured(n)]
+        return paid or ["preview"]
+    if not names or AUTO in names:
+        raise ValueError(f"provider {requested!r}: use 'auto', one provider name, or a comma-separated list")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown provider {unknown[0]!r}; choose one of: {', '.join(known)} (or 'auto')")
+    if len(set(names)) != len(names):
+        raise ValueError(f"provider list {requested!r} names one provider twice")
+    return names
+
+
+def common_durations(rules: Sequence[DurationRule]) -> DurationRule:
+    """Clip lengths every candidate can make, so a segment can fail over to any of them:
+    the intersection of the discrete lengths, clipped to the common range."""
+    low = max(r.shortest_s for r in rules)
+    high = min(r.longest_s for r in rules)
+    discrete = [set(r.allowed) for r in rules if r.allowed is not None]
+    if not discrete:
+        if low > high:
+            raise ValueError("these providers share no clip length")
+        return DurationRule(min_s=low, max_s=high)
+    shared = set.intersection(*discrete)
+    allowed = tuple(sorted(s for s in shared if low - 1e-9 <= s <= high + 1e-9))
+    if not allowed:
+        raise ValueError("these providers share no clip length")
+    return DurationRule(min_s=allowed[0], max_s=allowed[-1], allowed=allowed)
+
+
+def counts_against_provider(failure_code: str | None) -> bool:
+    """Does this failure say something about the provider's health (for its breaker)?
+    Content refusals (SAFETY), bad inputs and our own budget say nothing about it."""
+    if failure_code is None:
+        return False
+    return not failure_code.startswith(("SAFETY", "ASSET", "INPUT", "HTTP.REJECTED", "HTTP.AUTH", "BUDGET"))

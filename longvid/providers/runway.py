@@ -194,6 +194,7 @@ def runway_capabilities(model: str | None = None, prices: Mapping[str, float] | 
         uses_gpu=False,
         price_per_second_usd=row.credits_per_s * USD_PER_CREDIT,
         idempotent_submit=False,
+        max_concurrent_tasks=4,  # above it Runway accepts tasks but holds them THROTTLED
         notes=tuple(notes),
     )
 

@@ -139,6 +139,7 @@ def veo_capabilities(model: str | None = None, prices: Mapping[str, float] | Non
         uses_gpu=False,
         price_per_second_usd=usd,
         idempotent_submit=False,
+        max_concurrent_tasks=4,  # Vertex quotas count long-running operations per project
         notes=(f"Vertex AI; ${usd:.2f}/s", "needs GOOGLE_API_KEY (Vertex express) or GOOGLE_CLOUD_PROJECT + ADC"),
     )
 

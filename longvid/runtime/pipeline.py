@@ -30,9 +30,11 @@ from ..planning.segmentation import DEFAULT_RULES
 from ..providers import create_provider, provider_capabilities
 from ..providers.base import ProviderCapabilities
 from ..providers.ledger import BudgetExceeded, CostLedger, EntryState, LedgerEntry
+from ..providers.routing import counts_against_provider
 from ..spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
 from .resume import Action, attempt_seed, resume_plan, segment_key
+from .router import WAIT, SegmentRouter, candidate_providers, combined_capabilities
 from .store import FINAL, MANIFEST, PLAN, REPORT, LocalRunStore, RunFolder, RunStore, atomic_copy, clip_verifies, new_run_id, read_manifest, segment_path, write_model
 from .tasks import SegmentResult, SegmentRunner, seam_frame_png
 
@@ -166,11 +168,13 @@ class RenderPipeline:
     # -- steps ---------------------------------------------------------------------------
 
     def check_inputs(self, spec: RenderSpec) -> ProviderCapabilities:
-        capabilities = provider_capabilities(spec.provider)  # unknown provider -> InputError
-        if capabilities.runs_remotely:  # a missing key is refused now, not after Ray has started
-            close = getattr(create_provider(spec.provider), "close", None)
-            if close is not None:
-                close()
+        """What the spec's provider(s) can do together; refuses unknown or unconfigured ones."""
+        capabilities = combined_capabilities(spec.provider)  # unknown provider -> InputError
+        for name in candidate_providers(spec.provider):
+            if provider_capabilities(name).runs_remotely:  # a missing key is refused now, not after Ray has started
+                close = getattr(create_provider(name), "close", None)
+                if close is not None:
+                    close()
         if spec.aspect_ratio not in capabilities.aspect_ratios:
             allowed = ", ".join(a.value for a in capabilities.aspect_ratios)
             raise InputError(f"provider {spec.provider!r} cannot make {spec.aspect_ratio.value} video; use one of {allowed}")
@@ -187,7 +191,8 @@ class RenderPipeline:
             jobs = segment_storyboard(storyboard, spec, capabilities.durations)
         except ValueError as exc:
             raise InputError(f"cannot segment this storyboard: {exc}") from None
-        cost = sum(capabilities.price_per_second_usd * j.generate_duration_s for j in jobs)
+        cheapest = min(provider_capabilities(n).price_per_second_usd for n in candidate_providers(spec.provider))
+        cost = sum(cheapest * j.generate_duration_s for j in jobs)
         if spec.budget_usd is not None and cost > spec.budget_usd + 1e-9:
             raise InputError(
                 f"estimated cost ${cost:.2f} exceeds the budget ${spec.budget_usd:.2f}; raise --budget or shorten --duration"
@@ -199,7 +204,8 @@ class RenderPipeline:
         verified segments are kept, the rest reset or left to be polled."""
 
         file_ok = functools.partial(clip_verifies, run)
-        for index, (action, reason) in resume_plan(manifest, file_ok, capabilities.idempotent_submit).items():
+        idempotent = lambda name: provider_capabilities(name).idempotent_submit  # noqa: E731
+        for index, (action, reason) in resume_plan(manifest, file_ok, idempotent).items():
             state = manifest.segments[index].state
             if action is Action.ACCEPT:
                 manifest = transition(manifest, index, SegmentState.ACCEPTED)
@@ -214,165 +220,34 @@ class RenderPipeline:
         """Generate every segment not yet accepted. Returns (manifest, generated, reused)."""
         if self.runner is None:
             raise RuntimeError("this pipeline was built for planning only: give it a SegmentRunner")
-        spec = manifest.spec
-        capacity = self.runner.capacity()
-        requests = {}
-        for job in jobs:
-            request, notes = fit_to_cluster(estimate(job, capabilities, spec.quality, self.estimator), capacity)
-            requests[job.index] = request
-            manifest.warnings.extend(f"segment {job.index}: {note}" for note in notes if f"segment {job.index}: {note}" not in manifest.warnings)
-        # Free, idempotent renders may be retried by Ray; paid calls never are, so a crashed
-        # worker cannot pay twice (resume polls the recorded task instead).
-        retries = 2 if capabilities.idempotent_submit else 0
-        needed_seams = {j.conditioned_on for j in jobs if j.conditioned_on is not None}
-        provider = create_provider(spec.provider)
-        paid = capabilities.price_per_second_usd > 0
-        ledger = CostLedger(spec.budget_usd, [LedgerEntry.from_dict(e) for e in manifest.ledger])
-        done = {r.index for r in manifest.segments if r.state is SegmentState.ACCEPTED}
-        reused = len(done)
-        remember = getattr(self.judge, "remember_accepted", None)
-        for index in sorted(done) if remember is not None else ():
-            remember(jobs[index], run.local_path(manifest.segments[index].clip.path))  # anchors for what follows
-        generated = 0
-        queue = sorted((j for j in jobs if j.index not in done), key=priority)
-        seams: dict[int, bytes] = {}
-        in_flight: dict[Any, tuple[SegmentJob, str]] = {}
-        failures: list[str] = []
-        tries: dict[int, int] = {}  # failed tries per segment in this invocation
-        while queue or in_flight:
-            if self.stop.is_set():
-                manifest = self._cancel(run, manifest, provider, in_flight)
-                raise Cancelled(f"cancelled; resume with: longvid resume {run.run_id}")
-            ready = [j for j in queue if j.conditioned_on is None or j.conditioned_on in done]
-            used = total(requests[j.index] for j, _ in in_flight.values())
-            progressed = False
-            for index in admit([(j.index, requests[j.index]) for j in ready], used, capacity):
-                job = jobs[index]
-                queue.remove(job)
-                attempt = self._attempt(manifest, job)
-                conditioning = self._conditioning(run, manifest, jobs, attempt, seams)
-                key = segment_key(spec.provider, capabilities.model, attempt, conditioning)
-                record = manifest.segments[index]
-                if record.state is SegmentState.SUBMITTED and record.task_id and record.cache_key != key:
-                    # Its request changed since (e.g. the frame it starts from): the old task may be
-                    # billed, so it stays on the books, and the segment starts over.
-                    if paid:
-                        _settle(ledger, record.task_id, None, "superseded: the request changed; counted at the estimate")
-                    manifest = reset(_with_ledger(manifest, ledger), index, "its request changed since the task was created")
-                    write_model(run, MANIFEST, manifest)
-                    record = manifest.segments[index]
-                if record.state is SegmentState.SUBMITTED and record.task_id and record.cache_key == key:
-                    task_id = record.task_id  # created before a crash: wait for it, do not pay again
-                else:
-                    cached = self.store.cache_get(key)
-                    if cached is not None:
-                        result = SegmentResult(index, capabilities.name, capabilities.model, f"cache:{key[:16]}", cached,
-                                               seam_frame_png(cached, job.frames) if index in needed_seams else None, 0.0, 0.0)
-                        manifest, accepted = self._finish(run, manifest, jobs, attempt, result, key, cached=True)
-                        progressed = True
-                        if accepted:
-                            done.add(index)
-                            reused += 1
-                            if result.seam_png is not None and manifest.segments[index].clip.sha256 == _sha256(cached):
-                                seams[index] = result.seam_png
-                        else:
-                            queue.append(job)
-                        continue
-                    entry = f"seg{index}/call{sum(1 for e in ledger.entries if e.segment == index) + 1}"
-                    price_estimate = capabilities.price_per_second_usd * attempt.generate_duration_s
-                    reserved = False
-                    try:
-                        if paid:  # reserved, and written, before the provider is called
-                            ledger.reserve(entry, index, spec.provider, price_estimate)
-                            reserved = True
-                            manifest = _with_ledger(manifest, ledger)
-                            write_model(run, MANIFEST, manifest)
-                        task_id = provider.submit(attempt, conditioning)
-                    except Exception as exc:  # refused by the budget or by the provider's create call
-                        progressed = True  # the segment left the queue; others may still go
-                        if reserved:
-                            if _nothing_created(exc):
-                                ledger.release(entry, note=f"create call refused: {exc.__class__.__name__}")
-                            else:  # the provider may have made (and will bill) a task we never heard of
-                                ledger.charge(entry, None, note="create outcome unknown; counted at the estimate")
-                        reason = f"{exc.__class__.__name__}: {exc}"
-                        manifest = transition(_with_ledger(manifest, ledger), index, SegmentState.FAILED, error=reason[:500])
-                        write_model(run, MANIFEST, manifest)
-                        failures.append(f"segment {index}: {reason}")
-                        self.progress.segment(index, SegmentState.FAILED, reason)
-                        continue
-                    if paid:
-                        ledger.attach_task(entry, task_id)
-                    manifest = transition(_with_ledger(manifest, ledger), index, SegmentState.SUBMITTED, task_id=task_id, cache_key=key, seed=attempt.seed)
-                    write_model(run, MANIFEST, manifest)
-                handle = self.runner.collect(spec.provider, task_id, attempt, requests[index], conditioning, index in needed_seams, retries)
-                in_flight[handle] = (attempt, key)
-                self.progress.segment(index, SegmentState.SUBMITTED, f"{requests[index].num_cpus:g} cpu")
-            if progressed:
-                queue.sort(key=priority)
-                continue
-            if not in_flight:
-                break  # everything left waits on a failed segment
-            for handle in self.runner.wait(list(in_flight)):
-                attempt, key = in_flight.pop(handle)
-                try:
-                    result = self.runner.result(handle)
-                except Exception as exc:  # recorded, reported, never swallowed
-                    reason = f"{exc.__class__.__name__}: {exc}"
-                    index = attempt.index
-                    record = manifest.segments[index]
-                    tries[index] = tries.get(index, 0) + 1
-                    decision = failure_decision(exc, tries[index], self.max_tries, paid_task=paid and bool(record.task_id))
-                    if decision is FailureDecision.COLLECT_AGAIN:  # the task is fine; reaching it was not
-                        handle = self.runner.collect(spec.provider, record.task_id, attempt, requests[index],
-                                                     self._conditioning(run, manifest, jobs, attempt, seams), index in needed_seams, retries)
-                        in_flight[handle] = (attempt, key)
-                        self.progress.segment(index, SegmentState.SUBMITTED, f"polling again: {reason[:80]}")
-                        continue
-                    if decision is FailureDecision.LEAVE_SUBMITTED:  # still running: resume polls it, never pays again
-                        failures.append(f"segment {index}: {reason}")
-                        self.progress.segment(index, SegmentState.SUBMITTED, reason)
-                        continue
-                    if paid:  # the provider may have charged: count it at the estimate
-                        _settle(ledger, record.task_id, None, "failed; counted at the estimate")
-                    manifest = transition(_with_ledger(manifest, ledger), index, SegmentState.FAILED, error=reason[:500])
-                    write_model(run, MANIFEST, manifest)
-                    if decision is FailureDecision.NEW_TASK:  # e.g. INTERNAL at the provider: the same request may work
-                        manifest = transition(manifest, index, SegmentState.PENDING)
-                        write_model(run, MANIFEST, manifest)
-                        queue.append(jobs[index])
-                        queue.sort(key=priority)
-                        self.progress.segment(index, SegmentState.PENDING, f"retrying: {reason[:80]}")
-                        continue
-                    failures.append(f"segment {index}: {reason}")
-                    self.progress.segment(index, SegmentState.FAILED, reason)
-                    continue
-                generated += 1
-                if paid:
-                    _settle(ledger, result.task_id, result.cost_usd)
-                    manifest = _with_ledger(manifest, ledger)
-                manifest, accepted = self._finish(run, manifest, jobs, attempt, result, key, cached=False)
-                if accepted:
-                    done.add(attempt.index)
-                    if result.seam_png is not None and manifest.segments[attempt.index].clip.sha256 == _sha256(result.mp4):
-                        seams[attempt.index] = result.seam_png
-                    else:  # an earlier attempt was kept: read its seam frame from its file when needed
-                        seams.pop(attempt.index, None)
-                else:
-                    queue.append(jobs[attempt.index])
-                    queue.sort(key=priority)
-        save_state = getattr(self.judge, "save_state", None)
-        if save_state is not None:
-            save_state(run)
-        if failures or queue:
-            blocked = sorted(j.index for j in queue)
-            detail = "; ".join(failures) + (f"; not started (waiting on a failed segment): {blocked}" if blocked else "")
-            raise RenderError(f"{len(failures)} segment(s) failed: {detail}; resume with: longvid resume {run.run_id}")
-        return manifest, generated, reused
+        router = SegmentRouter(manifest.spec, run.run_id, getattr(self.runner, "gates", None))
+        router.release_all()  # slots a crashed earlier invocation of this run still holds
+        try:
+            return _GenerateLoop(self, run, manifest, jobs, capabilities, router).run()
+        finally:
+            self._save_health(router)
+            router.close()
+
+    def _save_health(self, router: SegmentRouter) -> None:
+        """Breaker and concurrency state per provider, for `longvid providers` to show."""
+        save = getattr(self.store, "put_state", None)
+        if save is None:
+            return
+        try:
+            for name, snapshot in router.health().items():
+                snapshot["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                save(f"health/{name}.json", json.dumps(snapshot).encode())
+        except Exception:  # health is advisory: never fail a render over it
+            pass
 
     def _attempt(self, manifest: RunManifest, job: SegmentJob) -> SegmentJob:
-        regenerations = manifest.segments[job.index].regenerations
-        return job.model_copy(update={"seed": attempt_seed(job.seed, regenerations)}) if regenerations else job
+        record = manifest.segments[job.index]
+        changes: dict[str, Any] = {}
+        if record.regenerations:
+            changes["seed"] = attempt_seed(job.seed, record.regenerations)
+        if record.rephrased_prompt:
+            changes["prompt"] = record.rephrased_prompt
+        return job.model_copy(update=changes) if changes else job
 
     def _conditioning(self, run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], job: SegmentJob, seams: dict[int, bytes]) -> bytes | None:
         previous = job.conditioned_on
@@ -404,7 +279,7 @@ class RenderPipeline:
         record = manifest.segments[index]
         manifest = transition(
             manifest, index, SegmentState.GENERATED,
-            task_id=result.task_id, clip=clip, cost_usd=record.cost_usd + result.cost_usd,
+            task_id=result.task_id, clip=clip, cost_usd=record.cost_usd + result.cost_usd, provider=result.provider,
             resources=result.resources, cached=cached, seed=job.seed, cache_key=key,
         )
         write_model(run, MANIFEST, manifest)
@@ -455,19 +330,23 @@ class RenderPipeline:
             remember(job.model_copy(update={"seed": best["seed"]}), run.local_path(segment_path(index)))
         return manifest
 
-    def _cancel(self, run: RunFolder, manifest: RunManifest, provider, in_flight: dict) -> RunManifest:
+    def _cancel(self, run: RunFolder, manifest: RunManifest, router: SegmentRouter, in_flight: dict) -> RunManifest:
         """Stop what is in flight. A provider task that was cancelled is marked failed (resume
         makes a new one); one that could not be cancelled stays submitted (resume polls it)."""
-        cancel = getattr(provider, "cancel", None)
-        for handle, (job, _) in list(in_flight.items()):
+        for handle, (job, _key, name) in list(in_flight.items()):
             self.runner.cancel(handle)
+            router.release(name, job.index)
             record = manifest.segments[job.index]
-            if cancel is not None and record.task_id and not provider.capabilities.idempotent_submit:
-                try:
-                    cancel(record.task_id)
-                    manifest = transition(manifest, job.index, SegmentState.FAILED, error="cancelled by the user")
-                except Exception:  # the task keeps running; resume will poll it
-                    pass
+            if not record.task_id or router.capabilities(name).idempotent_submit:
+                continue
+            cancel = getattr(router.client(name), "cancel", None)
+            if cancel is None:
+                continue
+            try:
+                cancel(record.task_id)
+                manifest = transition(manifest, job.index, SegmentState.FAILED, error="cancelled by the user")
+            except Exception:  # the task keeps running; resume will poll it
+                pass
         manifest = manifest.model_copy(update={"status": "cancelled", "error": "cancelled by the user"})
         write_model(run, MANIFEST, manifest)
         return manifest
@@ -640,3 +519,258 @@ def _update_record(manifest: RunManifest, index: int, **changes) -> RunManifest:
     segments = list(manifest.segments)
     segments[index] = segments[index].model_copy(update=changes)
     return manifest.model_copy(update={"segments": segments})
+
+
+class _GenerateLoop:
+    """One invocation of the generate step: schedule ready segments within the cluster's
+    capacity, route each to a provider, record every state change, and decide what each
+    failure means (poll again, new task, another provider, a reworded prompt, or fail)."""
+
+    def __init__(self, pipeline: RenderPipeline, run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob],
+                 capabilities: ProviderCapabilities, router: SegmentRouter):
+        self.p, self.run_folder, self.manifest, self.jobs, self.router = pipeline, run, manifest, jobs, router
+        self.spec = manifest.spec
+        self.capacity = pipeline.runner.capacity()
+        self.requests = {}
+        for job in jobs:
+            request, notes = fit_to_cluster(estimate(job, capabilities, self.spec.quality, pipeline.estimator), self.capacity)
+            self.requests[job.index] = request
+            manifest.warnings.extend(f"segment {job.index}: {n}" for n in notes if f"segment {job.index}: {n}" not in manifest.warnings)
+        self.needed_seams = {j.conditioned_on for j in jobs if j.conditioned_on is not None}
+        self.ledger = CostLedger(self.spec.budget_usd, [LedgerEntry.from_dict(e) for e in manifest.ledger])
+        self.done = {r.index for r in manifest.segments if r.state is SegmentState.ACCEPTED}
+        self.reused = len(self.done)
+        self.generated = 0
+        self.queue = sorted((j for j in jobs if j.index not in self.done), key=priority)
+        self.seams: dict[int, bytes] = {}
+        self.in_flight: dict[Any, tuple[SegmentJob, str, str]] = {}  # handle -> (attempt, key, provider)
+        self.failures: list[str] = []
+        self.tries: dict[int, int] = {}  # failed tries per segment and provider in this invocation
+        self.rephrase = getattr(pipeline.planner, "rephrase", None)
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _write(self, manifest: RunManifest | None = None) -> None:
+        if manifest is not None:
+            self.manifest = manifest
+        write_model(self.run_folder, MANIFEST, self.manifest)
+
+    def _paid(self, name: str) -> bool:
+        return self.router.capabilities(name).price_per_second_usd > 0
+
+    def _budget_left(self) -> float | None:
+        return None if self.ledger.budget_usd is None else self.ledger.budget_usd - self.ledger.committed_usd
+
+    def _requeue(self, index: int, detail: str) -> None:
+        self._write(transition(self.manifest, index, SegmentState.PENDING))
+        self.queue.append(self.jobs[index])
+        self.queue.sort(key=priority)
+        self.p.progress.segment(index, SegmentState.PENDING, detail[:120])
+
+    def _give_up(self, index: int, reason: str) -> None:
+        self.failures.append(f"segment {index}: {reason}")
+        self.p.progress.segment(index, SegmentState.FAILED, reason)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> tuple[RunManifest, int, int]:
+        p = self.p
+        remember = getattr(p.judge, "remember_accepted", None)
+        for index in sorted(self.done) if remember is not None else ():
+            remember(self.jobs[index], self.run_folder.local_path(self.manifest.segments[index].clip.path))
+        while self.queue or self.in_flight:
+            if p.stop.is_set():
+                self.manifest = p._cancel(self.run_folder, self.manifest, self.router, self.in_flight)
+                raise Cancelled(f"cancelled; resume with: longvid resume {self.run_folder.run_id}")
+            progressed, waiting = self._start_ready()
+            if progressed:
+                self.queue.sort(key=priority)
+                continue
+            if not self.in_flight:
+                if waiting:  # a provider is full or its breaker is open: its slot or probe comes
+                    time.sleep(0.1)
+                    continue
+                break  # everything left waits on a failed segment
+            for handle in p.runner.wait(list(self.in_flight)):
+                self._collected(handle)
+        save_state = getattr(p.judge, "save_state", None)
+        if save_state is not None:
+            save_state(self.run_folder)
+        if self.failures or self.queue:
+            blocked = sorted(j.index for j in self.queue)
+            detail = "; ".join(self.failures) + (f"; not started (waiting on a failed segment): {blocked}" if blocked else "")
+            raise RenderError(f"{len(self.failures)} segment(s) failed: {detail}; resume with: longvid resume {self.run_folder.run_id}")
+        return self.manifest, self.generated, self.reused
+
+    def _start_ready(self) -> tuple[bool, bool]:
+        """Start what the cluster has room for. Returns (something changed, something waits
+        on a provider's gate)."""
+        ready = [j for j in self.queue if j.conditioned_on is None or j.conditioned_on in self.done]
+        used = total(self.requests[j.index] for j, _, _ in self.in_flight.values())
+        progressed = waiting = False
+        for index in admit([(j.index, self.requests[j.index]) for j in ready], used, self.capacity):
+            outcome = self._start(self.jobs[index])
+            progressed |= outcome == "progressed"
+            waiting |= outcome == "waiting"
+        return progressed, waiting
+
+    def _start(self, job: SegmentJob) -> str:
+        """Start one segment: poll its recorded task, reuse a cached copy, or create a task
+        at the provider the router picks. Returns started, progressed or waiting."""
+        index, router = job.index, self.router
+        attempt = self.p._attempt(self.manifest, job)
+        conditioning = self.p._conditioning(self.run_folder, self.manifest, self.jobs, attempt, self.seams)
+        record = self.manifest.segments[index]
+        if record.state is SegmentState.SUBMITTED and record.task_id:
+            name = record.provider
+            key = segment_key(name, router.capabilities(name).model, attempt, conditioning)
+            if record.cache_key == key:  # created before a crash: wait for it, do not pay again
+                self.queue.remove(job)
+                router.hold(name, index)
+                self._launch(name, record.task_id, attempt, key, conditioning)
+                return "started"
+            # Its request changed since (e.g. the frame it starts from): the old task may be
+            # billed, so it stays on the books, and the segment starts over.
+            if self._paid(name):
+                _settle(self.ledger, record.task_id, None, "superseded: the request changed; counted at the estimate")
+            self._write(reset(_with_ledger(self.manifest, self.ledger), index, "its request changed since the task was created"))
+        name, why = router.choose(attempt, conditioning is not None, self._budget_left())
+        if name is None:
+            if why == WAIT:
+                return "waiting"
+            self.queue.remove(job)
+            reason = f"no provider left to try ({router.failure_summary(index)})"
+            self._write(transition(self.manifest, index, SegmentState.FAILED, error=reason[:500]))
+            self._give_up(index, reason)
+            return "progressed"
+        self.queue.remove(job)
+        caps = router.capabilities(name)
+        key = segment_key(name, caps.model, attempt, conditioning)
+        cached = self.p.store.cache_get(key)
+        if cached is not None:
+            router.release(name, index)
+            seam = seam_frame_png(cached, job.frames) if index in self.needed_seams else None
+            self._finished(attempt, key, SegmentResult(index, name, caps.model, f"cache:{key[:16]}", cached, seam, 0.0, 0.0), cached=True)
+            return "progressed"
+        task_id = self._create(name, attempt, conditioning)
+        if task_id is None:
+            return "progressed"
+        self._write(transition(_with_ledger(self.manifest, self.ledger), index, SegmentState.SUBMITTED,
+                               task_id=task_id, cache_key=key, seed=attempt.seed, provider=name))
+        self._launch(name, task_id, attempt, key, conditioning)
+        return "started"
+
+    def _create(self, name: str, attempt: SegmentJob, conditioning: bytes | None) -> str | None:
+        """Create the task at the provider, reserved in the ledger (and written) first.
+        None when the budget or the provider refused; the segment then fails over or fails."""
+        index, caps, ledger = attempt.index, self.router.capabilities(name), self.ledger
+        entry = f"seg{index}/call{sum(1 for e in ledger.entries if e.segment == index) + 1}"
+        reserved = False
+        try:
+            if self._paid(name):
+                ledger.reserve(entry, index, name, caps.price_per_second_usd * attempt.generate_duration_s)
+                reserved = True
+                self._write(_with_ledger(self.manifest, ledger))
+            task_id = self.router.client(name).submit(attempt, conditioning)
+        except Exception as exc:  # refused by the budget or by the provider's create call
+            self.router.release(name, index)
+            if reserved:
+                if _nothing_created(exc):
+                    ledger.release(entry, note=f"create call refused: {exc.__class__.__name__}")
+                else:  # the provider may have made (and will bill) a task we never heard of
+                    ledger.charge(entry, None, note="create outcome unknown; counted at the estimate")
+            code = "BUDGET" if isinstance(exc, BudgetExceeded) else getattr(exc, "failure_code", None)
+            if counts_against_provider(code):
+                self.router.record(name, False)
+            reason = f"{name}: {exc.__class__.__name__}: {exc}"
+            self._write(transition(_with_ledger(self.manifest, ledger), index, SegmentState.FAILED, error=reason[:500]))
+            if not isinstance(exc, InputError) and self.router.exclude(index, name, f"{exc.__class__.__name__}: {exc}"):
+                self._requeue(index, f"failing over from {reason}")
+            else:
+                self._give_up(index, reason)
+            return None
+        if self._paid(name):
+            ledger.attach_task(entry, task_id)
+        return task_id
+
+    def _launch(self, name: str, task_id: str, attempt: SegmentJob, key: str, conditioning: bytes | None) -> None:
+        index = attempt.index
+        caps = self.router.capabilities(name)
+        # Free, idempotent renders may be retried by Ray; paid calls never are, so a crashed
+        # worker cannot pay twice (resume polls the recorded task instead).
+        retries = 2 if caps.idempotent_submit else 0
+        handle = self.p.runner.collect(name, task_id, attempt, self.requests[index], conditioning, index in self.needed_seams, retries)
+        self.in_flight[handle] = (attempt, key, name)
+        self.p.progress.segment(index, SegmentState.SUBMITTED, f"{name} · {self.requests[index].num_cpus:g} cpu")
+
+    def _collected(self, handle: Any) -> None:
+        attempt, key, name = self.in_flight.pop(handle)
+        try:
+            result = self.p.runner.result(handle)
+        except Exception as exc:  # recorded, reported, never swallowed
+            self._collect_failed(attempt, key, name, exc)
+            return
+        self.router.release(name, attempt.index)
+        self.router.record(name, True)
+        self.generated += 1
+        if self._paid(name):
+            _settle(self.ledger, result.task_id, result.cost_usd)
+            self.manifest = _with_ledger(self.manifest, self.ledger)
+        self._finished(attempt, key, result, cached=False)
+
+    def _collect_failed(self, attempt: SegmentJob, key: str, name: str, exc: BaseException) -> None:
+        index = attempt.index
+        reason = f"{name}: {exc.__class__.__name__}: {exc}"
+        record = self.manifest.segments[index]
+        paid = self._paid(name)
+        tries_key = (index, name)
+        self.tries[tries_key] = self.tries.get(tries_key, 0) + 1
+        decision = failure_decision(exc, self.tries[tries_key], self.p.max_tries, paid_task=paid and bool(record.task_id))
+        code = getattr(exc, "failure_code", None)
+        if decision is FailureDecision.COLLECT_AGAIN:  # the task is fine; reaching it was not
+            conditioning = self.p._conditioning(self.run_folder, self.manifest, self.jobs, attempt, self.seams)
+            self._launch(name, record.task_id, attempt, key, conditioning)
+            self.p.progress.segment(index, SegmentState.SUBMITTED, f"polling again: {reason[:80]}")
+            return
+        self.router.release(name, index)
+        if decision is FailureDecision.LEAVE_SUBMITTED:  # still running: resume polls it, never pays again
+            self._give_up(index, reason)
+            self.p.progress.segment(index, SegmentState.SUBMITTED, reason)
+            return
+        if counts_against_provider(code):
+            self.router.record(name, False)
+        if paid:  # the provider may have charged: count it at the estimate
+            _settle(self.ledger, record.task_id, None, "failed; counted at the estimate")
+        self._write(transition(_with_ledger(self.manifest, self.ledger), index, SegmentState.FAILED, error=reason[:500]))
+        if decision is FailureDecision.NEW_TASK:  # e.g. INTERNAL at the provider: the same request may work
+            self._requeue(index, f"retrying: {reason[:80]}")
+            return
+        if code is not None and code.upper().startswith("SAFETY"):
+            # Never the same words again: reworded once by the planner, else fail with the reason.
+            if self.rephrase is not None and not record.rephrased_prompt:
+                reworded = self.rephrase(attempt.prompt, code)
+                history = [*record.history, f"{name} refused the prompt ({code}); the planner reworded it"]
+                self.manifest = _update_record(self.manifest, index, rephrased_prompt=reworded, history=history)
+                self._requeue(index, f"reworded after {code}")
+                return
+            self._give_up(index, reason)
+            return
+        if code is not None and self.router.exclude(index, name, f"{exc.__class__.__name__}: {exc}"):
+            self._requeue(index, f"failing over from {reason[:80]}")
+            return
+        self._give_up(index, reason)
+
+    def _finished(self, attempt: SegmentJob, key: str, result: SegmentResult, cached: bool) -> None:
+        index = attempt.index
+        self.manifest, accepted = self.p._finish(self.run_folder, self.manifest, self.jobs, attempt, result, key, cached=cached)
+        if not accepted:
+            self.queue.append(self.jobs[index])
+            self.queue.sort(key=priority)
+            return
+        self.done.add(index)
+        if cached:
+            self.reused += 1
+        if result.seam_png is not None and self.manifest.segments[index].clip.sha256 == _sha256(result.mp4):
+            self.seams[index] = result.seam_png
+        else:  # an earlier attempt was kept: read its seam frame from its file when needed
+            self.seams.pop(index, None)

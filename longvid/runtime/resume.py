@@ -65,5 +65,14 @@ def resume_action(record: SegmentRecord, file_ok: Callable[[SegmentRecord], bool
     return Action.GENERATE, "not started"
 
 
-def resume_plan(manifest: RunManifest, file_ok: Callable[[SegmentRecord], bool], idempotent_submit: bool) -> dict[int, tuple[Action, str]]:
-    return {r.index: resume_action(r, file_ok, idempotent_submit) for r in manifest.segments}
+def resume_plan(
+    manifest: RunManifest, file_ok: Callable[[SegmentRecord], bool], idempotent_submit: bool | Callable[[str], bool]
+) -> dict[int, tuple[Action, str]]:
+    """Each segment's action. `idempotent_submit` per provider name when segments of one
+    render were made by different providers."""
+    def idempotent(record: SegmentRecord) -> bool:
+        if callable(idempotent_submit):
+            return record.state is SegmentState.SUBMITTED and idempotent_submit(record.provider)
+        return idempotent_submit
+
+    return {r.index: resume_action(r, file_ok, idempotent(r)) for r in manifest.segments}

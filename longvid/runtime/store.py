@@ -189,6 +189,14 @@ class LocalRunStore:
     def cache_put(self, key: str, data: bytes) -> None:
         atomic_write_bytes(self.root / "cache" / key[:2] / f"{key}.mp4", data)
 
+    # Store-wide state beside the runs (provider health): small files under root/state.
+    def put_state(self, name: str, data: bytes) -> None:
+        atomic_write_bytes(self.root / "state" / name, data)
+
+    def get_state(self, name: str) -> bytes | None:
+        path = self.root / "state" / name
+        return path.read_bytes() if path.is_file() else None
+
 
 class S3RunFolder:
     def __init__(self, store: S3RunStore, run_id: str):
@@ -294,7 +302,7 @@ class S3RunStore:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"):
             for common in page.get("CommonPrefixes", []):
                 name = common["Prefix"][len(self.prefix) :].rstrip("/")
-                if name != "cache" and self.has_run(name):
+                if name not in ("cache", "state") and self.has_run(name):
                     runs.append(name)
         return sorted(runs)
 
@@ -306,6 +314,15 @@ class S3RunStore:
 
     def cache_put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}cache/{key[:2]}/{key}.mp4", Body=data)
+
+    def put_state(self, name: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}state/{name}", Body=data)
+
+    def get_state(self, name: str) -> bytes | None:
+        key = f"{self.prefix}state/{name}"
+        if not self.exists(key):
+            return None
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
 
 RunStore = LocalRunStore | S3RunStore

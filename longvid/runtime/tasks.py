@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..spec import SegmentJob
+from .gates import LocalGates, RayGates
 from .resources import ClusterCapacity, ResourceRequest
 
 
@@ -138,12 +139,14 @@ class SegmentRunner(Protocol):
     def cancel(self, handle: Any) -> None: ...
 
 
+
 class InlineSegmentRunner:
     """Runs each segment in the calling process at submit time. For tests and debugging."""
 
     def __init__(self, capacity: ClusterCapacity | None = None):
         self._capacity = capacity or ClusterCapacity(cpus=2, gpus=0, memory_bytes=8 * 1024**3)
         self.submitted: list[tuple[int, ResourceRequest]] = []
+        self.gates = LocalGates()  # one process: provider slots and breakers live here
 
     def capacity(self) -> ClusterCapacity:
         return self._capacity
@@ -176,6 +179,7 @@ class RaySegmentRunner:
 
         self._ray = ray
         self._remote = ray.remote(collect_segment)
+        self.gates = RayGates()  # named actors: slots and breakers shared by every driver on the cluster
 
     def capacity(self) -> ClusterCapacity:
         return ClusterCapacity.from_ray_resources(self._ray.cluster_resources())

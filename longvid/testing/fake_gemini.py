@@ -338,9 +338,22 @@ def default_plan(received: ReceivedRequest) -> dict[str, Any]:
     }
 
 
+def _asks_for_rephrase(received: ReceivedRequest) -> bool:
+    """The planner's rephrase call: its response schema has a prompt and no scenes."""
+    properties = (received.response_schema or {}).get("properties") or {}
+    return "prompt" in properties and "scenes" not in properties
+
+
 def answer_text(received: ReceivedRequest, fault: Fault | None = None) -> str:
     if fault is Fault.MALFORMED:
         return '{"title": "A fox", "scenes": [{"description": "snow'  # cut off mid-string
+    if _asks_for_rephrase(received):
+        from ..planning.offline import soften_prompt
+
+        m = _PROMPT_BLOCK.search(received.prompt_text)
+        original = (m.group(1) if m else received.prompt_text).strip()
+        softened = soften_prompt(original)
+        return json.dumps({"prompt": softened if softened != original else f"Softly lit: {original}"}, ensure_ascii=False)
     plan = default_plan(received)
     if fault is Fault.TOO_MANY_SCENES:
         base = plan["scenes"]

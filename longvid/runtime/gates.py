@@ -1,0 +1,200 @@
+"""Admission to a provider across the whole cluster: concurrency slots and the circuit breaker.
+
+A provider's concurrency limit is per account, not per process: two renders (or a batch job
+and the Serve app) on one Ray cluster share it. So each provider account gets one gate, a
+named Ray actor every driver on the cluster finds by name; without Ray (tests, the inline
+runner) the same class runs in-process. The gate is pure bookkeeping with an injectable
+clock; slots are leases, so a driver that dies holding one cannot block the provider for
+ever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..providers.routing import BreakerConfig, BreakerState, CircuitBreaker
+
+GATE_NAMESPACE = "longvid"
+DEFAULT_LEASE_S = 3 * 3600.0  # longer than any task's timeout
+
+
+class Admission:
+    """What try_acquire answers (plain strings: they cross the Ray actor boundary)."""
+
+    OK = "ok"
+    BUSY = "busy"  # every slot taken: wait for one (not a health problem)
+    OPEN = "open"  # the breaker is open: route elsewhere or wait for the half-open probe
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    max_concurrent: int | None = None  # None: no limit beyond Ray's resource requests
+    lease_s: float = DEFAULT_LEASE_S
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+
+    @classmethod
+    def from_env(cls, provider: str, default_max: int | None, env: dict[str, str] | None = None) -> GateConfig:
+        """LONGVID_MAX_CONCURRENT_<PROVIDER> (0: no limit) and LONGVID_BREAKER_OPEN_S."""
+        env = os.environ if env is None else env
+        raw = env.get(f"LONGVID_MAX_CONCURRENT_{provider.upper()}", "").strip()
+        limit = default_max if not raw else (int(raw) or None)
+        open_s = float(env.get("LONGVID_BREAKER_OPEN_S", "") or BreakerConfig.open_seconds)
+        return cls(max_concurrent=limit, breaker=BreakerConfig(open_seconds=open_s))
+
+
+class ProviderGate:
+    """One provider account's slots and breaker. Methods are plain calls so the class works
+    the same in-process and as a Ray actor."""
+
+    def __init__(self, provider: str, config: GateConfig | None = None, clock: Callable[[], float] = time.monotonic):
+        self.provider = provider
+        self.config = config or GateConfig()
+        self._clock = clock
+        self._breaker = CircuitBreaker(self.config.breaker)
+        self._leases: dict[str, float] = {}  # holder -> lease expiry
+        self._calls = 0
+        self._failures = 0
+
+    def _expire(self, now: float) -> None:
+        for holder, until in list(self._leases.items()):
+            if until <= now:
+                del self._leases[holder]
+
+    def try_acquire(self, holder: str) -> str:
+        """A slot for `holder` (a run's segment), or why not. Re-acquiring is a no-op."""
+        now = self._clock()
+        self._expire(now)
+        if holder in self._leases:
+            return Admission.OK
+        limit = self.config.max_concurrent
+        if limit is not None and len(self._leases) >= limit:
+            return Admission.BUSY
+        if not self._breaker.allow(now):
+            return Admission.OPEN
+        self._leases[holder] = now + self.config.lease_s
+        return Admission.OK
+
+    def hold(self, holder: str) -> None:
+        """Take a slot whatever the limit: for a task that already exists at the provider
+        (a resumed render polling it), which occupies the provider's capacity anyway."""
+        self._leases[holder] = self._clock() + self.config.lease_s
+
+    def release(self, holder: str) -> None:
+        self._leases.pop(holder, None)
+
+    def release_prefix(self, prefix: str) -> int:
+        """Drop every slot of one run (a resumed run after its driver died)."""
+        stale = [h for h in self._leases if h.startswith(prefix)]
+        for holder in stale:
+            del self._leases[holder]
+        return len(stale)
+
+    def record(self, ok: bool) -> str:
+        """A call's outcome, for the breaker. Returns the breaker's state after it."""
+        self._calls += 1
+        self._failures += 0 if ok else 1
+        self._breaker.record(ok, self._clock())
+        return self._breaker.state.value
+
+    def snapshot(self) -> dict:
+        now = self._clock()
+        self._expire(now)
+        breaker = self._breaker
+        if breaker.state is BreakerState.OPEN and now - breaker.opened_at >= breaker.config.open_seconds:
+            state = BreakerState.HALF_OPEN.value  # the next call is the probe
+        else:
+            state = breaker.state.value
+        recent = list(breaker.outcomes)
+        return {
+            "provider": self.provider,
+            "breaker": state,
+            "retry_in_s": round(max(0.0, breaker.config.open_seconds - (now - breaker.opened_at)), 1) if state == "open" else 0.0,
+            "recent_failures": sum(1 for ok in recent if not ok),
+            "recent_calls": len(recent),
+            "calls": self._calls,
+            "failures": self._failures,
+            "in_flight": len(self._leases),
+            "max_concurrent": self.config.max_concurrent,
+        }
+
+
+def gate_identity(provider: str, settings: dict[str, str]) -> str:
+    """Gates are per provider account and endpoint: a digest of its settings (never the
+    settings themselves, which hold the key), so two keys or a fake server get their own."""
+    digest = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:12]
+    return f"{provider}-{digest}"
+
+
+class LocalGates:
+    """In-process gates (one process, no Ray): the inline runner and unit tests."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._gates: dict[str, ProviderGate] = {}
+        self._clock = clock
+
+    def _gate(self, provider: str, config: GateConfig) -> ProviderGate:
+        if provider not in self._gates:
+            self._gates[provider] = ProviderGate(provider, config, self._clock)
+        return self._gates[provider]
+
+    def try_acquire(self, provider: str, config: GateConfig, holder: str) -> str:
+        return self._gate(provider, config).try_acquire(holder)
+
+    def hold(self, provider: str, config: GateConfig, holder: str) -> None:
+        self._gate(provider, config).hold(holder)
+
+    def release(self, provider: str, config: GateConfig, holder: str) -> None:
+        self._gate(provider, config).release(holder)
+
+    def release_prefix(self, provider: str, config: GateConfig, prefix: str) -> int:
+        return self._gate(provider, config).release_prefix(prefix)
+
+    def record(self, provider: str, config: GateConfig, ok: bool) -> str:
+        return self._gate(provider, config).record(ok)
+
+    def snapshot(self, provider: str, config: GateConfig) -> dict:
+        return self._gate(provider, config).snapshot()
+
+
+class RayGates:
+    """One named, detached actor per provider account, shared by every driver on the
+    cluster (found by name, created by whoever asks first)."""
+
+    def __init__(self) -> None:
+        import ray
+
+        self._ray = ray
+        self._actor_class = ray.remote(num_cpus=0, max_restarts=-1)(ProviderGate)
+        self._actors: dict[str, object] = {}
+
+    def _gate(self, provider: str, config: GateConfig):
+        if provider not in self._actors:
+            self._actors[provider] = self._actor_class.options(
+                name=f"gate-{provider}", namespace=GATE_NAMESPACE, lifetime="detached", get_if_exists=True
+            ).remote(provider, config)
+        return self._actors[provider]
+
+    def _call(self, provider: str, config: GateConfig, method: str, *args):
+        return self._ray.get(getattr(self._gate(provider, config), method).remote(*args), timeout=30)
+
+    def try_acquire(self, provider: str, config: GateConfig, holder: str) -> str:
+        return self._call(provider, config, "try_acquire", holder)
+
+    def hold(self, provider: str, config: GateConfig, holder: str) -> None:
+        self._call(provider, config, "hold", holder)
+
+    def release(self, provider: str, config: GateConfig, holder: str) -> None:
+        self._call(provider, config, "release", holder)
+
+    def release_prefix(self, provider: str, config: GateConfig, prefix: str) -> int:
+        return self._call(provider, config, "release_prefix", prefix)
+
+    def record(self, provider: str, config: GateConfig, ok: bool) -> str:
+        return self._call(provider, config, "record", ok)
+
+    def snapshot(self, provider: str, config: GateConfig) -> dict:
+        return self._call(provider, config, "snapshot")

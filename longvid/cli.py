@@ -39,7 +39,9 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--continuity", default=ContinuityMode.AUTO.value, choices=[c.value for c in ContinuityMode],
                         help="chain: each segment starts from the previous one (sequential); anchor: all in parallel; "
                              "auto: chain inside a scene, parallel across scenes (default)")
-    parser.add_argument("--provider", default="preview", help="video provider (default: preview, the offline renderer)")
+    parser.add_argument("--provider", default="preview",
+                        help="video provider: preview (the offline renderer, default), runway, veo, a list to route "
+                             "between with failover (e.g. runway,veo), or auto (every configured paid provider)")
     parser.add_argument("--budget", type=float, default=None, help="hard limit in USD for paid providers")
     parser.add_argument("--planner", default="auto", choices=["auto", "gemini", "offline"],
                         help="auto: Gemini when GOOGLE_API_KEY/GEMINI_API_KEY is set, else the offline planner (default); "
@@ -81,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list the runs in a store")
     _store_argument(runs)
     runs.add_argument("--json", action="store_true")
+
+    review = sub.add_parser("review", help="(re)write a run's contact sheet and HTML report")
+    review.add_argument("run_id")
+    _store_argument(review)
 
     providers = sub.add_parser("providers", help="list video providers: configured or not, model, lengths, price, breaker state")
     _store_argument(providers)
@@ -290,6 +296,10 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work, planner=None
             f"cost ${result.cost_usd:.2f}, wall {result.wall_s:.1f} s "
             f"(merge {result.merge.seconds:.2f} s, {result.merge.copied_frames} frames copied, {result.merge.encoded_frames} re-encoded)"
         )
+        if len(result.providers_used) > 1 or result.cost_usd > 0:
+            parts = [f"{name}: {count} segment(s), ${result.cost_by_provider.get(name, 0.0):.2f}" for name, count in sorted(result.providers_used.items())]
+            parts += [f"{name}: failed attempts only, ${cost:.2f}" for name, cost in sorted(result.cost_by_provider.items()) if name not in result.providers_used]
+            console.print("providers: " + "; ".join(parts))
         for warning in result.warnings:
             console.print(f"[yellow]warning[/] {warning}")
     return 0
@@ -373,6 +383,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
 # What makes each provider usable; the preview renderer needs nothing.
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from .manifest import RunPlan
+    from .review import write_review
+    from .runtime import open_store
+    from .runtime.store import PLAN, read_manifest
+
+    run = open_store(args.store).open(args.run_id)
+    names = write_review(run, read_manifest(run), RunPlan.model_validate_json(run.read_bytes(PLAN)))
+    for name in names:
+        print(run.location(name))
+    return 0
+
+
 def cmd_providers(args: argparse.Namespace) -> int:
     """Each provider: configured or not (never the key itself), model, lengths, price, and
     its circuit breaker as the last render under this store left it."""
@@ -414,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"plan": cmd_plan, "render": cmd_render, "resume": cmd_resume, "status": cmd_status, "runs": cmd_runs, "providers": cmd_providers}
+    handlers = {"plan": cmd_plan, "render": cmd_render, "resume": cmd_resume, "status": cmd_status, "runs": cmd_runs, "providers": cmd_providers, "review": cmd_review}
     try:
         return handlers[args.command](args)
     except LongvidError as exc:

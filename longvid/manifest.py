@@ -98,6 +98,13 @@ class RunManifest(BaseModel):
             return CostLedger(entries=[LedgerEntry.from_dict(e) for e in self.ledger]).committed_usd
         return round(sum(s.cost_usd for s in self.segments), 6)
 
+    def cost_breakdown(self) -> dict[str, dict]:
+        """Committed money per provider and per segment (the ledger's view)."""
+        from .providers.ledger import CostLedger, LedgerEntry
+
+        ledger = CostLedger(entries=[LedgerEntry.from_dict(e) for e in self.ledger])
+        return {"by_provider": ledger.by_provider(), "by_segment": {str(k): v for k, v in ledger.by_segment().items()}}
+
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for record in self.segments:

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import decode_rgb
 from longvid.errors import InputError
-from longvid.manifest import RunManifest, SegmentRecord, load_manifest, transition
+from longvid.manifest import RunManifest, SegmentRecord, load_manifest
 from longvid.providers import register_provider
 from longvid.providers.preview import PREVIEW_CAPABILITIES, PreviewProvider
 from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline

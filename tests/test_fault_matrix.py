@@ -3,7 +3,6 @@ injected fault at a time. Each render ends with every segment accepted (retry or
 or a clear per-segment failure; every task that exists at the provider is in the ledger;
 the budget is never passed."""
 
-from pathlib import Path
 
 import pytest
 

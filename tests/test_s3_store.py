@@ -60,7 +60,7 @@ def test_render_to_s3_then_resume_from_s3(ray_session, store, tmp_path, capsys):
     assert store.has_run("kite") and store.open("kite").exists("final.mp4")
     # Lose a segment and the local scratch copies: resume downloads what it needs from S3,
     # regenerates nothing it has (the cache in the store holds the lost segment).
-    run = store.open("kite")
+    store.open("kite")
     store.client.delete_object(Bucket="renders", Key=f"{store.prefix}kite/segments/seg_0002.mp4")
     scratch = S3RunStore(url).scratch_root  # where the CLI's store keeps local copies
     assert (scratch / "kite" / "segments" / "seg_0002.mp4").is_file()

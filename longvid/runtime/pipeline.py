@@ -131,6 +131,8 @@ class RenderResult:
     wall_s: float
     merge: MergeStats
     warnings: list[str] = field(default_factory=list)
+    cost_by_provider: dict[str, float] = field(default_factory=dict)
+    providers_used: dict[str, int] = field(default_factory=dict)  # segments made by each provider
 
     @property
     def duration_s(self) -> float:
@@ -423,6 +425,11 @@ class RenderPipeline:
             if output is not None:
                 atomic_copy(run.local_path(FINAL), Path(output))
             manifest = manifest.model_copy(update={"status": "done", "output": str(output) if output else run.location(FINAL)})
+            result = self._result(run, manifest, storyboard, jobs, stats, generated, reused, started)
+            # The reports are written before the manifest says done, so whoever sees "done"
+            # (the API, the studio) finds them.
+            run.write_bytes(REPORT, json.dumps(self._report(manifest, result), indent=2, ensure_ascii=False).encode())
+            manifest = self._write_review(run, manifest, storyboard, jobs)
             write_model(run, MANIFEST, manifest)
         except Cancelled:
             raise
@@ -439,8 +446,11 @@ class RenderPipeline:
                 status, reason = "failed", str(exc) if isinstance(exc, LongvidError) else f"{exc.__class__.__name__}: {exc}"
             write_model(run, MANIFEST, latest.model_copy(update={"status": status, "error": reason[:1000]}))
             raise
+        return result
+
+    def _result(self, run, manifest, storyboard, jobs, stats, generated, reused, started) -> RenderResult:
         width, height = manifest.spec.frame_size
-        result = RenderResult(
+        return RenderResult(
             run_id=run.run_id,
             run_dir=run.location(),
             output=manifest.output,
@@ -456,9 +466,19 @@ class RenderPipeline:
             wall_s=time.perf_counter() - started,
             merge=stats,
             warnings=list(manifest.warnings),
+            cost_by_provider=manifest.cost_breakdown()["by_provider"],
+            providers_used=_providers_used(manifest),
         )
-        run.write_bytes(REPORT, json.dumps(self._report(manifest, result), indent=2, ensure_ascii=False).encode())
-        return result
+
+    def _write_review(self, run: RunFolder, manifest: RunManifest, storyboard: Storyboard, jobs: list[SegmentJob]) -> RunManifest:
+        """contact_sheet.png and report.html for people to look at; never fails a render."""
+        from ..review import write_review
+
+        try:
+            write_review(run, manifest, RunPlan(storyboard=storyboard, segments=jobs))
+        except Exception as exc:
+            manifest = manifest.model_copy(update={"warnings": [*manifest.warnings, f"review files not written: {exc.__class__.__name__}: {exc}"]})
+        return manifest
 
     def _report(self, manifest: RunManifest, result: RenderResult) -> dict:
         """report.json: what a person or a dashboard wants from a finished run."""
@@ -474,6 +494,8 @@ class RenderPipeline:
             "size": [result.width, result.height],
             "fps": result.fps,
             "cost_usd": result.cost_usd,
+            "cost": manifest.cost_breakdown(),
+            "providers_used": result.providers_used,
             "wall_s": round(result.wall_s, 3),
             "judge": judge,
             "segments": [
@@ -491,6 +513,14 @@ class RenderPipeline:
 
 # Failures of a create call that prove no task exists at the provider.
 _NOTHING_CREATED_CODES = frozenset({"HTTP.RATE_LIMITED", "HTTP.UNAVAILABLE", "HTTP.REJECTED", "HTTP.AUTH", "HTTP.UNREACHABLE"})
+
+
+def _providers_used(manifest: RunManifest) -> dict[str, int]:
+    used: dict[str, int] = {}
+    for record in manifest.segments:
+        if record.clip is not None:
+            used[record.clip.provider] = used.get(record.clip.provider, 0) + 1
+    return used
 
 
 def _sha256(data: bytes) -> str:

@@ -402,3 +402,20 @@ def test_cli_plans_with_gemini_when_a_key_is_set(monkeypatch, capsys):
         assert _json.loads(captured.out)["storyboard"]["planner"] == "offline"
         assert "used the offline planner instead" in captured.err
         assert server.env()["GEMINI_API_KEY"] not in captured.err
+
+
+# -- rewording a prompt a video provider refused ------------------------------------------------
+
+
+def test_rephrase_asks_gemini_with_a_schema_and_returns_its_prompt(fake):
+    reworded = planner().rephrase("A knight draws his sword in a bloody war", "SAFETY.INPUT.TEXT")
+    assert reworded == "A knight draws his staff in a dramatic struggle"
+    request = fake.requests[-1]
+    assert set(request.response_schema["properties"]) == {"prompt"}
+    assert "SAFETY.INPUT.TEXT" in request.prompt_text and "bloody war" in request.prompt_text
+
+
+def test_rephrase_falls_back_to_the_offline_rewording_when_gemini_fails(fake):
+    fake.inject(Fault.MALFORMED, times=None)
+    reworded = planner(http_attempts=1).rephrase("A knight draws his sword", "SAFETY")
+    assert reworded == "A knight draws his staff"

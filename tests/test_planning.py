@@ -107,3 +107,12 @@ def test_binary_storyboard_file_is_refused(tmp_path):
     path.write_bytes(b"\xff\xfe\x00garbage\x9c")
     with pytest.raises(InputError, match="cannot read storyboard file"):
         load_storyboard(path)
+
+
+def test_offline_planner_takes_the_longest_prompts():
+    """Found by schemathesis through the API: long one-word prompts overflowed field limits."""
+    from longvid.spec import MAX_PROMPT_CHARS
+
+    for prompt in ("x" * MAX_PROMPT_CHARS, "word " * (MAX_PROMPT_CHARS // 5)):
+        board = OfflinePlanner().plan(RenderSpec(prompt=prompt, duration_s=30))
+        assert all(len(s.description) <= 2000 and len(s.characters[0].name) <= 80 for s in board.scenes)

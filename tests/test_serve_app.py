@@ -1,27 +1,573 @@
-"""The Serve app's FastAPI routes, exercised in-process (no Serve runtime needed)."""
+"""The Serve app without Serve: the pure security decisions, image checks, settings and
+views, the FastAPI app in-process (create_api over a real store, the real planner and a
+renderer that records what it was asked to start), and the render worker on the inline
+runner (cancel through the store, as from another replica). No Ray anywhere here."""
 
+import base64
+import io
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
 from fastapi.testclient import TestClient
+from media_helpers import solid_frames, write_clip
+from PIL import Image
 
-from serve.app import api
+from longvid.runtime import InlineSegmentRunner, LocalRunStore
+from longvid.runtime.store import read_manifest
+from serve.api import create_api
+from serve.errors import ApiError
+from serve.images import ImageFetcher, InputImages, check_image_bytes, decode_base64_image
+from serve.planning import PlanService
+from serve.runs import CANCEL, WORKER, RenderStore, worker_record
+from serve.security import (
+    RateLimiter,
+    UrlRejected,
+    derive_link_secret,
+    is_public_address,
+    is_valid_render_id,
+    link_signature,
+    matching_token,
+    parse_image_url,
+    parse_tokens,
+    public_addresses,
+    signed_path,
+    token_fingerprint,
+    verify_link,
+)
+from serve.settings import ApiSettings, SettingsError
+from serve.views import INTERRUPTED, effective_status, progress, scrub
+from serve.worker import STOPPED_BY_SHUTDOWN, RenderWorker
 
-client = TestClient(api)
+TOKEN, OTHER = "unit-token-0123456789abcdef", "unit-token-other-9876543210"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SMALL = {"prompt": "a red fox in the snow", "duration_s": 5, "resolution": "360p", "judge": "off"}
 
 
-def test_health():
-    assert client.get("/healthz").json() == {"status": "ok"}
+def image_bytes(fmt: str, size=(32, 24), mode="RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, (200, 40, 10) if mode == "RGB" else 1).save(out, format=fmt)
+    return out.getvalue()
 
 
-def test_plan_endpoint_returns_storyboard_and_exact_segments():
-    response = client.post("/v1/plans", json={"prompt": "a red fox in the snow", "duration_s": 31})
+# -- ids, tokens, signed links -------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, ok", [
+    ("20250101-120000-abc", True), ("k-0123", True), ("a.b_c-d", True), ("x" * 80, True),
+    (".", False), ("..", False), ("", False), ("a/b", False), ("..%2F", False), ("x" * 81, False),
+    ("a b", False), ("é", False), ("a\\b", False), ("a\x00", False),
+])
+def test_render_ids_cannot_name_anything_outside_the_store(text, ok):
+    assert is_valid_render_id(text) is ok
+
+
+def test_tokens_match_in_constant_time_and_are_stored_only_as_fingerprints():
+    tokens = parse_tokens(f" {TOKEN}, ,{OTHER},{TOKEN}")
+    assert tokens == (TOKEN, OTHER)
+    assert matching_token(OTHER, tokens) == OTHER
+    assert matching_token(OTHER[:-1], tokens) is None and matching_token("", tokens) is None
+    fingerprint = token_fingerprint(TOKEN)
+    assert fingerprint == token_fingerprint(TOKEN) != token_fingerprint(OTHER)
+    assert TOKEN not in fingerprint and TOKEN[:8] not in fingerprint
+
+
+def test_signed_links_are_bound_to_path_and_expiry():
+    secret, now = b"s" * 32, 1_000_000.0
+    link = signed_path(secret, "/v1/renders/r1/video", now, 3600)
+    query = dict(part.split("=") for part in link.split("?", 1)[1].split("&"))
+    exp, sig = query["exp"], query["sig"]
+    assert int(exp) >= now + 3600
+    assert verify_link(secret, "/v1/renders/r1/video", exp, sig, now, 3600)
+    assert not verify_link(secret, "/v1/renders/r1/report", exp, sig, now, 3600)  # another path
+    assert not verify_link(secret, "/v1/renders/r2/video", exp, sig, now, 3600)  # another render
+    assert not verify_link(b"t" * 32, "/v1/renders/r1/video", exp, sig, now, 3600)  # another secret
+    assert not verify_link(secret, "/v1/renders/r1/video", exp, sig, int(exp) + 1, 3600)  # expired
+    far = str(int(now) + 10 * 86400)
+    assert not verify_link(secret, "/v1/renders/r1/video", far, link_signature(secret, "/v1/renders/r1/video", int(far)), now, 3600)
+    for bad_exp, bad_sig in ((None, sig), (exp, None), ("-1", sig), ("1e9", sig), (exp, sig[:-1]), (exp, "z" * 64)):
+        assert not verify_link(secret, "/v1/renders/r1/video", bad_exp, bad_sig, now, 3600)
+
+
+def test_replicas_derive_the_same_link_secret_from_the_same_tokens():
+    assert derive_link_secret([TOKEN, OTHER]) == derive_link_secret([OTHER, TOKEN]) != derive_link_secret([TOKEN])
+    a = ApiSettings.from_env({"LONGVID_API_TOKENS": f"{TOKEN},{OTHER}"})
+    b = ApiSettings.from_env({"LONGVID_API_TOKENS": f"{OTHER},{TOKEN}"})
+    assert a.link_secret.get_secret_value() == b.link_secret.get_secret_value()
+    explicit = ApiSettings.from_env({"LONGVID_API_TOKENS": TOKEN, "LONGVID_LINK_SECRET": "shared-secret"})
+    assert explicit.link_secret.get_secret_value() == b"shared-secret"
+
+
+# -- rate limits ----------------------------------------------------------------------------------
+
+def test_rate_limiter_allows_a_burst_then_refills_with_the_clock():
+    now = [0.0]
+    limiter = RateLimiter(30, clock=lambda: now[0])
+    assert all(limiter.check("a") is None for _ in range(30))
+    wait = limiter.check("a")
+    assert wait == pytest.approx(2.0)  # 30/min: one request every 2 s
+    assert limiter.check("b") is None  # per key
+    now[0] += 1.0
+    assert limiter.check("a") == pytest.approx(1.0)
+    now[0] += 1.0
+    assert limiter.check("a") is None and limiter.check("a") is not None
+    now[0] += 3600
+    assert sum(limiter.check("a") is None for _ in range(40)) == 30  # the burst never exceeds the limit
+    with pytest.raises(ValueError):
+        RateLimiter(0)
+
+
+def test_rate_limiter_forgets_idle_keys_but_not_limited_ones():
+    now = [0.0]
+    limiter = RateLimiter(60, clock=lambda: now[0], max_keys=3)
+    assert all(limiter.check(key) is None for key in ["busy"] * 60 + ["a", "b"])
+    now[0] = 30.0
+    assert all(limiter.check("busy") is None for _ in range(30))  # drained again
+    limiter.check("c")  # the table is full, but nothing is idle yet
+    now[0] = 61.0
+    limiter.check("d")  # "a" and "b" have refilled: forgotten; "busy" has not
+    assert set(limiter._buckets) == {"busy", "c", "d"}
+    assert sum(limiter.check("busy") is None for _ in range(40)) == 31  # its debt was kept
+
+
+# -- addresses and URLs ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("address, public", [
+    ("93.184.215.14", True), ("2606:4700:4700::1111", True),
+    ("127.0.0.1", False), ("10.0.0.1", False), ("172.16.5.4", False), ("192.168.1.1", False),
+    ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False),
+    ("240.0.0.1", False), ("192.0.2.1", False), ("::1", False), ("fe80::1", False), ("fc00::1", False),
+    ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False), ("2002:7f00:1::1", False),
+    ("64:ff9b::a00:1", False), ("not-an-ip", False),
+])
+def test_only_public_unicast_addresses_are_fetched(address, public):
+    assert is_public_address(address) is public
+
+
+@pytest.mark.parametrize("url, why", [
+    ("http://example.com/a.png", "only https"),
+    ("ftp://example.com/a.png", "only https"),
+    ("https:///a.png", "no host"),
+    ("https://user:pw@example.com/a.png", "credentials"),
+    ("https://example.com:99999/a.png", "malformed"),
+])
+def test_image_urls_must_be_plain_https(url, why):
+    with pytest.raises(UrlRejected, match=why):
+        parse_image_url(url)
+
+
+def test_hosts_are_checked_through_the_resolver_and_every_address_must_be_public():
+    names = {"cdn.example": ["93.184.215.14"], "internal.example": ["10.1.2.3"],
+             "mixed.example": ["93.184.215.14", "127.0.0.1"], "meta.example": ["169.254.169.254"]}
+
+    def resolver(host, port):
+        if host not in names:
+            raise OSError("no such host")
+        return names[host]
+
+    assert public_addresses("cdn.example", 443, resolver) == ["93.184.215.14"]
+    for host in ("internal.example", "mixed.example", "meta.example"):
+        with pytest.raises(UrlRejected, match="private, loopback"):
+            public_addresses(host, 443, resolver)
+    with pytest.raises(UrlRejected, match="does not resolve"):
+        public_addresses("nowhere.example", 443, resolver)
+    with pytest.raises(UrlRejected, match="private, loopback"):  # literals are checked without resolving
+        public_addresses("[::1]", 443, resolver)
+    with pytest.raises(UrlRejected, match="private, loopback"):  # the system resolver: localhost is loopback
+        public_addresses("localhost", 443)
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+def test_images_are_accepted_by_decoding_not_by_name():
+    for fmt in ("PNG", "JPEG", "WEBP"):
+        checked = check_image_bytes(image_bytes(fmt), 5 * 1024 * 1024)
+        assert (checked.format, checked.width, checked.height) == (fmt, 32, 24)
+        assert checked.filename.endswith((".png", ".jpg", ".webp"))
+    refusals = {
+        image_bytes("GIF"): (415, "unsupported_image"),
+        image_bytes("PNG")[:60]: (415, "unsupported_image"),  # truncated: fails when decoded
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 100: (415, "unsupported_image"),
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>": (415, "unsupported_image"),
+        image_bytes("PNG", size=(9000, 9000), mode="1"): (413, "image_too_large"),  # tiny file, 81 megapixels
+    }
+    for data, (status, code) in refusals.items():
+        with pytest.raises(ApiError) as caught:
+            check_image_bytes(data, 5 * 1024 * 1024)
+        assert (caught.value.status, caught.value.code) == (status, code)
+    with pytest.raises(ApiError, match="larger than 1 MB"):
+        check_image_bytes(image_bytes("PNG") + b"\x00" * (1024 * 1024), 1024 * 1024)
+
+
+def test_base64_images_and_their_limits():
+    png = image_bytes("PNG")
+    assert decode_base64_image(base64.b64encode(png).decode(), 1 << 20).data == png
+    assert decode_base64_image("data:image/png;base64," + base64.b64encode(png).decode(), 1 << 20).data == png
+    with pytest.raises(ApiError) as caught:
+        decode_base64_image("not base64 at all!", 1 << 20)
+    assert caught.value.code == "invalid_base64"
+    with pytest.raises(ApiError) as caught:
+        decode_base64_image("A" * (2 << 20), 1 << 20)  # refused before decoding
+    assert caught.value.code == "image_too_large"
+
+
+class ImageServer:
+    """An https image host as httpx sees it: answers by Host header, after the fetcher chose
+    the address. Records what each request went to."""
+
+    def __init__(self, routes):
+        self.routes, self.requests = routes, []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        handler = self.routes.get((request.headers["host"], request.url.path))
+        return handler() if handler else httpx.Response(404)
+
+
+def test_fetcher_connects_to_the_checked_address_and_rechecks_redirects():
+    png = image_bytes("PNG")
+    names = {"cdn.example": ["93.184.215.14"], "internal.example": ["10.9.8.7"]}
+    server = ImageServer({
+        ("cdn.example", "/fox.png"): lambda: httpx.Response(200, content=png),
+        ("cdn.example", "/moved"): lambda: httpx.Response(302, headers={"location": "/fox.png"}),
+        ("cdn.example", "/to-internal"): lambda: httpx.Response(302, headers={"location": "https://internal.example/x.png"}),
+        ("cdn.example", "/huge"): lambda: httpx.Response(200, content=b"\x00" * 3000),
+        ("cdn.example", "/text"): lambda: httpx.Response(200, content=b"hello"),
+    })
+    fetcher = ImageFetcher(1 << 20, resolver=lambda h, p: names[h], transport=httpx.MockTransport(server))
+    assert fetcher.fetch("https://cdn.example/fox.png").data == png
+    sent = server.requests[-1]
+    assert sent.url.host == "93.184.215.14" and sent.headers["host"] == "cdn.example"
+    assert sent.extensions["sni_hostname"] == "cdn.example"  # TLS still checks the certificate for the name
+    assert fetcher.fetch("https://cdn.example/moved").data == png
+    with pytest.raises(ApiError) as caught:
+        fetcher.fetch("https://cdn.example/to-internal")
+    assert caught.value.code == "url_not_allowed"
+    assert all(r.url.host != "10.9.8.7" for r in server.requests)  # never connected to the internal host
+    small = ImageFetcher(2048, resolver=lambda h, p: names[h], transport=httpx.MockTransport(server))
+    for path, code in (("/huge", "image_too_large"), ("/text", "unsupported_image"), ("/missing", "image_unreachable")):
+        with pytest.raises(ApiError) as caught:
+            small.fetch(f"https://cdn.example{path}")
+        assert caught.value.code == code
+
+
+def test_input_images_are_stored_once_by_content(tmp_path):
+    inputs = InputImages(LocalRunStore(tmp_path / "runs"))
+    checked = check_image_bytes(image_bytes("PNG"), 1 << 20)
+    first, second = inputs.save(checked), inputs.save(checked)
+    assert first == second and first.is_absolute() and first.read_bytes() == checked.data
+    assert first.parent == (tmp_path / "runs" / "state" / "inputs").resolve()
+    assert LocalRunStore(tmp_path / "runs").list_runs() == []  # never mistaken for a run
+
+
+# -- settings -------------------------------------------------------------------------------------
+
+def test_settings_refuse_to_serve_without_tokens_unless_local():
+    with pytest.raises(SettingsError, match="LONGVID_API_TOKENS"):
+        ApiSettings.from_env({}).check_can_start("127.0.0.1")
+    allowed = ApiSettings.from_env({"LONGVID_ALLOW_NO_AUTH": "1"})
+    allowed.check_can_start("127.0.0.1")
+    for host in ("0.0.0.0", "10.0.0.4", None):
+        with pytest.raises(SettingsError, match="127.0.0.1"):
+            allowed.check_can_start(host)
+    ApiSettings.from_env({"LONGVID_API_TOKENS": TOKEN}).check_can_start("0.0.0.0")
+    with pytest.raises(SettingsError, match="LONGVID_RATE_LIMIT_PER_MIN must be a whole number"):
+        ApiSettings.from_env({"LONGVID_RATE_LIMIT_PER_MIN": "lots"})
+    settings = ApiSettings.from_env({"LONGVID_API_TOKENS": TOKEN, "LONGVID_LINK_SECRET": "very-secret-link-key"})
+    assert TOKEN not in repr(settings) and "very-secret-link-key" not in repr(settings)
+    assert Path(settings.store).is_absolute()
+
+
+# -- views ----------------------------------------------------------------------------------------
+
+def test_status_shown_to_clients():
+    assert effective_status("planned", 100.0, 110.0, 60) == ("queued", False)
+    assert effective_status("rendering", 100.0, 150.0, 60) == ("rendering", False)
+    assert effective_status("rendering", 100.0, 161.0, 60) == ("failed", True)  # its replica stopped beating
+    assert effective_status("merging", None, 1e9, 60) == ("merging", False)  # a CLI run: no heartbeat to judge
+    assert effective_status("done", 100.0, 1e9, 60) == ("done", False)
+    from longvid.manifest import RunManifest, SegmentRecord
+    from longvid.spec import RenderSpec, SegmentState
+
+    manifest = RunManifest(run_id="r", spec=RenderSpec(prompt="fox", duration_s=5), segments=[
+        SegmentRecord(index=i, scene_index=0, provider="preview", state=SegmentState.ACCEPTED if i < 3 else SegmentState.PENDING)
+        for i in range(4)])
+    assert progress(manifest, "rendering") == {"done": 3, "total": 4, "percent": 75.0}
+    all_accepted = manifest.model_copy(update={"segments": [s.model_copy(update={"state": SegmentState.ACCEPTED}) for s in manifest.segments]})
+    assert progress(all_accepted, "merging")["percent"] == 99.0  # 100 % means the video is there
+    assert progress(all_accepted, "done") == {"done": 4, "total": 4, "percent": 100.0}
+    assert scrub("No such file: /srv/runs/x/seg.mp4", ["/srv/runs"]) == "No such file: <store>/x/seg.mp4"
+
+
+# -- the app, in-process --------------------------------------------------------------------------
+
+class RecordingRenderer:
+    """Records which attempts the API asked to start (renders are not executed here)."""
+
+    def __init__(self):
+        self.started = []
+
+    def start(self, run_id, attempt):
+        self.started.append((run_id, attempt))
+        return True
+
+
+def make_client(tmp_path, **overrides):
+    env = {"LONGVID_API_TOKENS": f"{TOKEN},{OTHER}", "LONGVID_STORE": str(tmp_path / "runs"), "LONGVID_PLANNER": "offline"}
+    settings = ApiSettings.from_env(env, **overrides)
+    renderer = RecordingRenderer()
+    client = TestClient(create_api(PlanService("offline"), renderer, settings), base_url="http://127.0.0.1")
+    return client, renderer, RenderStore(LocalRunStore(settings.store))
+
+
+def mark(store: RenderStore, run_id: str, status: str, heartbeat_at: float | None = None):
+    from longvid.runtime.store import MANIFEST, write_model
+
+    run = store.store.open(run_id)
+    write_model(run, MANIFEST, read_manifest(run).model_copy(update={"status": status}))
+    if heartbeat_at is not None:
+        attempt = json.loads(run.read_bytes(WORKER))["attempt"]
+        run.write_bytes(WORKER, worker_record(attempt, now=heartbeat_at))
+
+
+def test_errors_have_one_shape_and_no_internals(tmp_path):
+    client, _, _ = make_client(tmp_path)
+    cases = [
+        (client.get("/v1/renders"), 401, "unauthorized"),
+        (client.get("/v1/renders", headers={"Authorization": "Bearer nope"}), 401, "unauthorized"),
+        (client.get("/v1/renders", headers={"Authorization": f"Basic {TOKEN}"}), 401, "unauthorized"),
+        (client.get("/v1/nothing", headers=AUTH), 404, "not_found"),
+        (client.put("/v1/plans", headers=AUTH), 405, "method_not_allowed"),
+        (client.post("/v1/plans", content="prompt=fox", headers={**AUTH, "content-type": "text/plain"}), 415, "unsupported_media_type"),
+        (client.post("/v1/plans", content="{", headers={**AUTH, "content-type": "application/json"}), 400, "invalid_json"),
+        (client.post("/v1/plans", json={**SMALL, "colour": "red"}, headers=AUTH), 422, "invalid_request"),
+        (client.post("/v1/plans", json={**SMALL, "provider": "sora"}, headers=AUTH), 422, "invalid_request"),
+        (client.get("/v1/renders/nope", headers=AUTH), 404, "not_found"),
+    ]
+    for response, status, code in cases:
+        body = response.json()
+        assert (response.status_code, body["error"]["code"]) == (status, code), body
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"} and body["error"]["message"]
+        assert str(tmp_path) not in response.text and "Traceback" not in response.text
+    assert "unknown provider" in cases[8][0].json()["error"]["message"]
+    assert cases[0][0].headers["www-authenticate"] == "Bearer"
+
+
+def test_plan_gives_the_exact_segments_and_cost(tmp_path):
+    client, renderer, _ = make_client(tmp_path)
+    response = client.post("/v1/plans", json={"prompt": "a red fox in the snow", "duration_s": 31}, headers=AUTH)
     assert response.status_code == 200
     body = response.json()
-    assert len(body["segments"]) == 6
-    assert sum(s["frames"] for s in body["segments"]) == 31 * 24
+    assert len(body["segments"]) == 6 and sum(s["frames"] for s in body["segments"]) == 31 * 24
+    assert all("scene" not in s for s in body["segments"])
+    assert body["provider"] == "preview" and body["estimated_cost_usd"] == 0.0
+    assert [s["description"] for s in body["storyboard"]["scenes"]]
+    assert renderer.started == []
 
 
-def test_plan_endpoint_refuses_bad_input_with_the_reason():
-    response = client.post("/v1/plans", json={"prompt": "fox", "duration_s": 10000})
-    assert response.status_code == 422
-    assert "between 5 and 600 seconds" in response.json()["detail"]
-    response = client.post("/v1/plans", json={"prompt": "fox", "provider": "sora"})
-    assert response.status_code == 422 and "unknown provider" in response.json()["detail"]
+def test_submission_is_written_to_the_store_and_the_token_never_is(tmp_path):
+    client, renderer, store = make_client(tmp_path)
+    png = base64.b64encode(image_bytes("PNG")).decode()
+    storyboard = client.post("/v1/plans", json=SMALL, headers=AUTH).json()["storyboard"]
+    storyboard["scenes"][0]["description"] = "an edited opening: the fox wakes up"
+    response = client.post("/v1/renders", json={**SMALL, "storyboard": storyboard, "reference_images": [{"data_base64": png}]}, headers=AUTH)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    run_id = accepted["id"]
+    assert accepted["status"] == "queued" and renderer.started[0][0] == run_id
+    run_dir = tmp_path / "runs" / run_id
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert plan["storyboard"]["scenes"][0]["description"] == "an edited opening: the fox wakes up"
+    assert json.loads((run_dir / "worker.json").read_text())["attempt"] == renderer.started[0][1]
+    status = client.get(accepted["links"]["self"], headers=AUTH).json()
+    assert status["status"] == "queued" and status["progress"] == {"done": 0, "total": len(plan["segments"]), "percent": 0.0}
+    assert status["spec"]["reference_images"] == [f"{check_image_bytes(image_bytes('PNG'), 1 << 20).sha256}.png"]
+    everything = b"".join(p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file())
+    assert TOKEN.encode() not in everything and str(tmp_path).encode() not in json.dumps(status).encode()
+    assert read_manifest(store.store.open(run_id)).spec.reference_images[0].is_file()
+
+
+def test_idempotency_key_gives_the_same_render_per_token(tmp_path):
+    client, renderer, _ = make_client(tmp_path)
+    first = client.post("/v1/renders", json=SMALL, headers={**AUTH, "Idempotency-Key": "job-1"})
+    again = client.post("/v1/renders", json=SMALL, headers={**AUTH, "Idempotency-Key": "job-1"})
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json()["id"] == first.json()["id"] and again.json()["status"] == "queued"
+    changed = client.post("/v1/renders", json={**SMALL, "seed": 7}, headers={**AUTH, "Idempotency-Key": "job-1"})
+    assert changed.status_code == 409 and changed.json()["error"]["code"] == "idempotency_conflict"
+    other = client.post("/v1/renders", json=SMALL, headers={"Authorization": f"Bearer {OTHER}", "Idempotency-Key": "job-1"})
+    assert other.status_code == 202 and other.json()["id"] != first.json()["id"]
+    bad = client.post("/v1/renders", json=SMALL, headers={**AUTH, "Idempotency-Key": "has space"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_idempotency_key"
+    assert len(renderer.started) == 2
+
+
+def test_concurrent_renders_and_requests_are_limited_per_token(tmp_path):
+    client, _, store = make_client(tmp_path, max_concurrent_renders=2, write_rate_per_minute=6)
+    ids = [client.post("/v1/renders", json={**SMALL, "seed": i}, headers=AUTH).json()["id"] for i in range(2)]
+    refused = client.post("/v1/renders", json=SMALL, headers=AUTH)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_renders"
+    assert client.post("/v1/renders", json=SMALL, headers={"Authorization": f"Bearer {OTHER}"}).status_code == 202
+    mark(store, ids[0], "done")
+    assert client.post("/v1/renders", json=SMALL, headers=AUTH).status_code == 202
+    for _ in range(2):
+        client.post("/v1/plans", json=SMALL, headers=AUTH)  # 6 writes by now
+    limited = client.post("/v1/plans", json=SMALL, headers=AUTH)
+    assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limited"
+    assert int(limited.headers["retry-after"]) >= 1
+    assert client.get("/v1/renders", headers=AUTH).status_code == 200  # reads have their own budget
+
+
+def test_interrupted_render_is_reported_and_resumed_with_a_new_attempt(tmp_path):
+    client, renderer, store = make_client(tmp_path)
+    run_id = client.post("/v1/renders", json=SMALL, headers=AUTH).json()["id"]
+    assert client.post(f"/v1/renders/{run_id}/resume", headers=AUTH).json()["error"]["code"] == "already_running"
+    mark(store, run_id, "rendering", heartbeat_at=time.time() - 3600)  # its replica died an hour ago
+    status = client.get(f"/v1/renders/{run_id}", headers=AUTH).json()
+    assert status["status"] == "failed" and status["error"] == INTERRUPTED
+    assert client.delete(f"/v1/renders/{run_id}", headers=AUTH).json()["error"]["code"] == "already_finished"
+    resumed = client.post(f"/v1/renders/{run_id}/resume", headers=AUTH)
+    assert resumed.status_code == 202 and resumed.json()["status"] == "queued"
+    assert [r for r, _ in renderer.started] == [run_id, run_id] and renderer.started[0][1] != renderer.started[1][1]
+    assert client.get(f"/v1/renders/{run_id}", headers=AUTH).json()["status"] == "queued"
+    mark(store, run_id, "done")
+    assert client.post(f"/v1/renders/{run_id}/resume", headers=AUTH).json()["error"]["code"] == "already_done"
+
+
+def test_cancel_writes_a_marker_for_the_running_attempt(tmp_path):
+    client, renderer, _ = make_client(tmp_path)
+    run_id = client.post("/v1/renders", json=SMALL, headers=AUTH).json()["id"]
+    response = client.delete(f"/v1/renders/{run_id}", headers=AUTH)
+    assert response.status_code == 202 and response.json() == {"id": run_id, "status": "cancelling"}
+    marker = json.loads((tmp_path / "runs" / run_id / CANCEL).read_text())
+    assert marker["attempt"] == renderer.started[0][1]
+
+
+def test_media_routes_take_a_signed_link_or_a_token(tmp_path):
+    client, _, store = make_client(tmp_path)
+    accepted = client.post("/v1/renders", json=SMALL, headers=AUTH).json()
+    run_id, links = accepted["id"], accepted["links"]
+    assert client.get(links["video"]).json()["error"]["code"] == "not_ready"
+    assert client.get(links["video"]).status_code == 409
+    assert client.get(links["report"]).status_code == 404
+    assert client.get(links["contact_sheet"]).status_code == 404
+    data = write_clip(tmp_path / "runs" / run_id / "final.mp4", solid_frames((200, 90, 30), 24)).read_bytes()
+    (tmp_path / "runs" / run_id / "report.html").write_text("<p>written when the render finished</p>")
+    full = client.get(links["video"])
+    assert full.status_code == 200 and full.content == data and full.headers["accept-ranges"] == "bytes"
+    part = client.get(links["video"], headers={"Range": "bytes=100-299"})
+    assert part.status_code == 206 and part.content == data[100:300]
+    assert part.headers["content-range"] == f"bytes 100-299/{len(data)}"
+    tail = client.get(f"/v1/renders/{run_id}/video", headers={**AUTH, "Range": "bytes=-50"})
+    assert tail.status_code == 206 and tail.content == data[-50:]
+    beyond = client.get(links["video"], headers={"Range": f"bytes={len(data)}-"})
+    assert beyond.status_code == 416 and beyond.json()["error"]["code"] == "range_not_satisfiable"
+    assert beyond.headers["content-range"] == f"bytes */{len(data)}"
+    assert client.get(links["video"], headers={"Range": "frames=1-2"}).json()["error"]["code"] == "invalid_range"
+    report = client.get(links["report"])
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in report.headers["content-security-policy"]
+    assert f'src="/v1/renders/{run_id}/video?exp=' in report.text and "a red fox in the snow" in report.text
+    # A signature opens only the path it was made for, and only with its own render.
+    video_query = links["video"].split("?", 1)[1]
+    for path in (f"/v1/renders/{run_id}/report?{video_query}", f"/v1/renders/{run_id}/video?{video_query[:-1]}0",
+                 f"/v1/renders/{run_id}/video", f"/v1/renders/{run_id}?{video_query}"):
+        assert client.get(path).status_code == 401, path
+
+
+def test_no_auth_mode_answers_only_local_clients(tmp_path):
+    settings = ApiSettings.from_env({"LONGVID_ALLOW_NO_AUTH": "1", "LONGVID_STORE": str(tmp_path / "runs")})
+    app = create_api(PlanService("offline"), RecordingRenderer(), settings)
+    assert TestClient(app, client=("127.0.0.1", 5000)).get("/v1/renders").status_code == 200
+    remote = TestClient(app, client=("203.0.113.9", 5000)).get("/v1/renders")
+    assert remote.status_code == 403 and remote.json()["error"]["code"] == "forbidden"
+
+
+# -- the worker: renders from the store, cancelled through the store ------------------------------
+
+def admit_render(store_root: Path, **spec_fields) -> tuple[str, str]:
+    client, renderer, _ = make_client(store_root.parent if store_root.name == "runs" else store_root)
+    response = client.post("/v1/renders", json={**SMALL, **spec_fields}, headers=AUTH)
+    assert response.status_code == 202, response.text
+    return renderer.started[0]
+
+
+def wait_for(predicate, timeout_s=60.0, every_s=0.05):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every_s)
+    return False
+
+
+def test_cancel_from_another_replica_stops_the_render_and_leaves_it_resumable(tmp_path):
+    run_id, attempt = admit_render(tmp_path, duration_s=60, continuity="chain")
+    worker = RenderWorker(LocalRunStore(tmp_path / "runs"), InlineSegmentRunner, judge_factory=lambda spec: None, poll_s=0.05)
+    other_replica = RenderStore(LocalRunStore(tmp_path / "runs"))  # its own store object, as on another host
+    assert worker.start(run_id, attempt) and not worker.start(run_id, attempt)
+
+    def accepted():
+        record = other_replica.load(run_id)
+        return record is not None and record.manifest.counts().get("accepted", 0) >= 1
+
+    assert wait_for(accepted)
+    other_replica.request_cancel(other_replica.load(run_id))
+    assert wait_for(lambda: not worker.running())
+    manifest = other_replica.load(run_id).manifest
+    assert manifest.status == "cancelled"
+    assert 1 <= manifest.counts().get("accepted", 0) < len(manifest.segments)  # stopped part-way, work kept
+    assert worker.healthy()
+
+
+def test_shutdown_stops_renders_cleanly_and_failures_are_recorded(tmp_path):
+    run_id, attempt = admit_render(tmp_path, duration_s=60, continuity="chain")
+    worker = RenderWorker(LocalRunStore(tmp_path / "runs"), InlineSegmentRunner, judge_factory=lambda spec: None, poll_s=0.05)
+    records = RenderStore(LocalRunStore(tmp_path / "runs"))
+    worker.start(run_id, attempt)
+    assert wait_for(lambda: records.load(run_id).manifest.status == "rendering")
+    worker.stop_all(timeout_s=60)
+    manifest = records.load(run_id).manifest
+    assert (manifest.status, manifest.error) == ("cancelled", STOPPED_BY_SHUTDOWN)
+
+    def broken_judge(spec):
+        raise RuntimeError("judge actor could not start")
+
+    failing = RenderWorker(LocalRunStore(tmp_path / "runs"), InlineSegmentRunner, judge_factory=broken_judge, poll_s=0.05)
+    failing.start(run_id, records.requeue(records.load(run_id)))  # as POST .../resume does
+    assert wait_for(lambda: not failing.running())
+    manifest = records.load(run_id).manifest
+    assert manifest.status == "failed" and "judge actor could not start" in manifest.error
+
+
+# -- an S3 store ---------------------------------------------------------------------------------
+
+def test_renders_live_in_an_s3_store_too(s3_server, tmp_path):
+    """The same API over s3:// (moto's S3 on 127.0.0.1): the folder, its exclusive request
+    record, reference images that another node materialises, listing and cancel."""
+    import shutil
+
+    from longvid.runtime import open_store
+    from serve.runs import create_exclusive
+
+    settings = ApiSettings.from_env({"LONGVID_API_TOKENS": TOKEN, "LONGVID_STORE": "s3://renders/api-test"})
+    renderer = RecordingRenderer()
+    client = TestClient(create_api(PlanService("offline"), renderer, settings))
+    png = base64.b64encode(image_bytes("PNG")).decode()
+    response = client.post("/v1/renders", json={**SMALL, "reference_images": [{"data_base64": png}]}, headers={**AUTH, "Idempotency-Key": "s3-1"})
+    assert response.status_code == 202, response.text
+    run_id = response.json()["id"]
+    assert client.post("/v1/renders", json={**SMALL, "reference_images": [{"data_base64": png}]},
+                       headers={**AUTH, "Idempotency-Key": "s3-1"}).json()["id"] == run_id
+    assert [r["id"] for r in client.get("/v1/renders", headers=AUTH).json()["renders"]] == [run_id]
+
+    store = open_store("s3://renders/api-test")
+    run = store.open(run_id)
+    assert not create_exclusive(run, "request.json", b"{}")  # a second replica cannot take the id
+    shutil.rmtree(store.scratch_root / "state" / "inputs")  # another node: no local copy of the image yet
+    record = RenderStore(open_store("s3://renders/api-test")).load(run_id)
+    assert record is not None and record.manifest.spec.reference_images[0].is_file()
+    assert client.delete(f"/v1/renders/{run_id}", headers=AUTH).status_code == 202
+    assert json.loads(run.read_bytes(CANCEL))["attempt"] == renderer.started[0][1]
+    assert TOKEN.encode() not in run.read_bytes("request.json")

@@ -162,14 +162,14 @@ class OfflinePlanner:
         rng = _rng(spec.prompt, spec.seed)
         count = self.scene_count(spec, max_scenes)
         clauses = split_clauses(spec.prompt) or [spec.prompt]
-        subject = find_subject(spec.prompt)
+        subject = find_subject(spec.prompt)[:80].strip() or "subject"  # a one-word 4000-char prompt still plans
         style = next((w for w in _STYLE_WORDS if w in spec.prompt.lower()), "cinematic")
         explicit_lighting = _match(spec.prompt, _LIGHTING_WORDS)
         hue, sat, val = _match(spec.prompt, _SETTING_WORDS) or (rng.uniform(0, 360), 0.5, 0.75)
         colour_hue = next((h for w, h in _COLOUR_WORDS.items() if w in spec.prompt.lower()), None)
         character = Character(
             name=subject,
-            description=f"the {subject} from the prompt" + (f", {colour_hue:g}° hue" if colour_hue is not None else ""),
+            description=(f"the {subject} from the prompt" + (f", {colour_hue:g}° hue" if colour_hue is not None else ""))[:400],
         )
         arc = self._arc(count)
         day_cycle = [Lighting.DAWN, Lighting.DAY, Lighting.GOLDEN_HOUR, Lighting.DUSK, Lighting.NIGHT]
@@ -191,7 +191,7 @@ class OfflinePlanner:
             scene_hue = hue + (i - count / 2) * 22 + rng.uniform(-6, 6)
             scenes.append(
                 Scene(
-                    description=f"{arc[i]}: {clause}",
+                    description=f"{arc[i]}: {clause}"[:2000],
                     duration_s=round(spec.duration_s / count * rng.uniform(0.8, 1.2), 3),
                     visual_style=style,
                     characters=[character],

@@ -1,0 +1,441 @@
+"""The HTTP API as a FastAPI app: `create_api(planner, renderer, settings)`.
+
+(No `from __future__ import annotations` here: FastAPI reads the route signatures, whose
+dependencies are closures of create_api.)
+
+It runs without Serve (tests, schemathesis), with a planner and a renderer given as plain
+objects; the Serve ingress (serve/app.py) builds the same app with deployment handles.
+Everything it reports about renders is read from the run store, so any replica answers
+alike. The contract is in serve/API.md.
+"""
+
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+import longvid
+from longvid.errors import describe_validation_error
+from longvid.manifest import RunPlan
+from longvid.review import CONTACT_SHEET, REPORT_HTML
+from longvid.runtime.store import FINAL, open_store
+from longvid.spec import RenderSpec
+
+from . import views
+from .clients import PlannerClient, RendererClient
+from .errors import ApiError, install_error_handlers
+from .images import CheckedImage, ImageFetcher, decode_base64_image
+from .middleware import BodySizeLimit, SecurityHeaders
+from .models import (
+    Cancelling,
+    ErrorResponse,
+    Health,
+    PlanResponse,
+    RenderAccepted,
+    RenderList,
+    RenderRequest,
+    RenderStatus,
+    RenderSubmission,
+)
+from .runs import RenderStore, RunRecord, new_render_id
+from .security import (
+    RateLimiter,
+    is_valid_render_id,
+    matching_token,
+    retry_after_header,
+    signed_path,
+    token_fingerprint,
+    verify_link,
+)
+from .settings import ApiSettings
+
+STUDIO_DIR = Path(__file__).parent / "studio"
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
+LIST_LIMIT = 100
+# A report shows user content (prompts): pictures and the video, nothing that runs.
+REPORT_POLICY = ("default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'; "
+                 "base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
+
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}
+
+
+@dataclass(frozen=True)
+class Principal:
+    owner: str  # a token fingerprint, or "local" without auth
+
+
+def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetcher: ImageFetcher | None = None,
+               clock: Callable[[], float] = time.time) -> FastAPI:
+    """The API over `planner` (with `.plan(spec, storyboard)`) and `renderer` (with
+    `.start(run_id, attempt)`): deployment handles or in-process objects."""
+    settings = settings or ApiSettings.from_env()
+    records = RenderStore(open_store(settings.store))
+    planner_client, renderer_client = PlannerClient(planner), RendererClient(renderer)
+    fetcher = fetcher or ImageFetcher(settings.max_image_bytes)
+    secret = settings.link_secret.get_secret_value()
+    tokens = settings.token_values()
+    write_limiter = RateLimiter(settings.write_rate_per_minute, clock=time.monotonic)
+    read_limiter = RateLimiter(settings.read_rate_per_minute, clock=time.monotonic)
+    bearer = HTTPBearer(auto_error=False, description="a token from LONGVID_API_TOKENS")
+
+    app = FastAPI(
+        title="longvid",
+        version=longvid.__version__,
+        description="Prompt in, long video out. Every error is `{\"error\": {\"code\", \"message\"}}`. "
+                    "Media and event links in a render's `links` are signed, for browser elements that cannot send headers.",
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
+
+    # -- access --------------------------------------------------------------------------------
+
+    def _client_is_loopback(request: Request) -> bool:
+        try:
+            return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+        except ValueError:
+            return False
+
+    def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+        if not tokens:  # LONGVID_ALLOW_NO_AUTH: the server only listens on loopback; say no to anything else
+            if not _client_is_loopback(request):
+                raise ApiError(403, "forbidden", "this server runs without tokens and only answers local clients")
+            return Principal("local")
+        if credentials is None or not credentials.credentials:
+            raise ApiError(401, "unauthorized", "send a token: Authorization: Bearer <token>",
+                           headers={"WWW-Authenticate": "Bearer"})
+        token = matching_token(credentials.credentials, tokens)
+        if token is None:
+            raise ApiError(401, "unauthorized", "the bearer token is not valid; check it against LONGVID_API_TOKENS",
+                           headers={"WWW-Authenticate": "Bearer"})
+        return Principal(token_fingerprint(token))
+
+    def _limit(limiter: RateLimiter, key: str) -> None:
+        wait = limiter.check(key)
+        if wait is not None:
+            seconds = retry_after_header(wait)
+            raise ApiError(429, "rate_limited", f"too many requests; retry in {seconds} s",
+                           headers={"Retry-After": seconds})
+
+    def writer(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+        principal = _authenticate(request, credentials)
+        _limit(write_limiter, principal.owner)
+        return principal
+
+    def reader(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+        principal = _authenticate(request, credentials)
+        _limit(read_limiter, principal.owner)
+        return principal
+
+    def signed_reader(kind: str):
+        """Bearer token or a valid signature for this exact path (browser elements send no headers)."""
+
+        def dependency(
+            request: Request,
+            render_id: str,
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+            exp: Annotated[str | None, Query(max_length=20, description="expiry of a signed link (unix seconds)")] = None,
+            sig: Annotated[str | None, Query(max_length=128, description="signature of a signed link")] = None,
+        ) -> None:
+            if (exp or sig) and verify_link(secret, f"/v1/renders/{render_id}/{kind}", exp, sig, clock(), settings.link_ttl_s):
+                _limit(read_limiter, f"link:{request.client.host if request.client else '?'}")
+                return
+            reader(request, credentials)
+
+        return dependency
+
+    def require_json(request: Request) -> None:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json" and not kind.endswith("+json"):
+            raise ApiError(415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json")
+
+    def checked_id(render_id: str) -> str:
+        if not is_valid_render_id(render_id):
+            raise ApiError(400, "invalid_id", "a render id is 1-80 letters, digits, '.', '_' or '-' (and not '.' or '..')")
+        return render_id
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def links(request: Request, run_id: str) -> dict:
+        root = request.scope.get("root_path", "").rstrip("/")
+        base, now = f"/v1/renders/{run_id}", clock()
+
+        def signed(kind: str) -> str:
+            return root + signed_path(secret, f"{base}/{kind}", now, settings.link_ttl_s)
+
+        return {"self": root + base, "events": signed("events"), "video": signed("video"),
+                "report": signed("report"), "contact_sheet": signed("contact-sheet")}
+
+    def status_body(request: Request, record: RunRecord) -> dict:
+        return views.render_view(record.run_id, record.manifest, record.heartbeat_at, clock(), settings.stale_after_s,
+                                 links(request, record.run_id), records.hidden_paths)
+
+    async def load(render_id: str) -> RunRecord:
+        record = await run_in_threadpool(records.load, checked_id(render_id))
+        if record is None:
+            raise ApiError(404, "not_found", f"no render {render_id!r}; list renders with GET /v1/renders")
+        return record
+
+    async def reference_images(body: RenderRequest) -> list[Path]:
+        paths = []
+        for ref in body.reference_images:
+            if ref.data_base64 is not None:
+                image: CheckedImage = await run_in_threadpool(decode_base64_image, ref.data_base64, settings.max_image_bytes)
+            else:
+                image = await run_in_threadpool(fetcher.fetch, ref.url)
+            paths.append(await run_in_threadpool(records.inputs.save, image))
+        return paths
+
+    async def spec_for(body: RenderRequest) -> RenderSpec:
+        try:
+            return RenderSpec(
+                prompt=body.prompt, duration_s=body.duration_s, aspect_ratio=body.aspect_ratio, resolution=body.resolution,
+                provider=body.provider, quality=body.quality, continuity=body.continuity, budget_usd=body.budget_usd,
+                seed=body.seed, judge=body.judge, reference_images=await reference_images(body),
+            )
+        except ValidationError as exc:
+            raise ApiError(422, "invalid_request", describe_validation_error(exc)) from None
+
+    async def plan_for(spec: RenderSpec, storyboard: dict | None) -> dict:
+        plan = await planner_client.plan(spec.model_dump(mode="json"), storyboard)
+        error = plan.get("error")
+        if error:
+            status = 503 if error.get("code") == "planner_failed" else 422
+            raise ApiError(status, error.get("code", "invalid_request"), error.get("message", "the request cannot be planned"))
+        return plan
+
+    async def check_concurrency(principal: Principal) -> None:
+        owned = await run_in_threadpool(records.records, principal.owner)
+        now = clock()
+        active = sum(1 for r in owned if views.is_active(views.effective_status(r.manifest.status, r.heartbeat_at, now, settings.stale_after_s)[0]))
+        if active >= settings.max_concurrent_renders:
+            raise ApiError(429, "too_many_renders", f"you have {active} unfinished renders (the limit is "
+                                                    f"{settings.max_concurrent_renders}); wait for one to finish or cancel one",
+                           headers={"Retry-After": "30"})
+
+    async def start(run_id: str, attempt: str) -> None:
+        try:
+            await renderer_client.start(run_id, attempt)
+        except ApiError:
+            await run_in_threadpool(records.mark_failed, run_id,
+                                    "the renderer was unavailable when this render was queued; resume it")
+            raise
+
+    async def replay(request: Request, run_id: str, request_sha: str) -> JSONResponse:
+        """The answer to a resubmission with an Idempotency-Key already used."""
+        earlier = await run_in_threadpool(records.request_of, run_id)
+        if earlier is not None and earlier.get("request_sha256") != request_sha:
+            raise ApiError(409, "idempotency_conflict", "this Idempotency-Key was used for a different request; "
+                                                        "use a new key for a new render")
+        record = await run_in_threadpool(records.load, run_id) if earlier is not None else None
+        if record is None:
+            raise ApiError(409, "request_in_progress", "a request with this Idempotency-Key is still being accepted; "
+                                                       "retry in a moment", headers={"Retry-After": "1"})
+        return JSONResponse(status_body(request, record), status_code=200)
+
+    # -- routes ----------------------------------------------------------------------------------
+
+    @app.get("/healthz", response_model=Health, tags=["service"])
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/v1/plans", response_model=PlanResponse, responses=ERRORS, tags=["plans"],
+              dependencies=[Depends(require_json)])
+    async def create_plan(body: RenderRequest, principal: Annotated[Principal, Depends(writer)]) -> dict:
+        """Plan a video: its storyboard (edit the scenes, then send it with POST /v1/renders),
+        the exact segments, and the estimated cost."""
+        plan = await plan_for(await spec_for(body), None)
+        plan["segments"] = [{k: v for k, v in s.items() if k != "scene"} for s in plan["segments"]]
+        return plan
+
+    @app.post("/v1/renders", status_code=202, response_model=None, tags=["renders"],
+              responses={**ERRORS, 202: {"model": RenderAccepted, "description": "queued"},
+                         200: {"model": RenderStatus, "description": "an earlier request with the same Idempotency-Key"}},
+              dependencies=[Depends(require_json)])
+    async def submit_render(
+        request: Request,
+        body: RenderSubmission,
+        principal: Annotated[Principal, Depends(writer)],
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description="same key + same body: the same render")] = None,
+    ) -> JSONResponse:
+        """Start a render; answers at once (202) with its id and links."""
+        request_sha = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        if idempotency_key is not None:
+            if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+                raise ApiError(400, "invalid_idempotency_key", "an Idempotency-Key is 1-200 printable ASCII characters without spaces")
+            run_id = "k-" + hashlib.sha256(f"{principal.owner}\n{idempotency_key}".encode()).hexdigest()[:40]
+            if await run_in_threadpool(records.request_of, run_id) is not None:
+                return await replay(request, run_id, request_sha)
+        else:
+            run_id = new_render_id()
+        await check_concurrency(principal)
+        spec = await spec_for(body)
+        storyboard = body.storyboard.model_dump(mode="json") if body.storyboard is not None else None
+        plan = await plan_for(spec, storyboard)
+        run_plan = RunPlan.model_validate({"storyboard": plan["storyboard"], "segments": plan["segments"]})
+        attempt = await run_in_threadpool(records.admit, run_id, principal.owner, request_sha, spec, run_plan, plan["warnings"])
+        if attempt is None:  # another request took this id first
+            if idempotency_key is not None:
+                return await replay(request, run_id, request_sha)
+            raise ApiError(409, "conflict", "a render with this id was just created; retry")
+        await start(run_id, attempt)
+        return JSONResponse({"id": run_id, "status": "queued", "links": links(request, run_id)}, status_code=202)
+
+    @app.get("/v1/renders", response_model=RenderList, responses=ERRORS, tags=["renders"])
+    async def list_renders(principal: Annotated[Principal, Depends(reader)]) -> dict:
+        """The store's renders, newest first (at most 100)."""
+        found = await run_in_threadpool(records.records)
+        found.sort(key=lambda r: r.manifest.created_at, reverse=True)
+        now = clock()
+        return {"renders": [views.summary_view(r.run_id, r.manifest, r.heartbeat_at, now, settings.stale_after_s)
+                            for r in found[:LIST_LIMIT]]}
+
+    @app.get("/v1/renders/{render_id}", response_model=RenderStatus, responses=ERRORS, tags=["renders"])
+    async def get_render(request: Request, render_id: str, principal: Annotated[Principal, Depends(reader)]) -> dict:
+        return status_body(request, await load(render_id))
+
+    @app.get("/v1/renders/{render_id}/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}},
+             "description": "`event: status` (the render, as GET /v1/renders/{id}) at once and on every change; "
+                            "`event: end` when it is done, failed or cancelled"}},
+             response_class=Response, tags=["renders"], dependencies=[Depends(signed_reader("events"))])
+    async def render_events(request: Request, render_id: str):
+        from sse_starlette import EventSourceResponse, ServerSentEvent
+
+        await load(render_id)  # 400/404 before the stream starts
+
+        async def stream():
+            started, last = time.monotonic(), None
+            while True:
+                record = await run_in_threadpool(records.load, render_id)
+                if record is None:
+                    yield ServerSentEvent(event="end", data=json.dumps({"status": "missing"}))
+                    return
+                body = status_body(request, record)
+                fingerprint = json.dumps({k: v for k, v in body.items() if k != "links"}, sort_keys=True)
+                if fingerprint != last:
+                    last = fingerprint
+                    yield ServerSentEvent(event="status", data=json.dumps(body), retry=2000)
+                if body["status"] in views.FINISHED:
+                    yield ServerSentEvent(event="end", data=json.dumps({"status": body["status"]}))
+                    return
+                if time.monotonic() - started > settings.event_stream_max_s:
+                    return  # under the proxy's request timeout; EventSource reconnects and gets the status at once
+                await asyncio.sleep(settings.event_poll_s)
+
+        return EventSourceResponse(stream(), ping=15, headers={"Cache-Control": "no-store"})
+
+    async def run_file(render_id: str, name: str, missing_status: int) -> Path:
+        run = await run_in_threadpool(records.open, checked_id(render_id))
+        if run is None:
+            raise ApiError(404, "not_found", f"no render {render_id!r}; list renders with GET /v1/renders")
+        if not await run_in_threadpool(run.exists, name):
+            raise ApiError(missing_status, "not_ready", f"this render has no {name} yet; wait for status 'done'")
+        return await run_in_threadpool(run.local_path, name)
+
+    @app.get("/v1/renders/{render_id}/video", response_class=FileResponse, tags=["renders"],
+             responses={**ERRORS, 200: {"content": {"video/mp4": {}}}, 206: {"description": "the requested byte range"},
+                        416: {"model": ErrorResponse}},
+             dependencies=[Depends(signed_reader("video"))])
+    async def render_video(request: Request, render_id: str):
+        """The finished MP4; supports Range requests (206)."""
+        path = await run_file(render_id, FINAL, 409)
+        _check_range(request.headers.get("range"), path.stat().st_size)
+        return FileResponse(path, media_type="video/mp4", content_disposition_type="inline",
+                            filename=f"{render_id}.mp4", headers={"Cache-Control": "private, max-age=60"})
+
+    @app.get("/v1/renders/{render_id}/report", response_class=HTMLResponse, responses=ERRORS, tags=["renders"],
+             dependencies=[Depends(signed_reader("report"))])
+    async def render_report(request: Request, render_id: str):
+        """The render's HTML report (storyboard, segments, scores, costs, the video)."""
+        await run_file(render_id, REPORT_HTML, 404)  # written when the render finished
+        record = await load(render_id)
+        html = await run_in_threadpool(records.report_html, record, links(request, render_id)["video"])
+        return HTMLResponse(html, headers={"Content-Security-Policy": REPORT_POLICY, "Cache-Control": "no-store"})
+
+    @app.get("/v1/renders/{render_id}/contact-sheet", response_class=FileResponse, tags=["renders"],
+             responses={**ERRORS, 200: {"content": {"image/png": {}}}},
+             dependencies=[Depends(signed_reader("contact-sheet"))])
+    async def render_contact_sheet(render_id: str):
+        """Keyframes of every segment with its scores, as one PNG."""
+        return FileResponse(await run_file(render_id, CONTACT_SHEET, 404), media_type="image/png")
+
+    @app.post("/v1/renders/{render_id}/resume", status_code=202, response_model=RenderAccepted, responses=ERRORS, tags=["renders"])
+    async def resume_render(request: Request, render_id: str, principal: Annotated[Principal, Depends(writer)]) -> dict:
+        """Continue an interrupted, failed or cancelled render: finished segments are kept."""
+        record = await load(render_id)
+        status, _ = views.effective_status(record.manifest.status, record.heartbeat_at, clock(), settings.stale_after_s)
+        refusal = views.resume_refusal(status)
+        if refusal:
+            raise ApiError(409, *refusal)
+        await check_concurrency(principal)
+        attempt = await run_in_threadpool(records.requeue, record)
+        await start(record.run_id, attempt)
+        return {"id": record.run_id, "status": "queued", "links": links(request, record.run_id)}
+
+    @app.delete("/v1/renders/{render_id}", status_code=202, response_model=Cancelling, responses=ERRORS, tags=["renders"])
+    async def cancel_render(render_id: str, principal: Annotated[Principal, Depends(writer)]) -> dict:
+        """Stop a running render; it stays resumable."""
+        record = await load(render_id)
+        status, _ = views.effective_status(record.manifest.status, record.heartbeat_at, clock(), settings.stale_after_s)
+        refusal = views.cancel_refusal(status)
+        if refusal:
+            raise ApiError(409, *refusal)
+        if record.attempt is None:
+            raise ApiError(409, "not_cancellable", "this render was not started by the API; stop it where it runs")
+        await run_in_threadpool(records.request_cancel, record)
+        return {"id": record.run_id, "status": "cancelling"}
+
+    @app.api_route("/v1/renders/{rest:path}", methods=["GET", "POST", "DELETE"], include_in_schema=False)
+    async def malformed_render_path(request: Request, rest: str):
+        """Paths no route takes: an id with a slash (a%2Fb) or a traversal is an invalid id."""
+        raw = request.scope.get("raw_path", b"").decode("latin-1")
+        first = raw.split("/v1/renders/", 1)[-1].split("/", 1)[0]
+        from urllib.parse import unquote
+
+        if not is_valid_render_id(unquote(first)):
+            raise ApiError(400, "invalid_id", "a render id is 1-80 letters, digits, '.', '_' or '-' (and not '.' or '..')")
+        raise ApiError(404, "not_found", "no such endpoint; see /docs")
+
+    # -- the Studio ------------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/studio/" if STUDIO_DIR.is_dir() else "/docs")
+
+    if STUDIO_DIR.is_dir():
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/studio", StaticFiles(directory=STUDIO_DIR, html=True), name="studio")
+
+    return app
+
+
+def _check_range(header: str | None, size: int) -> None:
+    """Refuse an unsatisfiable or malformed Range with the API's error shape (Starlette's
+    FileResponse would answer in plain text); valid ranges are served by FileResponse."""
+    if not header:
+        return
+    try:  # Starlette's own parser, so the pre-check and the response agree
+        from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
+    except ImportError:  # a Starlette without them: leave it to FileResponse
+        return
+    try:
+        FileResponse._parse_range_header(header, size)
+    except RangeNotSatisfiable:
+        raise ApiError(416, "range_not_satisfiable", f"the range is outside the file ({size} bytes)",
+                       headers={"Content-Range": f"bytes */{size}"}) from None
+    except MalformedRangeHeader:
+        raise ApiError(400, "invalid_range", "the Range header is malformed; use e.g. 'bytes=0-1023'") from None

@@ -1,0 +1,164 @@
+"""Request and response bodies of the HTTP API (see serve/API.md).
+
+Requests forbid unknown fields and say in each message what to change; the limits here are
+the API's (tighter than the CLI's: a public endpoint caps prompt, length and images).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from longvid.spec import ContinuityMode, QualityTier, Storyboard
+
+MIN_DURATION_S = 5.0
+MAX_DURATION_S = 120.0
+MAX_PROMPT_CHARS = 2000
+MAX_REFERENCE_IMAGES = 4
+MAX_BASE64_CHARS = 7_000_001  # 5 MB once decoded; the byte limit is checked after decoding
+
+
+class ReferenceImage(BaseModel):
+    """One reference image: inline base64 (PNG, JPEG or WebP) or a public https URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_base64: Annotated[str, Field(min_length=1, max_length=MAX_BASE64_CHARS)] | None = None
+    url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ReferenceImage:
+        if (self.data_base64 is None) == (self.url is None):
+            raise ValueError('give each reference image as {"data_base64": "..."} or {"url": "https://..."}, not both or neither')
+        return self
+
+
+class RenderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="what the video shows, in any language")]
+    duration_s: Annotated[float, Field(ge=MIN_DURATION_S, le=MAX_DURATION_S, allow_inf_nan=False)] = 45.0
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    resolution: Literal["360p", "480p", "720p"] = "720p"
+    provider: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.,\- ]+$",
+                                  description="preview (default), runway, veo, auto, or a list: runway,veo")] = "preview"
+    quality: QualityTier = QualityTier.STANDARD
+    continuity: ContinuityMode = ContinuityMode.AUTO
+    budget_usd: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)] | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**31)] = 0
+    judge: Literal["auto", "clip", "structural", "off"] = "auto"
+    reference_images: Annotated[list[ReferenceImage], Field(max_length=MAX_REFERENCE_IMAGES)] = []
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_not_blank(cls, value):
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the prompt is empty; describe the video you want, e.g. 'a red fox in the snow'")
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("duration_s", mode="before")
+    @classmethod
+    def _duration_in_range(cls, value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            if not MIN_DURATION_S <= value <= MAX_DURATION_S:
+                raise ValueError(f"duration_s must be between {MIN_DURATION_S:g} and {MAX_DURATION_S:g} seconds "
+                                 f"(got {value:g}); longer videos are rendered with the CLI or a batch job")
+        return value
+
+
+class RenderSubmission(RenderRequest):
+    """A render: the request, optionally with a storyboard edited from POST /v1/plans
+    (used instead of planning again)."""
+
+    storyboard: Storyboard | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class PlanResponse(BaseModel):
+    storyboard: dict
+    segments: list[dict]
+    estimated_cost_usd: float
+    provider: str
+    warnings: list[str] = []
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+    percent: float
+
+
+class Links(BaseModel):
+    self: str
+    events: str
+    video: str
+    report: str
+    contact_sheet: str
+
+
+RenderStatusName = Literal["queued", "rendering", "merging", "done", "failed", "cancelled"]
+
+
+class SegmentView(BaseModel):
+    index: int
+    scene: int
+    state: str
+    provider: str
+    cost_usd: float
+    attempts: int
+    regenerations: int
+    scores: list[dict]
+    error: str | None
+
+
+class RenderStatus(BaseModel):
+    id: str
+    status: RenderStatusName
+    prompt: str
+    created_at: str
+    spec: dict
+    progress: Progress
+    segments: list[SegmentView]
+    cost_usd: float
+    warnings: list[str]
+    error: str | None
+    links: Links
+
+
+class RenderAccepted(BaseModel):
+    id: str
+    status: RenderStatusName
+    links: Links
+
+
+class RenderSummary(BaseModel):
+    id: str
+    status: RenderStatusName
+    prompt: str
+    created_at: str
+    duration_s: float
+    cost_usd: float
+    progress: Progress
+
+
+class RenderList(BaseModel):
+    renders: list[RenderSummary]
+
+
+class Cancelling(BaseModel):
+    id: str
+    status: Literal["cancelling"] = "cancelling"

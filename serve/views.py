@@ -1,0 +1,110 @@
+"""What the API shows of a run: pure functions from what the store holds (manifest, plan,
+the API's side files) to response bodies. No I/O, so every rule is tested in milliseconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+from longvid.manifest import RunManifest
+from longvid.spec import SegmentState
+
+ACTIVE = frozenset({"planned", "rendering", "merging"})
+FINISHED = frozenset({"done", "failed", "cancelled"})
+INTERRUPTED = "interrupted: the server running this render stopped; resume it to continue (finished segments are kept)"
+
+
+def effective_status(manifest_status: str, heartbeat_at: float | None, now: float, stale_after_s: float) -> tuple[str, bool]:
+    """(API status, interrupted). A render whose worker stopped beating for `stale_after_s`
+    is reported failed (it is resumable), so a replica that died does not leave a render
+    'rendering' for ever. Runs without a worker record (made by the CLI) are taken as written."""
+    interrupted = manifest_status in ACTIVE and heartbeat_at is not None and now - heartbeat_at > stale_after_s
+    if interrupted:
+        return "failed", True
+    return ("queued" if manifest_status == "planned" else manifest_status), False
+
+
+def is_active(status: str) -> bool:
+    return status in ("queued", "rendering", "merging")
+
+
+def progress(manifest: RunManifest, status: str) -> dict:
+    total = len(manifest.segments)
+    done = sum(1 for s in manifest.segments if s.state is SegmentState.ACCEPTED)
+    if status == "done":
+        done = total
+    percent = 100.0 if status == "done" else (round(100.0 * done / total, 1) if total else 0.0)
+    if status != "done":
+        percent = min(percent, 99.0)  # merging is still ahead: 100 % means the video is there
+    return {"done": done, "total": total, "percent": percent}
+
+
+def scrub(text: str | None, hidden: list[str], limit: int = 1000) -> str | None:
+    """`text` without server paths (each of `hidden` becomes '<store>'), cut to `limit`."""
+    if text is None:
+        return None
+    for secret in sorted((h for h in hidden if h), key=len, reverse=True):
+        text = text.replace(secret, "<store>")
+    return text[:limit]
+
+
+def spec_view(manifest: RunManifest) -> dict:
+    """The spec as sent back: reference images by content name, never by server path."""
+    data = manifest.spec.model_dump(mode="json")
+    data["reference_images"] = [PurePath(p).name for p in data.get("reference_images", [])]
+    data.pop("storyboard_file", None)
+    return data
+
+
+def render_view(run_id: str, manifest: RunManifest, heartbeat_at: float | None, now: float, stale_after_s: float,
+                links: dict, hidden: list[str]) -> dict:
+    status, interrupted = effective_status(manifest.status, heartbeat_at, now, stale_after_s)
+    error = INTERRUPTED if interrupted else scrub(manifest.error, hidden)
+    return {
+        "id": run_id,
+        "status": status,
+        "prompt": manifest.spec.prompt,
+        "created_at": manifest.created_at,
+        "spec": spec_view(manifest),
+        "progress": progress(manifest, status),
+        "segments": [
+            {
+                "index": r.index, "scene": r.scene_index, "state": r.state.value, "provider": r.provider,
+                "cost_usd": r.cost_usd, "attempts": r.attempts, "regenerations": r.regenerations,
+                "scores": r.scores, "error": scrub(r.error, hidden),
+            }
+            for r in manifest.segments
+        ],
+        "cost_usd": manifest.cost_usd,
+        "warnings": [scrub(w, hidden) for w in manifest.warnings],
+        "error": error,
+        "links": links,
+    }
+
+
+def summary_view(run_id: str, manifest: RunManifest, heartbeat_at: float | None, now: float, stale_after_s: float) -> dict:
+    status, _ = effective_status(manifest.status, heartbeat_at, now, stale_after_s)
+    return {
+        "id": run_id,
+        "status": status,
+        "prompt": manifest.spec.prompt,
+        "created_at": manifest.created_at,
+        "duration_s": manifest.spec.duration_s,
+        "cost_usd": manifest.cost_usd,
+        "progress": progress(manifest, status),
+    }
+
+
+def resume_refusal(status: str) -> tuple[str, str] | None:
+    """Why a run cannot be resumed now (code, message), or None when it can."""
+    if is_active(status):
+        return "already_running", "this render is still running; cancel it first or wait for it to finish"
+    if status == "done":
+        return "already_done", "this render is finished; its video is at links.video"
+    return None
+
+
+def cancel_refusal(status: str) -> tuple[str, str] | None:
+    if not is_active(status):
+        return "already_finished", f"this render is already {status}; resume it with POST /v1/renders/{{id}}/resume"
+    return None

@@ -1,14 +1,33 @@
-# The Ray image with longvid installed: runs the CLI, batch jobs and the Serve app.
+# The Ray image with longvid installed: runs the Serve app, batch jobs and the CLI, and is
+# the image for the KubeRay manifests in deploy/kuberay/.
 #   docker build -t longvid .
-#   docker run --rm -v "$PWD/out:/out" longvid longvid render "a red fox in the snow" -o /out/fox.mp4
+#   docker run --rm -p 8000:8000 --shm-size=2g -e LONGVID_API_TOKENS=... longvid             # serve run serve.app:app
+#   docker run --rm --shm-size=2g -v "$PWD/work:/work" longvid \
+#       python jobs/batch_render.py /work/specs.jsonl --store /work/runs --out-dir /work/renders
 FROM rayproject/ray:2.60.0-py311-gpu
 
+# Created as the image's user (ray), so the install below can write its build files.
+RUN mkdir -p /home/ray/longvid
 WORKDIR /home/ray/longvid
+
+# Dependencies in a layer of their own (torch is large): editing the code does not
+# reinstall them. Empty packages stand in for the code while they install.
 COPY --chown=ray:users pyproject.toml README.md ./
+RUN mkdir longvid serve jobs \
+    && touch longvid/__init__.py serve/__init__.py jobs/__init__.py \
+    && pip install --no-cache-dir . \
+    && pip uninstall --yes longvid \
+    && rm -rf longvid serve jobs build ./*.egg-info
+
 COPY --chown=ray:users longvid ./longvid
 COPY --chown=ray:users serve ./serve
 COPY --chown=ray:users jobs ./jobs
-RUN pip install --no-cache-dir -e .
+RUN pip install --no-cache-dir --no-deps -e .
 
-ENV LONGVID_RUNS_DIR=/home/ray/runs
-CMD ["longvid", "--help"]
+# Runs go to a folder in the image unless LONGVID_STORE says otherwise (s3://bucket/prefix
+# or a mounted volume); Serve listens on every interface of the container.
+ENV LONGVID_STORE=/home/ray/runs \
+    RAY_SERVE_DEFAULT_HTTP_HOST=0.0.0.0 \
+    RAY_USAGE_STATS_ENABLED=0
+EXPOSE 8000 8265
+CMD ["serve", "run", "serve.app:app"]

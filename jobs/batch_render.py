@@ -1,57 +1,332 @@
-"""Render every spec in a JSONL file on the Ray cluster this job runs in.
+"""Render every spec in a JSONL file on the Ray cluster this job runs in, N at a time.
 
-    ray job submit --working-dir . -- python jobs/batch_render.py specs.jsonl --out-dir renders
+    ray job submit --address http://HEAD:8265 --working-dir . -- \\
+        python jobs/batch_render.py specs.jsonl --store s3://bucket/runs --parallel 4
 
-Each line is a RenderSpec as JSON (e.g. {"prompt": "…", "duration_s": 30}). Writes
-renders/<line>.mp4 and renders/summary.json; exits non-zero when any render failed.
+Each line is a RenderSpec as JSON, e.g. {"prompt": "a red fox in the snow", "duration_s": 30}.
+A line's run id is derived from the job name and the line's content, so submitting the
+same job again resumes unfinished renders and skips finished ones. A bad line gets its own
+error and does not stop the others. Writes <out-dir>/<run id>.mp4 and a JSON summary
+(<out-dir>/summary.json, or --summary, which may be s3://); exits 0 when every line is
+done, 1 when any failed or was invalid, 2 when the spec file cannot be read, 130 when stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from dataclasses import replace as _replace
 from pathlib import Path
 
-from pydantic import ValidationError
+from jobs.batch_specs import SpecLine, parse_spec_lines
+from jobs.batch_summary import (
+    RenderRow,
+    exit_code,
+    now_iso,
+    summary_document,
+    summary_table,
+)
+from jobs.locations import base_name, is_s3, read_text, write_text
+from longvid.errors import InputError, LongvidError
 
-from longvid.errors import LongvidError, describe_validation_error
-from longvid.runtime import LocalRunStore, RaySegmentRunner, RenderPipeline, ensure_ray
-from longvid.spec import RenderSpec
+# Set in the environment of a driver started by `ray job submit`.
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("specs", type=Path, help="JSONL file, one RenderSpec per line")
-    parser.add_argument("--out-dir", type=Path, default=Path("renders"))
-    args = parser.parse_args(argv)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batch_render.py", description=__doc__.splitlines()[0])
+    parser.add_argument("specs", help="JSONL file, one RenderSpec per line: a local path or s3://bucket/key")
+    parser.add_argument("--store", default=os.environ.get("LONGVID_STORE", "runs"),
+                        help="run folders: a local folder or s3://bucket/prefix (default: $LONGVID_STORE or ./runs)")
+    parser.add_argument("--out-dir", type=Path, default=Path("renders"),
+                        help="local folder for a copy of each finished video and summary.json (default: %(default)s)")
+    parser.add_argument("--no-copy", action="store_true",
+                        help="leave finished videos in the store only (e.g. on S3), no copies in --out-dir")
+    parser.add_argument("--summary", default=None, help="where to write the JSON summary, local or s3:// (default: OUT_DIR/summary.json)")
+    parser.add_argument("--parallel", type=int, default=2, help="renders in flight at once (default: %(default)s)")
+    parser.add_argument("--job-name", default=None, help="names the runs (default: the spec file's name); keep it to resume")
+    parser.add_argument("--planner", default="auto", choices=["auto", "gemini", "offline"],
+                        help="auto: Gemini when GOOGLE_API_KEY/GEMINI_API_KEY is set, else offline (default)")
+    parser.add_argument("--ray-address", default=None, help="Ray cluster (default: RAY_ADDRESS, set by `ray job submit`; else in-process)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for an in-process Ray (default: all)")
+    parser.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture for the judge (default %(default)s)")
+    parser.add_argument("--clip-checkpoint", type=Path, default=None, help="local CLIP weights file for the judge")
+    parser.add_argument("--allow-download", action="store_true", help="let the judge download CLIP weights if none are cached")
+    parser.add_argument("--no-stream-copy", action="store_true", help="re-encode every frame at merge")
+    return parser
 
-    ensure_ray()
-    pipeline = RenderPipeline(LocalRunStore(args.out_dir / "runs"), RaySegmentRunner())
-    rows = []
-    for number, line in enumerate(args.specs.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+
+# -- wiring: the same planner and judge choices as `longvid render` ------------------------
+
+def make_planner(choice: str, spec):
+    from longvid.planning import OfflinePlanner
+
+    if choice == "offline" or spec.storyboard_file is not None:
+        return OfflinePlanner()
+    from longvid.planning.gemini import GeminiPlanner, gemini_available
+
+    if choice == "auto" and not gemini_available():
+        return OfflinePlanner()
+    return GeminiPlanner(allow_fallback=choice == "auto")  # an explicit gemini fails rather than falling back
+
+
+def make_judge(args: argparse.Namespace, spec):
+    if spec.judge == "off":
+        return None
+    from longvid.consistency import JudgeConfig
+    from longvid.consistency.pipeline_judge import create_pipeline_judge
+
+    config = JudgeConfig(backend=spec.judge, model_name=args.clip_model, checkpoint_path=args.clip_checkpoint,
+                         allow_download=args.allow_download)
+    return create_pipeline_judge(config, spec.reference_images)
+
+
+def release_judge(judge) -> None:
+    """A judge's actors belong to one render; a long batch must not accumulate them."""
+    import ray
+
+    for actor in (getattr(judge, "actor", None), getattr(judge, "context", None)):
+        if isinstance(actor, ray.actor.ActorHandle):
+            try:
+                ray.kill(actor)
+            except Exception:  # already gone
+                pass
+
+
+# -- progress: one line per event, prefixed with the spec's line -----------------------------
+
+class LineProgress:
+    def __init__(self, console, label: str):
+        self.console, self.label = console, label
+        self.total = 0
+        self.accepted: set[int] = set()
+
+    def say(self, text: str) -> None:
+        self.console.print(f"{self.label} {text}")
+
+    def planned(self, storyboard, jobs, run):
+        self.total = len(jobs)
+        self.say(f"{len(storyboard.scenes)} scenes, {len(jobs)} segments -> {run.location()}")
+
+    def segment(self, index, state, detail=""):
+        from longvid.spec import SegmentState
+
+        if state is SegmentState.ACCEPTED:
+            self.accepted.add(index)
+        self.say(f"segment {index}: {state.value}{' ' + detail if detail else ''} ({len(self.accepted)}/{self.total} accepted)")
+
+    def merging(self):
+        self.say("merging")
+
+
+# -- one line ----------------------------------------------------------------------------
+
+@dataclass
+class BatchJob:
+    args: argparse.Namespace
+    store: object
+    console: object
+    stop: threading.Event
+
+    def render(self, item: SpecLine) -> RenderRow:
+        """Render (or resume, or skip) one spec; every failure becomes the row's error."""
+        from longvid.runtime.pipeline import Cancelled
+
         started = time.perf_counter()
-        row = {"line": number, "status": "failed"}
+        base = RenderRow(line=item.line, status="failed", run_id=item.run_id, prompt=item.spec.prompt[:200])
+        progress = LineProgress(self.console, f"[{item.line:04d} {item.run_id}]")
         try:
-            spec = RenderSpec.model_validate_json(line)
-            result = pipeline.render(spec, output=args.out_dir / f"{number:04d}.mp4")
-            row.update(status="done", output=result.output, duration_s=result.duration_s, cost_usd=result.cost_usd, run_id=result.run_id)
-        except ValidationError as exc:
-            row["error"] = describe_validation_error(exc)
+            row = self._render(item, base, progress)
+        except Cancelled as exc:
+            row = _replace(base, status="cancelled", error=f"{exc}; submit the job again to resume")
+        except InputError as exc:
+            row = _replace(base, status="invalid", error=str(exc))
         except LongvidError as exc:
-            row["error"] = str(exc)
-        row["wall_s"] = round(time.perf_counter() - started, 2)
-        rows.append(row)
-        print(f"{number:4d} {row['status']:7s} {row['wall_s']:8.1f}s {row.get('output') or row.get('error')}", flush=True)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "summary.json").write_text(json.dumps(rows, indent=2))
-    failed = sum(1 for r in rows if r["status"] != "done")
-    print(f"{len(rows) - failed} done, {failed} failed; summary in {args.out_dir / 'summary.json'}")
-    return 1 if failed else 0
+            row = _replace(base, status="failed", error=str(exc))
+        except Exception as exc:  # a bug or a cluster failure: this line fails, the others go on
+            row = _replace(base, status="failed", error=f"{exc.__class__.__name__}: {exc}"[:1000])
+        row = _replace(row, wall_s=round(time.perf_counter() - started, 3))
+        progress.say(row.status + (f": {row.error}" if row.error else f" in {row.wall_s:.1f} s, ${row.cost_usd or 0:.2f}"))
+        return row
+
+    def _render(self, item: SpecLine, base: RenderRow, progress: LineProgress) -> RenderRow:
+        from longvid.runtime import RaySegmentRunner, RenderPipeline
+        from longvid.runtime.store import FINAL
+
+        spec, run_id = item.spec, item.run_id
+        action = "rendered"
+        if self.store.has_run(run_id):
+            finished = self.finished_row(base, progress)
+            if finished is not None:
+                return finished
+            action = "resumed"
+        if self.stop.is_set():
+            return _replace(base, status="cancelled", action=action, error="not started: the job was stopped; submit it again to render")
+        planner = make_planner(self.args.planner, spec)
+        RenderPipeline(self.store, planner=planner).check_inputs(spec)  # refuse before starting judge actors
+        judge = make_judge(self.args, spec)
+        if judge is not None:
+            progress.say(f"judge: {judge.backend}" + (f" ({judge.notes})" if judge.notes else ""))
+        try:
+            pipeline = RenderPipeline(self.store, RaySegmentRunner(), planner=planner, progress=progress, judge=judge,
+                                      stop=self.stop, stream_copy=not self.args.no_stream_copy)
+            progress.say(("resuming" if action == "resumed" else "rendering") + f" {spec.prompt[:80]!r}")
+            result = pipeline.render(spec, output=self.output_path(run_id), run_id=run_id)
+        finally:
+            if judge is not None:
+                release_judge(judge)
+        return _replace(base, status="done", action=action, video_s=round(result.duration_s, 3), cost_usd=result.cost_usd,
+                        segments=result.segments, generated_segments=result.generated_segments,
+                        reused_segments=result.reused_segments, final=self.store.open(run_id).location(FINAL),
+                        output=result.output if self.output_path(run_id) else None, warnings=list(result.warnings))
+
+    def finished_row(self, base: RenderRow, progress: LineProgress) -> RenderRow | None:
+        """The row for a run that finished in an earlier job, or None if it must go on."""
+        from longvid.runtime.store import FINAL, REPORT, atomic_copy, read_manifest
+
+        run = self.store.open(base.run_id)
+        manifest = read_manifest(run)
+        if manifest.status != "done" or not run.exists(FINAL) or not run.exists(REPORT):
+            return None
+        report = json.loads(run.read_bytes(REPORT))
+        output = self.output_path(base.run_id)
+        if output is not None and not output.exists():
+            atomic_copy(run.local_path(FINAL), output)
+        progress.say("already done in an earlier job; not rendered again")
+        return _replace(base, status="done", action="already_done", video_s=report.get("duration_s"), cost_usd=manifest.cost_usd,
+                        segments=len(manifest.segments), generated_segments=0, reused_segments=len(manifest.segments),
+                        final=run.location(FINAL), output=str(output) if output else None, warnings=list(manifest.warnings))
+
+    def output_path(self, run_id: str) -> Path | None:
+        return None if self.args.no_copy else self.args.out_dir / f"{run_id}.mp4"
+
+
+# -- the whole job -------------------------------------------------------------------------
+
+def run_lines(job: BatchJob, lines: list[SpecLine], parallel: int, on_rows) -> list[RenderRow]:
+    """Invalid lines are reported at once; identical lines are rendered once. The rest run
+    in `parallel` driver threads, each one RenderPipeline whose segments are Ray tasks: the
+    segments of all N renders are in flight together, spread by Ray over every node (and,
+    on an autoscaling cluster, their pending demand is what brings up more GPU workers).
+    Threads rather than processes: a render's driver work is waiting on Ray and on I/O."""
+    rows: list[RenderRow] = []
+    first_line: dict[str, SpecLine] = {}
+    copies: dict[str, list[int]] = {}
+    for item in lines:
+        if item.error is not None:
+            rows.append(RenderRow(line=item.line, status="invalid", error=item.error))
+        elif item.run_id in first_line:
+            copies[item.run_id].append(item.line)
+        else:
+            first_line[item.run_id] = item
+            copies[item.run_id] = []
+    if rows:
+        for row in rows:
+            job.console.print(f"[{row.line:04d}] invalid: {row.error}")
+        on_rows(list(rows))
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="render") as pool:
+        futures = {pool.submit(job.render, item): item for item in first_line.values()}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = futures[future]
+                row = future.result()
+                batch = [row] + [row.duplicate(line, of=item.line) for line in copies[item.run_id]]
+                rows.extend(batch)
+                on_rows(batch)
+    return sorted(rows, key=lambda r: r.line)
+
+
+def relative_path_warnings(args: argparse.Namespace) -> list[str]:
+    """Under `ray job submit` the working directory is a temporary copy: relative local
+    paths would put runs there, where the next submission cannot find them to resume."""
+    if RAY_JOB_ENV not in os.environ:
+        return []
+    named = {"--store": args.store, "--summary": args.summary or args.out_dir / "summary.json"}
+    if not args.no_copy:
+        named["--out-dir"] = args.out_dir
+    return [f"{flag} {value} is relative: it lands in the job's temporary working directory ({os.getcwd()}); "
+            f"pass an absolute path or s3://bucket/prefix so a re-submitted job can resume"
+            for flag, value in named.items() if value is not None and not is_s3(value) and not Path(str(value)).is_absolute()]
+
+
+def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
+    from rich.console import Console
+
+    args = build_parser().parse_args(argv)
+    stop = stop or threading.Event()
+    # Job logs are not a terminal: give the summary table room instead of 80 columns.
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    if args.parallel < 1:
+        console.print("batch_render: error: --parallel must be at least 1")
+        return 2
+    summary_at = args.summary or str(args.out_dir / "summary.json")
+    job_name = args.job_name or base_name(args.specs)
+    try:
+        lines = parse_spec_lines(read_text(args.specs), job_name)
+        if not lines:
+            raise InputError(f"{args.specs} has no specs; write one JSON object per line")
+    except InputError as exc:
+        console.print(f"batch_render: error: {exc}")
+        return 2
+    for warning in relative_path_warnings(args):
+        console.print(f"batch_render: warning: {warning}")
+
+    from longvid.runtime import ensure_ray, open_store
+
+    ensure_ray(args.ray_address, args.num_cpus)
+    store = open_store(args.store)
+    console.print(f"job {job_name}: {len(lines)} specs from {args.specs}, {args.parallel} at a time, runs in {store.url}")
+    started_at, started = now_iso(), time.perf_counter()
+    all_rows: list[RenderRow] = []
+    lock = threading.Lock()
+
+    def write_summary(finished: bool) -> None:
+        document = summary_document(job=job_name, specs=str(args.specs), store=store.url, parallel=args.parallel,
+                                    started_at=started_at, wall_s=time.perf_counter() - started, rows=all_rows, finished=finished)
+        write_text(summary_at, json.dumps(document, indent=2, ensure_ascii=False))
+
+    def on_rows(rows: list[RenderRow]) -> None:  # the summary is kept current while the job runs
+        with lock:
+            all_rows.extend(rows)
+            write_summary(finished=False)
+
+    job = BatchJob(args=args, store=store, console=console, stop=stop)
+    rows = run_lines(job, lines, args.parallel, on_rows)
+    with lock:
+        write_summary(finished=True)
+    console.print(summary_table(rows, f"job {job_name}: {time.perf_counter() - started:.1f} s"))
+    done = sum(1 for r in rows if r.status == "done")
+    console.print(f"{done} done, {len(rows) - done} not done; summary in {summary_at}")
+    return exit_code(rows, stop.is_set())
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """First SIGTERM (`ray job stop`) or Ctrl-C: stop submitting, cancel what runs, and leave
+    every run resumable. A second one aborts at once."""
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("batch_render: stopping; runs stay resumable (signal again to abort now)", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs signed download URLs at INFO
+    event = threading.Event()
+    stop_on_signals(event)
+    sys.exit(main(stop=event))

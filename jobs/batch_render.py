@@ -34,6 +34,7 @@ from jobs.batch_summary import (
     summary_table,
 )
 from jobs.locations import base_name, is_s3, read_text, write_text
+from longvid.components import make_judge, make_planner, release_judge
 from longvid.errors import InputError, LongvidError
 
 # Set in the environment of a driver started by `ray job submit`.
@@ -64,41 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- wiring: the same planner and judge choices as `longvid render` ------------------------
-
-def make_planner(choice: str, spec):
-    from longvid.planning import OfflinePlanner
-
-    if choice == "offline" or spec.storyboard_file is not None:
-        return OfflinePlanner()
-    from longvid.planning.gemini import GeminiPlanner, gemini_available
-
-    if choice == "auto" and not gemini_available():
-        return OfflinePlanner()
-    return GeminiPlanner(allow_fallback=choice == "auto")  # an explicit gemini fails rather than falling back
-
-
-def make_judge(args: argparse.Namespace, spec):
-    if spec.judge == "off":
-        return None
-    from longvid.consistency import JudgeConfig
-    from longvid.consistency.pipeline_judge import create_pipeline_judge
-
-    config = JudgeConfig(backend=spec.judge, model_name=args.clip_model, checkpoint_path=args.clip_checkpoint,
-                         allow_download=args.allow_download)
-    return create_pipeline_judge(config, spec.reference_images)
-
-
-def release_judge(judge) -> None:
-    """A judge's actors belong to one render; a long batch must not accumulate them."""
-    import ray
-
-    for actor in (getattr(judge, "actor", None), getattr(judge, "context", None)):
-        if isinstance(actor, ray.actor.ActorHandle):
-            try:
-                ray.kill(actor)
-            except Exception:  # already gone
-                pass
-
 
 # -- progress: one line per event, prefixed with the spec's line -----------------------------
 
@@ -169,9 +135,9 @@ class BatchJob:
             action = "resumed"
         if self.stop.is_set():
             return _replace(base, status="cancelled", action=action, error="not started: the job was stopped; submit it again to render")
-        planner = make_planner(self.args.planner, spec)
+        planner = make_planner(self.args.planner, spec.storyboard_file is not None)
         RenderPipeline(self.store, planner=planner).check_inputs(spec)  # refuse before starting judge actors
-        judge = make_judge(self.args, spec)
+        judge = make_judge(spec, self.args.clip_model, self.args.clip_checkpoint, self.args.allow_download)
         if judge is not None:
             progress.say(f"judge: {judge.backend}" + (f" ({judge.notes})" if judge.notes else ""))
         try:

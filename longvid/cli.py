@@ -131,16 +131,9 @@ def _spec_from(args: argparse.Namespace) -> RenderSpec:
 
 
 def _planner(args: argparse.Namespace):
-    from .planning import OfflinePlanner
+    from .components import make_planner
 
-    if getattr(args, "planner", "offline") == "offline" or getattr(args, "storyboard", None) is not None:
-        return OfflinePlanner()
-    from .planning.gemini import GeminiPlanner, gemini_available
-
-    if args.planner == "auto" and not gemini_available():
-        return OfflinePlanner()
-    # An explicit --planner gemini fails rather than falling back quietly.
-    return GeminiPlanner(allow_fallback=args.planner == "auto")
+    return make_planner(getattr(args, "planner", "offline"), getattr(args, "storyboard", None) is not None)
 
 
 def _console():
@@ -257,14 +250,9 @@ def _graceful_stop(stop) -> None:
 
 
 def _make_judge(args: argparse.Namespace, spec: RenderSpec):
-    if spec.judge == "off":
-        return None
-    from .consistency import JudgeConfig
-    from .consistency.pipeline_judge import create_pipeline_judge
+    from .components import make_judge
 
-    config = JudgeConfig(backend=spec.judge, model_name=args.clip_model, checkpoint_path=args.clip_checkpoint,
-                         allow_download=args.allow_download)
-    return create_pipeline_judge(config, spec.reference_images)
+    return make_judge(spec, args.clip_model, args.clip_checkpoint, args.allow_download)
 
 
 def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work, planner=None) -> int:

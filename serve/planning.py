@@ -10,21 +10,10 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from longvid.components import make_planner
 from longvid.errors import InputError, LongvidError, describe_validation_error
 from longvid.runtime.pipeline import RenderPipeline
 from longvid.spec import RenderSpec, Storyboard
-
-
-def make_planner(mode: str):
-    from longvid.planning import OfflinePlanner
-
-    if mode == "offline":
-        return OfflinePlanner()
-    from longvid.planning.gemini import GeminiPlanner, gemini_available
-
-    if mode == "auto" and not gemini_available():
-        return OfflinePlanner()
-    return GeminiPlanner(allow_fallback=mode == "auto")  # an explicit 'gemini' fails rather than falling back
 
 
 class PlanService:

@@ -29,19 +29,14 @@ STOPPED_BY_SHUTDOWN = "stopped: the server shut down; resume it to continue (fin
 
 
 def make_judge(spec):
-    """The consistency judge a render asked for, wired as the CLI wires it (Ray actors);
-    CLIP weights come from LONGVID_CLIP_CHECKPOINT or the local cache, never a download."""
-    if spec.judge == "off":
-        return None
+    """The consistency judge a render asked for; CLIP weights come from
+    LONGVID_CLIP_CHECKPOINT or the local cache, never a download on a server."""
     from pathlib import Path
 
-    from longvid.consistency import JudgeConfig
-    from longvid.consistency.pipeline_judge import create_pipeline_judge
+    from longvid import components
 
     checkpoint = os.environ.get("LONGVID_CLIP_CHECKPOINT", "").strip()
-    config = JudgeConfig(backend=spec.judge, model_name=os.environ.get("LONGVID_CLIP_MODEL", "ViT-B-32"),
-                         checkpoint_path=Path(checkpoint) if checkpoint else None, allow_download=False)
-    return create_pipeline_judge(config, spec.reference_images)
+    return components.make_judge(spec, os.environ.get("LONGVID_CLIP_MODEL") or None, Path(checkpoint) if checkpoint else None)
 
 
 @dataclass

@@ -18,14 +18,13 @@ import datetime as dt
 import json
 import os
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from longvid.errors import InputError, LongvidError
 from longvid.manifest import RunManifest, RunPlan, SegmentRecord
-from longvid.runtime.store import MANIFEST, PLAN, read_manifest, write_model
+from longvid.runtime.store import MANIFEST, PLAN, read_manifest, synced_temp_file, write_model
 
 from .images import InputImages
 
@@ -67,12 +66,8 @@ def create_exclusive(run, name: str, data: bytes) -> bool:
     local = getattr(run, "path", None)
     if local is not None:
         target = Path(local) / name
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent)
+        tmp = synced_temp_file(target, data)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
             os.link(tmp, target)  # atomic, and fails if the target exists
             return True
         except FileExistsError:

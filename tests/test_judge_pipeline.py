@@ -2,36 +2,23 @@
 clean renders are left alone, and on Ray the judge and compressor run as actors."""
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from provider_doubles import drifting_provider
 
 from longvid.cli import main
 from longvid.consistency import FramePackCompressor, JudgeConfig
 from longvid.consistency.pipeline_judge import ConsistencySegmentJudge
 from longvid.manifest import load_manifest
 from longvid.providers import register_provider
-from longvid.providers.preview import PREVIEW_CAPABILITIES, PreviewProvider
 from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
-from longvid.spec import Character, RenderSpec
+from longvid.spec import RenderSpec
 
 SPEC = dict(prompt="a red fox explores a snowy forest at dawn", duration_s=20, fps=12, resolution="360p", continuity="auto")
 
 
-class DriftingProvider(PreviewProvider):
-    """The preview renderer, except that the planned first attempt of DRIFT_AT comes out
-    with the wrong palette and subject (as a model sometimes does)."""
-
-    capabilities = replace(PREVIEW_CAPABILITIES, name="drifting")
-    drift_at: dict[int, int] = {}  # segment index -> the seed that drifts
-
-    def submit(self, job, conditioning_png=None):
-        if DriftingProvider.drift_at.get(job.index) == job.seed:
-            scene = job.scene.model_copy(update={"color_palette": ["#ff0000", "#aa0000", "#220000", "#550000"],
-                                                 "characters": [Character(name="blue whale")]})
-            job = job.model_copy(update={"scene": scene})
-        return super().submit(job, conditioning_png)
+DriftingProvider = drifting_provider("drifting")
 
 
 def _render(tmp_path, drift=None):

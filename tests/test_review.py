@@ -7,12 +7,11 @@ from __future__ import annotations
 import base64
 import html.parser
 import io
-from dataclasses import replace
 from itertools import pairwise
-from typing import ClassVar
 
 import numpy as np
 import pytest
+from provider_doubles import drifting_provider
 from PIL import Image
 
 from longvid.consistency import FramePackCompressor, JudgeConfig
@@ -20,7 +19,6 @@ from longvid.consistency.keyframes import decode_frames
 from longvid.consistency.pipeline_judge import ConsistencySegmentJudge
 from longvid.manifest import RunPlan, reset, transition
 from longvid.providers import registry
-from longvid.providers.preview import PREVIEW_CAPABILITIES, PreviewProvider
 from longvid.review import (
     CONTACT_SHEET,
     REPORT_HTML,
@@ -43,24 +41,12 @@ from longvid.review.layout import thumbnail_size
 from longvid.review.thumbnails import decode_thumbnails
 from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
 from longvid.runtime.store import PLAN, read_manifest
-from longvid.spec import Character, RenderSpec, SegmentState
+from longvid.spec import RenderSpec, SegmentState
 
 HOSTILE_PROMPT = 'a red fox <script>alert("pwned")</script> & "friends" explore a snowy forest'
 
 
-class DriftingProvider(PreviewProvider):
-    """The preview renderer, except that one planned attempt comes out in the wrong palette
-    with the wrong subject, so the judge must send it back (as a model sometimes does)."""
-
-    capabilities = replace(PREVIEW_CAPABILITIES, name="review-drifting")
-    drift_at: ClassVar[dict[int, int]] = {}  # segment index -> the seed that drifts
-
-    def submit(self, job, conditioning_png=None):
-        if DriftingProvider.drift_at.get(job.index) == job.seed:
-            scene = job.scene.model_copy(update={"color_palette": ["#ff0000", "#aa0000", "#220000", "#550000"],
-                                                 "characters": [Character(name="blue whale")]})
-            job = job.model_copy(update={"scene": scene})
-        return super().submit(job, conditioning_png)
+DriftingProvider = drifting_provider("review-drifting")
 
 
 @pytest.fixture(scope="module")

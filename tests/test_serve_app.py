@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from provider_doubles import RecordingRenderer
 from fastapi.testclient import TestClient
 from media_helpers import solid_frames, write_clip
 from PIL import Image
@@ -301,16 +302,6 @@ def test_status_shown_to_clients():
 
 
 # -- the app, in-process --------------------------------------------------------------------------
-
-class RecordingRenderer:
-    """Records which attempts the API asked to start (renders are not executed here)."""
-
-    def __init__(self):
-        self.started = []
-
-    def start(self, run_id, attempt):
-        self.started.append((run_id, attempt))
-        return True
 
 
 def make_client(tmp_path, **overrides):

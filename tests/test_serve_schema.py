@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from provider_doubles import RecordingRenderer
 import schemathesis
 import yaml
 from hypothesis import HealthCheck, settings
@@ -25,15 +26,6 @@ from serve.settings import ApiSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "schema-test-token-5b7e0c2a91d84f36"
-
-
-class RecordingRenderer:
-    def __init__(self):
-        self.started = []
-
-    def start(self, run_id, attempt):
-        self.started.append((run_id, attempt))
-        return True
 
 
 def no_host_names(host: str, port: int) -> list[str]:

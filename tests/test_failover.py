@@ -75,9 +75,9 @@ def test_gate_slots_leases_and_breaker():
     clock.now = 181  # half-open: exactly one probe goes
     assert gate.snapshot()["breaker"] == "half_open"
     assert gate.try_acquire("r3/0") == Admission.OK
-    gate.release("r3/0")
     assert gate.try_acquire("r3/1") == Admission.OPEN  # the probe is still out
     assert gate.record(True) == "closed"
+    gate.release("r3/0")
     assert gate.try_acquire("r3/1") == Admission.OK
 
 
@@ -236,3 +236,18 @@ def test_random_faults_never_pass_the_budget_or_hide_a_task(two_providers, tmp_p
             assert record.state in (SegmentState.ACCEPTED, SegmentState.PENDING) or (record.error and f"segment {record.index}" in outcome)
     text = (store / "r" / "manifest.json").read_text()
     assert fake_runway.DEFAULT_KEY not in text and fake_veo.DEFAULT_KEY not in text and fake_veo.DEFAULT_KEY not in outcome
+
+
+def test_a_half_open_probe_that_ends_without_an_outcome_frees_the_probe():
+    """A probe slot released with no verdict (the segment came from the cache, or the run
+    was cancelled) must not leave the breaker waiting for that probe for ever."""
+    clock = Clock()
+    gate = ProviderGate("veo", GateConfig(breaker=BreakerConfig(open_seconds=10)), clock)
+    for _ in range(4):
+        gate.record(False)
+    clock.now = 11
+    assert gate.try_acquire("r/0") == Admission.OK  # the probe
+    assert gate.try_acquire("r/1") == Admission.OPEN
+    gate.release("r/0")  # no outcome recorded
+    assert gate.try_acquire("r/1") == Admission.OK  # the next call may probe
+    assert gate.record(True) == "closed"

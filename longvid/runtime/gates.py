@@ -56,13 +56,14 @@ class ProviderGate:
         self._clock = clock
         self._breaker = CircuitBreaker(self.config.breaker)
         self._leases: dict[str, float] = {}  # holder -> lease expiry
+        self._probe: str | None = None  # the holder sent as the half-open breaker's one trial call
         self._calls = 0
         self._failures = 0
 
     def _expire(self, now: float) -> None:
         for holder, until in list(self._leases.items()):
             if until <= now:
-                del self._leases[holder]
+                self.release(holder)
 
     def try_acquire(self, holder: str) -> str:
         """A slot for `holder` (a run's segment), or why not. Re-acquiring is a no-op."""
@@ -73,8 +74,11 @@ class ProviderGate:
         limit = self.config.max_concurrent
         if limit is not None and len(self._leases) >= limit:
             return Admission.BUSY
+        half_open = self._breaker.state is not BreakerState.CLOSED
         if not self._breaker.allow(now):
             return Admission.OPEN
+        if half_open:
+            self._probe = holder
         self._leases[holder] = now + self.config.lease_s
         return Admission.OK
 
@@ -85,18 +89,22 @@ class ProviderGate:
 
     def release(self, holder: str) -> None:
         self._leases.pop(holder, None)
+        if holder == self._probe:  # the trial call ended without an outcome (e.g. a cache hit): allow another
+            self._probe = None
+            self._breaker.probing = False
 
     def release_prefix(self, prefix: str) -> int:
         """Drop every slot of one run (a resumed run after its driver died)."""
         stale = [h for h in self._leases if h.startswith(prefix)]
         for holder in stale:
-            del self._leases[holder]
+            self.release(holder)
         return len(stale)
 
     def record(self, ok: bool) -> str:
         """A call's outcome, for the breaker. Returns the breaker's state after it."""
         self._calls += 1
         self._failures += 0 if ok else 1
+        self._probe = None
         self._breaker.record(ok, self._clock())
         return self._breaker.state.value
 

@@ -703,7 +703,6 @@ class _GenerateLoop:
                 self._write(_with_ledger(self.manifest, ledger))
             task_id = self.router.client(name).submit(attempt, conditioning)
         except Exception as exc:  # refused by the budget or by the provider's create call
-            self.router.release(name, index)
             if reserved:
                 if _nothing_created(exc):
                     ledger.release(entry, note=f"create call refused: {exc.__class__.__name__}")
@@ -711,7 +710,8 @@ class _GenerateLoop:
                     ledger.charge(entry, None, note="create outcome unknown; counted at the estimate")
             code = "BUDGET" if isinstance(exc, BudgetExceeded) else getattr(exc, "failure_code", None)
             if counts_against_provider(code):
-                self.router.record(name, False)
+                self.router.record(name, False)  # the outcome first: a half-open probe's slot then closes cleanly
+            self.router.release(name, index)
             reason = f"{name}: {exc.__class__.__name__}: {exc}"
             self._write(transition(_with_ledger(self.manifest, ledger), index, SegmentState.FAILED, error=reason[:500]))
             if not isinstance(exc, InputError) and self.router.exclude(index, name, f"{exc.__class__.__name__}: {exc}"):
@@ -740,8 +740,8 @@ class _GenerateLoop:
         except Exception as exc:  # recorded, reported, never swallowed
             self._collect_failed(attempt, key, name, exc)
             return
-        self.router.release(name, attempt.index)
         self.router.record(name, True)
+        self.router.release(name, attempt.index)
         self.generated += 1
         if self._paid(name):
             _settle(self.ledger, result.task_id, result.cost_usd)
@@ -762,13 +762,13 @@ class _GenerateLoop:
             self._launch(name, record.task_id, attempt, key, conditioning)
             self.p.progress.segment(index, SegmentState.SUBMITTED, f"polling again: {reason[:80]}")
             return
+        if decision is not FailureDecision.LEAVE_SUBMITTED and counts_against_provider(code):
+            self.router.record(name, False)
         self.router.release(name, index)
         if decision is FailureDecision.LEAVE_SUBMITTED:  # still running: resume polls it, never pays again
             self._give_up(index, reason)
             self.p.progress.segment(index, SegmentState.SUBMITTED, reason)
             return
-        if counts_against_provider(code):
-            self.router.record(name, False)
         if paid:  # the provider may have charged: count it at the estimate
             _settle(self.ledger, record.task_id, None, "failed; counted at the estimate")
         self._write(transition(_with_ledger(self.manifest, self.ledger), index, SegmentState.FAILED, error=reason[:500]))

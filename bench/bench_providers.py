@@ -56,10 +56,15 @@ def main() -> int:
 
     rows = []
     folder = Path(tempfile.mkdtemp(prefix="longvid-bench-providers-"))
-    for label, runner in (("parallel (Ray, admission)", RaySegmentRunner()), ("sequential (one at a time)", OneAtATime())):
+    # The provider gate (a named Ray actor) caps tasks in flight per provider account across
+    # the cluster: unlimited, then a limit of 2, show what the cap costs.
+    runs = (("parallel (Ray, admission)", RaySegmentRunner(), "0"), ("parallel, gate limit 2", RaySegmentRunner(), "2"),
+            ("sequential (one at a time)", OneAtATime(), "0"))
+    for number, (label, runner, limit) in enumerate(runs):
         fake.reset()
+        os.environ["LONGVID_MAX_CONCURRENT_RUNWAY"] = limit
         started = time.perf_counter()
-        result = RenderPipeline(LocalRunStore(folder / label.split()[0]), runner).render(spec, planned=(storyboard, jobs))
+        result = RenderPipeline(LocalRunStore(folder / str(number)), runner).render(spec, planned=(storyboard, jobs))
         rows.append((label, time.perf_counter() - started, result, fake.counts["create"]))
     ideal = latency_s + planning_s + rows[0][2].merge.seconds
     print(f"fake Runway: {args.latency_polls} polls x {args.poll_interval:g} s; one task end to end: {latency_s:.2f} s; "
@@ -68,7 +73,7 @@ def main() -> int:
     print(f"{'ideal (1 latency + plan + merge)':30s} {ideal:8.2f} {1.0:8.2f}")
     for label, wall, result, creates in rows:
         print(f"{label:30s} {wall:8.2f} {wall / ideal:8.2f} {result.merge.seconds:8.2f} {creates:8d}")
-    print(f"sequential / parallel: {rows[1][1] / rows[0][1]:.2f}x")
+    print(f"sequential / parallel: {rows[2][1] / rows[0][1]:.2f}x; limit 2 / unlimited: {rows[1][1] / rows[0][1]:.2f}x")
     shutil.rmtree(folder, ignore_errors=True)
     server.stop()
     ray.shutdown()

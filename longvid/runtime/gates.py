@@ -60,6 +60,12 @@ class ProviderGate:
         self._calls = 0
         self._failures = 0
 
+    def configure(self, config: GateConfig) -> None:
+        """Adopt a driver's settings (limits, breaker timing); state is kept. The latest
+        driver's settings win, so set LONGVID_MAX_CONCURRENT_* alike on every driver."""
+        self.config = config
+        self._breaker.config = config.breaker
+
     def _expire(self, now: float) -> None:
         for holder, until in list(self._leases.items()):
             if until <= now:
@@ -181,9 +187,11 @@ class RayGates:
 
     def _gate(self, provider: str, config: GateConfig):
         if provider not in self._actors:
-            self._actors[provider] = self._actor_class.options(
+            actor = self._actor_class.options(
                 name=f"gate-{provider}", namespace=GATE_NAMESPACE, lifetime="detached", get_if_exists=True
             ).remote(provider, config)
+            actor.configure.remote(config)  # an existing gate takes this driver's settings (actor calls run in order)
+            self._actors[provider] = actor
         return self._actors[provider]
 
     def _call(self, provider: str, config: GateConfig, method: str, *args):

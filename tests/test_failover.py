@@ -251,3 +251,53 @@ def test_a_half_open_probe_that_ends_without_an_outcome_frees_the_probe():
     gate.release("r/0")  # no outcome recorded
     assert gate.try_acquire("r/1") == Admission.OK  # the next call may probe
     assert gate.record(True) == "closed"
+
+
+def test_review_findings_routing_rules():
+    """Premium outranks the creative rule; creative words match whole words only; Runway's
+    INPUT_PREPROCESSING.SAFETY codes count as safety refusals, not provider failures."""
+    from longvid.providers import provider_capabilities
+    from longvid.providers._http import is_safety_refusal
+    from longvid.providers.routing import SegmentNeeds, rank
+    from longvid.spec import AspectRatio, QualityTier
+
+    caps = [provider_capabilities("runway"), provider_capabilities("veo")]
+    needs = dict(aspect=AspectRatio.LANDSCAPE, duration_s=6.0, budget_left_usd=100.0)
+    assert rank(caps, SegmentNeeds(quality=QualityTier.PREMIUM, style="surreal", **needs))[0] == "veo"
+    assert rank(caps, SegmentNeeds(quality=QualityTier.STANDARD, style="surreal", **needs))[0] == "runway"
+    assert rank(caps, SegmentNeeds(quality=QualityTier.STANDARD, style="abstraction of a creative-agency", **needs))[0] == "runway"
+    assert rank(caps, SegmentNeeds(quality=QualityTier.STANDARD, style="an abstractionist office", **needs))[0] == "runway"  # cheaper
+    assert is_safety_refusal("INPUT_PREPROCESSING.SAFETY.TEXT") and not counts_against_provider("INPUT_PREPROCESSING.SAFETY.TEXT")
+
+
+def test_a_full_provider_with_an_open_breaker_sends_segments_on():
+    clock = Clock()
+    gate = ProviderGate("runway", GateConfig(max_concurrent=1, breaker=BreakerConfig(open_seconds=30)), clock)
+    assert gate.try_acquire("a/0") == Admission.OK
+    for _ in range(4):
+        gate.record(False)
+    assert gate.try_acquire("a/1") == Admission.OPEN  # not BUSY: the router moves on to another provider
+
+
+def test_a_refused_prompt_is_reworded_whatever_the_safety_code_family(two_providers, tmp_path):
+    runway, veo = two_providers
+    runway.faults.append(fake_runway.Fault("fail", failure_code="INPUT_PREPROCESSING.SAFETY.TEXT"))
+    spec = RenderSpec(prompt=SURREAL, duration_s=8, resolution="360p", provider="runway,veo", judge="off",
+                      continuity="anchor")
+    RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner()).render(spec, run_id="r")
+    manifest = load_manifest((tmp_path / "r" / "manifest.json").read_text())
+    reworded = [r for r in manifest.segments if r.rephrased_prompt]
+    assert len(reworded) == 1 and reworded[0].provider == "runway"  # reworded, not sent verbatim to Veo
+    assert not veo.operations
+
+
+def test_a_paid_task_that_cannot_be_polled_is_left_for_resume_not_paid_again(two_providers, tmp_path):
+    runway, veo = two_providers
+    runway.faults.append(fake_runway.Fault("500", on="poll", times=40))
+    spec = RenderSpec(prompt=SURREAL, duration_s=5, resolution="360p", provider="runway,veo", judge="off",
+                      continuity="anchor")
+    with pytest.raises(RenderError, match="longvid resume r"):
+        RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner()).render(spec, run_id="r")
+    manifest = load_manifest((tmp_path / "r" / "manifest.json").read_text())
+    assert not veo.operations  # nothing paid twice
+    assert any(r.state is SegmentState.SUBMITTED and r.task_id for r in manifest.segments)

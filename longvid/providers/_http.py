@@ -65,14 +65,18 @@ class RetryAdvice(str, enum.Enum):
     NONE = "none"  # this provider will not do it as configured: fix config or fail over
 
 
+def is_safety_refusal(failure_code: str | None) -> bool:
+    """SAFETY anywhere in the code: SAFETY.INPUT.TEXT, INPUT_PREPROCESSING.SAFETY.TEXT, ..."""
+    return "SAFETY" in (failure_code or "").upper().split(".")
+
+
 def retry_advice(failure_code: str | None) -> RetryAdvice:
     """SAFETY anywhere in the code (SAFETY.INPUT.TEXT, INPUT_PREPROCESSING.SAFETY.TEXT)
     and ASSET.INVALID mean the input must change; auth/rejection/cancel mean the request
     will not work here; SUBMIT.UNKNOWN and TIMEOUT (a task still running) need
     reconciling; everything else (INTERNAL.*, 5xx, 429, corrupt downloads) may be retried."""
     code = (failure_code or "").upper()
-    parts = code.split(".")
-    if "SAFETY" in parts or code.startswith("ASSET.") or code.startswith("INPUT."):
+    if is_safety_refusal(code) or code.startswith("ASSET.") or code.startswith("INPUT."):
         return RetryAdvice.MODIFY
     if code in (AUTH, REJECTED, CANCELLED):
         return RetryAdvice.NONE

@@ -7,6 +7,7 @@ of capable providers for a segment. The runtime feeds them outcomes and follows 
 from __future__ import annotations
 
 import enum
+import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class CircuitBreaker:
 
 
 CREATIVE_WORDS = ("experimental", "creative", "surreal", "abstract", "dreamlike", "psychedelic", "avant-garde")
+_CREATIVE = re.compile(r"\b(" + "|".join(re.escape(w) for w in CREATIVE_WORDS) + r")\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def rank(candidates: Sequence[ProviderCapabilities], needs: SegmentNeeds) -> lis
         preferred = 1
         if needs.quality is QualityTier.PREMIUM and c.name == "veo" and affordable:
             preferred = 0
-        elif any(word in needs.style.lower() for word in CREATIVE_WORDS) and c.name == "runway":
+        elif needs.quality is not QualityTier.PREMIUM and _CREATIVE.search(needs.style) and c.name == "runway":
             preferred = 0
         return (not affordable, preferred, round(cost(c), 6), order[c.name])
 
@@ -160,6 +162,8 @@ def common_durations(rules: Sequence[DurationRule]) -> DurationRule:
 def counts_against_provider(failure_code: str | None) -> bool:
     """Does this failure say something about the provider's health (for its breaker)?
     Content refusals (SAFETY), bad inputs and our own budget say nothing about it."""
-    if failure_code is None:
+    from ._http import is_safety_refusal
+
+    if failure_code is None or is_safety_refusal(failure_code):
         return False
-    return not failure_code.startswith(("SAFETY", "ASSET", "INPUT", "HTTP.REJECTED", "HTTP.AUTH", "BUDGET"))
+    return not failure_code.upper().startswith(("ASSET.", "INPUT.", "HTTP.REJECTED", "HTTP.AUTH", "BUDGET"))

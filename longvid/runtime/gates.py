@@ -77,16 +77,26 @@ class ProviderGate:
         self._expire(now)
         if holder in self._leases:
             return Admission.OK
+        # Health before room: a full provider whose breaker is open must send segments on to
+        # the next provider, not make them wait for a slot.
+        if self._refuses(now):
+            return Admission.OPEN
         limit = self.config.max_concurrent
         if limit is not None and len(self._leases) >= limit:
             return Admission.BUSY
-        half_open = self._breaker.state is not BreakerState.CLOSED
-        if not self._breaker.allow(now):
-            return Admission.OPEN
-        if half_open:
+        probe_call = self._breaker.state is not BreakerState.CLOSED
+        self._breaker.allow(now)  # takes the half-open probe when this is it
+        if probe_call:
             self._probe = holder
         self._leases[holder] = now + self.config.lease_s
         return Admission.OK
+
+    def _refuses(self, now: float) -> bool:
+        """Would the breaker refuse a call now? (Without taking the half-open probe.)"""
+        breaker = self._breaker
+        if breaker.state is BreakerState.OPEN:
+            return now - breaker.opened_at < breaker.config.open_seconds
+        return breaker.state is BreakerState.HALF_OPEN and breaker.probing
 
     def hold(self, holder: str) -> None:
         """Take a slot whatever the limit: for a task that already exists at the provider

@@ -30,6 +30,7 @@ from ..planning.segmentation import DEFAULT_RULES
 from ..providers import create_provider, provider_capabilities
 from ..providers.base import ProviderCapabilities
 from ..providers.ledger import BudgetExceeded, CostLedger, EntryState, LedgerEntry
+from ..providers._http import is_safety_refusal
 from ..providers.routing import counts_against_provider
 from ..spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
@@ -59,9 +60,13 @@ def failure_decision(exc: BaseException, tries: int, max_tries: int, paid_task: 
     advice = retry_advice(code)
     if advice is RetryAdvice.CHECK:
         return FailureDecision.LEAVE_SUBMITTED
-    if tries >= max_tries or advice is not RetryAdvice.SAME:
+    if advice is not RetryAdvice.SAME:
         return FailureDecision.GIVE_UP
-    return FailureDecision.COLLECT_AGAIN if getattr(exc, "retryable", False) else FailureDecision.NEW_TASK
+    reachable_only = getattr(exc, "retryable", False)  # polling or downloading failed, not the task
+    if tries >= max_tries:
+        # A paid task we merely could not reach may still finish: resume polls it, never pays again.
+        return FailureDecision.LEAVE_SUBMITTED if reachable_only and paid_task else FailureDecision.GIVE_UP
+    return FailureDecision.COLLECT_AGAIN if reachable_only else FailureDecision.NEW_TASK
 
 
 class Cancelled(LongvidError):
@@ -227,6 +232,7 @@ class RenderPipeline:
         try:
             return _GenerateLoop(self, run, manifest, jobs, capabilities, router).run()
         finally:
+            router.release_all()  # whatever ended the loop (an error included), this run holds no slot now
             self._save_health(router)
             router.close()
 
@@ -537,10 +543,11 @@ def _with_ledger(manifest: RunManifest, ledger: CostLedger) -> RunManifest:
     return manifest.model_copy(update={"ledger": [asdict(e) for e in ledger.entries]})
 
 
-def _settle(ledger: CostLedger, task_id: str | None, cost_usd: float | None, note: str = "") -> None:
-    """Charge the reserved entry of `task_id` (resumed tasks were reserved by an earlier run)."""
+def _settle(ledger: CostLedger, provider: str, task_id: str | None, cost_usd: float | None, note: str = "") -> None:
+    """Charge the reserved entry of `provider`'s task `task_id` (resumed tasks were reserved
+    by an earlier run); task ids are only unique per provider."""
     for entry in ledger.entries:
-        if entry.task_id == task_id and entry.state is EntryState.RESERVED:
+        if entry.provider == provider and entry.task_id == task_id and entry.state is EntryState.RESERVED:
             ledger.charge(entry.key, cost_usd, note)
             return
 
@@ -575,7 +582,7 @@ class _GenerateLoop:
         self.seams: dict[int, bytes] = {}
         self.in_flight: dict[Any, tuple[SegmentJob, str, str]] = {}  # handle -> (attempt, key, provider)
         self.failures: list[str] = []
-        self.tries: dict[int, int] = {}  # failed tries per segment and provider in this invocation
+        self.tries: dict[tuple[int, str], int] = {}  # failed tries per (segment, provider) in this invocation
         self.rephrase = getattr(pipeline.planner, "rephrase", None)
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -608,6 +615,7 @@ class _GenerateLoop:
         remember = getattr(p.judge, "remember_accepted", None)
         for index in sorted(self.done) if remember is not None else ():
             remember(self.jobs[index], self.run_folder.local_path(self.manifest.segments[index].clip.path))
+        idle_waits = 0
         while self.queue or self.in_flight:
             if p.stop.is_set():
                 self.manifest = p._cancel(self.run_folder, self.manifest, self.router, self.in_flight)
@@ -615,10 +623,15 @@ class _GenerateLoop:
             progressed, waiting = self._start_ready()
             if progressed:
                 self.queue.sort(key=priority)
+                idle_waits = 0
                 continue
             if not self.in_flight:
                 if waiting:  # a provider is full or its breaker is open: its slot or probe comes
-                    time.sleep(0.1)
+                    if idle_waits == 0:
+                        for job in self.queue:
+                            self.p.progress.segment(job.index, SegmentState.PENDING, "waiting for a provider slot or breaker probe")
+                    time.sleep(min(2.0, 0.1 * 2**idle_waits))
+                    idle_waits += 1
                     continue
                 break  # everything left waits on a failed segment
             for handle in p.runner.wait(list(self.in_flight)):
@@ -662,7 +675,7 @@ class _GenerateLoop:
             # Its request changed since (e.g. the frame it starts from): the old task may be
             # billed, so it stays on the books, and the segment starts over.
             if self._paid(name):
-                _settle(self.ledger, record.task_id, None, "superseded: the request changed; counted at the estimate")
+                _settle(self.ledger, name, record.task_id, None, "superseded: the request changed; counted at the estimate")
             self._write(reset(_with_ledger(self.manifest, self.ledger), index, "its request changed since the task was created"))
         name, why = router.choose(attempt, conditioning is not None, self._budget_left())
         if name is None:
@@ -744,7 +757,7 @@ class _GenerateLoop:
         self.router.release(name, attempt.index)
         self.generated += 1
         if self._paid(name):
-            _settle(self.ledger, result.task_id, result.cost_usd)
+            _settle(self.ledger, name, result.task_id, result.cost_usd)
             self.manifest = _with_ledger(self.manifest, self.ledger)
         self._finished(attempt, key, result, cached=False)
 
@@ -770,12 +783,12 @@ class _GenerateLoop:
             self.p.progress.segment(index, SegmentState.SUBMITTED, reason)
             return
         if paid:  # the provider may have charged: count it at the estimate
-            _settle(self.ledger, record.task_id, None, "failed; counted at the estimate")
+            _settle(self.ledger, name, record.task_id, None, "failed; counted at the estimate")
         self._write(transition(_with_ledger(self.manifest, self.ledger), index, SegmentState.FAILED, error=reason[:500]))
         if decision is FailureDecision.NEW_TASK:  # e.g. INTERNAL at the provider: the same request may work
             self._requeue(index, f"retrying: {reason[:80]}")
             return
-        if code is not None and code.upper().startswith("SAFETY"):
+        if is_safety_refusal(code):
             # Never the same words again: reworded once by the planner, else fail with the reason.
             if self.rephrase is not None and not record.rephrased_prompt:
                 reworded = self.rephrase(attempt.prompt, code)

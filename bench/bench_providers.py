@@ -65,14 +65,14 @@ def main() -> int:
         os.environ["LONGVID_MAX_CONCURRENT_RUNWAY"] = limit
         started = time.perf_counter()
         result = RenderPipeline(LocalRunStore(folder / str(number)), runner).render(spec, planned=(storyboard, jobs))
-        rows.append((label, time.perf_counter() - started, result, fake.counts["create"]))
+        rows.append((label, time.perf_counter() - started, result, fake.counts["create"], fake.most_in_flight()))
     ideal = latency_s + planning_s + rows[0][2].merge.seconds
     print(f"fake Runway: {args.latency_polls} polls x {args.poll_interval:g} s; one task end to end: {latency_s:.2f} s; "
           f"{len(jobs)} segments; planning {planning_s * 1000:.0f} ms")
-    print(f"{'run':30s} {'wall s':>8s} {'x ideal':>8s} {'merge s':>8s} {'creates':>8s}")
+    print(f"{'run':30s} {'wall s':>8s} {'x ideal':>8s} {'merge s':>8s} {'creates':>8s} {'most at once':>12s}")
     print(f"{'ideal (1 latency + plan + merge)':30s} {ideal:8.2f} {1.0:8.2f}")
-    for label, wall, result, creates in rows:
-        print(f"{label:30s} {wall:8.2f} {wall / ideal:8.2f} {result.merge.seconds:8.2f} {creates:8d}")
+    for label, wall, result, creates, most in rows:
+        print(f"{label:30s} {wall:8.2f} {wall / ideal:8.2f} {result.merge.seconds:8.2f} {creates:8d} {most:12d}")
     print(f"sequential / parallel: {rows[2][1] / rows[0][1]:.2f}x; limit 2 / unlimited: {rows[1][1] / rows[0][1]:.2f}x")
     shutil.rmtree(folder, ignore_errors=True)
     server.stop()

@@ -27,3 +27,23 @@ def test_a_concurrency_limit_holds_across_processes(ray_session):
         ray.get(ray.remote(num_cpus=0)(lambda: RayGates().record(identity, config, False)).remote())
     assert here.snapshot(identity, config)["breaker"] == "open"  # outcomes from anywhere count
     ray.kill(ray.get_actor(f"gate-{identity}", namespace="longvid"))
+
+
+def test_a_render_on_ray_keeps_to_the_providers_limit(ray_session, tmp_path, monkeypatch):
+    from longvid.runtime import LocalRunStore, RaySegmentRunner, RenderPipeline
+    from longvid.spec import RenderSpec
+    from longvid.testing.fake_runway import DEFAULT_KEY, start_fake_runway
+
+    server, fake = start_fake_runway(pending_polls=1, running_polls=2, scale=0.1)
+    try:
+        monkeypatch.setenv("RUNWAYML_BASE_URL", server.url)
+        monkeypatch.setenv("RUNWAYML_API_SECRET", DEFAULT_KEY)
+        monkeypatch.setenv("LONGVID_POLL_INTERVAL_S", "0.1")
+        monkeypatch.setenv("LONGVID_MAX_CONCURRENT_RUNWAY", "2")
+        spec = RenderSpec(prompt="a lighthouse at night", duration_s=40, resolution="360p", provider="runway",
+                          judge="off", continuity="anchor")
+        result = RenderPipeline(LocalRunStore(tmp_path), RaySegmentRunner()).render(spec, run_id="r")
+        assert result.segments == 6 and len(fake.tasks) == 6
+        assert fake.most_in_flight() <= 2  # six independent segments, never more than two at Runway at once
+    finally:
+        server.stop()

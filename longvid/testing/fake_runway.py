@@ -208,11 +208,24 @@ class FakeTask:
     polls: int = 0
     cancelled: bool = False
     created_at: float = field(default_factory=time.time)
+    downloaded_at: float | None = None  # its output was fetched: the client is done with it
     mp4: bytes | None = None
 
 
 class FakeRunway:
     """The fake service's state and its Starlette `app`."""
+
+    def most_in_flight(self) -> int:
+        """The most tasks that were created and not yet downloaded at one time (what a
+        client's concurrency limit bounds)."""
+        events = sorted([(t.created_at, 1) for t in self.tasks.values()]
+                        + [(t.downloaded_at, -1) for t in self.tasks.values() if t.downloaded_at is not None],
+                        key=lambda e: (e[0], e[1]))
+        most = current = 0
+        for _, step in events:
+            current += step
+            most = max(most, current)
+        return most
 
     def __init__(
         self,
@@ -444,6 +457,7 @@ class FakeRunway:
             width, height = self._size(task.ratio)
             task.mp4 = await run_in_threadpool(render_clip, task.prompt, task.seed, width, height, task.duration, self.fps, task.image)
         data = task.mp4
+        task.downloaded_at = time.time()
         return await self._finish(fault, mp4_response(data, fault))
 
 

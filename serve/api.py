@@ -6,7 +6,8 @@ dependencies are closures of create_api.)
 It runs without Serve (tests, schemathesis), with a planner and a renderer given as plain
 objects; the Serve ingress (serve/app.py) builds the same app with deployment handles.
 Everything it reports about renders is read from the run store, so any replica answers
-alike. The contract is in serve/API.md.
+alike. A render belongs to the token that asked for it: another token is told it does not
+exist. The contract is in serve/API.md.
 """
 
 
@@ -15,6 +16,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +40,7 @@ from . import views
 from .clients import PlannerClient, RendererClient
 from .errors import ApiError, install_error_handlers
 from .images import CheckedImage, ImageFetcher, decode_base64_image
-from .middleware import BodySizeLimit, SecurityHeaders
+from .middleware import AuthenticateWrites, BodySizeLimit, SecurityHeaders
 from .models import (
     Cancelling,
     ErrorResponse,
@@ -50,9 +52,10 @@ from .models import (
     RenderStatus,
     RenderSubmission,
 )
-from .runs import RenderStore, RunRecord, new_render_id
+from .runs import REQUEST, RenderStore, RunRecord, new_render_id
 from .security import (
     RateLimiter,
+    is_loopback_host_header,
     is_valid_render_id,
     matching_token,
     retry_after_header,
@@ -65,6 +68,7 @@ from .settings import ApiSettings
 STUDIO_DIR = Path(__file__).parent / "studio"
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
 LIST_LIMIT = 100
+MAX_IMAGE_DOWNLOADS = 8  # per replica: slow image hosts may hold at most these threadpool threads
 # A report shows user content (prompts): pictures and the video, nothing that runs.
 REPORT_POLICY = ("default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'; "
                  "base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
@@ -75,6 +79,7 @@ ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 40
 @dataclass(frozen=True)
 class Principal:
     owner: str  # a token fingerprint, or "local" without auth
+    sees_every_run: bool = False  # the one user of a tokenless, local-only server
 
 
 def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetcher: ImageFetcher | None = None,
@@ -82,6 +87,7 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
     """The API over `planner` (with `.plan(spec, storyboard)`) and `renderer` (with
     `.start(run_id, attempt)`): deployment handles or in-process objects."""
     settings = settings or ApiSettings.from_env()
+    settings.check_auth_configured()  # no tokens: only with LONGVID_ALLOW_NO_AUTH
     records = RenderStore(open_store(settings.store))
     planner_client, renderer_client = PlannerClient(planner), RendererClient(renderer)
     fetcher = fetcher or ImageFetcher(settings.max_image_bytes)
@@ -90,6 +96,9 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
     write_limiter = RateLimiter(settings.write_rate_per_minute, clock=time.monotonic)
     read_limiter = RateLimiter(settings.read_rate_per_minute, clock=time.monotonic)
     bearer = HTTPBearer(auto_error=False, description="a token from LONGVID_API_TOKENS")
+    image_downloads = threading.BoundedSemaphore(MAX_IMAGE_DOWNLOADS)
+    owner_locks: dict[str, threading.Lock] = {}
+    owner_locks_guard = threading.Lock()
 
     app = FastAPI(
         title="longvid",
@@ -99,6 +108,9 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Added after the size limit, so it runs before it: an unauthenticated write is a 401, whatever
+    # its body. (authenticate_request is defined below, with the other access rules.)
+    app.add_middleware(AuthenticateWrites, authenticate=lambda request: authenticate_request(request))
     app.add_middleware(SecurityHeaders)
 
     # -- access --------------------------------------------------------------------------------
@@ -113,7 +125,10 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
         if not tokens:  # LONGVID_ALLOW_NO_AUTH: the server only listens on loopback; say no to anything else
             if not _client_is_loopback(request):
                 raise ApiError(403, "forbidden", "this server runs without tokens and only answers local clients")
-            return Principal("local")
+            if not is_loopback_host_header(request.headers.get("host")):  # a rebound name of another site
+                raise ApiError(403, "forbidden", "this server runs without tokens and only answers requests addressed to "
+                                                 "localhost, 127.0.0.1 or [::1]; open it by one of those names")
+            return Principal("local", sees_every_run=True)
         if credentials is None or not credentials.credentials:
             raise ApiError(401, "unauthorized", "send a token: Authorization: Bearer <token>",
                            headers={"WWW-Authenticate": "Bearer"})
@@ -130,6 +145,9 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
             raise ApiError(429, "rate_limited", f"too many requests; retry in {seconds} s",
                            headers={"Retry-After": seconds})
 
+    async def authenticate_request(request: Request) -> Principal:
+        return _authenticate(request, await bearer(request))
+
     def writer(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
         principal = _authenticate(request, credentials)
         _limit(write_limiter, principal.owner)
@@ -141,7 +159,8 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
         return principal
 
     def signed_reader(kind: str):
-        """Bearer token or a valid signature for this exact path (browser elements send no headers)."""
+        """Bearer token or a valid signature for this exact path (browser elements send no
+        headers). None when a signature let the request in: it opens its own render only."""
 
         def dependency(
             request: Request,
@@ -149,11 +168,11 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
             exp: Annotated[str | None, Query(max_length=20, description="expiry of a signed link (unix seconds)")] = None,
             sig: Annotated[str | None, Query(max_length=128, description="signature of a signed link")] = None,
-        ) -> None:
+        ) -> Principal | None:
             if (exp or sig) and verify_link(secret, f"/v1/renders/{render_id}/{kind}", exp, sig, clock(), settings.link_ttl_s):
                 _limit(read_limiter, f"link:{request.client.host if request.client else '?'}")
-                return
-            reader(request, credentials)
+                return None
+            return reader(request, credentials)
 
         return dependency
 
@@ -183,11 +202,29 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
         return views.render_view(record.run_id, record.manifest, record.heartbeat_at, clock(), settings.stale_after_s,
                                  links(request, record.run_id), records.hidden_paths)
 
-    async def load(render_id: str) -> RunRecord:
+    def not_found(render_id: str) -> ApiError:
+        return ApiError(404, "not_found", f"no render {render_id!r}; list renders with GET /v1/renders")
+
+    def can_see(principal: Principal | None, request_record: dict | None) -> bool:
+        """None: a signed link, which opens the render it was made for."""
+        return principal is None or views.visible_to(principal.owner, request_record, principal.sees_every_run)
+
+    async def load(render_id: str, principal: Principal | None) -> RunRecord:
+        """The render, if it exists and `principal` may see it (another token's render is
+        'not found', so ids tell nothing about other users)."""
         record = await run_in_threadpool(records.load, checked_id(render_id))
-        if record is None:
-            raise ApiError(404, "not_found", f"no render {render_id!r}; list renders with GET /v1/renders")
+        if record is None or not can_see(principal, record.request):
+            raise not_found(render_id)
         return record
+
+    def fetch_image(url: str) -> CheckedImage:
+        if not image_downloads.acquire(blocking=False):
+            raise ApiError(503, "unavailable", "too many reference images are being downloaded right now; retry in a "
+                                               "few seconds or send the image as data_base64", headers={"Retry-After": "5"})
+        try:
+            return fetcher.fetch(url)
+        finally:
+            image_downloads.release()
 
     async def reference_images(body: RenderRequest) -> list[Path]:
         paths = []
@@ -195,7 +232,7 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
             if ref.data_base64 is not None:
                 image: CheckedImage = await run_in_threadpool(decode_base64_image, ref.data_base64, settings.max_image_bytes)
             else:
-                image = await run_in_threadpool(fetcher.fetch, ref.url)
+                image = await run_in_threadpool(fetch_image, ref.url)
             paths.append(await run_in_threadpool(records.inputs.save, image))
         return paths
 
@@ -217,14 +254,56 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
             raise ApiError(status, error.get("code", "invalid_request"), error.get("message", "the request cannot be planned"))
         return plan
 
-    async def check_concurrency(principal: Principal) -> None:
-        owned = await run_in_threadpool(records.records, principal.owner)
+    # -- the per-token render limit ---------------------------------------------------------------
+    # Checked early (before planning), then again with the start of the render under a lock
+    # per token (parallel requests to this replica), and once more after it (other replicas).
+
+    def too_many_renders(active: int) -> ApiError:
+        return ApiError(429, "too_many_renders", f"you have {active} unfinished renders (the limit is "
+                                                 f"{settings.max_concurrent_renders}); wait for one to finish or cancel one",
+                        headers={"Retry-After": "30"})
+
+    def unfinished(principal: Principal) -> list[RunRecord]:
         now = clock()
-        active = sum(1 for r in owned if views.is_active(views.effective_status(r.manifest.status, r.heartbeat_at, now, settings.stale_after_s)[0]))
+        return [r for r in records.records(principal.owner)
+                if views.is_active(views.effective_status(r.manifest.status, r.heartbeat_at, now, settings.stale_after_s)[0])]
+
+    def raise_if_at_limit(principal: Principal) -> None:
+        active = len(unfinished(principal))
         if active >= settings.max_concurrent_renders:
-            raise ApiError(429, "too_many_renders", f"you have {active} unfinished renders (the limit is "
-                                                    f"{settings.max_concurrent_renders}); wait for one to finish or cancel one",
-                           headers={"Retry-After": "30"})
+            raise too_many_renders(active)
+
+    async def check_concurrency(principal: Principal) -> None:
+        await run_in_threadpool(raise_if_at_limit, principal)
+
+    def owner_lock(owner: str) -> threading.Lock:
+        with owner_locks_guard:
+            return owner_locks.setdefault(owner, threading.Lock())
+
+    def admission_order(record: RunRecord) -> tuple[float, str]:
+        try:
+            return float((record.request or {}).get("created_at", 0.0)), record.run_id
+        except (TypeError, ValueError):
+            return 0.0, record.run_id
+
+    def start_within_limit(principal: Principal, make_active: Callable[[], str | None], run_id: str) -> str | None:
+        """Run `make_active` (admit or requeue `run_id`; returns the attempt, or None) only
+        while the token is under its limit. Another replica may have done the same at the same
+        moment: then the earliest admitted renders keep their places, and this one is
+        cancelled again (resumable) and refused."""
+        with owner_lock(principal.owner):
+            raise_if_at_limit(principal)
+            attempt = make_active()
+            if attempt is None:
+                return None
+            active = unfinished(principal)
+            mine = next((r for r in active if r.run_id == run_id), None)
+            ahead = [r for r in active if r.run_id != run_id and (mine is None or admission_order(r) < admission_order(mine))]
+            if len(ahead) >= settings.max_concurrent_renders:
+                records.mark_stopped(run_id, "cancelled", "refused: too many unfinished renders were started at once; "
+                                                          "resume it when one has finished")
+                raise too_many_renders(len(ahead))
+            return attempt
 
     async def start(run_id: str, attempt: str) -> None:
         try:
@@ -286,7 +365,9 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
         storyboard = body.storyboard.model_dump(mode="json") if body.storyboard is not None else None
         plan = await plan_for(spec, storyboard)
         run_plan = RunPlan.model_validate({"storyboard": plan["storyboard"], "segments": plan["segments"]})
-        attempt = await run_in_threadpool(records.admit, run_id, principal.owner, request_sha, spec, run_plan, plan["warnings"])
+        attempt = await run_in_threadpool(
+            start_within_limit, principal,
+            lambda: records.admit(run_id, principal.owner, request_sha, spec, run_plan, plan["warnings"]), run_id)
         if attempt is None:  # another request took this id first
             if idempotency_key is not None:
                 return await replay(request, run_id, request_sha)
@@ -296,8 +377,8 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
 
     @app.get("/v1/renders", response_model=RenderList, responses=ERRORS, tags=["renders"])
     async def list_renders(principal: Annotated[Principal, Depends(reader)]) -> dict:
-        """The store's renders, newest first (at most 100)."""
-        found = await run_in_threadpool(records.records)
+        """Your renders (the token's), newest first (at most 100)."""
+        found = await run_in_threadpool(records.records, None if principal.sees_every_run else principal.owner)
         found.sort(key=lambda r: r.manifest.created_at, reverse=True)
         now = clock()
         return {"renders": [views.summary_view(r.run_id, r.manifest, r.heartbeat_at, now, settings.stale_after_s)
@@ -305,16 +386,17 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
 
     @app.get("/v1/renders/{render_id}", response_model=RenderStatus, responses=ERRORS, tags=["renders"])
     async def get_render(request: Request, render_id: str, principal: Annotated[Principal, Depends(reader)]) -> dict:
-        return status_body(request, await load(render_id))
+        return status_body(request, await load(render_id, principal))
 
     @app.get("/v1/renders/{render_id}/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}},
              "description": "`event: status` (the render, as GET /v1/renders/{id}) at once and on every change; "
                             "`event: end` when it is done, failed or cancelled"}},
-             response_class=Response, tags=["renders"], dependencies=[Depends(signed_reader("events"))])
-    async def render_events(request: Request, render_id: str):
+             response_class=Response, tags=["renders"])
+    async def render_events(request: Request, render_id: str,
+                            access: Annotated[Principal | None, Depends(signed_reader("events"))]):
         from sse_starlette import EventSourceResponse, ServerSentEvent
 
-        await load(render_id)  # 400/404 before the stream starts
+        await load(render_id, access)  # 400/404 before the stream starts
 
         async def stream():
             started, last = time.monotonic(), None
@@ -337,58 +419,54 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
 
         return EventSourceResponse(stream(), ping=15, headers={"Cache-Control": "no-store"})
 
-    async def run_file(render_id: str, name: str, missing_status: int) -> Path:
+    async def run_file(render_id: str, name: str, missing_status: int, access: Principal | None) -> Path:
         run = await run_in_threadpool(records.open, checked_id(render_id))
-        if run is None:
-            raise ApiError(404, "not_found", f"no render {render_id!r}; list renders with GET /v1/renders")
+        if run is None or (access is not None and not can_see(access, await run_in_threadpool(records.read_json, run, REQUEST))):
+            raise not_found(render_id)
         if not await run_in_threadpool(run.exists, name):
             raise ApiError(missing_status, "not_ready", f"this render has no {name} yet; wait for status 'done'")
         return await run_in_threadpool(run.local_path, name)
 
     @app.get("/v1/renders/{render_id}/video", response_class=FileResponse, tags=["renders"],
              responses={**ERRORS, 200: {"content": {"video/mp4": {}}}, 206: {"description": "the requested byte range"},
-                        416: {"model": ErrorResponse}},
-             dependencies=[Depends(signed_reader("video"))])
-    async def render_video(request: Request, render_id: str):
+                        416: {"model": ErrorResponse}})
+    async def render_video(request: Request, render_id: str, access: Annotated[Principal | None, Depends(signed_reader("video"))]):
         """The finished MP4; supports Range requests (206)."""
-        path = await run_file(render_id, FINAL, 409)
+        path = await run_file(render_id, FINAL, 409, access)
         _check_range(request.headers.get("range"), path.stat().st_size)
         return FileResponse(path, media_type="video/mp4", content_disposition_type="inline",
                             filename=f"{render_id}.mp4", headers={"Cache-Control": "private, max-age=60"})
 
-    @app.get("/v1/renders/{render_id}/report", response_class=HTMLResponse, responses=ERRORS, tags=["renders"],
-             dependencies=[Depends(signed_reader("report"))])
-    async def render_report(request: Request, render_id: str):
+    @app.get("/v1/renders/{render_id}/report", response_class=HTMLResponse, responses=ERRORS, tags=["renders"])
+    async def render_report(request: Request, render_id: str, access: Annotated[Principal | None, Depends(signed_reader("report"))]):
         """The render's HTML report (storyboard, segments, scores, costs, the video)."""
-        await run_file(render_id, REPORT_HTML, 404)  # written when the render finished
-        record = await load(render_id)
+        await run_file(render_id, REPORT_HTML, 404, access)  # written when the render finished
+        record = await load(render_id, access)
         html = await run_in_threadpool(records.report_html, record, links(request, render_id)["video"])
         return HTMLResponse(html, headers={"Content-Security-Policy": REPORT_POLICY, "Cache-Control": "no-store"})
 
     @app.get("/v1/renders/{render_id}/contact-sheet", response_class=FileResponse, tags=["renders"],
-             responses={**ERRORS, 200: {"content": {"image/png": {}}}},
-             dependencies=[Depends(signed_reader("contact-sheet"))])
-    async def render_contact_sheet(render_id: str):
+             responses={**ERRORS, 200: {"content": {"image/png": {}}}})
+    async def render_contact_sheet(render_id: str, access: Annotated[Principal | None, Depends(signed_reader("contact-sheet"))]):
         """Keyframes of every segment with its scores, as one PNG."""
-        return FileResponse(await run_file(render_id, CONTACT_SHEET, 404), media_type="image/png")
+        return FileResponse(await run_file(render_id, CONTACT_SHEET, 404, access), media_type="image/png")
 
     @app.post("/v1/renders/{render_id}/resume", status_code=202, response_model=RenderAccepted, responses=ERRORS, tags=["renders"])
     async def resume_render(request: Request, render_id: str, principal: Annotated[Principal, Depends(writer)]) -> dict:
         """Continue an interrupted, failed or cancelled render: finished segments are kept."""
-        record = await load(render_id)
+        record = await load(render_id, principal)
         status, _ = views.effective_status(record.manifest.status, record.heartbeat_at, clock(), settings.stale_after_s)
         refusal = views.resume_refusal(status)
         if refusal:
             raise ApiError(409, *refusal)
-        await check_concurrency(principal)
-        attempt = await run_in_threadpool(records.requeue, record)
+        attempt = await run_in_threadpool(start_within_limit, principal, lambda: records.requeue(record), record.run_id)
         await start(record.run_id, attempt)
         return {"id": record.run_id, "status": "queued", "links": links(request, record.run_id)}
 
     @app.delete("/v1/renders/{render_id}", status_code=202, response_model=Cancelling, responses=ERRORS, tags=["renders"])
     async def cancel_render(render_id: str, principal: Annotated[Principal, Depends(writer)]) -> dict:
         """Stop a running render; it stays resumable."""
-        record = await load(render_id)
+        record = await load(render_id, principal)
         status, _ = views.effective_status(record.manifest.status, record.heartbeat_at, clock(), settings.stale_after_s)
         refusal = views.cancel_refusal(status)
         if refusal:

@@ -82,6 +82,9 @@ def install_error_handlers(app: FastAPI) -> None:
         code = STATUS_CODES.get(exc.status_code, "error")
         if exc.status_code == 413:
             return error_response(413, "payload_too_large", str(exc.detail))
+        if exc.status_code == 400:  # FastAPI could not parse the body (too deeply nested, a number too long...)
+            return error_response(400, "invalid_json", "the request body could not be parsed as JSON (too deeply "
+                                                       "nested, or a number too long?); send a plain JSON object")
         path = request.url.path[:200]
         message = {404: f"no such endpoint: {request.method} {path}; see /docs",
                    405: f"{request.method} is not allowed on {path}; see /docs"}.get(exc.status_code, str(exc.detail))

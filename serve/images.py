@@ -6,7 +6,9 @@ is bounded (a small file can still decode to a huge picture). URLs are fetched o
 only, from hosts whose every address is public; the connection goes to the address that
 was checked (the hostname is sent as SNI and Host, so TLS still verifies the certificate),
 so a DNS answer cannot change between the check and the fetch; every redirect is checked
-again; the download stops at `max_bytes`.
+again; the download is asked for uncompressed (a compressed answer is refused, so nothing
+is decompressed and the size cap counts bytes off the wire), and stops at `max_bytes` or
+at an overall deadline (a server that drips bytes cannot hold a thread for longer).
 
 Accepted images are stored content-addressed in the run store's shared state
 (`state/inputs/<sha256>.<ext>`), so a render on any replica can read them back.
@@ -18,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import io
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,7 @@ from .errors import ApiError
 from .security import Resolver, UrlRejected, parse_image_url, public_addresses, system_resolver
 
 FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
-MAX_PIXELS = 40_000_000  # about 7000x5700; a bigger picture is refused before it is decoded
+MAX_PIXELS = 16_000_000  # about 4600x3450; a bigger picture is refused before it is decoded
 INPUTS = "inputs"  # under the store's shared state, beside the run folders
 
 
@@ -51,6 +54,11 @@ def too_large(max_bytes: int) -> ApiError:
                                             "send a smaller or more compressed PNG, JPEG or WebP")
 
 
+def too_many_pixels(size: str) -> ApiError:
+    return ApiError(413, "image_too_large", f"a reference image is {size} pixels; "
+                                            f"send one of at most {MAX_PIXELS // 1_000_000} megapixels")
+
+
 def check_image_bytes(data: bytes, max_bytes: int) -> CheckedImage:
     """Decode `data` fully; PNG, JPEG or WebP within the limits, or an ApiError saying why not."""
     from PIL import Image, UnidentifiedImageError
@@ -62,19 +70,19 @@ def check_image_bytes(data: bytes, max_bytes: int) -> CheckedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(data), formats=list(FORMATS)) as image:  # no other decoder is tried
                 if image.format not in FORMATS:
                     raise unsupported
                 width, height = image.size
                 if width * height > MAX_PIXELS:
-                    raise ApiError(413, "image_too_large", f"a reference image is {width}x{height} pixels; "
-                                                           f"send one of at most {MAX_PIXELS // 1_000_000} megapixels")
+                    raise too_many_pixels(f"{width}x{height}")
                 image.load()  # decodes every pixel: a truncated or corrupt file fails here
                 return CheckedImage(data=data, format=image.format, width=width, height=height)
     except ApiError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning, EOFError):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # Pillow's own limit, far above ours
+        raise too_many_pixels(f"over {(Image.MAX_IMAGE_PIXELS or 0) // 1_000_000} million") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
         raise unsupported from None
 
 
@@ -97,12 +105,21 @@ class ImageFetcher:
     and `transport` are injectable: a test resolves names its own way or serves the bytes."""
 
     def __init__(self, max_bytes: int, resolver: Resolver = system_resolver, transport=None,
-                 timeout_s: float = 10.0, max_redirects: int = 3):
+                 timeout_s: float = 10.0, max_redirects: int = 3, deadline_s: float = 20.0):
         self.max_bytes, self.resolver, self.transport = max_bytes, resolver, transport
-        self.timeout_s, self.max_redirects = timeout_s, max_redirects
+        self.timeout_s, self.max_redirects, self.deadline_s = timeout_s, max_redirects, deadline_s
 
     def fetch(self, url: str) -> CheckedImage:
         import httpx
+
+        deadline = time.monotonic() + self.deadline_s
+
+        def time_left(host: str) -> float:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ApiError(422, "image_unreachable", f"the image at {host} took longer than {self.deadline_s:g} s "
+                                                         "to download; host it somewhere faster or send it as data_base64")
+            return left
 
         with httpx.Client(transport=self.transport, timeout=self.timeout_s, follow_redirects=False, trust_env=False) as client:
             for _ in range(self.max_redirects + 1):
@@ -115,8 +132,10 @@ class ImageFetcher:
                 request = client.build_request(
                     "GET", f"https://{host}:{target.port}{target.path_and_query}",
                     headers={"Host": target.host if target.port == 443 else f"{target.host}:{target.port}",
-                             "Accept": "image/png, image/jpeg, image/webp"},
+                             "Accept": "image/png, image/jpeg, image/webp",
+                             "Accept-Encoding": "identity"},  # the size cap then counts what is decoded
                     extensions={"sni_hostname": target.host},
+                    timeout=min(self.timeout_s, time_left(target.host)),
                 )
                 try:
                     response = client.send(request, stream=True)
@@ -131,14 +150,18 @@ class ImageFetcher:
                     if response.status_code != 200:
                         raise ApiError(422, "image_unreachable", f"the image at {target.host} answered HTTP "
                                                                  f"{response.status_code}; check the URL")
+                    if response.headers.get("content-encoding", "").strip().lower() not in ("", "identity"):
+                        raise ApiError(422, "image_unreachable", f"the image at {target.host} was sent compressed "
+                                                                 "(Content-Encoding); serve it as a plain image file")
                     declared = response.headers.get("content-length", "")
                     if declared.isdigit() and int(declared) > self.max_bytes:
                         raise too_large(self.max_bytes)
                     body = bytearray()
-                    for chunk in response.iter_bytes():
+                    for chunk in response.iter_bytes():  # not compressed (refused above): bytes as on the wire
                         body.extend(chunk)
                         if len(body) > self.max_bytes:
                             raise too_large(self.max_bytes)
+                        time_left(target.host)
                 except httpx.HTTPError as exc:
                     raise ApiError(422, "image_unreachable", f"the image at {target.host} could not be fetched "
                                                              f"({exc.__class__.__name__}); check the URL") from None

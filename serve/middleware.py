@@ -3,9 +3,12 @@ file responses pass through untouched."""
 
 from __future__ import annotations
 
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from collections.abc import Awaitable, Callable
 
-from .errors import error_response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+
+from .errors import ApiError, error_response
 
 SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
 
@@ -63,3 +66,28 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class AuthenticateWrites:
+    """Authentication before anything looks at a write's body. FastAPI parses a JSON body
+    before it runs any dependency, so without this an unauthenticated POST would learn
+    '415' or '400 invalid_json' instead of '401'. `authenticate(request)` raises ApiError;
+    the route's own dependency checks again (and applies the rate limit)."""
+
+    def __init__(self, app, authenticate: Callable[[Request], Awaitable[object]], prefix: str = "/v1/"):
+        self.app, self.authenticate, self.prefix = app, authenticate, prefix
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] in WRITE_METHODS:
+            path, root = scope.get("path", ""), scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root):]
+            if path.startswith(self.prefix):
+                try:
+                    await self.authenticate(Request(scope))  # headers and client only; the body is not read
+                except ApiError as exc:
+                    return await error_response(exc.status, exc.code, exc.message, exc.headers)(scope, receive, send)
+        await self.app(scope, receive, send)

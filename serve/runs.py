@@ -27,6 +27,7 @@ from longvid.manifest import RunManifest, RunPlan, SegmentRecord
 from longvid.runtime.store import MANIFEST, PLAN, read_manifest, synced_temp_file, write_model
 
 from .images import InputImages
+from .views import scrub_html
 
 REQUEST = "request.json"
 WORKER = "worker.json"
@@ -151,12 +152,13 @@ class RenderStore:
 
     def report_html(self, record: RunRecord, video_link: str) -> str:
         """The run's report as served over HTTP: the same page as its report.html, with the
-        video played from `video_link` (a signed API link) instead of the file beside it."""
+        video played from `video_link` (a signed API link) instead of the file beside it, and
+        no server paths (in error texts and warnings)."""
         from longvid.review import report_html
 
         run = self.store.open(record.run_id)
         plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
-        return report_html(run, record.manifest, plan, video_src=video_link)
+        return scrub_html(report_html(run, record.manifest, plan, video_src=video_link), self.hidden_paths)
 
     def request_of(self, run_id: str) -> dict | None:
         run = self.open_folder(run_id)
@@ -227,9 +229,13 @@ class RenderStore:
         run.write_bytes(CANCEL, json.dumps({"attempt": record.attempt, "requested_at": time.time()}).encode())
 
     def mark_failed(self, run_id: str, error: str) -> None:
+        self.mark_stopped(run_id, "failed", error)
+
+    def mark_stopped(self, run_id: str, status: str, error: str) -> None:
+        """End a run no worker has taken (status failed or cancelled; it stays resumable)."""
         run = self.store.open(run_id)
         manifest = self.read_manifest(run)
-        write_model(run, MANIFEST, manifest.model_copy(update={"status": "failed", "error": error}))
+        write_model(run, MANIFEST, manifest.model_copy(update={"status": status, "error": error}))
 
     def heartbeat(self, run, attempt: str) -> None:
         run.write_bytes(WORKER, worker_record(attempt))

@@ -6,8 +6,9 @@
 - signed links: HMAC-SHA256 over "path|exp", for the GET routes a browser element
   (<video>, EventSource) calls without headers;
 - rate limits: a token bucket per key with an injectable clock;
-- addresses and URLs: which reference-image URLs may be fetched (https, and only hosts whose
-  every address is public), with an injectable resolver.
+- addresses and URLs: which reference-image URLs may be fetched (https on port 443, and only
+  hosts whose every address is public), with an injectable resolver;
+- Host headers: which name a local-only (tokenless) server answers to.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import idna  # httpx's own IDNA codec (IDNA 2008 with UTS 46 mapping, as browsers do)
 
 # -- render ids ---------------------------------------------------------------------------
 
@@ -144,6 +147,12 @@ def retry_after_header(seconds: float) -> str:
 
 # -- addresses and URLs -------------------------------------------------------------------
 
+# Ranges `ipaddress` may call global that no image host lives in: IPv6 site-local (deprecated,
+# still routed inside some networks), IETF protocol assignments (192.0.0.9 and .10 count as
+# global there), the retired 6to4 relay anycast and the IPv6 documentation prefix of RFC 9637.
+BLOCKED_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("fec0::/10", "192.0.0.0/24", "192.88.99.0/24", "3fff::/20"))
+IMAGE_PORT = 443
+
 
 def is_public_address(address: str) -> bool:
     """True only for globally routable unicast addresses: not private, loopback, link-local
@@ -159,6 +168,8 @@ def is_public_address(address: str) -> bool:
             return False
         if ip in ipaddress.ip_network("64:ff9b::/96"):  # NAT64: the IPv4 address is the last 32 bits
             return is_public_address(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+    if any(ip in network for network in BLOCKED_NETWORKS if network.version == ip.version):
+        return False
     return ip.is_global and not (ip.is_multicast or ip.is_loopback or ip.is_link_local or ip.is_reserved
                                  or ip.is_private or ip.is_unspecified)
 
@@ -176,7 +187,8 @@ class ImageUrl:
 
 
 def parse_image_url(url: str) -> ImageUrl:
-    """An https URL with a host and no credentials, or UrlRejected."""
+    """An https URL on port 443 with a host and no credentials, or UrlRejected. A
+    non-ASCII host name is given in its IDNA (xn--) form, as it goes on the wire."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port or 443
@@ -189,9 +201,22 @@ def parse_image_url(url: str) -> ImageUrl:
         raise UrlRejected("the image URL has no host")
     if parts.username is not None or parts.password is not None:
         raise UrlRejected("image URLs with credentials (user@host) are not fetched; use a public URL")
+    if port != IMAGE_PORT:
+        raise UrlRejected(f"image URLs are fetched from the standard https port {IMAGE_PORT} only (got port {port}); "
+                          "host the image there or send it as data_base64")
     path = parts.path or "/"
-    return ImageUrl(url=url.strip(), host=parts.hostname.lower().rstrip("."), port=port,
+    return ImageUrl(url=url.strip(), host=_ascii_host(parts.hostname.rstrip(".")), port=port,
                     path_and_query=path + (f"?{parts.query}" if parts.query else ""))
+
+
+def _ascii_host(host: str) -> str:
+    """The host as sent in DNS, TLS and the Host header: lower-case ASCII (IDNA for others)."""
+    if host.isascii():
+        return host.lower()
+    try:
+        return idna.encode(host, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise UrlRejected("the image URL's host name is not a valid internationalised domain name; check the URL") from None
 
 
 Resolver = Callable[[str, int], list[str]]
@@ -221,3 +246,22 @@ def public_addresses(host: str, port: int, resolver: Resolver = system_resolver)
         raise UrlRejected(f"the image host {host!r} resolves to a private, loopback, link-local or reserved "
                           "address; only public hosts are fetched (or send the image as data_base64)")
     return addresses
+
+
+# -- Host headers --------------------------------------------------------------------------
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def is_loopback_host_header(value: str | None) -> bool:
+    """Whether a Host header names this machine by a loopback name (any port). A tokenless
+    server answers only these: a page on another site that rebinds its own name to 127.0.0.1
+    (DNS rebinding) still sends its own name as Host."""
+    if not value or any(c in value for c in "/?#@\\"):
+        return False
+    try:
+        parts = urlsplit(f"//{value.strip()}")
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return False
+    return parts.hostname in LOOPBACK_HOSTS

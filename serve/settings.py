@@ -26,9 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr
 
-from .security import derive_link_secret, parse_tokens
-
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+from .security import LOOPBACK_HOSTS, derive_link_secret, parse_tokens
 
 
 class SettingsError(ValueError):
@@ -83,13 +81,17 @@ class ApiSettings(BaseModel):
     def token_values(self) -> tuple[str, ...]:
         return tuple(t.get_secret_value() for t in self.tokens)
 
-    def check_can_start(self, bound_host: str | None) -> None:
-        """Refuse to serve without tokens, unless explicitly allowed and bound to loopback."""
-        if self.tokens:
-            return
-        if not self.allow_no_auth:
+    def check_auth_configured(self) -> None:
+        """Refuse to build an API without tokens, unless LONGVID_ALLOW_NO_AUTH says so."""
+        if not self.tokens and not self.allow_no_auth:
             raise SettingsError("no API tokens configured: set LONGVID_API_TOKENS=token1,token2 (long random strings), "
                                 "or LONGVID_ALLOW_NO_AUTH=1 for a server bound to 127.0.0.1 only")
+
+    def check_can_start(self, bound_host: str | None) -> None:
+        """Refuse to serve without tokens, unless explicitly allowed and bound to loopback."""
+        self.check_auth_configured()
+        if self.tokens:
+            return
         if bound_host not in LOOPBACK_HOSTS:
             raise SettingsError(f"LONGVID_ALLOW_NO_AUTH=1 needs the HTTP proxy bound to 127.0.0.1 (it is bound to "
                                 f"{bound_host or 'an unknown address'}); set LONGVID_API_TOKENS to serve other hosts")

@@ -48,6 +48,23 @@ def scrub(text: str | None, hidden: list[str], limit: int = 1000) -> str | None:
     return text[:limit]
 
 
+def scrub_html(page: str, hidden: list[str]) -> str:
+    """An HTML page without server paths: each of `hidden`, escaped as the page's template
+    escapes text, becomes '<store>' (so error texts and warnings anywhere in it are covered)."""
+    from markupsafe import escape
+
+    for secret in sorted((h for h in hidden if h), key=len, reverse=True):
+        page = page.replace(str(escape(secret)), "&lt;store&gt;")
+    return page
+
+
+def visible_to(owner: str, request: dict | None, sees_every_run: bool = False) -> bool:
+    """Whether the caller `owner` (a token fingerprint) may see a run: only renders it asked
+    for (request.json's owner). Runs without one (CLI, batch) belong to no token. A tokenless,
+    local-only server has one user, who sees the whole store (`sees_every_run`)."""
+    return sees_every_run or (request is not None and request.get("owner") == owner)
+
+
 def spec_view(manifest: RunManifest) -> dict:
     """The spec as sent back: reference images by content name, never by server path."""
     data = manifest.spec.model_dump(mode="json")

@@ -27,6 +27,7 @@ from serve.security import (
     RateLimiter,
     UrlRejected,
     derive_link_secret,
+    is_loopback_host_header,
     is_public_address,
     is_valid_render_id,
     link_signature,
@@ -141,6 +142,9 @@ def test_rate_limiter_forgets_idle_keys_but_not_limited_ones():
     ("240.0.0.1", False), ("192.0.2.1", False), ("::1", False), ("fe80::1", False), ("fc00::1", False),
     ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False), ("2002:7f00:1::1", False),
     ("64:ff9b::a00:1", False), ("not-an-ip", False),
+    # ranges `ipaddress` may call global: IPv6 site-local, IETF protocol assignments (.9 and .10
+    # are global there), the retired 6to4 relay anycast, the IPv6 documentation prefix
+    ("fec0::1", False), ("192.0.0.8", False), ("192.0.0.9", False), ("192.88.99.1", False), ("3fff::1", False),
 ])
 def test_only_public_unicast_addresses_are_fetched(address, public):
     assert is_public_address(address) is public
@@ -152,10 +156,25 @@ def test_only_public_unicast_addresses_are_fetched(address, public):
     ("https:///a.png", "no host"),
     ("https://user:pw@example.com/a.png", "credentials"),
     ("https://example.com:99999/a.png", "malformed"),
+    ("https://example.com:8443/a.png", "port 443 only"),
+    ("https://8.8.8.8:22/a.png", "port 443 only"),
+    ("https://\u2603.example/a.png", "not a valid internationalised domain name"),  # a snowman: not IDNA 2008
 ])
 def test_image_urls_must_be_plain_https(url, why):
     with pytest.raises(UrlRejected, match=why):
         parse_image_url(url)
+
+
+def test_non_ascii_hosts_are_sent_in_their_idna_form():
+    assert parse_image_url("https://b\u00fccher.example/a.png").host == "xn--bcher-kva.example"
+    assert parse_image_url("https://B\u00dcCHER.Example./a.png").host == "xn--bcher-kva.example"
+    assert parse_image_url("https://\u2460\u2461\u2466.0.0.1/a.png").host == "127.0.0.1"  # then refused as loopback
+    png = image_bytes("PNG")
+    server = ImageServer({("xn--bcher-kva.example", "/a.png"): lambda: httpx.Response(200, content=png)})
+    fetcher = ImageFetcher(1 << 20, resolver=lambda h, p: {"xn--bcher-kva.example": ["93.184.215.14"]}[h],
+                           transport=httpx.MockTransport(server))
+    assert fetcher.fetch("https://b\u00fccher.example/a.png").data == png
+    assert server.requests[-1].extensions["sni_hostname"] == "xn--bcher-kva.example"
 
 
 def test_hosts_are_checked_through_the_resolver_and_every_address_must_be_public():
@@ -199,6 +218,38 @@ def test_images_are_accepted_by_decoding_not_by_name():
         assert (caught.value.status, caught.value.code) == (status, code)
     with pytest.raises(ApiError, match="larger than 1 MB"):
         check_image_bytes(image_bytes("PNG") + b"\x00" * (1024 * 1024), 1024 * 1024)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares `width`x`height` and holds no pixels: what a decompression bomb
+    looks like to Image.open."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_pictures_over_16_megapixels_or_pillows_bomb_limit_are_too_large():
+    from PIL import Image
+
+    assert Image.MAX_IMAGE_PIXELS and 20000 * 20000 > 2 * Image.MAX_IMAGE_PIXELS > 10000 * 10000 > Image.MAX_IMAGE_PIXELS
+    cases = {
+        "5000x4000 (20 MP, ours)": image_bytes("PNG", size=(5000, 4000), mode="1"),
+        "10000x10000 (Pillow's warning)": png_header_only(10000, 10000),
+        "20000x20000 (Pillow's error)": png_header_only(20000, 20000),
+    }
+    for label, data in cases.items():
+        with pytest.raises(ApiError) as caught:
+            check_image_bytes(data, 5 * 1024 * 1024)
+        assert (caught.value.status, caught.value.code) == (413, "image_too_large"), label
+    assert check_image_bytes(image_bytes("PNG", size=(4000, 4000), mode="1"), 5 * 1024 * 1024).width == 4000
+    with pytest.raises(ApiError) as caught:  # decodable by Pillow, but not one of the three formats it is allowed to try
+        check_image_bytes(image_bytes("BMP"), 5 * 1024 * 1024)
+    assert caught.value.code == "unsupported_image"
 
 
 def test_base64_images_and_their_limits():
@@ -253,6 +304,52 @@ def test_fetcher_connects_to_the_checked_address_and_rechecks_redirects():
         assert caught.value.code == code
 
 
+class Drip(httpx.SyncByteStream):
+    """A server that sends one byte every `every_s` seconds (slowloris)."""
+
+    def __init__(self, every_s: float, count: int = 1000):
+        self.every_s, self.count = every_s, count
+
+    def __iter__(self):
+        for _ in range(self.count):
+            time.sleep(self.every_s)
+            yield b"x"
+
+
+def test_downloads_have_an_overall_deadline_and_are_never_decompressed():
+    names = {"cdn.example": ["93.184.215.14"]}
+    hops = []
+
+    def slow_redirects(request):
+        hops.append(request.url.path)
+        time.sleep(0.15)
+        return httpx.Response(302, headers={"location": f"/hop{len(hops)}"})
+
+    server = ImageServer({("cdn.example", "/drip"): lambda: httpx.Response(200, stream=Drip(0.05))})
+    fetcher = ImageFetcher(1 << 20, resolver=lambda h, p: names[h], transport=httpx.MockTransport(server),
+                           timeout_s=5.0, deadline_s=0.4)
+    started = time.monotonic()
+    with pytest.raises(ApiError, match="took longer than 0.4 s") as caught:
+        fetcher.fetch("https://cdn.example/drip")  # every read is quick; the whole is not
+    assert caught.value.code == "image_unreachable" and time.monotonic() - started < 2.0
+    redirecting = ImageFetcher(1 << 20, resolver=lambda h, p: names[h], transport=httpx.MockTransport(slow_redirects),
+                               timeout_s=5.0, max_redirects=10, deadline_s=0.4)
+    with pytest.raises(ApiError, match="took longer than 0.4 s"):
+        redirecting.fetch("https://cdn.example/start")
+    assert 2 <= len(hops) <= 4  # stopped by the deadline, not by the redirect count
+
+    import gzip
+
+    png = image_bytes("PNG")
+    server = ImageServer({("cdn.example", "/gz"): lambda: httpx.Response(
+        200, content=gzip.compress(png), headers={"content-encoding": "gzip"})})
+    fetcher = ImageFetcher(1 << 20, resolver=lambda h, p: names[h], transport=httpx.MockTransport(server))
+    with pytest.raises(ApiError, match="sent compressed") as caught:
+        fetcher.fetch("https://cdn.example/gz")
+    assert caught.value.code == "image_unreachable"
+    assert server.requests[-1].headers["accept-encoding"] == "identity"
+
+
 def test_input_images_are_stored_once_by_content(tmp_path):
     inputs = InputImages(LocalRunStore(tmp_path / "runs"))
     checked = check_image_bytes(image_bytes("PNG"), 1 << 20)
@@ -264,9 +361,11 @@ def test_input_images_are_stored_once_by_content(tmp_path):
 
 # -- settings -------------------------------------------------------------------------------------
 
-def test_settings_refuse_to_serve_without_tokens_unless_local():
+def test_settings_refuse_to_serve_without_tokens_unless_local(tmp_path):
     with pytest.raises(SettingsError, match="LONGVID_API_TOKENS"):
         ApiSettings.from_env({}).check_can_start("127.0.0.1")
+    with pytest.raises(SettingsError, match="LONGVID_ALLOW_NO_AUTH=1"):  # the app itself refuses too
+        create_api(PlanService("offline"), RecordingRenderer(), ApiSettings.from_env({"LONGVID_STORE": str(tmp_path / "runs")}))
     allowed = ApiSettings.from_env({"LONGVID_ALLOW_NO_AUTH": "1"})
     allowed.check_can_start("127.0.0.1")
     for host in ("0.0.0.0", "10.0.0.4", None):
@@ -468,12 +567,199 @@ def test_media_routes_take_a_signed_link_or_a_token(tmp_path):
         assert client.get(path).status_code == 401, path
 
 
-def test_no_auth_mode_answers_only_local_clients(tmp_path):
+@pytest.mark.parametrize("host, local", [
+    ("127.0.0.1", True), ("127.0.0.1:8000", True), ("localhost", True), ("LOCALHOST:1", True), ("[::1]:8000", True),
+    ("[::1]", True), ("rebind.attacker.example", False), ("rebind.attacker.example:8000", False), ("127.0.0.2", False),
+    ("localhost.attacker.example", False), ("localhost@evil.example", False), ("localhost:80/x", False),
+    ("localhost:port", False), ("::1", False), ("", False), (None, False),
+])
+def test_a_tokenless_server_answers_only_loopback_host_names(host, local):
+    assert is_loopback_host_header(host) is local
+
+
+def test_no_auth_mode_answers_only_local_clients_by_local_names(tmp_path):
     settings = ApiSettings.from_env({"LONGVID_ALLOW_NO_AUTH": "1", "LONGVID_STORE": str(tmp_path / "runs")})
     app = create_api(PlanService("offline"), RecordingRenderer(), settings)
-    assert TestClient(app, client=("127.0.0.1", 5000)).get("/v1/renders").status_code == 200
-    remote = TestClient(app, client=("203.0.113.9", 5000)).get("/v1/renders")
+    for base in ("http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"):
+        local = TestClient(app, base_url=base, client=("127.0.0.1", 5000))
+        assert local.get("/v1/renders").status_code == 200, base
+    assert local.post("/v1/renders", json=SMALL).status_code == 202
+    remote = TestClient(app, base_url="http://127.0.0.1:8000", client=("203.0.113.9", 5000)).get("/v1/renders")
     assert remote.status_code == 403 and remote.json()["error"]["code"] == "forbidden"
+    # DNS rebinding: a page on rebind.attacker.example, its name now resolving to 127.0.0.1, calls the
+    # server from the user's own browser: a local client, but the Host is the attacker's name.
+    rebound = TestClient(app, base_url="http://rebind.attacker.example:8000", client=("127.0.0.1", 5000))
+    for response in (rebound.get("/v1/renders"), rebound.post("/v1/renders", json=SMALL),
+                     rebound.post("/v1/plans", content="{", headers={"content-type": "application/json"})):
+        assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+        assert "localhost, 127.0.0.1 or [::1]" in response.json()["error"]["message"]
+    assert len(local.get("/v1/renders").json()["renders"]) == 1  # the rebound POST made nothing
+
+
+def test_renders_belong_to_the_token_that_asked_for_them(tmp_path):
+    client, renderer, _ = make_client(tmp_path)
+    other = {"Authorization": f"Bearer {OTHER}"}
+    accepted = client.post("/v1/renders", json={**SMALL, "prompt": "a secret product launch"}, headers=AUTH).json()
+    run_id, links = accepted["id"], accepted["links"]
+    run_dir = tmp_path / "runs" / run_id
+    write_clip(run_dir / "final.mp4", solid_frames((200, 90, 30), 24))
+    (run_dir / "report.html").write_text("<p>written when the render finished</p>")
+    (run_dir / "contact_sheet.png").write_bytes(image_bytes("PNG"))
+    assert client.get("/v1/renders", headers=other).json() == {"renders": []}
+    for method, path in (("GET", ""), ("GET", "/events"), ("GET", "/video"), ("GET", "/report"),
+                         ("GET", "/contact-sheet"), ("POST", "/resume"), ("DELETE", "")):
+        response = client.request(method, f"/v1/renders/{run_id}{path}", headers=other)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found", (method, path)
+        assert "secret product" not in response.text
+    assert not (run_dir / CANCEL).exists() and len(renderer.started) == 1  # nothing was cancelled or resumed
+    # Its owner sees it, and its signed links open it for anyone holding them (a <video> sends no token).
+    assert [r["id"] for r in client.get("/v1/renders", headers=AUTH).json()["renders"]] == [run_id]
+    assert client.get(f"/v1/renders/{run_id}", headers=AUTH).status_code == 200
+    for kind in ("video", "report", "contact_sheet"):
+        assert client.get(links[kind]).status_code == 200, kind
+    # A run without request.json (made by the CLI or a batch job) belongs to no token.
+    cli_run = client.post("/v1/renders", json={**SMALL, "seed": 1}, headers=other).json()["id"]
+    (tmp_path / "runs" / cli_run / "request.json").unlink()
+    assert client.get("/v1/renders", headers=other).json() == {"renders": []}
+    assert client.get(f"/v1/renders/{cli_run}", headers=other).status_code == 404
+
+
+async def _parallel_posts(apps, count: int, headers: dict) -> list[httpx.Response]:
+    import asyncio
+
+    clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") for app in apps]
+    try:
+        return await asyncio.gather(*(clients[i % len(clients)].post("/v1/renders", json={**SMALL, "seed": i}, headers=headers)
+                                      for i in range(count)))
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+def test_parallel_submissions_cannot_beat_the_render_limit(tmp_path):
+    import asyncio
+
+    client, renderer, store = make_client(tmp_path, max_concurrent_renders=2)
+    responses = asyncio.run(_parallel_posts([client.app], 6, AUTH))
+    assert sorted(r.status_code for r in responses) == [202, 202, 429, 429, 429, 429]
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 429} == {"too_many_renders"}
+    assert len(renderer.started) == 2
+    # Two replicas over one store, each with its own lock: every render is either started or
+    # refused and left cancelled, never left queued without a worker. (That at most the limit
+    # are started across replicas is shown exactly by the next test.)
+    second, second_renderer, _ = make_client(tmp_path, max_concurrent_renders=4)
+    first, first_renderer, _ = make_client(tmp_path, max_concurrent_renders=4)
+    responses = asyncio.run(_parallel_posts([first.app, second.app], 8, {"Authorization": f"Bearer {OTHER}"}))
+    accepted = [r.json()["id"] for r in responses if r.status_code == 202]
+    assert accepted and all(r.status_code == 202 or r.json()["error"]["code"] == "too_many_renders" for r in responses)
+    owned = {r.run_id: r.manifest.status for r in store.records(token_fingerprint(OTHER))}
+    assert sorted(run_id for run_id, status in owned.items() if status == "planned") == sorted(accepted)
+    assert all(status == "cancelled" for run_id, status in owned.items() if run_id not in accepted)
+    assert sorted(run_id for run_id, _ in first_renderer.started + second_renderer.started) == sorted(accepted)
+
+
+def test_a_render_admitted_past_the_limit_by_another_replica_is_cancelled_and_refused(tmp_path, monkeypatch):
+    """Another replica admits a render for the same token between this replica's check and its
+    own admission: the recount after admitting sees it, and the later render gives way."""
+    client, renderer, _ = make_client(tmp_path, max_concurrent_renders=1)
+    rival = {}
+    admit = RenderStore.admit
+
+    def admit_after_a_rival(self, run_id, owner, *args):
+        if not rival:  # what the other replica does at the same moment, a little earlier
+            rival["id"] = run_id + "-rival"
+            assert admit(self, rival["id"], owner, *args) is not None
+        return admit(self, run_id, owner, *args)
+
+    monkeypatch.setattr(RenderStore, "admit", admit_after_a_rival)
+    refused = client.post("/v1/renders", json=SMALL, headers=AUTH)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_renders"
+    monkeypatch.undo()
+    assert renderer.started == []
+    statuses = {r["id"]: r["status"] for r in client.get("/v1/renders", headers=AUTH).json()["renders"]}
+    assert statuses.pop(rival["id"]) == "queued"
+    (late,) = statuses.items()
+    assert late[1] == "cancelled"  # resumable once the rival has finished
+    assert "too many unfinished renders" in client.get(f"/v1/renders/{late[0]}", headers=AUTH).json()["error"]
+
+
+def test_unauthenticated_writes_are_401_whatever_their_body(tmp_path):
+    client, _, _ = make_client(tmp_path, max_body_bytes=1000)
+    for response in (
+        client.post("/v1/plans", content="prompt=fox", headers={"content-type": "text/plain"}),
+        client.post("/v1/plans", content="{", headers={"content-type": "application/json"}),
+        client.post("/v1/renders", content=b"x" * 5000, headers={"content-type": "application/json"}),  # over the size cap
+        client.post("/v1/renders", json=SMALL, headers={"Authorization": "Bearer wrong"}),
+        client.delete("/v1/renders/some-id"),
+        client.post("/v1/renders/some-id/resume"),
+    ):
+        assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized", response.text
+        assert response.headers["www-authenticate"] == "Bearer"
+    deep = "[" * 100_000 + "]" * 100_000  # more nesting than the JSON parser takes: a parse error, not a 500
+    parsed = make_client(tmp_path)[0].post("/v1/plans", content=deep, headers={**AUTH, "content-type": "application/json"})
+    assert parsed.status_code == 400 and parsed.json()["error"]["code"] == "invalid_json"
+
+
+def test_reference_image_errors_through_the_api(tmp_path, monkeypatch):
+    """A picture over Pillow's bomb limit is 413 (not 415); a non-ASCII host is fetched by its
+    IDNA name (not a 500); downloads beyond the replica's slots are told to retry."""
+    import asyncio
+    import threading
+
+    import serve.api
+
+    png = image_bytes("PNG")
+    release, entered = threading.Event(), []
+
+    def slow_host(request):
+        entered.append(request.headers["host"])
+        release.wait(10)
+        return httpx.Response(200, content=png)
+
+    monkeypatch.setattr(serve.api, "MAX_IMAGE_DOWNLOADS", 2)
+    fetcher = ImageFetcher(1 << 20, resolver=lambda h, p: ["93.184.215.14"], transport=httpx.MockTransport(slow_host))
+    env = {"LONGVID_API_TOKENS": TOKEN, "LONGVID_STORE": str(tmp_path / "runs")}
+    app = create_api(PlanService("offline"), RecordingRenderer(), ApiSettings.from_env(env), fetcher=fetcher)
+    client = TestClient(app, base_url="http://127.0.0.1")
+    bomb = base64.b64encode(png_header_only(20000, 20000)).decode()
+    response = client.post("/v1/plans", json={**SMALL, "reference_images": [{"data_base64": bomb}]}, headers=AUTH)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "image_too_large"
+
+    async def downloads():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as ac:
+            def plan(url):
+                return ac.post("/v1/plans", json={**SMALL, "reference_images": [{"url": url}]}, headers=AUTH)
+
+            holding = [asyncio.create_task(plan("https://b\u00fccher.example/a.png")) for _ in range(2)]
+            while len(entered) < 2:
+                await asyncio.sleep(0.01)
+            third = await plan("https://cdn.example/b.png")  # both slots are taken
+            release.set()
+            return third, await asyncio.gather(*holding)
+
+    third, held = asyncio.run(downloads())
+    assert third.status_code == 503 and third.json()["error"]["code"] == "unavailable" and third.headers["retry-after"]
+    assert [r.status_code for r in held] == [200, 200] and entered == ["xn--bcher-kva.example"] * 2
+
+
+def test_the_report_page_shows_no_server_paths(tmp_path):
+    from longvid.runtime.store import MANIFEST, write_model
+
+    client, _, store = make_client(tmp_path)
+    accepted = client.post("/v1/renders", json=SMALL, headers=AUTH).json()
+    root = str((tmp_path / "runs").resolve())
+    run = store.store.open(accepted["id"])
+    manifest = read_manifest(run)
+    write_model(run, MANIFEST, manifest.model_copy(update={
+        "status": "failed", "error": f"merge failed: {root}/{accepted['id']}/final.mp4",
+        "warnings": [f"judge fell back; see {root}/state/judge.log"],
+        "segments": [s.model_copy(update={"error": f"ffmpeg: {root}/{accepted['id']}/segments/seg_{s.index:04d}.mp4 not found"})
+                     for s in manifest.segments]}))
+    (tmp_path / "runs" / accepted["id"] / "report.html").write_text("<p>written when the render finished</p>")
+    page = client.get(accepted["links"]["report"])
+    assert page.status_code == 200 and "merge failed" in page.text and "judge fell back" in page.text
+    assert root not in page.text and str(tmp_path) not in page.text
+    assert page.text.count("&lt;store&gt;/") == 2 + len(manifest.segments)
 
 
 # -- the worker: renders from the store, cancelled through the store ------------------------------

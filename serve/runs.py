@@ -24,7 +24,7 @@ from pathlib import Path
 
 from longvid.errors import InputError, LongvidError
 from longvid.manifest import RunManifest, RunPlan, SegmentRecord
-from longvid.runtime.store import MANIFEST, PLAN, read_manifest, synced_temp_file, write_model
+from longvid.runtime.store import MANIFEST, PLAN, read_manifest, write_model
 
 from .images import InputImages
 from .views import scrub_html
@@ -64,26 +64,7 @@ def worker_record(attempt: str, now: float | None = None) -> bytes:
 
 def create_exclusive(run, name: str, data: bytes) -> bool:
     """Write `name` only if it does not exist yet; False if it did (another request won)."""
-    local = getattr(run, "path", None)
-    if local is not None:
-        target = Path(local) / name
-        tmp = synced_temp_file(target, data)
-        try:
-            os.link(tmp, target)  # atomic, and fails if the target exists
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    from botocore.exceptions import ClientError
-
-    try:  # S3 conditional write: only if no object has this key yet
-        run.store.client.put_object(Bucket=run.store.bucket, Key=run._key(name), Body=data, IfNoneMatch="*")
-        return True
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
-            return False
-        raise
+    return run.create_exclusive(name, data)
 
 
 class RenderStore:

@@ -36,6 +36,7 @@ from ..spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
 from .resume import Action, attempt_seed, resume_plan, segment_key
 from .router import WAIT, SegmentRouter, candidate_providers, combined_capabilities
+from .runlock import RunLock
 from .store import FINAL, MANIFEST, PLAN, REPORT, LocalRunStore, RunFolder, RunStore, atomic_copy, clip_verifies, new_run_id, read_manifest, segment_path, write_model
 from .tasks import SegmentResult, SegmentRunner, seam_frame_png
 
@@ -397,29 +398,31 @@ class RenderPipeline:
         capabilities = self.check_inputs(spec)
         storyboard, jobs = planned or self.plan(spec)
         run = self.store.create(run_id or new_run_id(spec.model_dump_json()))
-        write_model(run, PLAN, RunPlan(storyboard=storyboard, segments=jobs))
-        manifest = RunManifest(
-            run_id=run.run_id,
-            spec=spec,
-            status="rendering",
-            warnings=list(getattr(self.planner, "warnings", []) or []),
-            output=str(output) if output is not None else None,  # so a resumed render writes there too
-            segments=[SegmentRecord(index=j.index, scene_index=j.scene_index, provider=spec.provider) for j in jobs],
-        )
-        write_model(run, MANIFEST, manifest)
-        return self._execute(run, manifest, storyboard, jobs, capabilities, output, started)
+        with RunLock(run):  # before the manifest exists, so no resume can start on it meanwhile
+            write_model(run, PLAN, RunPlan(storyboard=storyboard, segments=jobs))
+            manifest = RunManifest(
+                run_id=run.run_id,
+                spec=spec,
+                status="rendering",
+                warnings=list(getattr(self.planner, "warnings", []) or []),
+                output=str(output) if output is not None else None,  # so a resumed render writes there too
+                segments=[SegmentRecord(index=j.index, scene_index=j.scene_index, provider=spec.provider) for j in jobs],
+            )
+            write_model(run, MANIFEST, manifest)
+            return self._execute(run, manifest, storyboard, jobs, capabilities, output, started)
 
     def resume(self, run_id: str, output: Path | None = None) -> RenderResult:
         """Continue an interrupted (or finished) run from its folder."""
         started = time.perf_counter()
         run = self.store.open(run_id)
-        manifest = read_manifest(run)
-        plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
-        capabilities = self.check_inputs(manifest.spec)
-        manifest = self.prepare_resume(run, manifest.model_copy(update={"status": "rendering", "error": None}), capabilities)
-        if output is None and manifest.output and not manifest.output.startswith(run.location()):
-            output = Path(manifest.output)
-        return self._execute(run, manifest, plan.storyboard, plan.segments, capabilities, output, started)
+        with RunLock(run):  # one driver per run: a second one would pay for the same segments again
+            manifest = read_manifest(run)
+            plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
+            capabilities = self.check_inputs(manifest.spec)
+            manifest = self.prepare_resume(run, manifest.model_copy(update={"status": "rendering", "error": None}), capabilities)
+            if output is None and manifest.output and not manifest.output.startswith(run.location()):
+                output = Path(manifest.output)
+            return self._execute(run, manifest, plan.storyboard, plan.segments, capabilities, output, started)
 
     def _execute(self, run, manifest, storyboard, jobs, capabilities, output, started) -> RenderResult:
         self.progress.planned(storyboard, jobs, run)

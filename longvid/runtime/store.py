@@ -116,6 +116,10 @@ class RunFolder(Protocol):
 
     def publish(self, relative: str, local: Path) -> None: ...
 
+    def create_exclusive(self, relative: str, data: bytes) -> bool: ...
+
+    def remove(self, relative: str) -> None: ...
+
 
 def write_model(run: RunFolder, relative: str, model: BaseModel) -> None:
     run.write_bytes(relative, model.model_dump_json(indent=2).encode())
@@ -158,6 +162,22 @@ class LocalRunFolder:
 
     def scratch_path(self, relative: str) -> Path:
         return self.path / relative  # merge writes it atomically in place
+
+    def create_exclusive(self, relative: str, data: bytes) -> bool:
+        """Write `relative` only if it does not exist yet; False if it did (another won)."""
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = synced_temp_file(target, data)
+        try:
+            os.link(tmp, target)  # atomic, and fails if the target exists
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def remove(self, relative: str) -> None:
+        (self.path / relative).unlink(missing_ok=True)
 
     def publish(self, relative: str, local: Path) -> None:
         atomic_copy(local, self.path / relative)
@@ -250,6 +270,21 @@ class S3RunFolder:
         path = self.scratch / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+    def create_exclusive(self, relative: str, data: bytes) -> bool:
+        """Write `relative` only if no object has its key yet (an S3 conditional write)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.store.client.put_object(Bucket=self.store.bucket, Key=self._key(relative), Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+
+    def remove(self, relative: str) -> None:
+        self.store.client.delete_object(Bucket=self.store.bucket, Key=self._key(relative))
 
     def publish(self, relative: str, local: Path) -> None:
         # upload_file switches to a multipart upload for large files; the object only

@@ -224,6 +224,9 @@ def relative_path_warnings(args: argparse.Namespace) -> list[str]:
             for flag, value in named.items() if value is not None and not is_s3(value) and not Path(str(value)).is_absolute()]
 
 
+SUMMARY_EVERY_S = 15.0
+
+
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
     from rich.console import Console
 
@@ -233,6 +236,10 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
     console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
     if args.parallel < 1:
         console.print("batch_render: error: --parallel must be at least 1")
+        return 2
+    if str(args.out_dir).startswith("s3:"):
+        console.print("batch_render: error: --out-dir is a local folder; keep videos on S3 with --store s3://… --no-copy "
+                      "and put the summary there with --summary s3://…")
         return 2
     summary_at = args.summary or str(args.out_dir / "summary.json")
     job_name = args.job_name or base_name(args.specs)
@@ -254,21 +261,36 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
     started_at, started = now_iso(), time.perf_counter()
     all_rows: list[RenderRow] = []
     lock = threading.Lock()
+    last_write = [0.0]
 
-    def write_summary(finished: bool) -> None:
+    def write_summary(finished: bool) -> bool:
         document = summary_document(job=job_name, specs=str(args.specs), store=store.url, parallel=args.parallel,
                                     started_at=started_at, wall_s=time.perf_counter() - started, rows=all_rows, finished=finished)
-        write_text(summary_at, json.dumps(document, indent=2, ensure_ascii=False))
+        try:
+            write_text(summary_at, json.dumps(document, indent=2, ensure_ascii=False))
+        except Exception as exc:  # a store hiccup must not lose the renders: the next write carries every row
+            console.print(f"batch_render: warning: could not write the summary to {summary_at}: {exc.__class__.__name__}")
+            return False
+        last_write[0] = time.monotonic()
+        return True
 
-    def on_rows(rows: list[RenderRow]) -> None:  # the summary is kept current while the job runs
+    def on_rows(rows: list[RenderRow]) -> None:
+        # The summary is kept current while the job runs, at most every SUMMARY_EVERY_S: a
+        # rewrite per finished line would upload O(lines^2) bytes over a long job.
         with lock:
             all_rows.extend(rows)
-            write_summary(finished=False)
+            if time.monotonic() - last_write[0] >= SUMMARY_EVERY_S:
+                write_summary(finished=False)
 
     job = BatchJob(args=args, store=store, console=console, stop=stop)
-    rows = run_lines(job, lines, args.parallel, on_rows)
-    with lock:
-        write_summary(finished=True)
+    try:
+        rows = run_lines(job, lines, args.parallel, on_rows)
+    finally:  # the rows finished so far are written whatever ended the job
+        with lock:
+            for attempt in range(3):
+                if write_summary(finished=True):
+                    break
+                time.sleep(2**attempt)
     console.print(summary_table(rows, f"job {job_name}: {time.perf_counter() - started:.1f} s"))
     done = sum(1 for r in rows if r.status == "done")
     console.print(f"{done} done, {len(rows) - done} not done; summary in {summary_at}")

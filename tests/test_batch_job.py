@@ -165,3 +165,41 @@ def test_specs_store_and_summary_on_s3(ray_session, s3_server, tmp_path):
     assert row["final"] == f"s3://renders/runs/{row['run_id']}/final.mp4"
     s3.head_object(Bucket="renders", Key=f"runs/{row['run_id']}/final.mp4")
     assert probe(tmp_path / "out" / f"{row['run_id']}.mp4").frames == 120
+
+
+def test_out_dir_on_s3_is_refused_before_ray(tmp_path, capsys):
+    specs = tmp_path / "specs.jsonl"
+    specs.write_text(jsonl(KITE))
+    assert main([str(specs), "--out-dir", "s3://bucket/renders"]) == 2
+    assert "--no-copy" in capsys.readouterr().out
+
+
+def test_a_summary_that_cannot_be_written_loses_no_render(ray_session, tmp_path, monkeypatch, capsys):
+    """The summary's store fails once mid-job: the job still finishes, warns, and the
+    final write carries every row."""
+    import jobs.batch_render as batch
+
+    specs = tmp_path / "specs.jsonl"
+    specs.write_text(jsonl(KITE))
+    calls = []
+    real_write = batch.write_text
+
+    def flaky(where, text):
+        calls.append(where)
+        if len(calls) == 1:
+            raise OSError("the store is unreachable")
+        real_write(where, text)
+
+    monkeypatch.setattr(batch, "write_text", flaky)
+    assert main([str(specs), "--store", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]) == 0
+    assert "could not write the summary" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [r["status"] for r in summary["renders"]] == ["done"]
+
+
+def test_a_run_folder_left_without_a_manifest_is_started_again(tmp_path):
+    """A driver killed between creating the folder and writing the manifest."""
+    store = LocalRunStore(tmp_path)
+    (tmp_path / "r" / "segments").mkdir(parents=True)
+    assert not store.has_run("r")
+    assert store.create("r").run_id == "r"

@@ -455,6 +455,10 @@ class RenderPipeline:
                 status, reason = "failed", str(exc) if isinstance(exc, LongvidError) else f"{exc.__class__.__name__}: {exc}"
             write_model(run, MANIFEST, latest.model_copy(update={"status": status, "error": reason[:1000]}))
             raise
+        finally:
+            discard = getattr(run, "discard_scratch", None)  # S3 runs: local copies are done with
+            if discard is not None:
+                discard()
         return result
 
     def _result(self, run, manifest, storyboard, jobs, stats, generated, reused, started) -> RenderResult:

@@ -17,14 +17,19 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from ..errors import InputError
+import logging
+
+from ..errors import RenderError
 
 LOCK = "lock.json"
 DEFAULT_TTL_S = 90.0
 
 
-class RunLocked(InputError):
-    """Another live driver is rendering this run."""
+log = logging.getLogger(__name__)
+
+
+class RunLocked(RenderError):
+    """Another live driver is rendering this run (busy, not bad input: retry later)."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +104,8 @@ class RunLock:
         while not self._stop.wait(self.ttl_s / 3):
             try:
                 self.run.write_bytes(LOCK, self._lease().to_bytes())
-            except Exception:  # a store hiccup: the next renewal tries again before expiry
-                pass
+            except Exception as exc:  # a store hiccup: the next renewal (at ttl/3) tries again before expiry
+                log.warning("could not renew the lease of run %s: %s", self.run.run_id, exc.__class__.__name__)
 
     def release(self) -> None:
         self._stop.set()

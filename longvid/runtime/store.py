@@ -195,8 +195,10 @@ class LocalRunStore:
 
     def create(self, run_id: str) -> LocalRunFolder:
         path = self.root / check_run_id(run_id)
-        path.mkdir(parents=True, exist_ok=False)
-        (path / "segments").mkdir()
+        if (path / MANIFEST).exists():
+            raise FileExistsError(f"run {run_id} already exists in {self.root}")
+        # A folder without a manifest is a render that died while starting: start it again.
+        (path / "segments").mkdir(parents=True, exist_ok=True)
         return LocalRunFolder(path)
 
     def open(self, run_id: str) -> LocalRunFolder:
@@ -270,6 +272,13 @@ class S3RunFolder:
         path = self.scratch / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+    def discard_scratch(self) -> None:
+        """Drop this run's local copies (merged video, downloaded segments): everything is
+        on S3, and a long-lived driver rendering thousands of runs must not fill its disk."""
+        import shutil
+
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def create_exclusive(self, relative: str, data: bytes) -> bool:
         """Write `relative` only if no object has its key yet (an S3 conditional write)."""

@@ -325,7 +325,12 @@ function listen(run, expectActive = false) {
   state.events = events;
   events.addEventListener("status", (event) => {
     state.reconnects = 0;
-    const update = JSON.parse(event.data);
+    let update;
+    try {
+      update = JSON.parse(event.data);
+    } catch {
+      return; // a damaged event: the next one carries the whole state again
+    }
     if (update.id === state.runId) showRun(update);
   });
   events.addEventListener("end", () => {
@@ -336,9 +341,12 @@ function listen(run, expectActive = false) {
   events.onerror = () => {
     // EventSource retries by itself while CONNECTING; CLOSED means the server refused the
     // stream (e.g. the signed link expired): fetch fresh links and listen again.
-    if (events.readyState === EventSource.CLOSED && state.events === events && state.reconnects < 5) {
+    if (events.readyState !== EventSource.CLOSED || state.events !== events) return;
+    if (state.reconnects < 5) {
       state.reconnects += 1;
       setTimeout(() => refresh(run.id, true), 1000 * state.reconnects);
+    } else {
+      showError("Live progress was lost. The render goes on on the server: reopen it from Past renders to follow it.");
     }
   };
 }

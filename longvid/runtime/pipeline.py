@@ -565,6 +565,14 @@ def _update_record(manifest: RunManifest, index: int, **changes) -> RunManifest:
     return manifest.model_copy(update={"segments": segments})
 
 
+class _Start(enum.Enum):
+    """What trying to start one segment did."""
+
+    STARTED = "started"  # a task is in flight (a Ray task waits for it)
+    PROGRESSED = "progressed"  # its state changed without a task in flight (cached, failed, failing over)
+    WAITING = "waiting"  # its provider is full or its breaker open: try again shortly
+
+
 class _GenerateLoop:
     """One invocation of the generate step: schedule ready segments within the cluster's
     capacity, route each to a provider, record every state change, and decide what each
@@ -660,13 +668,13 @@ class _GenerateLoop:
         progressed = waiting = False
         for index in admit([(j.index, self.requests[j.index]) for j in ready], used, self.capacity):
             outcome = self._start(self.jobs[index])
-            progressed |= outcome == "progressed"
-            waiting |= outcome == "waiting"
+            progressed |= outcome is _Start.PROGRESSED
+            waiting |= outcome is _Start.WAITING
         return progressed, waiting
 
-    def _start(self, job: SegmentJob) -> str:
+    def _start(self, job: SegmentJob) -> _Start:
         """Start one segment: poll its recorded task, reuse a cached copy, or create a task
-        at the provider the router picks. Returns started, progressed or waiting."""
+        at the provider the router picks."""
         index, router = job.index, self.router
         attempt = self.p._attempt(self.manifest, job)
         conditioning = self.p._conditioning(self.run_folder, self.manifest, self.jobs, attempt, self.seams)
@@ -678,7 +686,7 @@ class _GenerateLoop:
                 self.queue.remove(job)
                 router.hold(name, index)
                 self._launch(name, record.task_id, attempt, key, conditioning)
-                return "started"
+                return _Start.STARTED
             # Its request changed since (e.g. the frame it starts from): the old task may be
             # billed, so it stays on the books, and the segment starts over.
             if self._paid(name):
@@ -687,12 +695,12 @@ class _GenerateLoop:
         name, why = router.choose(attempt, conditioning is not None, self._budget_left())
         if name is None:
             if why == WAIT:
-                return "waiting"
+                return _Start.WAITING
             self.queue.remove(job)
             reason = f"no provider left to try ({router.failure_summary(index)})"
             self._write(transition(self.manifest, index, SegmentState.FAILED, error=reason[:500]))
             self._give_up(index, reason)
-            return "progressed"
+            return _Start.PROGRESSED
         self.queue.remove(job)
         caps = router.capabilities(name)
         key = segment_key(name, caps.model, attempt, conditioning)
@@ -701,14 +709,14 @@ class _GenerateLoop:
             router.release(name, index)
             seam = seam_frame_png(cached, job.frames) if index in self.needed_seams else None
             self._finished(attempt, key, SegmentResult(index, name, caps.model, f"cache:{key[:16]}", cached, seam, 0.0, 0.0), cached=True)
-            return "progressed"
+            return _Start.PROGRESSED
         task_id = self._create(name, attempt, conditioning)
         if task_id is None:
-            return "progressed"
+            return _Start.PROGRESSED
         self._write(transition(_with_ledger(self.manifest, self.ledger), index, SegmentState.SUBMITTED,
                                task_id=task_id, cache_key=key, seed=attempt.seed, provider=name))
         self._launch(name, task_id, attempt, key, conditioning)
-        return "started"
+        return _Start.STARTED
 
     def _create(self, name: str, attempt: SegmentJob, conditioning: bytes | None) -> str | None:
         """Create the task at the provider, reserved in the ledger (and written) first.
@@ -769,46 +777,49 @@ class _GenerateLoop:
         self._finished(attempt, key, result, cached=False)
 
     def _collect_failed(self, attempt: SegmentJob, key: str, name: str, exc: BaseException) -> None:
+        """One branch per decision: poll again, leave it for resume, or close the task's
+        books and then retry, reword, fail over or give up."""
         index = attempt.index
         reason = f"{name}: {exc.__class__.__name__}: {exc}"
         record = self.manifest.segments[index]
-        paid = self._paid(name)
         tries_key = (index, name)
         self.tries[tries_key] = self.tries.get(tries_key, 0) + 1
-        decision = failure_decision(exc, self.tries[tries_key], self.p.max_tries, paid_task=paid and bool(record.task_id))
-        code = getattr(exc, "failure_code", None)
+        decision = failure_decision(exc, self.tries[tries_key], self.p.max_tries, paid_task=self._paid(name) and bool(record.task_id))
         if decision is FailureDecision.COLLECT_AGAIN:  # the task is fine; reaching it was not
             conditioning = self.p._conditioning(self.run_folder, self.manifest, self.jobs, attempt, self.seams)
             self._launch(name, record.task_id, attempt, key, conditioning)
             self.p.progress.segment(index, SegmentState.SUBMITTED, f"polling again: {reason[:80]}")
-            return
-        if decision is not FailureDecision.LEAVE_SUBMITTED and counts_against_provider(code):
-            self.router.record(name, False)
-        self.router.release(name, index)
-        if decision is FailureDecision.LEAVE_SUBMITTED:  # still running: resume polls it, never pays again
+        elif decision is FailureDecision.LEAVE_SUBMITTED:  # still running or unreachable: resume polls it, never pays again
+            self.router.release(name, index)
             self._give_up(index, reason)
             self.p.progress.segment(index, SegmentState.SUBMITTED, reason)
-            return
-        if paid:  # the provider may have charged: count it at the estimate
+        else:
+            self._task_failed(attempt, name, exc, reason, decision)
+
+    def _task_failed(self, attempt: SegmentJob, name: str, exc: BaseException, reason: str, decision: FailureDecision) -> None:
+        index = attempt.index
+        record = self.manifest.segments[index]
+        code = getattr(exc, "failure_code", None)
+        if counts_against_provider(code):
+            self.router.record(name, False)
+        self.router.release(name, index)
+        if self._paid(name):  # the provider may have charged: count it at the estimate
             _settle(self.ledger, name, record.task_id, None, "failed; counted at the estimate")
         self._write(transition(_with_ledger(self.manifest, self.ledger), index, SegmentState.FAILED, error=reason[:500]))
         if decision is FailureDecision.NEW_TASK:  # e.g. INTERNAL at the provider: the same request may work
             self._requeue(index, f"retrying: {reason[:80]}")
-            return
-        if is_safety_refusal(code):
-            # Never the same words again: reworded once by the planner, else fail with the reason.
+        elif is_safety_refusal(code):  # never the same words again: reworded once by the planner, else fail
             if self.rephrase is not None and not record.rephrased_prompt:
                 reworded = self.rephrase(attempt.prompt, code)
                 history = [*record.history, f"{name} refused the prompt ({code}); the planner reworded it"]
                 self.manifest = _update_record(self.manifest, index, rephrased_prompt=reworded, history=history)
                 self._requeue(index, f"reworded after {code}")
-                return
-            self._give_up(index, reason)
-            return
-        if code is not None and self.router.exclude(index, name, f"{exc.__class__.__name__}: {exc}"):
+            else:
+                self._give_up(index, reason)
+        elif code is not None and self.router.exclude(index, name, f"{exc.__class__.__name__}: {exc}"):
             self._requeue(index, f"failing over from {reason[:80]}")
-            return
-        self._give_up(index, reason)
+        else:
+            self._give_up(index, reason)
 
     def _finished(self, attempt: SegmentJob, key: str, result: SegmentResult, cached: bool) -> None:
         index = attempt.index

@@ -83,3 +83,42 @@ def test_clip_judge_without_weights_is_a_clear_error(ray_session, tmp_path, caps
                  "--judge", "clip", "--clip-checkpoint", str(tmp_path / "missing.pt")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("longvid: error:") and "missing.pt" in err[0]
+
+
+def test_resume_judges_what_a_crash_left_unjudged_and_regenerates_what_it_rejected(tmp_path):
+    """A crash between writing a segment and judging it, or between the judge's rejection and
+    the reset that follows, must not let that segment through unjudged on resume."""
+    from longvid.manifest import reset, transition
+    from longvid.runtime.store import MANIFEST, write_model
+    from longvid.spec import SegmentState
+
+    result, manifest, drift_at = _render(tmp_path, drift=True)
+    (drifted, bad_seed), = drift_at.items()
+    store = LocalRunStore(tmp_path / "store")
+    run = store.open(result.run_id)
+    clean = next(r.index for r in manifest.segments if r.index != drifted)
+    # Segment `clean`: back to GENERATED, its score forgotten (crashed before the judge ran).
+    record = manifest.segments[clean]
+    manifest = reset(manifest, clean, "test")
+    manifest = transition(manifest, clean, SegmentState.GENERATED, clip=record.clip, seed=record.seed,
+                          cache_key=record.cache_key, scores=[])
+    # Segment `drifted`: its first, rejected attempt is back in place as JUDGED (crashed before the reset).
+    first = manifest.segments[drifted].scores[0]
+    run.write_bytes(manifest.segments[drifted].clip.path, run.read_bytes(first["file"]))
+    bad_clip = manifest.segments[drifted].clip.model_copy(update={"sha256": first["sha256"]})
+    manifest = reset(manifest, drifted, "test")
+    manifest = manifest.model_copy(update={"segments": [
+        r.model_copy(update={"regenerations": 0, "scores": [first], "seed": bad_seed}) if r.index == drifted else r
+        for r in manifest.segments]})
+    manifest = transition(manifest, drifted, SegmentState.GENERATED, clip=bad_clip, seed=bad_seed)
+    manifest = transition(manifest, drifted, SegmentState.JUDGED)
+    write_model(run, MANIFEST, manifest.model_copy(update={"status": "failed"}))
+
+    DriftingProvider.drift_at = {}
+    judge = ConsistencySegmentJudge(JudgeConfig(backend="structural"), context=FramePackCompressor(device="cpu"))
+    resumed = RenderPipeline(store, InlineSegmentRunner(), judge=judge).resume(result.run_id)
+    after = load_manifest((Path(resumed.run_dir) / "manifest.json").read_text())
+    assert after.segments[clean].state is SegmentState.ACCEPTED and len(after.segments[clean].scores) == 1
+    assert after.segments[clean].scores[0]["passed"]  # judged on resume, not waved through
+    regenerated = after.segments[drifted]
+    assert regenerated.regenerations == 1 and regenerated.seed != bad_seed and regenerated.scores[-1]["passed"]

@@ -214,8 +214,17 @@ class RenderPipeline:
         file_ok = functools.partial(clip_verifies, run)
         idempotent = lambda name: provider_capabilities(name).idempotent_submit  # noqa: E731
         for index, (action, reason) in resume_plan(manifest, file_ok, idempotent).items():
-            state = manifest.segments[index].state
-            if action is Action.ACCEPT:
+            record = manifest.segments[index]
+            state = record.state
+            if action is Action.ACCEPT and self.judge is not None and state is SegmentState.GENERATED:
+                continue  # the crash came before the judge saw it: the generate step judges it
+            if action is Action.ACCEPT and self.judge is not None and state is SegmentState.JUDGED \
+                    and record.scores and not record.scores[-1].get("passed", True) \
+                    and record.regenerations + 1 < self.judge.max_attempts:
+                # The judge had sent it back; the crash came before it was reset: do that now.
+                manifest = reset(manifest, index, "the judge rejected it before the render stopped")
+                manifest = _update_record(manifest, index, regenerations=record.regenerations + 1)
+            elif action is Action.ACCEPT:
                 manifest = transition(manifest, index, SegmentState.ACCEPTED)
             elif action is Action.GENERATE and state is SegmentState.FAILED:
                 manifest = transition(manifest, index, SegmentState.PENDING, error=None)
@@ -267,11 +276,14 @@ class RenderPipeline:
             seams[previous] = seam_frame_png(run.local_path(clip.path).read_bytes(), jobs[previous].frames)
         return seams[previous]
 
-    def _finish(self, run, manifest, jobs, job, result: SegmentResult, key: str, cached: bool) -> tuple[RunManifest, bool]:
-        """Record a generated segment, judge it, and accept it or send it back."""
+    def _finish(self, run, manifest, jobs, job, result: SegmentResult, key: str, cached: bool,
+                recorded: bool = False) -> tuple[RunManifest, bool]:
+        """Record a generated segment, judge it, and accept it or send it back. `recorded`:
+        its file and GENERATED state were written by an earlier invocation; judge it only."""
         index = job.index
         relative = segment_path(index)
-        run.write_bytes(relative, result.mp4)
+        if not recorded:
+            run.write_bytes(relative, result.mp4)
         clip = Clip(
             segment_index=index,
             provider=result.provider,
@@ -286,14 +298,17 @@ class RenderPipeline:
             sha256=_sha256(result.mp4),
         )
         record = manifest.segments[index]
-        manifest = transition(
-            manifest, index, SegmentState.GENERATED,
-            task_id=result.task_id, clip=clip, cost_usd=record.cost_usd + result.cost_usd, provider=result.provider,
-            resources=result.resources, cached=cached, seed=job.seed, cache_key=key,
-        )
-        write_model(run, MANIFEST, manifest)
-        if not cached:
-            self.store.cache_put(key, result.mp4)
+        if recorded:
+            clip = record.clip
+        else:
+            manifest = transition(
+                manifest, index, SegmentState.GENERATED,
+                task_id=result.task_id, clip=clip, cost_usd=record.cost_usd + result.cost_usd, provider=result.provider,
+                resources=result.resources, cached=cached, seed=job.seed, cache_key=key,
+            )
+            write_model(run, MANIFEST, manifest)
+            if not cached:
+                self.store.cache_put(key, result.mp4)
         if self.judge is not None:
             previous = None
             if index > 0 and jobs[index - 1].scene_index == job.scene_index and manifest.segments[index - 1].clip is not None:
@@ -679,6 +694,14 @@ class _GenerateLoop:
         attempt = self.p._attempt(self.manifest, job)
         conditioning = self.p._conditioning(self.run_folder, self.manifest, self.jobs, attempt, self.seams)
         record = self.manifest.segments[index]
+        if record.state is SegmentState.GENERATED and record.clip is not None:  # made, never judged (resumed)
+            self.queue.remove(job)
+            data = self.run_folder.local_path(record.clip.path).read_bytes()
+            seam = seam_frame_png(data, job.frames) if index in self.needed_seams else None
+            result = SegmentResult(index, record.clip.provider, record.clip.model, record.task_id or "resumed", data, seam, 0.0,
+                                   record.clip.seconds_spent)
+            self._finished(attempt, record.cache_key or "", result, cached=False, recorded=True)
+            return _Start.PROGRESSED
         if record.state is SegmentState.SUBMITTED and record.task_id:
             name = record.provider
             key = segment_key(name, router.capabilities(name).model, attempt, conditioning)
@@ -821,9 +844,10 @@ class _GenerateLoop:
         else:
             self._give_up(index, reason)
 
-    def _finished(self, attempt: SegmentJob, key: str, result: SegmentResult, cached: bool) -> None:
+    def _finished(self, attempt: SegmentJob, key: str, result: SegmentResult, cached: bool, recorded: bool = False) -> None:
         index = attempt.index
-        self.manifest, accepted = self.p._finish(self.run_folder, self.manifest, self.jobs, attempt, result, key, cached=cached)
+        self.manifest, accepted = self.p._finish(self.run_folder, self.manifest, self.jobs, attempt, result, key, cached=cached,
+                                                 recorded=recorded)
         if not accepted:
             self.queue.append(self.jobs[index])
             self.queue.sort(key=priority)

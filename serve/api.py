@@ -37,9 +37,10 @@ from longvid.runtime.store import FINAL, open_store
 from longvid.spec import RenderSpec
 
 from . import views
+from .bodies import Submitted, add_component_schemas, openapi_request_body, read_submission
 from .clients import PlannerClient, RendererClient
 from .errors import ApiError, install_error_handlers
-from .images import CheckedImage, ImageFetcher, decode_base64_image
+from .images import CheckedImage, ImageFetcher, check_image_bytes, decode_base64_image
 from .middleware import AuthenticateWrites, BodySizeLimit, SecurityHeaders
 from .models import (
     Cancelling,
@@ -107,6 +108,16 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
                     "Media and event links in a render's `links` are signed, for browser elements that cannot send headers.",
     )
     install_error_handlers(app)
+    default_openapi = app.openapi
+
+    def openapi() -> dict:
+        # The write routes read their body themselves (JSON or multipart: serve/bodies.py), so
+        # the models their documented bodies point to are added here.
+        fresh = app.openapi_schema is None
+        schema = default_openapi()
+        return add_component_schemas(schema, [RenderRequest, RenderSubmission]) if fresh else schema
+
+    app.openapi = openapi
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added after the size limit, so it runs before it: an unauthenticated write is a 401, whatever
     # its body. (authenticate_request is defined below, with the other access rules.)
@@ -176,11 +187,6 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
 
         return dependency
 
-    def require_json(request: Request) -> None:
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind != "application/json" and not kind.endswith("+json"):
-            raise ApiError(415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json")
-
     def checked_id(render_id: str) -> str:
         if not is_valid_render_id(render_id):
             raise ApiError(400, "invalid_id", "a render id is 1-80 letters, digits, '.', '_' or '-' (and not '.' or '..')")
@@ -226,22 +232,26 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
         finally:
             image_downloads.release()
 
-    async def reference_images(body: RenderRequest) -> list[Path]:
-        paths = []
-        for ref in body.reference_images:
+    async def reference_images(submitted: Submitted) -> list[Path]:
+        """The spec's images (base64 or URL), then the uploaded ones: all checked alike, then
+        stored (a request refused for one image stores none)."""
+        images: list[CheckedImage] = []
+        for ref in submitted.body.reference_images:
             if ref.data_base64 is not None:
-                image: CheckedImage = await run_in_threadpool(decode_base64_image, ref.data_base64, settings.max_image_bytes)
+                images.append(await run_in_threadpool(decode_base64_image, ref.data_base64, settings.max_image_bytes))
             else:
-                image = await run_in_threadpool(fetch_image, ref.url)
-            paths.append(await run_in_threadpool(records.inputs.save, image))
-        return paths
+                images.append(await run_in_threadpool(fetch_image, ref.url))
+        for data in submitted.uploads:
+            images.append(await run_in_threadpool(check_image_bytes, data, settings.max_image_bytes))
+        return [await run_in_threadpool(records.inputs.save, image) for image in images]
 
-    async def spec_for(body: RenderRequest) -> RenderSpec:
+    async def spec_for(submitted: Submitted) -> RenderSpec:
+        body = submitted.body
         try:
             return RenderSpec(
                 prompt=body.prompt, duration_s=body.duration_s, aspect_ratio=body.aspect_ratio, resolution=body.resolution,
                 provider=body.provider, quality=body.quality, continuity=body.continuity, budget_usd=body.budget_usd,
-                seed=body.seed, judge=body.judge, reference_images=await reference_images(body),
+                seed=body.seed, judge=body.judge, reference_images=await reference_images(submitted),
             )
         except ValidationError as exc:
             raise ApiError(422, "invalid_request", describe_validation_error(exc)) from None
@@ -332,26 +342,31 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
         return {"status": "ok"}
 
     @app.post("/v1/plans", response_model=PlanResponse, responses=ERRORS, tags=["plans"],
-              dependencies=[Depends(require_json)])
-    async def create_plan(body: RenderRequest, principal: Annotated[Principal, Depends(writer)]) -> dict:
+              openapi_extra=openapi_request_body(RenderRequest))
+    async def create_plan(request: Request, principal: Annotated[Principal, Depends(writer)]) -> dict:
         """Plan a video: its storyboard (edit the scenes, then send it with POST /v1/renders),
-        the exact segments, and the estimated cost."""
-        plan = await plan_for(await spec_for(body), None)
+        the exact segments, and the estimated cost. The body is a RenderRequest as JSON, or
+        multipart/form-data with it as `spec` and reference image files as `images`."""
+        submitted = await read_submission(request, RenderRequest, settings.max_image_bytes)
+        plan = await plan_for(await spec_for(submitted), None)
         plan["segments"] = [{k: v for k, v in s.items() if k != "scene"} for s in plan["segments"]]
         return plan
 
     @app.post("/v1/renders", status_code=202, response_model=None, tags=["renders"],
               responses={**ERRORS, 202: {"model": RenderAccepted, "description": "queued"},
                          200: {"model": RenderStatus, "description": "an earlier request with the same Idempotency-Key"}},
-              dependencies=[Depends(require_json)])
+              openapi_extra=openapi_request_body(RenderSubmission))
     async def submit_render(
         request: Request,
-        body: RenderSubmission,
         principal: Annotated[Principal, Depends(writer)],
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description="same key + same body: the same render")] = None,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description="same key + same body "
+                                                      "(and the same uploaded files): the same render")] = None,
     ) -> JSONResponse:
-        """Start a render; answers at once (202) with its id and links."""
-        request_sha = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        """Start a render; answers at once (202) with its id and links. The body is a
+        RenderSubmission as JSON, or multipart/form-data with it as `spec` and reference image
+        files as `images`."""
+        submitted = await read_submission(request, RenderSubmission, settings.max_image_bytes)
+        body, request_sha = submitted.body, submitted.sha256
         if idempotency_key is not None:
             if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
                 raise ApiError(400, "invalid_idempotency_key", "an Idempotency-Key is 1-200 printable ASCII characters without spaces")
@@ -361,7 +376,7 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
         else:
             run_id = new_render_id()
         await check_concurrency(principal)
-        spec = await spec_for(body)
+        spec = await spec_for(submitted)
         storyboard = body.storyboard.model_dump(mode="json") if body.storyboard is not None else None
         plan = await plan_for(spec, storyboard)
         run_plan = RunPlan.model_validate({"storyboard": plan["storyboard"], "segments": plan["segments"]})

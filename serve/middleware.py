@@ -72,10 +72,11 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class AuthenticateWrites:
-    """Authentication before anything looks at a write's body. FastAPI parses a JSON body
-    before it runs any dependency, so without this an unauthenticated POST would learn
-    '415' or '400 invalid_json' instead of '401'. `authenticate(request)` raises ApiError;
-    the route's own dependency checks again (and applies the rate limit)."""
+    """Authentication before anything looks at a write's body. FastAPI parses a route's
+    declared body before it runs any dependency, and a multipart upload is read as it
+    streams in, so without this an unauthenticated POST could learn '415', '400
+    invalid_json' or '413' instead of '401', or have its files read. `authenticate(request)`
+    raises ApiError; the route's own dependency checks again (and applies the rate limit)."""
 
     def __init__(self, app, authenticate: Callable[[Request], Awaitable[object]], prefix: str = "/v1/"):
         self.app, self.authenticate, self.prefix = app, authenticate, prefix

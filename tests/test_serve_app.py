@@ -742,6 +742,159 @@ def test_reference_image_errors_through_the_api(tmp_path, monkeypatch):
     assert [r.status_code for r in held] == [200, 200] and entered == ["xn--bcher-kva.example"] * 2
 
 
+# -- reference images uploaded as multipart/form-data ---------------------------------------------
+
+def picture(colour, fmt="PNG", size=(32, 24)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, format=fmt)
+    return out.getvalue()
+
+
+def upload(*images: bytes, name: str = "images") -> list:
+    return [(name, (f"ref{i}.png", data, "image/png")) for i, data in enumerate(images)]
+
+
+def form(spec: dict) -> dict:
+    return {"spec": json.dumps(spec)}
+
+
+def stored_name(data: bytes) -> str:
+    return check_image_bytes(data, 1 << 20).filename
+
+
+def test_reference_images_can_be_uploaded_as_files(tmp_path):
+    client, renderer, store = make_client(tmp_path)
+    red, green, blue = picture((200, 0, 0)), picture((0, 200, 0), "JPEG"), picture((0, 0, 200), "WEBP")
+    plan = client.post("/v1/plans", data=form(SMALL), files=upload(red, green), headers=AUTH)
+    assert plan.status_code == 200, plan.text
+    assert plan.json()["segments"] == client.post("/v1/plans", json=SMALL, headers=AUTH).json()["segments"]
+    # A render: the spec's own images first, then the uploads in the order sent; all stored by content.
+    inline = {**SMALL, "reference_images": [{"data_base64": base64.b64encode(blue).decode()}]}
+    accepted = client.post("/v1/renders", data=form(inline), files=upload(red, green), headers=AUTH)
+    assert accepted.status_code == 202, accepted.text
+    status = client.get(accepted.json()["links"]["self"], headers=AUTH).json()
+    assert status["spec"]["reference_images"] == [stored_name(blue), stored_name(red), stored_name(green)]
+    spec = read_manifest(store.store.open(accepted.json()["id"])).spec
+    assert [p.read_bytes() for p in spec.reference_images] == [blue, red, green]
+    assert renderer.started[0][0] == accepted.json()["id"]
+    # The spec may come as a file too (curl -F spec=@request.json); an upload-only form is fine.
+    as_file = client.post("/v1/plans", files=[("spec", ("r.json", json.dumps(SMALL), "application/json")),
+                                              *upload(red)], headers=AUTH)
+    assert as_file.status_code == 200, as_file.text
+    # A browser form's file input left empty sends a nameless, empty file: not an image.
+    browser_form = (f'--b\r\ncontent-disposition: form-data; name="spec"\r\n\r\n{json.dumps({**SMALL, "seed": 1})}\r\n'
+                    '--b\r\ncontent-disposition: form-data; name="images"; filename=""\r\n'
+                    'content-type: application/octet-stream\r\n\r\n\r\n--b--\r\n')
+    unfilled = client.post("/v1/renders", content=browser_form, headers={**AUTH, "content-type": "multipart/form-data; boundary=b"})
+    assert unfilled.status_code == 202, unfilled.text
+    assert client.get(unfilled.json()["links"]["self"], headers=AUTH).json()["spec"]["reference_images"] == []
+
+
+def test_uploaded_files_are_checked_like_base64_images(tmp_path):
+    client, renderer, _ = make_client(tmp_path)
+    red = picture((200, 0, 0))
+    two_inline = {**SMALL, "reference_images": [{"data_base64": base64.b64encode(red).decode()}] * 2}
+    cases = [  # (form fields, files, status, code)
+        (form(SMALL), upload(red, b"just text, whatever the name says"), 415, "unsupported_image"),
+        (form(SMALL), upload(image_bytes("GIF")), 415, "unsupported_image"),
+        (form(SMALL), upload(png_header_only(20000, 20000)), 413, "image_too_large"),
+        (form(SMALL), upload(image_bytes("PNG", size=(5000, 4000), mode="1")), 413, "image_too_large"),  # 20 MP
+        (form(SMALL), upload(red + b"\x00" * (5 * 1024 * 1024)), 413, "image_too_large"),
+        (form(SMALL), upload(*[red] * 5), 422, "invalid_request"),
+        (form(two_inline), upload(red, red, red), 422, "invalid_request"),  # 5 in all
+        (form({**SMALL, "colour": "red"}), upload(red), 422, "invalid_request"),
+        ({"spec": "{not json"}, upload(red), 400, "invalid_json"),
+        ({}, upload(red), 422, "invalid_request"),  # no spec
+        ({**form(SMALL), "extra": "x"}, upload(red), 422, "invalid_request"),
+        (form(SMALL), upload(red, name="image"), 422, "invalid_request"),
+    ]
+    for data, files, status, code in cases:
+        response = client.post("/v1/plans", data=data, files=files, headers=AUTH)
+        assert (response.status_code, response.json()["error"]["code"]) == (status, code), (response.text, status, code)
+    assert "5 reference images in all" in client.post("/v1/plans", data=form(two_inline), files=upload(red, red, red),
+                                                      headers=AUTH).json()["error"]["message"]
+    multipart = {**AUTH, "content-type": "multipart/form-data; boundary=b"}
+    malformed = [
+        client.post("/v1/plans", content=b"--b\r\n", headers={**AUTH, "content-type": "multipart/form-data"}),  # no boundary
+        client.post("/v1/plans", content=b'--b\r\ncontent-disposition: form-data; name="spec"\r\n\r\n{}', headers=multipart),
+        client.post("/v1/plans", content=b"--b\r\nno header end", headers=multipart),
+    ]
+    for response in malformed:
+        assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_multipart"), response.text
+    assert client.post("/v1/renders", content="prompt=fox", headers={**AUTH, "content-type": "text/plain"}).status_code == 415
+    assert renderer.started == [] and not (tmp_path / "runs" / "state" / "inputs").exists()
+
+
+async def _stream_post(app, path: str, chunks, headers: dict) -> httpx.Response:
+    async def body():
+        for chunk in chunks:
+            yield chunk
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+        return await client.post(path, content=body(), headers=headers)
+
+
+def test_an_oversized_upload_is_refused_before_the_rest_is_sent(tmp_path):
+    import asyncio
+
+    client, _, _ = make_client(tmp_path, max_image_bytes=100_000, max_body_bytes=150_000)
+    app, boundary, sent = client.app, "x0x0x0", []
+    head = (f'--{boundary}\r\ncontent-disposition: form-data; name="spec"\r\n\r\n{json.dumps(SMALL)}\r\n'
+            f'--{boundary}\r\ncontent-disposition: form-data; name="images"; filename="big.png"\r\n'
+            f'content-type: image/png\r\n\r\n').encode()
+
+    def chunks(part_bytes: int, parts: int = 1):
+        yield head
+        for n in range(parts):
+            for _ in range(part_bytes // 10_000):
+                sent.append(10_000)
+                yield b"\x89" * 10_000
+            more = f'\r\n--{boundary}\r\ncontent-disposition: form-data; name="images"; filename="b{n}.png"\r\n\r\n'
+            yield more.encode() if n < parts - 1 else f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {**AUTH, "content-type": f"multipart/form-data; boundary={boundary}"}
+    one_too_big = asyncio.run(_stream_post(app, "/v1/plans", chunks(1_000_000), headers))
+    assert (one_too_big.status_code, one_too_big.json()["error"]["code"]) == (413, "image_too_large")
+    assert sum(sent) <= 110_000  # stopped reading at the image cap, not after 1 MB
+    sent.clear()
+    two_fit_but_not_together = asyncio.run(_stream_post(app, "/v1/renders", chunks(90_000, parts=2), headers))
+    assert (two_fit_but_not_together.status_code, two_fit_but_not_together.json()["error"]["code"]) == (413, "payload_too_large")
+    assert sum(sent) <= 160_000
+    declared = client.post("/v1/plans", content=b"x" * 150_001, headers=headers)  # Content-Length over the cap
+    assert (declared.status_code, declared.json()["error"]["code"]) == (413, "payload_too_large")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_uploads_need_a_token_and_count_against_the_rate_limit(tmp_path):
+    client, renderer, _ = make_client(tmp_path, write_rate_per_minute=1)
+    red = picture((200, 0, 0))
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = client.post("/v1/renders", data=form(SMALL), files=upload(red), headers=headers)
+        assert (response.status_code, response.json()["error"]["code"]) == (401, "unauthorized")
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert client.post("/v1/plans", data=form(SMALL), files=upload(red), headers=AUTH).status_code == 200
+    limited = client.post("/v1/renders", data=form(SMALL), files=upload(red), headers=AUTH)
+    assert (limited.status_code, limited.json()["error"]["code"]) == (429, "rate_limited")
+    assert renderer.started == []
+
+
+def test_an_idempotency_key_covers_the_uploaded_files(tmp_path):
+    client, renderer, _ = make_client(tmp_path)
+    red, green = picture((200, 0, 0)), picture((0, 200, 0))
+    key = {**AUTH, "Idempotency-Key": "upload-1"}
+    first = client.post("/v1/renders", data=form(SMALL), files=upload(red, green), headers=key)
+    again = client.post("/v1/renders", data=form(SMALL), files=upload(red, green), headers=key)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json()["id"] == first.json()["id"]
+    spec_part = ("spec", (None, json.dumps(SMALL), "application/json"))  # a multipart form even without files
+    for files in (upload(red, red), upload(green, red), upload(red), []):  # other files, order or count
+        changed = client.post("/v1/renders", files=[spec_part, *files], headers=key)
+        assert (changed.status_code, changed.json()["error"]["code"]) == (409, "idempotency_conflict")
+    as_json = client.post("/v1/renders", json=SMALL, headers=key)
+    assert (as_json.status_code, as_json.json()["error"]["code"]) == (409, "idempotency_conflict")
+    assert len(renderer.started) == 1
+
+
 def test_the_report_page_shows_no_server_paths(tmp_path):
     from longvid.runtime.store import MANIFEST, write_model
 

@@ -301,3 +301,31 @@ def test_a_paid_task_that_cannot_be_polled_is_left_for_resume_not_paid_again(two
     manifest = load_manifest((tmp_path / "r" / "manifest.json").read_text())
     assert not veo.operations  # nothing paid twice
     assert any(r.state is SegmentState.SUBMITTED and r.task_id for r in manifest.segments)
+
+
+def test_scenes_start_from_the_reference_image_at_a_generative_provider(two_providers, tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from longvid.manifest import RunPlan
+
+    runway, _ = two_providers
+    reference = tmp_path / "ref.png"
+    Image.new("RGB", (800, 600), (200, 40, 160)).save(reference)
+    spec = RenderSpec(prompt="a lighthouse at night, then a storm", duration_s=20, resolution="360p", provider="runway",
+                      judge="off", reference_images=[reference])
+    RenderPipeline(LocalRunStore(tmp_path / "store"), InlineSegmentRunner()).render(spec, run_id="r")
+    manifest = load_manifest((tmp_path / "store" / "r" / "manifest.json").read_text())
+    jobs = RunPlan.model_validate_json((tmp_path / "store" / "r" / "plan.json").read_text()).segments
+    openers = [j for j in jobs if j.segment_in_scene == 0]
+    assert len(openers) >= 2
+    for job in jobs:
+        sent = runway.tasks[manifest.segments[job.index].task_id].image
+        if job.segment_in_scene == 0:  # the reference, cropped to 16:9 and scaled to the segment
+            picture = Image.open(io.BytesIO(sent))
+            assert picture.size == (job.width, job.height)
+            assert np.abs(np.asarray(picture.convert("RGB"), np.float32).mean(axis=(0, 1)) - (200, 40, 160)).max() < 3
+        else:  # chained inside a scene: the previous segment's seam frame, not the reference
+            assert sent is not None and job.conditioned_on is not None

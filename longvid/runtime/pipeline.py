@@ -543,6 +543,22 @@ class RenderPipeline:
 _NOTHING_CREATED_CODES = frozenset({"HTTP.RATE_LIMITED", "HTTP.UNAVAILABLE", "HTTP.REJECTED", "HTTP.AUTH", "HTTP.UNREACHABLE"})
 
 
+def _fitted_png(path: Path, size: tuple[int, int]) -> bytes | None:
+    """`path` cropped to the aspect of `size` and scaled to it, as PNG; None if unreadable."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as image:
+            fitted = ImageOps.fit(image.convert("RGB"), size, Image.Resampling.LANCZOS)
+    except OSError:
+        return None
+    out = io.BytesIO()
+    fitted.save(out, format="PNG")
+    return out.getvalue()
+
+
 def _providers_used(manifest: RunManifest) -> dict[str, int]:
     used: dict[str, int] = {}
     for record in manifest.segments:
@@ -614,8 +630,27 @@ class _GenerateLoop:
         self.failures: list[str] = []
         self.tries: dict[tuple[int, str], int] = {}  # failed tries per (segment, provider) in this invocation
         self.rephrase = getattr(pipeline.planner, "rephrase", None)
+        # The user's first reference image starts each scene at a generative provider (its
+        # first frame), so the subject looks like the reference. Not for the procedural preview,
+        # which cannot animate a photograph.
+        remote = all(router.capabilities(n).runs_remotely and router.capabilities(n).image_conditioning for n in router.names)
+        self.reference = self.spec.reference_images[0] if remote and self.spec.reference_images else None
+        self._reference_png: dict[tuple[int, int], bytes | None] = {}
 
     # -- bookkeeping ----------------------------------------------------------------------
+
+    def _conditioning(self, attempt: SegmentJob) -> bytes | None:
+        """The image a segment starts from: the previous segment's seam frame when chained,
+        the user's reference image for a scene's first segment at a generative provider."""
+        seam = self.p._conditioning(self.run_folder, self.manifest, self.jobs, attempt, self.seams)
+        if seam is not None or self.reference is None or attempt.segment_in_scene != 0:
+            return seam
+        size = (attempt.width, attempt.height)
+        if size not in self._reference_png:
+            self._reference_png[size] = _fitted_png(self.reference, size)
+            if self._reference_png[size] is None:
+                self.manifest.warnings.append(f"reference image {self.reference.name} could not be read; scenes start from text only")
+        return self._reference_png[size]
 
     def _write(self, manifest: RunManifest | None = None) -> None:
         if manifest is not None:
@@ -692,7 +727,7 @@ class _GenerateLoop:
         at the provider the router picks."""
         index, router = job.index, self.router
         attempt = self.p._attempt(self.manifest, job)
-        conditioning = self.p._conditioning(self.run_folder, self.manifest, self.jobs, attempt, self.seams)
+        conditioning = self._conditioning(attempt)
         record = self.manifest.segments[index]
         if record.state is SegmentState.GENERATED and record.clip is not None:  # made, never judged (resumed)
             self.queue.remove(job)
@@ -809,8 +844,7 @@ class _GenerateLoop:
         self.tries[tries_key] = self.tries.get(tries_key, 0) + 1
         decision = failure_decision(exc, self.tries[tries_key], self.p.max_tries, paid_task=self._paid(name) and bool(record.task_id))
         if decision is FailureDecision.COLLECT_AGAIN:  # the task is fine; reaching it was not
-            conditioning = self.p._conditioning(self.run_folder, self.manifest, self.jobs, attempt, self.seams)
-            self._launch(name, record.task_id, attempt, key, conditioning)
+            self._launch(name, record.task_id, attempt, key, self._conditioning(attempt))
             self.p.progress.segment(index, SegmentState.SUBMITTED, f"polling again: {reason[:80]}")
         elif decision is FailureDecision.LEAVE_SUBMITTED:  # still running or unreachable: resume polls it, never pays again
             self.router.release(name, index)

@@ -48,7 +48,9 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = 32 * 1024 * 1024  # four 5 MB images in base64, plus the JSON around them
     event_poll_s: float = Field(0.5, gt=0)
     event_stream_max_s: float = Field(240.0, gt=0)  # below the proxy's request timeout; EventSource reconnects
-    stale_after_s: float = Field(60.0, gt=0)  # a render whose worker stopped beating this long is interrupted
+    # A render whose worker stopped beating this long is interrupted; longer than the run
+    # lease (90 s), so a resume it offers is not refused by the dead driver's lease.
+    stale_after_s: float = Field(120.0, gt=0)
     planner: Literal["auto", "offline", "gemini"] = "auto"
 
     @classmethod

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from longvid.errors import LongvidError
 from longvid.runtime.pipeline import Cancelled, RenderPipeline
+from longvid.runtime.runlock import RunLocked
 from longvid.runtime.store import MANIFEST, write_model
 
 from .runs import WORKER, RenderStore
@@ -104,6 +105,8 @@ class RenderWorker:
         except Cancelled:
             if job.shutdown:
                 self._mark(job, "cancelled", STOPPED_BY_SHUTDOWN)
+        except RunLocked as exc:  # another driver holds the run: it, not this replica, records the outcome
+            log.info("render %s: %s", job.run_id, exc)
         except Exception as exc:  # the manifest says why; the log keeps the details
             log.warning("render %s failed: %s", job.run_id, exc.__class__.__name__, exc_info=not isinstance(exc, LongvidError))
             reason = str(exc) if isinstance(exc, LongvidError) else f"{exc.__class__.__name__}: {exc}"

@@ -122,3 +122,38 @@ def test_resume_judges_what_a_crash_left_unjudged_and_regenerates_what_it_reject
     assert after.segments[clean].scores[0]["passed"]  # judged on resume, not waved through
     regenerated = after.segments[drifted]
     assert regenerated.regenerations == 1 and regenerated.seed != bad_seed and regenerated.scores[-1]["passed"]
+
+
+def test_resume_keeps_the_best_attempt_of_one_rejected_on_its_last_try(tmp_path):
+    from longvid.manifest import reset, transition
+    from longvid.runtime.store import MANIFEST, write_model
+    from longvid.spec import SegmentState
+
+    result, manifest, drift_at = _render(tmp_path, drift=True)
+    (drifted, bad_seed), = drift_at.items()
+    store = LocalRunStore(tmp_path / "store")
+    run = store.open(result.run_id)
+    good, first = manifest.segments[drifted].scores[1], manifest.segments[drifted].scores[0]
+    # The last allowed attempt (the drifting one here) was just rejected when the render stopped;
+    # the good attempt is an earlier one, kept in its attempt file.
+    segment = manifest.segments[drifted].clip.path
+    good_file, bad_file = f"segments/seg_{drifted:04d}.attempt1.mp4", first["file"]
+    run.write_bytes(good_file, run.read_bytes(segment))
+    run.write_bytes(segment, run.read_bytes(bad_file))
+    bad_clip = manifest.segments[drifted].clip.model_copy(update={"sha256": first["sha256"]})
+    manifest = reset(manifest, drifted, "test")
+    scores = [{**good, "file": good_file}, first]
+    manifest = manifest.model_copy(update={"segments": [
+        r.model_copy(update={"regenerations": 2, "scores": scores}) if r.index == drifted else r for r in manifest.segments]})
+    manifest = transition(manifest, drifted, SegmentState.GENERATED, clip=bad_clip, seed=bad_seed)
+    manifest = transition(manifest, drifted, SegmentState.JUDGED)
+    write_model(run, MANIFEST, manifest.model_copy(update={"status": "failed"}))
+
+    judge = ConsistencySegmentJudge(JudgeConfig(backend="structural"), context=FramePackCompressor(device="cpu"))
+    resumed = RenderPipeline(store, InlineSegmentRunner(), judge=judge).resume(result.run_id)
+    after = load_manifest((Path(resumed.run_dir) / "manifest.json").read_text())
+    record = after.segments[drifted]
+    assert record.state is SegmentState.ACCEPTED and record.regenerations == 2  # not regenerated a fourth time
+    assert any(f"segment {drifted}: below the consistency thresholds" in w for w in after.warnings)
+    assert record.seed == good["seed"] and record.clip.sha256 == good["sha256"]  # the better attempt is the one kept
+    assert run.read_bytes(segment) == run.read_bytes(good_file)

@@ -1,7 +1,6 @@
 """One driver per run: the lease in the run folder, locally and on S3."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -9,7 +8,7 @@ import time
 import pytest
 
 from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
-from longvid.runtime.runlock import LOCK, LeaseHolder, RunLock, RunLocked, lease_is_stale
+from longvid.runtime.runlock import LOCK, LeaseHolder, RunLock, RunLocked, _this_host, lease_is_stale
 from longvid.spec import RenderSpec
 
 
@@ -26,7 +25,7 @@ def test_stale_leases():
 def _locked_elsewhere(run, seconds=60.0):
     """A lease held by a live process (a sleeping child), as a second driver would hold it."""
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    holder = LeaseHolder("other", os.uname().nodename, child.pid, time.time() + seconds)
+    holder = LeaseHolder("other", _this_host(), child.pid, time.time() + seconds)
     run.write_bytes(LOCK, holder.to_bytes())
     return child
 
@@ -72,3 +71,59 @@ def test_the_lease_on_s3_uses_a_conditional_write(s3_server, tmp_path):
         with pytest.raises(RunLocked):
             RunLock(run).acquire()
     assert not run.exists(LOCK)
+
+
+def test_a_paused_holder_that_lost_its_lease_does_not_write_over_the_new_one(tmp_path):
+    """A holder paused past its expiry (GC, a suspended laptop) finds at its next renewal
+    that another driver took over: it stops (on_lost) and leaves the new lease alone."""
+    import threading
+
+    run = LocalRunStore(tmp_path).create("r")
+    lost = threading.Event()
+    first = RunLock(run, ttl_s=0.3, on_lost=lost.set).acquire()
+    first._stop.set()  # pause its renewals, as a stopped process would
+    first._renewer.join()
+    time.sleep(0.35)  # its lease expires
+    second = RunLock(run, ttl_s=30).acquire()  # a stale lease is taken over
+    first._stop.clear()
+    first._renewer = __import__("threading").Thread(target=first._renew, daemon=True)
+    first._renewer.start()  # the first holder wakes up
+    assert lost.wait(2) and first.lost
+    first.release()
+    assert json.loads(run.read_bytes(LOCK))["owner"] == second.owner  # not overwritten, not removed
+    second.release()
+    assert not run.exists(LOCK)
+
+
+def test_two_takers_of_one_stale_lease_cannot_both_win(tmp_path):
+    run = LocalRunStore(tmp_path).create("r")
+    stale = LeaseHolder("gone", "elsewhere", 1, time.time() - 1).to_bytes()
+    run.write_bytes(LOCK, stale)
+    assert run.swap(LOCK, stale, b"A")
+    assert not run.swap(LOCK, stale, b"B")  # B read the same stale lease, but A changed it first
+    assert run.read_bytes(LOCK) == b"A"
+
+
+def test_a_serve_replica_that_loses_the_lease_leaves_the_winners_run_alone(tmp_path):
+    from longvid.runtime.store import MANIFEST, read_manifest, write_model
+    from serve.worker import RenderWorker
+
+    store = LocalRunStore(tmp_path)
+    spec = RenderSpec(prompt="a kite over a beach", duration_s=5, resolution="360p", judge="off")
+    RenderPipeline(store, InlineSegmentRunner()).render(spec, run_id="r")
+    run = store.open("r")
+    write_model(run, MANIFEST, read_manifest(run).model_copy(update={"status": "rendering"}))  # the winner is mid-render
+    child = _locked_elsewhere(run)
+    try:
+        worker = RenderWorker(store, InlineSegmentRunner, judge_factory=lambda spec: None)
+        worker.start("r", "attempt-2")
+        for _ in range(100):
+            if not worker.running():
+                break
+            time.sleep(0.1)
+        after = read_manifest(run)
+        assert after.status == "rendering" and after.error is None  # not marked failed by the loser
+        assert json.loads(run.read_bytes(LOCK))["owner"] == "other"
+    finally:
+        child.kill()
+        child.wait()

@@ -36,7 +36,7 @@ from ..spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
 from .resume import Action, attempt_seed, resume_plan, segment_key
 from .router import WAIT, SegmentRouter, candidate_providers, combined_capabilities
-from .runlock import RunLock
+from .runlock import RunLock, RunLocked
 from .store import FINAL, MANIFEST, PLAN, REPORT, LocalRunStore, RunFolder, RunStore, atomic_copy, clip_verifies, new_run_id, read_manifest, segment_path, write_model
 from .tasks import SegmentResult, SegmentRunner, seam_frame_png
 
@@ -207,7 +207,8 @@ class RenderPipeline:
             )
         return jobs
 
-    def prepare_resume(self, run: RunFolder, manifest: RunManifest, capabilities: ProviderCapabilities) -> RunManifest:
+    def prepare_resume(self, run: RunFolder, manifest: RunManifest, capabilities: ProviderCapabilities,
+                       jobs: list[SegmentJob]) -> RunManifest:
         """Bring an interrupted run's manifest to a state the generate step can continue:
         verified segments are kept, the rest reset or left to be polled."""
 
@@ -224,6 +225,14 @@ class RenderPipeline:
                 # The judge had sent it back; the crash came before it was reset: do that now.
                 manifest = reset(manifest, index, "the judge rejected it before the render stopped")
                 manifest = _update_record(manifest, index, regenerations=record.regenerations + 1)
+            elif action is Action.ACCEPT and self.judge is not None and state is SegmentState.JUDGED \
+                    and record.scores and not record.scores[-1].get("passed", True):
+                # Rejected on its last allowed attempt before the render stopped: what the render
+                # would have done next, keep the best attempt and say so.
+                manifest = self._keep_best_attempt(run, manifest, jobs[index], list(record.scores))
+                manifest = transition(manifest, index, SegmentState.ACCEPTED)
+                manifest.warnings.append(f"segment {index}: below the consistency thresholds after {record.regenerations + 1} "
+                                         f"attempts; kept the best one (seed {manifest.segments[index].seed})")
             elif action is Action.ACCEPT:
                 manifest = transition(manifest, index, SegmentState.ACCEPTED)
             elif action is Action.GENERATE and state is SegmentState.FAILED:
@@ -233,14 +242,15 @@ class RenderPipeline:
         write_model(run, MANIFEST, manifest)
         return manifest
 
-    def generate(self, run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], capabilities: ProviderCapabilities) -> tuple[RunManifest, int, int]:
+    def generate(self, run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], capabilities: ProviderCapabilities,
+                 lease: RunLock | None = None) -> tuple[RunManifest, int, int]:
         """Generate every segment not yet accepted. Returns (manifest, generated, reused)."""
         if self.runner is None:
             raise RuntimeError("this pipeline was built for planning only: give it a SegmentRunner")
         router = SegmentRouter(manifest.spec, run.run_id, getattr(self.runner, "gates", None))
         router.release_all()  # slots a crashed earlier invocation of this run still holds
         try:
-            return _GenerateLoop(self, run, manifest, jobs, capabilities, router).run()
+            return _GenerateLoop(self, run, manifest, jobs, capabilities, router, lease).run()
         finally:
             router.release_all()  # whatever ended the loop (an error included), this run holds no slot now
             self._save_health(router)
@@ -413,7 +423,7 @@ class RenderPipeline:
         capabilities = self.check_inputs(spec)
         storyboard, jobs = planned or self.plan(spec)
         run = self.store.create(run_id or new_run_id(spec.model_dump_json()))
-        with RunLock(run):  # before the manifest exists, so no resume can start on it meanwhile
+        with RunLock(run, on_lost=self.stop.set) as lease:  # before the manifest exists, so no resume can start on it meanwhile
             write_model(run, PLAN, RunPlan(storyboard=storyboard, segments=jobs))
             manifest = RunManifest(
                 run_id=run.run_id,
@@ -424,25 +434,26 @@ class RenderPipeline:
                 segments=[SegmentRecord(index=j.index, scene_index=j.scene_index, provider=spec.provider) for j in jobs],
             )
             write_model(run, MANIFEST, manifest)
-            return self._execute(run, manifest, storyboard, jobs, capabilities, output, started)
+            return self._execute(run, manifest, storyboard, jobs, capabilities, output, started, lease)
 
     def resume(self, run_id: str, output: Path | None = None) -> RenderResult:
         """Continue an interrupted (or finished) run from its folder."""
         started = time.perf_counter()
         run = self.store.open(run_id)
-        with RunLock(run):  # one driver per run: a second one would pay for the same segments again
+        with RunLock(run, on_lost=self.stop.set) as lease:  # one driver per run: a second one would pay for the same segments again
             manifest = read_manifest(run)
             plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
             capabilities = self.check_inputs(manifest.spec)
-            manifest = self.prepare_resume(run, manifest.model_copy(update={"status": "rendering", "error": None}), capabilities)
+            manifest = self.prepare_resume(run, manifest.model_copy(update={"status": "rendering", "error": None}), capabilities,
+                                           plan.segments)
             if output is None and manifest.output and not manifest.output.startswith(run.location()):
                 output = Path(manifest.output)
-            return self._execute(run, manifest, plan.storyboard, plan.segments, capabilities, output, started)
+            return self._execute(run, manifest, plan.storyboard, plan.segments, capabilities, output, started, lease)
 
-    def _execute(self, run, manifest, storyboard, jobs, capabilities, output, started) -> RenderResult:
+    def _execute(self, run, manifest, storyboard, jobs, capabilities, output, started, lease: RunLock | None = None) -> RenderResult:
         self.progress.planned(storyboard, jobs, run)
         try:
-            manifest, generated, reused = self.generate(run, manifest, jobs, capabilities)
+            manifest, generated, reused = self.generate(run, manifest, jobs, capabilities, lease)
             manifest = manifest.model_copy(update={"status": "merging"})
             write_model(run, MANIFEST, manifest)
             stats = self.merge(run, manifest, jobs)
@@ -455,7 +466,7 @@ class RenderPipeline:
             run.write_bytes(REPORT, json.dumps(self._report(manifest, result), indent=2, ensure_ascii=False).encode())
             manifest = self._write_review(run, manifest, storyboard, jobs)
             write_model(run, MANIFEST, manifest)
-        except Cancelled:
+        except (Cancelled, RunLocked):  # RunLocked: another driver owns the run now; write nothing
             raise
         except BaseException as exc:
             # The folder holds the latest manifest (every transition is written): mark that
@@ -610,8 +621,9 @@ class _GenerateLoop:
     failure means (poll again, new task, another provider, a reworded prompt, or fail)."""
 
     def __init__(self, pipeline: RenderPipeline, run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob],
-                 capabilities: ProviderCapabilities, router: SegmentRouter):
+                 capabilities: ProviderCapabilities, router: SegmentRouter, lease: RunLock | None = None):
         self.p, self.run_folder, self.manifest, self.jobs, self.router = pipeline, run, manifest, jobs, router
+        self.lease = lease
         self.spec = manifest.spec
         self.capacity = pipeline.runner.capacity()
         self.requests = {}
@@ -683,6 +695,10 @@ class _GenerateLoop:
         idle_waits = 0
         while self.queue or self.in_flight:
             if p.stop.is_set():
+                if self.lease is not None and self.lease.lost:  # another driver took the run over: leave it alone
+                    for handle in self.in_flight:
+                        p.runner.cancel(handle)
+                    raise RunLocked(f"run {self.run_folder.run_id} was taken over by another process; this one stopped")
                 self.manifest = p._cancel(self.run_folder, self.manifest, self.router, self.in_flight)
                 raise Cancelled(f"cancelled; resume with: longvid resume {self.run_folder.run_id}")
             progressed, waiting = self._start_ready()
@@ -733,8 +749,9 @@ class _GenerateLoop:
             self.queue.remove(job)
             data = self.run_folder.local_path(record.clip.path).read_bytes()
             seam = seam_frame_png(data, job.frames) if index in self.needed_seams else None
-            result = SegmentResult(index, record.clip.provider, record.clip.model, record.task_id or "resumed", data, seam, 0.0,
-                                   record.clip.seconds_spent)
+            result = SegmentResult(index=index, provider=record.clip.provider, model=record.clip.model,
+                                   task_id=record.task_id or "resumed", mp4=data, seam_png=seam,
+                                   seconds=record.clip.seconds_spent, cost_usd=0.0)  # paid for when it was made
             self._finished(attempt, record.cache_key or "", result, cached=False, recorded=True)
             return _Start.PROGRESSED
         if record.state is SegmentState.SUBMITTED and record.task_id:

@@ -68,56 +68,100 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class RunLock:
-    """`with RunLock(run): ...` holds the run's lease (renewed every ttl/3) or raises RunLocked."""
+def _this_host() -> str:
+    """Where a pid means something: the host name, this boot, and this PID namespace (two
+    containers may share a host name but not their processes)."""
+    parts = [socket.gethostname()]
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            parts.append(handle.read().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:  # not Linux: the host name alone
+        pass
+    return "|".join(parts)
 
-    def __init__(self, run, ttl_s: float | None = None):
+
+class RunLock:
+    """`with RunLock(run): ...` holds the run's lease (renewed every ttl/3) or raises RunLocked.
+
+    Every change to the lease is a compare-and-swap against the bytes this holder last wrote
+    (a file lock locally, S3 conditional requests), so a holder that was paused past its
+    expiry and lost the lease finds out at its next renewal (`lost`, then `on_lost()`)
+    instead of writing over the new holder's lease.
+    """
+
+    def __init__(self, run, ttl_s: float | None = None, on_lost=None):
         self.run = run
         self.ttl_s = ttl_s if ttl_s is not None else float(os.environ.get("LONGVID_RUN_LOCK_TTL_S", "") or DEFAULT_TTL_S)
         self.owner = uuid.uuid4().hex
-        self.host = socket.gethostname()
+        self.host = _this_host()
+        self.on_lost = on_lost
+        self.lost = False
+        self._held: bytes | None = None  # the lease as this holder last wrote it
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
-    def _lease(self) -> LeaseHolder:
-        return LeaseHolder(self.owner, self.host, os.getpid(), time.time() + self.ttl_s)
+    def _lease(self) -> bytes:
+        return LeaseHolder(self.owner, self.host, os.getpid(), time.time() + self.ttl_s).to_bytes()
+
+    def _current(self) -> bytes | None:
+        try:
+            return self.run.read_bytes(LOCK) if self.run.exists(LOCK) else None
+        except Exception:  # vanished between the two calls: released
+            return None
 
     def acquire(self) -> RunLock:
-        if not self.run.create_exclusive(LOCK, self._lease().to_bytes()):
-            holder = LeaseHolder.parse(self.run.read_bytes(LOCK)) if self.run.exists(LOCK) else None
+        for _attempt in range(5):
+            mine = self._lease()
+            if self.run.create_exclusive(LOCK, mine):
+                break
+            current = self._current()
+            if current is None:
+                continue  # released meanwhile: try to create it again
+            holder = LeaseHolder.parse(current)
             if not lease_is_stale(holder, time.time(), self.host, _pid_alive):
                 left = max(0, round(holder.expires_at - time.time()))
                 raise RunLocked(
-                    f"run {self.run.run_id} is being rendered by another process (pid {holder.pid} on {holder.host}); "
-                    f"wait for it to finish, or stop it and retry (its lease runs out {left} s after it stops)"
+                    f"run {self.run.run_id} is being rendered by another process (pid {holder.pid} on "
+                    f"{holder.host.split('|')[0]}); wait for it to finish, or stop it and retry "
+                    f"(its lease runs out {left} s after it stops)"
                 )
-            # Take the stale lease over; a racing taker may write after us, so read back.
-            self.run.write_bytes(LOCK, self._lease().to_bytes())
-            current = LeaseHolder.parse(self.run.read_bytes(LOCK))
-            if current is None or current.owner != self.owner:
-                raise RunLocked(f"run {self.run.run_id} was just taken over by another process; retry later")
+            if self.run.swap(LOCK, current, mine):  # take the stale lease over, unless another taker did first
+                break
+        else:
+            raise RunLocked(f"run {self.run.run_id} is contended by other processes; retry later")
+        self._held = mine
         self._renewer = threading.Thread(target=self._renew, name=f"lease-{self.run.run_id}", daemon=True)
         self._renewer.start()
         return self
 
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl_s / 3):
+            fresh = self._lease()
             try:
-                self.run.write_bytes(LOCK, self._lease().to_bytes())
+                if self.run.swap(LOCK, self._held, fresh):
+                    self._held = fresh
+                    continue
             except Exception as exc:  # a store hiccup: the next renewal (at ttl/3) tries again before expiry
                 log.warning("could not renew the lease of run %s: %s", self.run.run_id, exc.__class__.__name__)
+                continue
+            log.warning("run %s: another process took its lease over; stopping", self.run.run_id)
+            self.lost = True
+            if self.on_lost is not None:
+                self.on_lost()
+            return
 
     def release(self) -> None:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
             self._renewer = None
+        if self._held is not None and not self.lost:
             try:
-                holder = LeaseHolder.parse(self.run.read_bytes(LOCK)) if self.run.exists(LOCK) else None
-                if holder is not None and holder.owner == self.owner:
-                    self.run.remove(LOCK)
+                self.run.swap(LOCK, self._held, None)  # only our own lease, never a successor's
             except Exception:  # left behind: it expires on its own
                 pass
+        self._held = None
 
     def __enter__(self) -> RunLock:
         return self.acquire()

@@ -120,6 +120,8 @@ class RunFolder(Protocol):
 
     def remove(self, relative: str) -> None: ...
 
+    def swap(self, relative: str, expected: bytes | None, data: bytes | None) -> bool: ...
+
 
 def write_model(run: RunFolder, relative: str, model: BaseModel) -> None:
     run.write_bytes(relative, model.model_dump_json(indent=2).encode())
@@ -178,6 +180,24 @@ class LocalRunFolder:
 
     def remove(self, relative: str) -> None:
         (self.path / relative).unlink(missing_ok=True)
+
+    def swap(self, relative: str, expected: bytes | None, data: bytes | None) -> bool:
+        """Compare and swap: replace `relative` with `data` (None: delete it) only if it now
+        holds exactly `expected` (None: absent). Atomic among processes on this filesystem."""
+        import fcntl
+
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.parent / f".{target.name}.guard", "a+b") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            current = target.read_bytes() if target.is_file() else None
+            if current != expected:
+                return False
+            if data is None:
+                target.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(target, data)
+            return True
 
     def publish(self, relative: str, local: Path) -> None:
         atomic_copy(local, self.path / relative)
@@ -294,6 +314,34 @@ class S3RunFolder:
 
     def remove(self, relative: str) -> None:
         self.store.client.delete_object(Bucket=self.store.bucket, Key=self._key(relative))
+
+    def swap(self, relative: str, expected: bytes | None, data: bytes | None) -> bool:
+        """Compare and swap with S3 conditional requests (If-Match on the ETag read, or
+        If-None-Match when `expected` is None): a concurrent writer makes it return False."""
+        from botocore.exceptions import ClientError
+
+        key, client, bucket = self._key(relative), self.store.client, self.store.bucket
+        try:
+            current = client.get_object(Bucket=bucket, Key=key)
+            body, etag = current["Body"].read(), current["ETag"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
+            body, etag = None, None
+        if body != expected:
+            return False
+        try:
+            if data is None:
+                client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+            elif etag is None:
+                client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            else:
+                client.put_object(Bucket=bucket, Key=key, Body=data, IfMatch=etag)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"):
+                return False
+            raise
+        return True
 
     def publish(self, relative: str, local: Path) -> None:
         # upload_file switches to a multipart upload for large files; the object only

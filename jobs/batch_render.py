@@ -227,7 +227,7 @@ def relative_path_warnings(args: argparse.Namespace) -> list[str]:
 SUMMARY_EVERY_S = 15.0
 
 
-def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
+def main(argv: list[str] | None = None, stop: threading.Event | None = None, handle_signals: bool = False) -> int:
     from rich.console import Console
 
     args = build_parser().parse_args(argv)
@@ -256,6 +256,8 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
     from longvid.runtime import ensure_ray, open_store
 
     ensure_ray(args.ray_address, args.num_cpus)
+    if handle_signals:  # after ray.init, which installs its own SIGTERM handler over any earlier one
+        stop_on_signals(stop)
     store = open_store(args.store)
     console.print(f"job {job_name}: {len(lines)} specs from {args.specs}, {args.parallel} at a time, runs in {store.url}")
     started_at, started = now_iso(), time.perf_counter()
@@ -303,7 +305,10 @@ def stop_on_signals(stop: threading.Event) -> None:
 
     def handler(signum, frame):
         if stop.is_set():
-            raise KeyboardInterrupt
+            # Render threads cannot be interrupted, and the executor would wait for them: leave
+            # now. Every run's state is already on disk (or S3); the periodic summary stands.
+            print("batch_render: aborted; resubmit the job to resume", file=sys.stderr, flush=True)
+            os._exit(130)
         stop.set()
         print("batch_render: stopping; runs stay resumable (signal again to abort now)", file=sys.stderr, flush=True)
 
@@ -315,6 +320,4 @@ if __name__ == "__main__":
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs signed download URLs at INFO
-    event = threading.Event()
-    stop_on_signals(event)
-    sys.exit(main(stop=event))
+    sys.exit(main(handle_signals=True))

@@ -203,3 +203,36 @@ def test_a_run_folder_left_without_a_manifest_is_started_again(tmp_path):
     (tmp_path / "r" / "segments").mkdir(parents=True)
     assert not store.has_run("r")
     assert store.create("r").run_id == "r"
+
+
+@pytest.mark.slow
+def test_sigterm_as_ray_job_stop_sends_it_stops_gracefully(tmp_path):
+    """The job as `ray job stop` meets it: a separate process that started Ray itself gets
+    SIGTERM mid-render, cancels, writes its summary and exits 130 (Ray's own SIGTERM
+    handler, installed by ray.init, must not pre-empt the job's)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    specs = tmp_path / "specs.jsonl"
+    specs.write_text(jsonl(*({**KITE, "prompt": f"a kite over a beach {i}", "duration_s": 90} for i in range(2))))
+    root = Path(__file__).resolve().parent.parent
+    job = subprocess.Popen(
+        [sys.executable, "jobs/batch_render.py", str(specs), "--store", str(tmp_path / "runs"), "--out-dir",
+         str(tmp_path / "out"), "--num-cpus", "2"],
+        cwd=root, env=dict(os.environ, RAY_ADDRESS="", RAY_AUTH_MODE="disabled"), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        for line in job.stdout:
+            if "accepted" in line:  # mid-render
+                break
+        job.send_signal(signal.SIGTERM)
+        rest, _ = job.communicate(timeout=120)
+    finally:
+        job.kill()
+    assert job.returncode == 130, rest[-1500:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["renders"] and all(r["status"] == "cancelled" for r in summary["renders"])

@@ -219,20 +219,17 @@ class RenderPipeline:
             state = record.state
             if action is Action.ACCEPT and self.judge is not None and state is SegmentState.GENERATED:
                 continue  # the crash came before the judge saw it: the generate step judges it
-            if action is Action.ACCEPT and self.judge is not None and state is SegmentState.JUDGED \
-                    and record.scores and not record.scores[-1].get("passed", True) \
-                    and record.regenerations + 1 < self.judge.max_attempts:
+            rejected = (action is Action.ACCEPT and self.judge is not None and state is SegmentState.JUDGED
+                        and bool(record.scores) and not record.scores[-1].get("passed", True))
+            if rejected and record.regenerations + 1 < self.judge.max_attempts:
                 # The judge had sent it back; the crash came before it was reset: do that now.
                 manifest = reset(manifest, index, "the judge rejected it before the render stopped")
                 manifest = _update_record(manifest, index, regenerations=record.regenerations + 1)
-            elif action is Action.ACCEPT and self.judge is not None and state is SegmentState.JUDGED \
-                    and record.scores and not record.scores[-1].get("passed", True):
+            elif rejected:
                 # Rejected on its last allowed attempt before the render stopped: what the render
                 # would have done next, keep the best attempt and say so.
                 manifest = self._keep_best_attempt(run, manifest, jobs[index], list(record.scores))
                 manifest = transition(manifest, index, SegmentState.ACCEPTED)
-                manifest.warnings.append(f"segment {index}: below the consistency thresholds after {record.regenerations + 1} "
-                                         f"attempts; kept the best one (seed {manifest.segments[index].seed})")
             elif action is Action.ACCEPT:
                 manifest = transition(manifest, index, SegmentState.ACCEPTED)
             elif action is Action.GENERATE and state is SegmentState.FAILED:
@@ -292,25 +289,24 @@ class RenderPipeline:
         its file and GENERATED state were written by an earlier invocation; judge it only."""
         index = job.index
         relative = segment_path(index)
-        if not recorded:
-            run.write_bytes(relative, result.mp4)
-        clip = Clip(
-            segment_index=index,
-            provider=result.provider,
-            model=result.model,
-            path=relative,
-            frames=int(round(job.generate_duration_s * job.fps)),
-            width=job.width,
-            height=job.height,
-            fps=job.fps,
-            cost_usd=result.cost_usd,
-            seconds_spent=round(result.seconds, 3),
-            sha256=_sha256(result.mp4),
-        )
         record = manifest.segments[index]
         if recorded:
             clip = record.clip
         else:
+            run.write_bytes(relative, result.mp4)
+            clip = Clip(
+                segment_index=index,
+                provider=result.provider,
+                model=result.model,
+                path=relative,
+                frames=int(round(job.generate_duration_s * job.fps)),
+                width=job.width,
+                height=job.height,
+                fps=job.fps,
+                cost_usd=result.cost_usd,
+                seconds_spent=round(result.seconds, 3),
+                sha256=_sha256(result.mp4),
+            )
             manifest = transition(
                 manifest, index, SegmentState.GENERATED,
                 task_id=result.task_id, clip=clip, cost_usd=record.cost_usd + result.cost_usd, provider=result.provider,
@@ -339,18 +335,15 @@ class RenderPipeline:
                 self.progress.segment(index, SegmentState.PENDING, f"regenerating: {verdict.reason}")
                 return manifest, False
             if not verdict.passed:
-                manifest = self._keep_best_attempt(run, manifest, job, scores)
-                manifest.warnings.append(
-                    f"segment {index}: below the consistency thresholds after {regenerations + 1} attempts; "
-                    f"kept the best one (seed {manifest.segments[index].seed}): {verdict.reason}"
-                )
+                manifest = self._keep_best_attempt(run, manifest, job, scores, verdict.reason)
         manifest = transition(manifest, index, SegmentState.ACCEPTED)
         write_model(run, MANIFEST, manifest)
         self.progress.segment(index, SegmentState.ACCEPTED, "cached" if cached else f"{result.seconds:.1f}s")
         return manifest, True
 
-    def _keep_best_attempt(self, run: RunFolder, manifest: RunManifest, job: SegmentJob, scores: list[dict]) -> RunManifest:
-        """No attempt passed: put the best-scoring one in the segment's place."""
+    def _keep_best_attempt(self, run: RunFolder, manifest: RunManifest, job: SegmentJob, scores: list[dict],
+                           reason: str = "") -> RunManifest:
+        """No attempt passed: put the best-scoring one in the segment's place, with a warning."""
         best = max(scores, key=lambda entry: entry.get("quality", 0.0))
         index = job.index
         if best is not scores[-1] and run.exists(best["file"]):
@@ -362,6 +355,8 @@ class RenderPipeline:
         remember = getattr(self.judge, "remember_accepted", None)
         if remember is not None:
             remember(job.model_copy(update={"seed": best["seed"]}), run.local_path(segment_path(index)))
+        manifest.warnings.append(f"segment {index}: below the consistency thresholds after {len(scores)} attempts; "
+                                 f"kept the best one (seed {manifest.segments[index].seed})" + (f": {reason}" if reason else ""))
         return manifest
 
     def _cancel(self, run: RunFolder, manifest: RunManifest, router: SegmentRouter, in_flight: dict) -> RunManifest:
@@ -743,7 +738,6 @@ class _GenerateLoop:
         at the provider the router picks."""
         index, router = job.index, self.router
         attempt = self.p._attempt(self.manifest, job)
-        conditioning = self._conditioning(attempt)
         record = self.manifest.segments[index]
         if record.state is SegmentState.GENERATED and record.clip is not None:  # made, never judged (resumed)
             self.queue.remove(job)
@@ -754,6 +748,7 @@ class _GenerateLoop:
                                    seconds=record.clip.seconds_spent, cost_usd=0.0)  # paid for when it was made
             self._finished(attempt, record.cache_key or "", result, cached=False, recorded=True)
             return _Start.PROGRESSED
+        conditioning = self._conditioning(attempt)
         if record.state is SegmentState.SUBMITTED and record.task_id:
             name = record.provider
             key = segment_key(name, router.capabilities(name).model, attempt, conditioning)

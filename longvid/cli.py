@@ -368,9 +368,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-# What makes each provider usable; the preview renderer needs nothing.
-
-
 def cmd_review(args: argparse.Namespace) -> int:
     from .manifest import RunPlan
     from .review import write_review
@@ -395,7 +392,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
     for name in available_providers():
         caps = provider_capabilities(name)
         d = caps.durations
-        raw = store.get_state(f"health/{name}.json") if hasattr(store, "get_state") else None
+        raw = store.get_state(f"health/{name}.json")
         health = json.loads(raw) if raw else None
         rows.append({
             "name": name, "configured": provider_configured(name), "hint": PROVIDER_SETTINGS.get(name, ((), ""))[1],

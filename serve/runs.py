@@ -62,11 +62,6 @@ def worker_record(attempt: str, now: float | None = None) -> bytes:
     return json.dumps({"attempt": attempt, "heartbeat_at": time.time() if now is None else now}).encode()
 
 
-def create_exclusive(run, name: str, data: bytes) -> bool:
-    """Write `name` only if it does not exist yet; False if it did (another request won)."""
-    return run.create_exclusive(name, data)
-
-
 class RenderStore:
     """The API's reads and writes in the run store."""
 
@@ -185,7 +180,7 @@ class RenderStore:
         except FileExistsError:
             return None
         request = {"owner": owner, "request_sha256": request_sha256, "created_at": time.time()}
-        if not create_exclusive(run, REQUEST, json.dumps(request).encode()):
+        if not run.create_exclusive(REQUEST, json.dumps(request).encode()):
             return None
         write_model(run, PLAN, plan)
         attempt = secrets.token_hex(8)

@@ -980,7 +980,6 @@ def test_renders_live_in_an_s3_store_too(s3_server, tmp_path):
     import shutil
 
     from longvid.runtime import open_store
-    from serve.runs import create_exclusive
 
     settings = ApiSettings.from_env({"LONGVID_API_TOKENS": TOKEN, "LONGVID_STORE": "s3://renders/api-test"})
     renderer = RecordingRenderer()
@@ -995,7 +994,7 @@ def test_renders_live_in_an_s3_store_too(s3_server, tmp_path):
 
     store = open_store("s3://renders/api-test")
     run = store.open(run_id)
-    assert not create_exclusive(run, "request.json", b"{}")  # a second replica cannot take the id
+    assert not run.create_exclusive("request.json", b"{}")  # a second replica cannot take the id
     shutil.rmtree(store.scratch_root / "state" / "inputs")  # another node: no local copy of the image yet
     record = RenderStore(open_store("s3://renders/api-test")).load(run_id)
     assert record is not None and record.manifest.spec.reference_images[0].is_file()

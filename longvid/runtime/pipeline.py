@@ -255,13 +255,10 @@ class RenderPipeline:
 
     def _save_health(self, router: SegmentRouter) -> None:
         """Breaker and concurrency state per provider, for `longvid providers` to show."""
-        save = getattr(self.store, "put_state", None)
-        if save is None:
-            return
         try:
             for name, snapshot in router.health().items():
                 snapshot["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                save(f"health/{name}.json", json.dumps(snapshot).encode())
+                self.store.put_state(f"health/{name}.json", json.dumps(snapshot).encode())
         except Exception:  # health is advisory: never fail a render over it
             pass
 
@@ -477,9 +474,7 @@ class RenderPipeline:
             write_model(run, MANIFEST, latest.model_copy(update={"status": status, "error": reason[:1000]}))
             raise
         finally:
-            discard = getattr(run, "discard_scratch", None)  # S3 runs: local copies are done with
-            if discard is not None:
-                discard()
+            run.discard_scratch()  # S3 runs: the local copies are done with
         return result
 
     def _result(self, run, manifest, storyboard, jobs, stats, generated, reused, started) -> RenderResult:

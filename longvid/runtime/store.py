@@ -118,7 +118,7 @@ class RunFolder(Protocol):
 
     def create_exclusive(self, relative: str, data: bytes) -> bool: ...
 
-    def remove(self, relative: str) -> None: ...
+    def discard_scratch(self) -> None: ...
 
     def swap(self, relative: str, expected: bytes | None, data: bytes | None) -> bool: ...
 
@@ -178,8 +178,8 @@ class LocalRunFolder:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def remove(self, relative: str) -> None:
-        (self.path / relative).unlink(missing_ok=True)
+    def discard_scratch(self) -> None:
+        """Nothing to drop: a local run folder is its own working copy."""
 
     def swap(self, relative: str, expected: bytes | None, data: bytes | None) -> bool:
         """Compare and swap: replace `relative` with `data` (None: delete it) only if it now
@@ -311,9 +311,6 @@ class S3RunFolder:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return False
             raise
-
-    def remove(self, relative: str) -> None:
-        self.store.client.delete_object(Bucket=self.store.bucket, Key=self._key(relative))
 
     def swap(self, relative: str, expected: bytes | None, data: bytes | None) -> bool:
         """Compare and swap with S3 conditional requests (If-Match on the ETag read, or

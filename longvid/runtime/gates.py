@@ -160,28 +160,22 @@ class LocalGates:
         self._gates: dict[str, ProviderGate] = {}
         self._clock = clock
 
-    def _gate(self, provider: str, config: GateConfig) -> ProviderGate:
-        if provider not in self._gates:
-            self._gates[provider] = ProviderGate(provider, config, self._clock)
-        return self._gates[provider]
+    def gate(self, identity: str, config: GateConfig) -> ProviderGate:
+        """The gate of one provider account (see gate_identity)."""
+        if identity not in self._gates:
+            self._gates[identity] = ProviderGate(identity, config, self._clock)
+        return self._gates[identity]
 
-    def try_acquire(self, provider: str, config: GateConfig, holder: str) -> str:
-        return self._gate(provider, config).try_acquire(holder)
 
-    def hold(self, provider: str, config: GateConfig, holder: str) -> None:
-        self._gate(provider, config).hold(holder)
+class _RemoteGate:
+    """A ProviderGate actor called like a local one: each method call waits for its answer."""
 
-    def release(self, provider: str, config: GateConfig, holder: str) -> None:
-        self._gate(provider, config).release(holder)
+    def __init__(self, ray, actor):
+        self._ray, self._actor = ray, actor
 
-    def release_prefix(self, provider: str, config: GateConfig, prefix: str) -> int:
-        return self._gate(provider, config).release_prefix(prefix)
-
-    def record(self, provider: str, config: GateConfig, ok: bool) -> str:
-        return self._gate(provider, config).record(ok)
-
-    def snapshot(self, provider: str, config: GateConfig) -> dict:
-        return self._gate(provider, config).snapshot()
+    def __getattr__(self, method: str):
+        remote = getattr(self._actor, method)
+        return lambda *args: self._ray.get(remote.remote(*args), timeout=30)
 
 
 class RayGates:
@@ -193,34 +187,10 @@ class RayGates:
 
         self._ray = ray
         self._actor_class = ray.remote(num_cpus=0, max_restarts=-1)(ProviderGate)
-        self._actors: dict[str, object] = {}
 
-    def _gate(self, provider: str, config: GateConfig):
-        if provider not in self._actors:
-            actor = self._actor_class.options(
-                name=f"gate-{provider}", namespace=GATE_NAMESPACE, lifetime="detached", get_if_exists=True
-            ).remote(provider, config)
-            actor.configure.remote(config)  # an existing gate takes this driver's settings (actor calls run in order)
-            self._actors[provider] = actor
-        return self._actors[provider]
-
-    def _call(self, provider: str, config: GateConfig, method: str, *args):
-        return self._ray.get(getattr(self._gate(provider, config), method).remote(*args), timeout=30)
-
-    def try_acquire(self, provider: str, config: GateConfig, holder: str) -> str:
-        return self._call(provider, config, "try_acquire", holder)
-
-    def hold(self, provider: str, config: GateConfig, holder: str) -> None:
-        self._call(provider, config, "hold", holder)
-
-    def release(self, provider: str, config: GateConfig, holder: str) -> None:
-        self._call(provider, config, "release", holder)
-
-    def release_prefix(self, provider: str, config: GateConfig, prefix: str) -> int:
-        return self._call(provider, config, "release_prefix", prefix)
-
-    def record(self, provider: str, config: GateConfig, ok: bool) -> str:
-        return self._call(provider, config, "record", ok)
-
-    def snapshot(self, provider: str, config: GateConfig) -> dict:
-        return self._call(provider, config, "snapshot")
+    def gate(self, identity: str, config: GateConfig) -> _RemoteGate:
+        actor = self._actor_class.options(
+            name=f"gate-{identity}", namespace=GATE_NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote(identity, config)
+        actor.configure.remote(config)  # an existing gate takes this driver's settings (actor calls run in order)
+        return _RemoteGate(self._ray, actor)

@@ -63,10 +63,10 @@ class SegmentRouter:
         self.run_id = run_id
         self.names = names or candidate_providers(spec.provider)
         self.caps = {n: provider_capabilities(n) for n in self.names}
-        self.gates = gates if gates is not None else LocalGates()
+        gates = gates if gates is not None else LocalGates()
         self._clients: dict[str, VideoProvider] = {}
-        self._gate_ids = {n: gate_identity(n, _account_settings(n)) for n in self.names}
-        self._gate_configs = {n: GateConfig.from_env(n, self.caps[n].max_concurrent_tasks) for n in self.names}
+        self._gates = {n: gates.gate(gate_identity(n, _account_settings(n)), GateConfig.from_env(n, self.caps[n].max_concurrent_tasks))
+                       for n in self.names}
         self.failed: dict[int, dict[str, str]] = {}  # segment -> provider -> why it failed there
 
     # -- clients and capabilities -------------------------------------------------------
@@ -108,7 +108,7 @@ class SegmentRouter:
         ranked = rank([self.caps[n] for n in self.names if n not in tried], needs)
         blocked = False
         for name in ranked:
-            answer = self.gates.try_acquire(self._gate_ids[name], self._gate_configs[name], self.holder(job.index))
+            answer = self._gates[name].try_acquire(self.holder(job.index))
             if answer == Admission.OK:
                 return name, Admission.OK
             if answer == Admission.BUSY:
@@ -128,24 +128,25 @@ class SegmentRouter:
     # -- gates --------------------------------------------------------------------------
 
     def hold(self, name: str, index: int) -> None:
-        if name in self._gate_ids:
-            self.gates.hold(self._gate_ids[name], self._gate_configs[name], self.holder(index))
+        if name in self._gates:  # not when a task of an earlier invocation's other candidates is polled
+            self._gates[name].hold(self.holder(index))
 
     def release(self, name: str, index: int) -> None:
-        if name in self._gate_ids:
-            self.gates.release(self._gate_ids[name], self._gate_configs[name], self.holder(index))
+        if name in self._gates:
+            self._gates[name].release(self.holder(index))
 
     def release_all(self) -> None:
-        """Drop slots an earlier, crashed invocation of this run still holds."""
-        for name in self.names:
-            self.gates.release_prefix(self._gate_ids[name], self._gate_configs[name], f"{self.run_id}/")
+        """Drop every slot this run holds (those of a crashed earlier invocation, or this
+        one's on the way out)."""
+        for gate in self._gates.values():
+            gate.release_prefix(f"{self.run_id}/")
 
     def record(self, name: str, ok: bool) -> None:
-        if name in self._gate_ids:
-            self.gates.record(self._gate_ids[name], self._gate_configs[name], ok)
+        if name in self._gates:
+            self._gates[name].record(ok)
 
     def health(self) -> dict[str, dict]:
-        return {n: self.gates.snapshot(self._gate_ids[n], self._gate_configs[n]) for n in self.names}
+        return {n: gate.snapshot() for n, gate in self._gates.items()}
 
 
 def _account_settings(name: str) -> dict[str, str]:

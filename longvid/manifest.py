@@ -93,17 +93,18 @@ class RunManifest(BaseModel):
     def cost_usd(self) -> float:
         """Money committed: the ledger's total (failed and discarded attempts included)."""
         if self.ledger:
-            from .providers.ledger import CostLedger, LedgerEntry
-
-            return CostLedger(entries=[LedgerEntry.from_dict(e) for e in self.ledger]).committed_usd
+            return self._cost_ledger().committed_usd
         return round(sum(s.cost_usd for s in self.segments), 6)
 
     def cost_breakdown(self) -> dict[str, dict]:
         """Committed money per provider and per segment (the ledger's view)."""
+        ledger = self._cost_ledger()
+        return {"by_provider": ledger.by_provider(), "by_segment": {str(k): v for k, v in ledger.by_segment().items()}}
+
+    def _cost_ledger(self):
         from .providers.ledger import CostLedger, LedgerEntry
 
-        ledger = CostLedger(entries=[LedgerEntry.from_dict(e) for e in self.ledger])
-        return {"by_provider": ledger.by_provider(), "by_segment": {str(k): v for k, v in ledger.by_segment().items()}}
+        return CostLedger(entries=[LedgerEntry.from_dict(e) for e in self.ledger])
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

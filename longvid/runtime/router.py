@@ -65,7 +65,7 @@ class SegmentRouter:
         self.caps = {n: provider_capabilities(n) for n in self.names}
         gates = gates if gates is not None else LocalGates()
         self._clients: dict[str, VideoProvider] = {}
-        self._gates = {n: gates.gate(gate_identity(n, _account_settings(n)), GateConfig.from_env(n, self.caps[n].max_concurrent_tasks))
+        self._gates = {n: gates.gate(gate_identity(n, ProviderEnvironment.capture(n).account_settings()), GateConfig.from_env(n, self.caps[n].max_concurrent_tasks))
                        for n in self.names}
         self.failed: dict[int, dict[str, str]] = {}  # segment -> provider -> why it failed there
 
@@ -148,8 +148,3 @@ class SegmentRouter:
     def health(self) -> dict[str, dict]:
         return {n: gate.snapshot() for n, gate in self._gates.items()}
 
-
-def _account_settings(name: str) -> dict[str, str]:
-    """The settings that identify a provider account and endpoint (keys, base URLs)."""
-    values = ProviderEnvironment.capture(name)._values
-    return {k: v for k, v in values.items() if not k.startswith("LONGVID_")}

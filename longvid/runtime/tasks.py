@@ -72,6 +72,11 @@ class ProviderEnvironment:
         prefixes = PROVIDER_ENV_PREFIXES.get(provider, ())
         return cls({k: v for k, v in os.environ.items() if prefixes and k.startswith(prefixes)})
 
+    def account_settings(self) -> dict[str, str]:
+        """The settings that identify a provider account and endpoint (keys, base URLs), not
+        longvid's own tuning (LONGVID_*). For digests only: never print them."""
+        return {k: v for k, v in self._values.items() if not k.startswith("LONGVID_")}
+
     def apply(self) -> None:
         import os
 

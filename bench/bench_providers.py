@@ -42,7 +42,8 @@ def main() -> int:
     spec = RenderSpec(prompt="a lighthouse on a cliff at night", duration_s=args.duration, resolution="360p",
                       provider="runway", judge="off", continuity="anchor")
     started = time.perf_counter()
-    storyboard, jobs = RenderPipeline().plan(spec)
+    planned = RenderPipeline().plan(spec)
+    storyboard, jobs = planned.storyboard, planned.jobs
     planning_s = time.perf_counter() - started
 
     provider = create_provider("runway")
@@ -64,7 +65,7 @@ def main() -> int:
         fake.reset()
         os.environ["LONGVID_MAX_CONCURRENT_RUNWAY"] = limit
         started = time.perf_counter()
-        result = RenderPipeline(LocalRunStore(folder / str(number)), runner).render(spec, planned=(storyboard, jobs))
+        result = RenderPipeline(LocalRunStore(folder / str(number)), runner).render(spec, planned=planned)
         rows.append((label, time.perf_counter() - started, result, fake.counts["create"], fake.most_in_flight()))
     ideal = latency_s + planning_s + rows[0][2].merge.seconds
     print(f"fake Runway: {args.latency_polls} polls x {args.poll_interval:g} s; one task end to end: {latency_s:.2f} s; "

@@ -34,7 +34,7 @@ from jobs.batch_summary import (
     summary_table,
 )
 from jobs.locations import base_name, is_s3, read_text, write_text
-from longvid.components import make_judge, make_planner, release_judge
+from longvid.wiring import DEFAULT_CLIP_MODEL, RenderOptions, planning_pipeline, render_pipeline
 from longvid.errors import InputError, LongvidError
 
 # Set in the environment of a driver started by `ray job submit`.
@@ -123,7 +123,7 @@ class BatchJob:
         return row
 
     def _render(self, item: SpecLine, base: RenderRow, progress: LineProgress) -> RenderRow:
-        from longvid.runtime import RaySegmentRunner, RenderPipeline
+        from longvid.runtime import RaySegmentRunner
         from longvid.runtime.store import FINAL
 
         spec, run_id = item.spec, item.run_id
@@ -135,19 +135,18 @@ class BatchJob:
             action = "resumed"
         if self.stop.is_set():
             return _replace(base, status="cancelled", action=action, error="not started: the job was stopped; submit it again to render")
-        planner = make_planner(self.args.planner, spec.storyboard_file is not None)
-        RenderPipeline(self.store, planner=planner).check_inputs(spec)  # refuse before starting judge actors
-        judge = make_judge(spec, self.args.clip_model, self.args.clip_checkpoint, self.args.allow_download)
-        if judge is not None:
+        options = RenderOptions(planner=self.args.planner, clip_model=self.args.clip_model or DEFAULT_CLIP_MODEL,
+                                clip_checkpoint=self.args.clip_checkpoint, allow_download=self.args.allow_download,
+                                stream_copy=not self.args.no_stream_copy)
+        planning_pipeline(self.store, options, spec.storyboard_file is not None).check_inputs(spec)  # refuse before starting judge actors
+
+        def say_judge(judge) -> None:
             progress.say(f"judge: {judge.backend}" + (f" ({judge.notes})" if judge.notes else ""))
-        try:
-            pipeline = RenderPipeline(self.store, RaySegmentRunner(), planner=planner, progress=progress, judge=judge,
-                                      stop=self.stop, stream_copy=not self.args.no_stream_copy)
+
+        with render_pipeline(spec, self.store, RaySegmentRunner(), options, progress=progress, stop=self.stop,
+                             on_judge=say_judge) as pipeline:
             progress.say(("resuming" if action == "resumed" else "rendering") + f" {spec.prompt[:80]!r}")
             result = pipeline.render(spec, output=self.output_path(run_id), run_id=run_id)
-        finally:
-            if judge is not None:
-                release_judge(judge)
         return _replace(base, status="done", action=action, video_s=round(result.duration_s, 3), cost_usd=result.cost_usd,
                         segments=result.segments, generated_segments=result.generated_segments,
                         reused_segments=result.reused_segments, final=self.store.open(run_id).location(FINAL),

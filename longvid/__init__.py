@@ -37,10 +37,15 @@ __all__ = [
 ]
 
 
-def render(spec: RenderSpec, output=None, runs_dir="runs", progress=None):
-    """Render `spec` on Ray (started in-process unless RAY_ADDRESS is set)."""
-    from .runtime import LocalRunStore, RaySegmentRunner, RenderPipeline, ensure_ray
+def render(spec: RenderSpec, output=None, runs_dir="runs", progress=None, planner: str = "auto"):
+    """Render `spec` on Ray (started in-process unless RAY_ADDRESS is set), with the planner
+    `planner` (auto, gemini or offline) and the judge `spec.judge`, wired as the CLI wires them."""
+    from .runtime import LocalRunStore, RaySegmentRunner, ensure_ray
+    from .wiring import RenderOptions, planning_pipeline, render_pipeline
 
+    options = RenderOptions(planner=planner)
+    store = LocalRunStore(runs_dir)
+    planned = planning_pipeline(store, options, spec.storyboard_file is not None).plan(spec)  # bad input before Ray starts
     ensure_ray()
-    pipeline = RenderPipeline(LocalRunStore(runs_dir), RaySegmentRunner(), progress=progress)
-    return pipeline.render(spec, output=output)
+    with render_pipeline(spec, store, RaySegmentRunner(), options, progress=progress) as pipeline:
+        return pipeline.render(spec, output=output, planned=planned)

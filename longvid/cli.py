@@ -43,15 +43,20 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
                         help="video provider: preview (the offline renderer, default), runway, veo, a list to route "
                              "between with failover (e.g. runway,veo), or auto (every configured paid provider)")
     parser.add_argument("--budget", type=float, default=None, help="hard limit in USD for paid providers")
-    parser.add_argument("--planner", default="auto", choices=["auto", "gemini", "offline"],
-                        help="auto: Gemini when GOOGLE_API_KEY/GEMINI_API_KEY is set, else the offline planner (default); "
-                             "gemini: Gemini or an error; offline: no network")
+    _planner_argument(parser)
     parser.add_argument("--judge", default="auto", choices=["auto", "clip", "structural", "off"],
                         help="consistency judge: auto (CLIP when its weights are on this machine, else a weight-free "
                              "structural scorer), clip (an error without weights), structural, off (default auto)")
     parser.add_argument("--image", dest="images", action="append", default=[], type=Path, help="reference image (repeatable)")
     parser.add_argument("--storyboard", type=Path, default=None, help="a storyboard file (JSON or YAML) to use instead of planning")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+
+def _planner_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--planner", default="auto", choices=["auto", "gemini", "offline"],
+                        help="auto: Gemini when GOOGLE_API_KEY/GEMINI_API_KEY is set, else the offline planner (default); "
+                             "gemini: Gemini or an error; offline: no network. The planner also rewords a prompt a "
+                             "provider refused for safety")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("-o", "--output", type=Path, default=None, help="where to write the MP4 (default: where the run was going to write it)")
     _store_argument(resume)
     _ray_arguments(resume)
+    _planner_argument(resume)
     resume.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
     status = sub.add_parser("status", help="show a run's segments, cost so far and what resume would do")
@@ -130,10 +136,13 @@ def _spec_from(args: argparse.Namespace) -> RenderSpec:
         raise InputError(describe_validation_error(exc)) from None
 
 
-def _planner(args: argparse.Namespace):
-    from .components import make_planner
+def _options(args: argparse.Namespace):
+    """How this command wants its renders built (planner, CLIP weights, merge)."""
+    from .wiring import DEFAULT_CLIP_MODEL, RenderOptions
 
-    return make_planner(getattr(args, "planner", "offline"), getattr(args, "storyboard", None) is not None)
+    return RenderOptions(planner=getattr(args, "planner", "auto"), clip_model=getattr(args, "clip_model", None) or DEFAULT_CLIP_MODEL,
+                         clip_checkpoint=getattr(args, "clip_checkpoint", None), allow_download=getattr(args, "allow_download", False),
+                         stream_copy=not getattr(args, "no_stream_copy", False))
 
 
 def _console():
@@ -143,12 +152,12 @@ def _console():
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .runtime.pipeline import RenderPipeline
+    from .wiring import planning_pipeline
 
     spec = _spec_from(args)
-    planner = _planner(args)
-    storyboard, jobs = RenderPipeline(planner=planner).plan(spec)
-    for warning in getattr(planner, "warnings", []):
+    planned = planning_pipeline(options=_options(args), storyboard_given=spec.storyboard_file is not None).plan(spec)
+    storyboard, jobs = planned.storyboard, planned.jobs
+    for warning in planned.warnings:
         print(f"longvid: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps({"storyboard": storyboard.model_dump(mode="json"),
@@ -249,30 +258,27 @@ def _graceful_stop(stop) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _make_judge(args: argparse.Namespace, spec: RenderSpec):
-    from .components import make_judge
-
-    return make_judge(spec, args.clip_model, args.clip_checkpoint, args.allow_download)
-
-
-def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work, planner=None) -> int:
+def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
     """Start Ray, run `work(pipeline)` with live progress and graceful stop, print the summary."""
     import threading
 
-    from .runtime import RaySegmentRunner, RenderPipeline, ensure_ray, open_store
+    from .runtime import RaySegmentRunner, ensure_ray, open_store
+    from .wiring import render_pipeline
 
     console = _console()
     progress = _CliProgress(console, live=console.is_terminal and not args.json)
     ensure_ray(args.ray_address, args.num_cpus)
-    judge = _make_judge(args, spec)
-    if judge is not None and not args.json:
-        console.print(f"judge: {judge.backend}" + (f" ({judge.notes})" if judge.notes else ""))
+
+    def say_judge(judge) -> None:
+        if not args.json:
+            console.print(f"judge: {judge.backend}" + (f" ({judge.notes})" if judge.notes else ""))
+
     stop = threading.Event()
     _graceful_stop(stop)
-    pipeline = RenderPipeline(open_store(args.store), RaySegmentRunner(), planner=planner, progress=progress, stop=stop,
-                              stream_copy=not args.no_stream_copy, judge=judge)
     try:
-        result = work(pipeline)
+        with render_pipeline(spec, open_store(args.store), RaySegmentRunner(), _options(args), progress=progress, stop=stop,
+                             on_judge=say_judge) as pipeline:
+            result = work(pipeline)
     finally:
         progress.close()
     if args.json:
@@ -294,14 +300,15 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work, planner=None
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .runtime import RenderPipeline, open_store
+    from .runtime import open_store
+    from .wiring import planning_pipeline
 
     spec = _spec_from(args)
     if args.output is not None and args.output.suffix.lower() != ".mp4":
         raise InputError(f"output {args.output} must end in .mp4")
-    planner = _planner(args)
-    planned = RenderPipeline(open_store(args.store), planner=planner).plan(spec)  # refuse bad input before Ray starts
-    return _run_pipeline(args, spec, lambda p: p.render(spec, output=args.output, run_id=args.run_id, planned=planned), planner)
+    # Planned before Ray starts, so bad input is refused at once; the plan (and its warnings) goes with the render.
+    planned = planning_pipeline(open_store(args.store), _options(args), spec.storyboard_file is not None).plan(spec)
+    return _run_pipeline(args, spec, lambda p: p.render(spec, output=args.output, run_id=args.run_id, planned=planned))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -73,7 +73,7 @@ class Renderer:
 
         from .worker import RenderWorker
 
-        self.worker = RenderWorker(open_store(store), RaySegmentRunner)
+        self.worker = RenderWorker(open_store(store), RaySegmentRunner, _render_options())
 
     def start(self, run_id: str, attempt: str) -> bool:
         """Start attempt `attempt` of the run prepared in the store; returns at once."""
@@ -165,3 +165,16 @@ def build_app(args: dict | None = None, *, runtime_env: dict | None = None, num_
 
 
 app = build_app()
+
+
+def _render_options():
+    """The replica's render options, from its environment: the planner choice (which also
+    rewords refused prompts) and where CLIP weights are; a server never downloads weights."""
+    from pathlib import Path
+
+    from longvid.wiring import DEFAULT_CLIP_MODEL, RenderOptions
+
+    checkpoint = os.environ.get("LONGVID_CLIP_CHECKPOINT", "").strip()
+    return RenderOptions(planner=os.environ.get("LONGVID_PLANNER", "auto").strip().lower() or "auto",
+                         clip_model=os.environ.get("LONGVID_CLIP_MODEL") or DEFAULT_CLIP_MODEL,
+                         clip_checkpoint=Path(checkpoint) if checkpoint else None)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from longvid.components import make_planner
 from longvid.errors import InputError, LongvidError, describe_validation_error
-from longvid.runtime.pipeline import RenderPipeline
 from longvid.spec import RenderSpec, Storyboard
+from longvid.wiring import RenderOptions, planning_pipeline
 
 
 class PlanService:
@@ -29,23 +28,18 @@ class PlanService:
         except ValidationError as exc:
             return _error("invalid_request", describe_validation_error(exc))
         try:
-            planner = make_planner(self.planner_mode) if storyboard is None else None
-            pipeline = RenderPipeline(planner=planner)
-            capabilities = pipeline.check_inputs(spec)
-            if storyboard is None:
-                storyboard = pipeline.prepare_plan(spec, capabilities)
-            jobs = pipeline.prepare_segments(spec, storyboard, capabilities)
+            pipeline = planning_pipeline(options=RenderOptions(planner=self.planner_mode if storyboard is None else "offline"))
+            planned = pipeline.plan(spec, storyboard)
         except InputError as exc:  # unknown provider, missing key, budget too small, unsegmentable storyboard
             return _error("invalid_request", str(exc))
         except LongvidError as exc:  # the planner itself failed (e.g. Gemini, with no fallback)
             return _error("planner_failed", str(exc))
-        cost = sum(capabilities.price_per_second_usd * j.generate_duration_s for j in jobs)
         return {
-            "storyboard": storyboard.model_dump(mode="json"),
-            "segments": [j.model_dump(mode="json") for j in jobs],
-            "estimated_cost_usd": round(cost, 4),
-            "provider": capabilities.name,
-            "warnings": list(getattr(planner, "warnings", []) or []),
+            "storyboard": planned.storyboard.model_dump(mode="json"),
+            "segments": [j.model_dump(mode="json") for j in planned.jobs],
+            "estimated_cost_usd": round(planned.estimate.high_usd, 4),  # the most failover could cost
+            "provider": planned.capabilities.name,
+            "warnings": list(planned.warnings),
         }
 
 

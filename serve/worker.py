@@ -11,33 +11,22 @@ DELETE.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from longvid.errors import LongvidError
-from longvid.runtime.pipeline import Cancelled, RenderPipeline
+from longvid.runtime.pipeline import Cancelled
 from longvid.runtime.runlock import RunLocked
 from longvid.runtime.store import MANIFEST, write_model
+from longvid.wiring import RenderOptions, render_pipeline
 
 from .runs import WORKER, RenderStore
 
 log = logging.getLogger("longvid.serve")
 
 STOPPED_BY_SHUTDOWN = "stopped: the server shut down; resume it to continue (finished segments are kept)"
-
-
-def make_judge(spec):
-    """The consistency judge a render asked for; CLIP weights come from
-    LONGVID_CLIP_CHECKPOINT or the local cache, never a download on a server."""
-    from pathlib import Path
-
-    from longvid import components
-
-    checkpoint = os.environ.get("LONGVID_CLIP_CHECKPOINT", "").strip()
-    return components.make_judge(spec, os.environ.get("LONGVID_CLIP_MODEL") or None, Path(checkpoint) if checkpoint else None)
 
 
 @dataclass
@@ -51,10 +40,12 @@ class _Job:
 
 
 class RenderWorker:
-    def __init__(self, store, runner_factory: Callable[[], object], judge_factory: Callable = make_judge,
-                 heartbeat_s: float = 5.0, poll_s: float = 0.5):
+    def __init__(self, store, runner_factory: Callable[[], object], options: RenderOptions = RenderOptions(),
+                 judge_factory: Callable | None = None, heartbeat_s: float = 5.0, poll_s: float = 0.5):
+        """`options`: the replica's planner choice and CLIP settings (a server never downloads
+        weights); `judge_factory(spec)` replaces the judge the options would build."""
         self.records = RenderStore(store)
-        self.runner_factory, self.judge_factory = runner_factory, judge_factory
+        self.runner_factory, self.options, self.judge_factory = runner_factory, options, judge_factory
         self.heartbeat_s, self.poll_s = heartbeat_s, poll_s
         self._jobs: dict[str, _Job] = {}  # attempt -> job
         self._lock = threading.Lock()
@@ -100,8 +91,9 @@ class RenderWorker:
             watcher = threading.Thread(target=self._watch, args=(run, job), name=f"watch-{job.run_id}", daemon=True)
             watcher.start()
             spec = self.records.read_manifest(run).spec
-            pipeline = RenderPipeline(self.records.store, self.runner_factory(), judge=self.judge_factory(spec), stop=job.stop)
-            pipeline.resume(job.run_id)
+            with render_pipeline(spec, self.records.store, self.runner_factory(), self.options, stop=job.stop,
+                                 judge_factory=self.judge_factory) as pipeline:
+                pipeline.resume(job.run_id)
         except Cancelled:
             if job.shutdown:
                 self._mark(job, "cancelled", STOPPED_BY_SHUTDOWN)

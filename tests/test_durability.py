@@ -56,7 +56,8 @@ def test_resume_decisions(record, file_ok, idempotent, action):
 
 def test_segment_key_tracks_content_not_position():
     spec = RenderSpec(**SPEC)
-    storyboard, jobs = RenderPipeline().plan(spec)
+    planned = RenderPipeline().plan(spec)
+    storyboard, jobs = planned.storyboard, planned.jobs
     job = jobs[1]
     key = segment_key("preview", "m", job, None)
     assert key == segment_key("preview", "m", job.model_copy(update={"index": 9, "start_frame": 500}), None)
@@ -248,7 +249,7 @@ def test_ledger_records_every_paid_call_and_holds_the_budget(tmp_path):
     CountingProvider.creates.clear()
     PaidFlakyProvider.failed_once.clear()
     probe = RenderSpec(**{**SPEC, "provider": "paid"})
-    _, jobs = RenderPipeline().plan(probe)
+    jobs = RenderPipeline().plan(probe).jobs
     estimates = [0.10 * j.generate_duration_s for j in jobs]
     budget = sum(estimates) + estimates[1] * 0.5  # not enough to pay segment 1 twice
     spec = RenderSpec(**{**SPEC, "provider": "paid", "budget_usd": budget, "continuity": "anchor"})

@@ -24,7 +24,7 @@ DriftingProvider = drifting_provider("drifting")
 def _render(tmp_path, drift=None):
     register_provider("drifting", DriftingProvider.capabilities, DriftingProvider)
     spec = RenderSpec(**{**SPEC, "provider": "drifting"})
-    _, jobs = RenderPipeline().plan(spec)
+    jobs = RenderPipeline().plan(spec).jobs
     DriftingProvider.drift_at = {}
     if drift is not None:
         target = next(j for j in jobs if j.segment_in_scene == 1)  # inside a scene: anchored and seamed

@@ -56,7 +56,7 @@ def rendered(tmp_path_factory):
     registry.register_provider("review-drifting", DriftingProvider.capabilities, DriftingProvider)
     try:
         spec = RenderSpec(prompt=HOSTILE_PROMPT, duration_s=16, fps=12, resolution="360p", provider="review-drifting")
-        _, jobs = RenderPipeline().plan(spec)
+        jobs = RenderPipeline().plan(spec).jobs
         target = next(j for j in jobs if j.segment_in_scene == 1)  # inside a scene: anchored and seamed
         DriftingProvider.drift_at = {target.index: target.seed}
         judge = ConsistencySegmentJudge(JudgeConfig(backend="structural"), context=FramePackCompressor(device="cpu"))

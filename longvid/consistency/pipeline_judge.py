@@ -131,9 +131,21 @@ class ConsistencySegmentJudge:
             np.savez(buffer, **{f"level_{i}": level for i, level in enumerate(levels)})
             run.write_bytes("context.npz", buffer.getvalue())
 
+    def close(self) -> None:
+        """Kill this render's judge and context actors: a long-lived process (a Serve replica,
+        a batch job) must not accumulate them."""
+        import ray
+
+        for actor in (self.actor, self.context):
+            if isinstance(actor, ray.actor.ActorHandle):
+                try:
+                    ray.kill(actor)
+                except Exception:  # already gone
+                    pass
+
     # -- the SegmentJudge protocol ---------------------------------------------------------------
     def judge(self, job: SegmentJob, segment: Path, previous: tuple[SegmentJob, Path] | None):
-        from ..runtime.pipeline import JudgeVerdict
+        from ..runtime.protocols import JudgeVerdict
 
         anchors: list[np.ndarray] = list(self.references)
         scene_anchor = self._scene_anchor.get(job.scene_index)

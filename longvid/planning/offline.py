@@ -13,6 +13,7 @@ import random
 import re
 
 from ..spec import CameraMove, Character, Lighting, RenderSpec, Scene, Storyboard, Transition
+from .result import PlanResult
 
 MIN_SCENES = 3
 MAX_SCENES = 8
@@ -147,6 +148,10 @@ class OfflinePlanner:
     """Deterministic storyboard from a prompt, with no model and no network."""
 
     name = "offline"
+
+    def plan_with_report(self, spec: RenderSpec, max_scenes: int = MAX_SCENES) -> PlanResult:
+        """The storyboard, with nothing to warn about (the offline planner cannot fail over)."""
+        return PlanResult(storyboard=self.plan(spec, max_scenes=max_scenes))
 
     def rephrase(self, text: str, reason: str) -> str:
         """A segment prompt a provider refused for safety, reworded once to pass."""

@@ -1,6 +1,6 @@
 """The Ray side: resource estimates, segment tasks, the run store and the render pipeline."""
 
-from .pipeline import NullProgress, ProgressSink, RenderPipeline, RenderResult
+from .pipeline import NullProgress, ProgressSink, RenderPipeline, RenderPlan, RenderResult
 from .resources import ClusterCapacity, EstimatorConfig, ResourceRequest, admit, estimate, fit_to_cluster
 from .store import LocalRunStore, RunFolder, S3RunStore, open_store
 from .tasks import InlineSegmentRunner, RaySegmentRunner, SegmentResult, collect_segment, ensure_ray
@@ -14,6 +14,7 @@ __all__ = [
     "ProgressSink",
     "RaySegmentRunner",
     "RenderPipeline",
+    "RenderPlan",
     "RenderResult",
     "ResourceRequest",
     "RunFolder",

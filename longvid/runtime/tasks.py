@@ -133,6 +133,8 @@ def _assigned_resources() -> dict[str, float] | None:
 class SegmentRunner(Protocol):
     """Runs segment generation somewhere: Ray tasks in production, inline in unit tests."""
 
+    gates: LocalGates | RayGates  # provider slots and breakers: in this process, or shared by the cluster
+
     def capacity(self) -> ClusterCapacity: ...
 
     def collect(self, provider: str, task_id: str, job: SegmentJob, request: ResourceRequest, conditioning_png: bytes | None, want_seam: bool, retries: int) -> Any: ...

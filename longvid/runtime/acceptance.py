@@ -1,0 +1,167 @@
+"""Acceptance: a generated segment is recorded (its file and GENERATED state, and a copy in
+the content-addressed cache), judged, and then accepted or sent back for a new seed; when
+no attempt passes, the best one is kept with a warning. Also the resume side of the same
+rules: a run interrupted between generating, judging and accepting is brought back to a
+state the generate step continues from, as the render would have.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from ..manifest import RunManifest, reset, transition
+from ..spec import Clip, SegmentJob, SegmentState
+from .protocols import ProgressSink, SegmentJudge
+from .resume import Action, resume_plan
+from .store import MANIFEST, RunFolder, RunStore, clip_verifies, segment_path, write_model
+from .tasks import SegmentResult
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def update_record(manifest: RunManifest, index: int, **changes: Any) -> RunManifest:
+    """`manifest` with fields of segment `index` changed (no state transition)."""
+    segments = list(manifest.segments)
+    segments[index] = segments[index].model_copy(update=changes)
+    return manifest.model_copy(update={"segments": segments})
+
+
+def with_warnings(manifest: RunManifest, *texts: str) -> RunManifest:
+    """`manifest` with `texts` added to its warnings (each once)."""
+    added = [t for t in dict.fromkeys(texts) if t not in manifest.warnings]
+    return manifest.model_copy(update={"warnings": [*manifest.warnings, *added]}) if added else manifest
+
+
+def attempt_file(index: int, regeneration: int) -> str:
+    """Where a judged attempt that may still be kept waits (the judge rejected it)."""
+    return f"segments/seg_{index:04d}.attempt{regeneration}.mp4"
+
+
+class Acceptance:
+    """Records, judges and accepts the segments of one run folder."""
+
+    def __init__(self, run: RunFolder, store: RunStore, judge: SegmentJudge | None, progress: ProgressSink):
+        self.run, self.store, self.judge, self.progress = run, store, judge, progress
+
+    # -- generate side ----------------------------------------------------------------------
+
+    def finish(self, manifest: RunManifest, jobs: list[SegmentJob], job: SegmentJob, result: SegmentResult, key: str,
+               cached: bool, recorded: bool = False) -> tuple[RunManifest, bool]:
+        """Record a generated segment, judge it, and accept it or send it back (False).
+        `recorded`: its file and GENERATED state were written by an earlier invocation."""
+        index, run = job.index, self.run
+        record = manifest.segments[index]
+        if recorded:
+            clip = record.clip
+        else:
+            manifest, clip = self._record(manifest, job, result, key, cached)
+        if self.judge is not None:
+            previous = None
+            if index > 0 and jobs[index - 1].scene_index == job.scene_index and manifest.segments[index - 1].clip is not None:
+                previous = (jobs[index - 1], run.local_path(manifest.segments[index - 1].clip.path))
+            verdict = self.judge.judge(job, run.local_path(segment_path(index)), previous)
+            regenerations = manifest.segments[index].regenerations
+            kept_at = attempt_file(index, regenerations)
+            entry = {"seed": job.seed, "passed": verdict.passed, "quality": verdict.quality, "file": kept_at,
+                     "sha256": clip.sha256, **verdict.scores}
+            scores = [*manifest.segments[index].scores, entry]
+            manifest = transition(manifest, index, SegmentState.JUDGED, scores=scores)
+            write_model(run, MANIFEST, manifest)
+            if not verdict.passed and regenerations + 1 < self.judge.max_attempts:
+                run.write_bytes(kept_at, result.mp4)  # kept in case no later attempt does better
+                manifest = reset(manifest, index, f"judge: {verdict.reason}")
+                manifest = update_record(manifest, index, regenerations=regenerations + 1, scores=scores,
+                                         cost_usd=record.cost_usd + result.cost_usd)
+                write_model(run, MANIFEST, manifest)
+                self.progress.segment(index, SegmentState.PENDING, f"regenerating: {verdict.reason}")
+                return manifest, False
+            if not verdict.passed:
+                manifest = self.keep_best_attempt(manifest, job, scores, verdict.reason)
+        manifest = transition(manifest, index, SegmentState.ACCEPTED)
+        write_model(run, MANIFEST, manifest)
+        self.progress.segment(index, SegmentState.ACCEPTED, "cached" if cached else f"{result.seconds:.1f}s")
+        return manifest, True
+
+    def _record(self, manifest: RunManifest, job: SegmentJob, result: SegmentResult, key: str,
+                cached: bool) -> tuple[RunManifest, Clip]:
+        """The segment's bytes and its GENERATED state, written before anything judges it."""
+        index, relative = job.index, segment_path(job.index)
+        record = manifest.segments[index]
+        self.run.write_bytes(relative, result.mp4)
+        clip = Clip(
+            segment_index=index, provider=result.provider, model=result.model, path=relative,
+            frames=int(round(job.generate_duration_s * job.fps)), width=job.width, height=job.height, fps=job.fps,
+            cost_usd=result.cost_usd, seconds_spent=round(result.seconds, 3), sha256=sha256_hex(result.mp4),
+        )
+        manifest = transition(
+            manifest, index, SegmentState.GENERATED,
+            task_id=result.task_id, clip=clip, cost_usd=record.cost_usd + result.cost_usd, provider=result.provider,
+            resources=result.resources, cached=cached, seed=job.seed, cache_key=key,
+        )
+        write_model(self.run, MANIFEST, manifest)
+        if not cached:
+            self.store.cache_put(key, result.mp4)
+        return manifest, clip
+
+    def keep_best_attempt(self, manifest: RunManifest, job: SegmentJob, scores: list[dict], reason: str = "") -> RunManifest:
+        """No attempt passed: put the best-scoring one in the segment's place, with a warning."""
+        run, index = self.run, job.index
+        best = max(scores, key=lambda entry: entry.get("quality", 0.0))
+        if best is not scores[-1] and run.exists(best["file"]):
+            run.write_bytes(segment_path(index), run.read_bytes(best["file"]))
+            clip = manifest.segments[index].clip.model_copy(update={"sha256": best["sha256"]})
+            manifest = update_record(manifest, index, clip=clip, seed=best["seed"])
+            write_model(run, MANIFEST, manifest)
+        if self.judge is not None:
+            self.judge.remember_accepted(job.model_copy(update={"seed": best["seed"]}), run.local_path(segment_path(index)))
+        return with_warnings(manifest, f"segment {index}: below the consistency thresholds after {len(scores)} attempts; "
+                                       f"kept the best one (seed {manifest.segments[index].seed})" + (f": {reason}" if reason else ""))
+
+    def remember(self, manifest: RunManifest, jobs: list[SegmentJob], indices: set[int]) -> None:
+        """Segments accepted by an earlier invocation become the judge's context again."""
+        if self.judge is None:
+            return
+        for index in sorted(indices):
+            self.judge.remember_accepted(jobs[index], self.run.local_path(manifest.segments[index].clip.path))
+
+    def save_state(self) -> None:
+        if self.judge is not None:
+            self.judge.save_state(self.run)
+
+    # -- resume side ------------------------------------------------------------------------
+
+    def reconcile(self, manifest: RunManifest, jobs: list[SegmentJob], idempotent: Callable[[str], bool]) -> RunManifest:
+        """Bring an interrupted run's manifest to a state the generate step can continue:
+        verified segments are kept, the rest reset or left to be polled. `idempotent`: does
+        this provider's submit make the same task again (a free local renderer)?"""
+        file_ok = functools.partial(clip_verifies, self.run)
+        judge = self.judge
+        for index, (action, reason) in resume_plan(manifest, file_ok, idempotent).items():
+            record = manifest.segments[index]
+            state = record.state
+            if action is Action.ACCEPT and judge is not None and state is SegmentState.GENERATED:
+                continue  # the crash came before the judge saw it: the generate step judges it
+            rejected = (action is Action.ACCEPT and judge is not None and state is SegmentState.JUDGED
+                        and bool(record.scores) and not record.scores[-1].get("passed", True))
+            if rejected and record.regenerations + 1 < judge.max_attempts:
+                # The judge had sent it back; the crash came before it was reset: do that now.
+                manifest = reset(manifest, index, "the judge rejected it before the render stopped")
+                manifest = update_record(manifest, index, regenerations=record.regenerations + 1)
+            elif rejected:
+                # Rejected on its last allowed attempt before the render stopped: what the render
+                # would have done next, keep the best attempt and say so.
+                manifest = self.keep_best_attempt(manifest, jobs[index], list(record.scores))
+                manifest = transition(manifest, index, SegmentState.ACCEPTED)
+            elif action is Action.ACCEPT:
+                manifest = transition(manifest, index, SegmentState.ACCEPTED)
+            elif action is Action.GENERATE and state is SegmentState.FAILED:
+                manifest = transition(manifest, index, SegmentState.PENDING, error=None)
+            elif action is Action.GENERATE and state is not SegmentState.PENDING:
+                manifest = reset(manifest, index, reason)
+        write_model(self.run, MANIFEST, manifest)
+        return manifest

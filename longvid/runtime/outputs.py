@@ -1,0 +1,154 @@
+"""What a render leaves behind once its segments are accepted: the merged video, the
+result the caller gets, report.json, the review files (contact sheet, report.html) and
+each provider's health for `longvid providers`."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..manifest import RunManifest, RunPlan
+from ..media import MergeInput, MergeStats, merge_segments
+from ..spec import SegmentJob, Storyboard
+from .acceptance import with_warnings
+from .protocols import ProgressSink, SegmentJudge
+from .router import SegmentRouter
+from .store import FINAL, REPORT, RunFolder, RunStore
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    run_id: str
+    run_dir: str
+    output: str
+    frames: int
+    fps: int
+    width: int
+    height: int
+    segments: int
+    scenes: int
+    generated_segments: int  # made by a provider in this invocation
+    reused_segments: int  # kept from an earlier attempt or taken from the cache
+    cost_usd: float
+    wall_s: float
+    merge: MergeStats
+    warnings: list[str] = field(default_factory=list)
+    cost_by_provider: dict[str, float] = field(default_factory=dict)
+    providers_used: dict[str, int] = field(default_factory=dict)  # segments made by each provider
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["duration_s"] = round(self.duration_s, 4)
+        data["wall_s"] = round(self.wall_s, 3)
+        return data
+
+
+def merge_run(run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], stream_copy: bool,
+              progress: ProgressSink) -> MergeStats:
+    """The accepted segments merged with their transitions into the run's final.mp4."""
+    progress.merging()
+    spec = manifest.spec
+    inputs = [
+        MergeInput(run.local_path(manifest.segments[j.index].clip.path), j.frames, j.head_frames, j.head_transition, j.tail_frames)
+        for j in jobs
+    ]
+    width, height = spec.frame_size
+    final = run.scratch_path(FINAL)
+    stats = merge_segments(inputs, final, spec.fps, width, height, stream_copy=stream_copy)
+    run.publish(FINAL, final)
+    return stats
+
+
+def build_result(run: RunFolder, manifest: RunManifest, storyboard: Storyboard, jobs: list[SegmentJob], stats: MergeStats,
+                 generated: int, reused: int, wall_s: float) -> RenderResult:
+    width, height = manifest.spec.frame_size
+    return RenderResult(
+        run_id=run.run_id,
+        run_dir=run.location(),
+        output=manifest.output,
+        frames=stats.frames,
+        fps=manifest.spec.fps,
+        width=width,
+        height=height,
+        segments=len(jobs),
+        scenes=len(storyboard.scenes),
+        generated_segments=generated,
+        reused_segments=reused,
+        cost_usd=manifest.cost_usd,
+        wall_s=wall_s,
+        merge=stats,
+        warnings=list(manifest.warnings),
+        cost_by_provider=manifest.cost_breakdown()["by_provider"],
+        providers_used=providers_used(manifest),
+    )
+
+
+def write_report(run: RunFolder, manifest: RunManifest, result: RenderResult, judge: SegmentJudge | None) -> None:
+    """report.json: what a person or a dashboard wants from a finished run."""
+    judge_info = None if judge is None else {"backend": judge.backend, "notes": judge.notes}
+    report = {
+        "run_id": manifest.run_id,
+        "prompt": manifest.spec.prompt,
+        "output": result.output,
+        "duration_s": round(result.duration_s, 4),
+        "frames": result.frames,
+        "size": [result.width, result.height],
+        "fps": result.fps,
+        "cost_usd": result.cost_usd,
+        "cost": manifest.cost_breakdown(),
+        "providers_used": result.providers_used,
+        "wall_s": round(result.wall_s, 3),
+        "judge": judge_info,
+        "segments": [
+            {
+                "index": r.index, "scene": r.scene_index, "state": r.state.value, "provider": r.provider,
+                "attempts": r.attempts, "regenerations": r.regenerations, "cached": r.cached, "seed": r.seed,
+                "cost_usd": r.cost_usd, "scores": r.scores,
+            }
+            for r in manifest.segments
+        ],
+        "merge": asdict(result.merge),
+        "warnings": list(manifest.warnings),
+    }
+    run.write_bytes(REPORT, json.dumps(report, indent=2, ensure_ascii=False).encode())
+
+
+def write_review(run: RunFolder, manifest: RunManifest, storyboard: Storyboard, jobs: list[SegmentJob]) -> RunManifest:
+    """contact_sheet.png and report.html for people to look at; never fails a render."""
+    from ..review import write_review as write_review_files
+
+    try:
+        write_review_files(run, manifest, RunPlan(storyboard=storyboard, segments=jobs))
+    except Exception as exc:
+        manifest = with_warnings(manifest, f"review files not written: {exc.__class__.__name__}: {exc}")
+    return manifest
+
+
+def save_health(store: RunStore, router: SegmentRouter) -> None:
+    """Breaker and concurrency state per provider, for `longvid providers` to show."""
+    try:
+        for name, snapshot in router.health().items():
+            snapshot["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            store.put_state(f"health/{name}.json", json.dumps(snapshot).encode())
+    except Exception:  # health is advisory: never fail a render over it
+        pass
+
+
+def providers_used(manifest: RunManifest) -> dict[str, int]:
+    used: dict[str, int] = {}
+    for record in manifest.segments:
+        if record.clip is not None:
+            used[record.clip.provider] = used.get(record.clip.provider, 0) + 1
+    return used
+
+
+def copy_out(run: RunFolder, output: Path) -> None:
+    from .store import atomic_copy
+
+    atomic_copy(run.local_path(FINAL), output)

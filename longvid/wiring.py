@@ -1,0 +1,84 @@
+"""One wiring place: the planner (with its rewording of refused prompts), the consistency
+judge, and the pipeline over them, built the same way for every way in — the CLI's render,
+resume and review, the batch job, the Serve worker and `longvid.render()` — and released
+the same way when the render ends."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .spec import RenderSpec
+
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How a way in wants its renders built (the spec says what to render)."""
+
+    planner: str = "auto"  # auto: Gemini when a key is configured, else offline; gemini; offline
+    clip_model: str = DEFAULT_CLIP_MODEL
+    clip_checkpoint: Path | None = None
+    allow_download: bool = False  # CLIP weights: only ever downloaded when this is set
+    stream_copy: bool = True  # False: re-encode every frame at merge
+
+
+def make_planner(choice: str = "auto", storyboard_given: bool = False):
+    """auto: Gemini when a key is configured, else offline (a failing Gemini falls back with
+    a warning); gemini: Gemini or fail, never a quiet fallback; offline: no network. A
+    storyboard file needs no planning, but Gemini still rewords refused prompts when it is
+    configured."""
+    from .planning import OfflinePlanner
+
+    if choice == "offline":
+        return OfflinePlanner()
+    from .planning.gemini import GeminiPlanner, gemini_available
+
+    if not gemini_available() and (choice == "auto" or storyboard_given):
+        return OfflinePlanner()
+    return GeminiPlanner(allow_fallback=choice == "auto")
+
+
+def make_judge(spec: RenderSpec, options: RenderOptions = RenderOptions()):
+    """The consistency judge (Ray actors) for `spec.judge`, or None when it is off. CLIP
+    weights come from the checkpoint or the local cache; downloads only when allowed."""
+    if spec.judge == "off":
+        return None
+    from .consistency import JudgeConfig
+    from .consistency.pipeline_judge import create_pipeline_judge
+
+    config = JudgeConfig(backend=spec.judge, model_name=options.clip_model or DEFAULT_CLIP_MODEL,
+                         checkpoint_path=options.clip_checkpoint, allow_download=options.allow_download)
+    return create_pipeline_judge(config, spec.reference_images)
+
+
+def planning_pipeline(store=None, options: RenderOptions = RenderOptions(), storyboard_given: bool = False):
+    """A pipeline that plans and checks input only (no Ray, no judge)."""
+    from .runtime.pipeline import RenderPipeline
+
+    return RenderPipeline(store, planner=make_planner(options.planner, storyboard_given))
+
+
+@contextmanager
+def render_pipeline(spec: RenderSpec, store, runner, options: RenderOptions = RenderOptions(), *, progress=None,
+                    stop: threading.Event | None = None, judge_factory=None, on_judge=None) -> Iterator:
+    """The pipeline that renders or resumes `spec` (the same planner, judge and options for
+    every way in); its judge's actors are released when the block ends, however it ends.
+    `judge_factory(spec)` replaces the judge (tests, or a server's own policy); `on_judge(judge)`
+    is told which judge was built (the CLI prints it)."""
+    from .runtime.pipeline import RenderPipeline
+
+    planner = make_planner(options.planner, spec.storyboard_file is not None)
+    judge = judge_factory(spec) if judge_factory is not None else make_judge(spec, options)
+    try:
+        if judge is not None and on_judge is not None:
+            on_judge(judge)
+        yield RenderPipeline(store, runner, planner=planner, progress=progress, judge=judge, stop=stop,
+                             stream_copy=options.stream_copy)
+    finally:
+        if judge is not None:
+            judge.close()

@@ -180,9 +180,16 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
             exp: Annotated[str | None, Query(max_length=20, description="expiry of a signed link (unix seconds)")] = None,
             sig: Annotated[str | None, Query(max_length=128, description="signature of a signed link")] = None,
         ) -> Principal | None:
-            if (exp or sig) and verify_link(secret, f"/v1/renders/{render_id}/{kind}", exp, sig, clock(), settings.link_ttl_s):
-                _limit(read_limiter, f"link:{request.client.host if request.client else '?'}")
+            if not (exp or sig):
+                return reader(request, credentials)
+            client = request.client.host if request.client else "?"
+            if verify_link(secret, f"/v1/renders/{render_id}/{kind}", exp, sig, clock(), settings.link_ttl_s):
+                # Per render owner and client: clients behind one address (a NAT, a proxy)
+                # reading one tenant's links do not use up another tenant's.
+                owner = (records.request_of(render_id) or {}).get("owner") or "-"
+                _limit(read_limiter, f"link:{owner}:{client}")
                 return None
+            _limit(read_limiter, f"bad-link:{client}")  # a failed signature costs too: no free guessing
             return reader(request, credentials)
 
         return dependency
@@ -451,6 +458,11 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
         _check_range(request.headers.get("range"), path.stat().st_size)
         return FileResponse(path, media_type="video/mp4", content_disposition_type="inline",
                             filename=f"{render_id}.mp4", headers={"Cache-Control": "private, max-age=60"})
+
+    # Media players ask with HEAD first (size, ranges): the same answer without the body
+    # (FileResponse sends only the headers for HEAD, Range included). Not a second operation
+    # in the schema.
+    app.add_api_route("/v1/renders/{render_id}/video", render_video, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/v1/renders/{render_id}/report", response_class=HTMLResponse, responses=ERRORS, tags=["renders"])
     async def render_report(request: Request, render_id: str, access: Annotated[Principal | None, Depends(signed_reader("report"))]):

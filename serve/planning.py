@@ -3,7 +3,9 @@ jobs a render will make, with their estimated cost. Wired as the CLI wires it: G
 key is configured and the planner is 'auto' or 'gemini', else the offline planner.
 
 Answers are plain JSON-able dicts, errors included ({"error": {...}}), so they cross a Serve
-deployment handle without exception types having to travel.
+deployment handle without exception types having to travel. A provider this server has no
+credentials (or no valid configuration) for is "not available on this server": the API's
+caller is not told which environment variable the operator left unset.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from pydantic import ValidationError
 
 from longvid.components import make_planner
 from longvid.errors import InputError, LongvidError, describe_validation_error
+from longvid.providers import create_provider, provider_capabilities
 from longvid.runtime.pipeline import RenderPipeline
+from longvid.runtime.router import candidate_providers
 from longvid.spec import RenderSpec, Storyboard
 
 
@@ -28,6 +32,13 @@ class PlanService:
             storyboard = Storyboard.model_validate(storyboard_json) if storyboard_json is not None else None
         except ValidationError as exc:
             return _error("invalid_request", describe_validation_error(exc))
+        try:
+            unavailable = unavailable_provider(spec.provider)
+        except InputError as exc:  # an unknown provider name: the caller's to fix
+            return _error("invalid_request", str(exc))
+        if unavailable is not None:
+            return _error("invalid_request", f"provider {unavailable!r} is not available on this server; "
+                                             "choose another provider (e.g. preview)")
         try:
             planner = make_planner(self.planner_mode) if storyboard is None else None
             pipeline = RenderPipeline(planner=planner)
@@ -47,6 +58,22 @@ class PlanService:
             "provider": capabilities.name,
             "warnings": list(getattr(planner, "warnings", []) or []),
         }
+
+
+def unavailable_provider(requested: str) -> str | None:
+    """The first provider `requested` names that cannot be created here (missing key, bad
+    server configuration), or None. Creating one is how its configuration is checked."""
+    for name in candidate_providers(requested):
+        if not provider_capabilities(name).runs_remotely:
+            continue
+        try:
+            provider = create_provider(name)
+        except InputError:
+            return name
+        close = getattr(provider, "close", None)
+        if close is not None:
+            close()
+    return None
 
 
 def _error(code: str, message: str) -> dict:

@@ -4,7 +4,12 @@ prompts, provider keys kept out of error texts. In-process (create_api over a re
 the offline planner); no Ray."""
 
 import base64
+import hashlib
 import io
+import json
+import os
+import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -123,3 +128,99 @@ def test_a_missing_provider_key_is_not_named_to_api_callers(tmp_path, monkeypatc
         assert "RUNWAYML" not in message and "API_SECRET" not in message
     unknown = client.post("/v1/plans", json={**SMALL, "provider": "sora"}, headers=AUTH)
     assert unknown.status_code == 422 and "unknown provider" in unknown.json()["error"]["message"]
+
+
+# -- 2. reference images are kept only for renders that were created -----------------------------------
+
+def coloured(colour, size=(32, 24)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def inline(*images: bytes) -> list[dict]:
+    return [{"data_base64": base64.b64encode(data).decode()} for data in images]
+
+
+def stored(tmp_path) -> list[str]:
+    folder = tmp_path / "runs" / "state" / "inputs"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def staged(tmp_path) -> list[Path]:
+    folder = tmp_path / "runs" / "state" / "pending"
+    return sorted(folder.rglob("*")) if folder.is_dir() else []
+
+
+def test_plans_and_refused_renders_keep_no_images(tmp_path, monkeypatch):
+    monkeypatch.delenv("RUNWAYML_API_SECRET", raising=False)
+    client, store = make_client(tmp_path)
+    red, green = coloured((200, 0, 0)), coloured((0, 200, 0))
+    assert client.post("/v1/plans", json={**SMALL, "reference_images": inline(red, green)}, headers=AUTH).status_code == 200
+    form = client.post("/v1/plans", data={"spec": json.dumps(SMALL)}, files=[("images", ("r.png", red, "image/png"))], headers=AUTH)
+    assert form.status_code == 200
+    refused = client.post("/v1/renders", json={**SMALL, "provider": "runway", "reference_images": inline(red)}, headers=AUTH)
+    assert refused.status_code == 422
+    assert stored(tmp_path) == [] and staged(tmp_path) == []
+    accepted = client.post("/v1/renders", json={**SMALL, "reference_images": inline(red)}, headers=AUTH)
+    assert accepted.status_code == 202, accepted.text
+    assert stored(tmp_path) == [f"{hashlib.sha256(red).hexdigest()}.png"] and staged(tmp_path) == []
+    spec = store.load(accepted.json()["id"]).manifest.spec
+    assert spec.reference_images == [(tmp_path / "runs" / "state" / "inputs" / stored(tmp_path)[0]).resolve()]
+
+
+def test_orphaned_images_and_stages_are_swept_after_a_grace_period(tmp_path):
+    client, store = make_client(tmp_path)
+    kept = client.post("/v1/renders", json={**SMALL, "reference_images": inline(coloured((1, 2, 3)))}, headers=AUTH)
+    assert kept.status_code == 202
+    inputs = tmp_path / "runs" / "state" / "inputs"
+    (used,) = stored(tmp_path)
+    old_orphan, new_orphan = inputs / ("a" * 64 + ".png"), inputs / ("b" * 64 + ".png")
+    old_orphan.write_bytes(coloured((9, 9, 9)))
+    new_orphan.write_bytes(coloured((8, 8, 8)))
+    stage = tmp_path / "runs" / "state" / "pending" / "dead-replica"
+    stage.mkdir(parents=True)
+    (stage / "x.png").write_bytes(b"left behind")
+    now = time.time()
+    for path in (old_orphan, inputs / used, stage):
+        os.utime(path, (now - 7200, now - 7200))
+    assert store.sweep_inputs(now, grace_s=3600) == [old_orphan.name]
+    assert stored(tmp_path) == sorted([used, new_orphan.name]) and not stage.exists()
+    # A replica starting up sweeps too.
+    os.utime(new_orphan, (now - 7200, now - 7200))
+    make_client(tmp_path)
+    deadline = time.monotonic() + 30
+    while new_orphan.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stored(tmp_path) == [used]
+
+
+def test_what_one_token_keeps_is_bounded(tmp_path):
+    red, green, blue = coloured((200, 0, 0)), coloured((0, 200, 0)), coloured((0, 0, 200))
+    client, _ = make_client(tmp_path, input_quota_bytes=len(red) + len(green) + 10, max_concurrent_renders=10)
+    assert client.post("/v1/renders", json={**SMALL, "reference_images": inline(red, green)}, headers=AUTH).status_code == 202
+    again = client.post("/v1/renders", json={**SMALL, "seed": 1, "reference_images": inline(green, red)}, headers=AUTH)
+    assert again.status_code == 202  # images it keeps already cost nothing more
+    over = client.post("/v1/renders", json={**SMALL, "seed": 2, "reference_images": inline(blue)}, headers=AUTH)
+    assert over.status_code == 413 and over.json()["error"]["code"] == "input_quota_exceeded"
+    assert "limit" in over.json()["error"]["message"]
+    assert len(stored(tmp_path)) == 2 and staged(tmp_path) == []
+    assert client.post("/v1/renders", json={**SMALL, "seed": 3, "reference_images": inline(blue)}, headers=OTHER_AUTH).status_code == 202
+    assert client.post("/v1/plans", json={**SMALL, "reference_images": inline(blue)}, headers=AUTH).status_code == 200
+
+
+def test_orphans_are_swept_from_an_s3_store_too(s3_server, tmp_path):
+    from longvid.runtime import open_store
+
+    settings = ApiSettings.from_env({"LONGVID_API_TOKENS": TOKEN, "LONGVID_STORE": "s3://renders/sweep-test"})
+    client = TestClient(create_api(PlanService("offline"), RecordingRenderer(), settings))
+    used = coloured((4, 5, 6))
+    assert client.post("/v1/plans", json={**SMALL, "reference_images": inline(coloured((7, 7, 7)))}, headers=AUTH).status_code == 200
+    assert client.post("/v1/renders", json={**SMALL, "reference_images": inline(used)}, headers=AUTH).status_code == 202
+    store = RenderStore(open_store("s3://renders/sweep-test"))
+    orphan = "c" * 64 + ".png"
+    store.store.put_state(f"inputs/{orphan}", coloured((1, 1, 1)))
+    assert sorted(name for name, _ in store.inputs.written()) == sorted([f"{hashlib.sha256(used).hexdigest()}.png", orphan])
+    assert store.sweep_inputs(time.time(), grace_s=3600) == []  # all too young
+    assert store.sweep_inputs(time.time() + 7200, grace_s=3600) == [orphan]
+    assert [name for name, _ in store.inputs.written()] == [f"{hashlib.sha256(used).hexdigest()}.png"]

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _ray_arguments(render)
 
     resume = sub.add_parser("resume", help="continue an interrupted render: keep finished segments, poll submitted ones, redo the rest")
-    resume.add_argument("run_id")
+    resume.add_argument("run_id", help="a run id, or the run folder's path")
     resume.add_argument("-o", "--output", type=Path, default=None, help="where to write the MP4 (default: where the run was going to write it)")
     _store_argument(resume)
     _ray_arguments(resume)
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
     status = sub.add_parser("status", help="show a run's segments, cost so far and what resume would do")
-    status.add_argument("run_id")
+    status.add_argument("run_id", help="a run id, or the run folder's path")
     _store_argument(status)
     status.add_argument("--json", action="store_true")
 
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--json", action="store_true")
 
     review = sub.add_parser("review", help="(re)write a run's contact sheet and HTML report")
-    review.add_argument("run_id")
+    review.add_argument("run_id", help="a run id, or the run folder's path")
     _store_argument(review)
 
     providers = sub.add_parser("providers", help="list video providers: configured or not, model, lengths, price, breaker state")
@@ -431,6 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"plan": cmd_plan, "render": cmd_render, "resume": cmd_resume, "status": cmd_status, "runs": cmd_runs, "providers": cmd_providers, "review": cmd_review}
     try:
+        if args.command in ("resume", "status", "review"):  # a run id, or the run folder's path render printed
+            from .runtime.run_ref import resolve_run_ref
+
+            args.store, args.run_id = resolve_run_ref(args.run_id, args.store)
         return handlers[args.command](args)
     except LongvidError as exc:
         if getattr(args, "json", False):

@@ -41,6 +41,7 @@ from .bodies import Submitted, add_component_schemas, openapi_request_body, read
 from .clients import PlannerClient, RendererClient
 from .errors import ApiError, install_error_handlers
 from .images import CheckedImage, ImageFetcher, check_image_bytes, decode_base64_image
+from .inputs import InputSweeper, StagedImages, quota_refusal
 from .middleware import AuthenticateWrites, BodySizeLimit, SecurityHeaders
 from .models import (
     Cancelling,
@@ -100,6 +101,10 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
     image_downloads = threading.BoundedSemaphore(MAX_IMAGE_DOWNLOADS)
     owner_locks: dict[str, threading.Lock] = {}
     owner_locks_guard = threading.Lock()
+    # Reference images no render refers to are swept now, then at most every input_sweep_every_s.
+    sweeper = InputSweeper(lambda: records.sweep_inputs(clock(), settings.input_grace_s),
+                           settings.input_sweep_every_s, time.monotonic)
+    sweeper.due()
 
     app = FastAPI(
         title="longvid",
@@ -162,6 +167,7 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
     def writer(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
         principal = _authenticate(request, credentials)
         _limit(write_limiter, principal.owner)
+        sweeper.due()
         return principal
 
     def reader(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
@@ -180,9 +186,16 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
             exp: Annotated[str | None, Query(max_length=20, description="expiry of a signed link (unix seconds)")] = None,
             sig: Annotated[str | None, Query(max_length=128, description="signature of a signed link")] = None,
         ) -> Principal | None:
-            if (exp or sig) and verify_link(secret, f"/v1/renders/{render_id}/{kind}", exp, sig, clock(), settings.link_ttl_s):
-                _limit(read_limiter, f"link:{request.client.host if request.client else '?'}")
+            if not (exp or sig):
+                return reader(request, credentials)
+            client = request.client.host if request.client else "?"
+            if verify_link(secret, f"/v1/renders/{render_id}/{kind}", exp, sig, clock(), settings.link_ttl_s):
+                # Per render owner and client: clients behind one address (a NAT, a proxy)
+                # reading one tenant's links do not use up another tenant's.
+                owner = (records.request_of(render_id) or {}).get("owner") or "-"
+                _limit(read_limiter, f"link:{owner}:{client}")
                 return None
+            _limit(read_limiter, f"bad-link:{client}")  # a failed signature costs too: no free guessing
             return reader(request, credentials)
 
         return dependency
@@ -232,9 +245,9 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
         finally:
             image_downloads.release()
 
-    async def reference_images(submitted: Submitted) -> list[Path]:
+    async def reference_images(submitted: Submitted, stage: StagedImages) -> list[Path]:
         """The spec's images (base64 or URL), then the uploaded ones: all checked alike, then
-        stored (a request refused for one image stores none)."""
+        staged for this request only (a render keeps them when it is created: admit_render)."""
         images: list[CheckedImage] = []
         for ref in submitted.body.reference_images:
             if ref.data_base64 is not None:
@@ -243,15 +256,15 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
                 images.append(await run_in_threadpool(fetch_image, ref.url))
         for data in submitted.uploads:
             images.append(await run_in_threadpool(check_image_bytes, data, settings.max_image_bytes))
-        return [await run_in_threadpool(records.inputs.save, image) for image in images]
+        return [await run_in_threadpool(stage.add, image) for image in images]
 
-    async def spec_for(submitted: Submitted) -> RenderSpec:
+    async def spec_for(submitted: Submitted, stage: StagedImages) -> RenderSpec:
         body = submitted.body
         try:
             return RenderSpec(
                 prompt=body.prompt, duration_s=body.duration_s, aspect_ratio=body.aspect_ratio, resolution=body.resolution,
                 provider=body.provider, quality=body.quality, continuity=body.continuity, budget_usd=body.budget_usd,
-                seed=body.seed, judge=body.judge, reference_images=await reference_images(submitted),
+                seed=body.seed, judge=body.judge, reference_images=await reference_images(submitted, stage),
             )
         except ValidationError as exc:
             raise ApiError(422, "invalid_request", describe_validation_error(exc)) from None
@@ -295,6 +308,17 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
             return float((record.request or {}).get("created_at", 0.0)), record.run_id
         except (TypeError, ValueError):
             return 0.0, record.run_id
+
+    def admit_render(principal: Principal, run_id: str, request_sha: str, spec: RenderSpec, run_plan: RunPlan,
+                     warnings: list[str], stage: StagedImages) -> str | None:
+        """Keep the request's staged images in the store for this render (within the token's
+        quota), then create the render; its attempt id, or None if the id was taken."""
+        if stage.images:
+            refusal = quota_refusal(records.kept_inputs(principal.owner), stage.sizes(), settings.input_quota_bytes)
+            if refusal is not None:
+                raise refusal
+            spec = spec.model_copy(update={"reference_images": [records.inputs.save(image) for image in stage.images]})
+        return records.admit(run_id, principal.owner, request_sha, spec, run_plan, warnings)
 
     def start_within_limit(principal: Principal, make_active: Callable[[], str | None], run_id: str) -> str | None:
         """Run `make_active` (admit or requeue `run_id`; returns the attempt, or None) only
@@ -348,7 +372,11 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
         the exact segments, and the estimated cost. The body is a RenderRequest as JSON, or
         multipart/form-data with it as `spec` and reference image files as `images`."""
         submitted = await read_submission(request, RenderRequest, settings.max_image_bytes)
-        plan = await plan_for(await spec_for(submitted), None)
+        stage = records.inputs.stage()
+        try:  # a plan keeps no image
+            plan = await plan_for(await spec_for(submitted, stage), None)
+        finally:
+            await run_in_threadpool(stage.discard)
         plan["segments"] = [{k: v for k, v in s.items() if k != "scene"} for s in plan["segments"]]
         return plan
 
@@ -376,13 +404,17 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
         else:
             run_id = new_render_id()
         await check_concurrency(principal)
-        spec = await spec_for(submitted)
-        storyboard = body.storyboard.model_dump(mode="json") if body.storyboard is not None else None
-        plan = await plan_for(spec, storyboard)
-        run_plan = RunPlan.model_validate({"storyboard": plan["storyboard"], "segments": plan["segments"]})
-        attempt = await run_in_threadpool(
-            start_within_limit, principal,
-            lambda: records.admit(run_id, principal.owner, request_sha, spec, run_plan, plan["warnings"]), run_id)
+        stage = records.inputs.stage()
+        try:  # the images are kept only if the render is created
+            spec = await spec_for(submitted, stage)
+            storyboard = body.storyboard.model_dump(mode="json") if body.storyboard is not None else None
+            plan = await plan_for(spec, storyboard)
+            run_plan = RunPlan.model_validate({"storyboard": plan["storyboard"], "segments": plan["segments"]})
+            attempt = await run_in_threadpool(
+                start_within_limit, principal,
+                lambda: admit_render(principal, run_id, request_sha, spec, run_plan, plan["warnings"], stage), run_id)
+        finally:
+            await run_in_threadpool(stage.discard)
         if attempt is None:  # another request took this id first
             if idempotency_key is not None:
                 return await replay(request, run_id, request_sha)
@@ -451,6 +483,11 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
         _check_range(request.headers.get("range"), path.stat().st_size)
         return FileResponse(path, media_type="video/mp4", content_disposition_type="inline",
                             filename=f"{render_id}.mp4", headers={"Cache-Control": "private, max-age=60"})
+
+    # Media players ask with HEAD first (size, ranges): the same answer without the body
+    # (FileResponse sends only the headers for HEAD, Range included). Not a second operation
+    # in the schema.
+    app.add_api_route("/v1/renders/{render_id}/video", render_video, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/v1/renders/{render_id}/report", response_class=HTMLResponse, responses=ERRORS, tags=["renders"])
     async def render_report(request: Request, render_id: str, access: Annotated[Principal | None, Depends(signed_reader("report"))]):

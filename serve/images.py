@@ -10,8 +10,9 @@ again; the download is asked for uncompressed (a compressed answer is refused, s
 is decompressed and the size cap counts bytes off the wire), and stops at `max_bytes` or
 at an overall deadline (a server that drips bytes cannot hold a thread for longer).
 
-Accepted images are stored content-addressed in the run store's shared state
-(`state/inputs/<sha256>.<ext>`), so a render on any replica can read them back.
+Images of a render are stored content-addressed in the run store's shared state
+(`state/inputs/<sha256>.<ext>`), so a render on any replica can read them back; until a
+render is created they are only staged on this replica (serve/inputs.py).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import base64
 import binascii
 import hashlib
 import io
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ApiError
+from .inputs import PENDING, StagedImages
 from .security import Resolver, UrlRejected, parse_image_url, public_addresses, system_resolver
 
 FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
@@ -174,7 +177,9 @@ class ImageFetcher:
 class InputImages:
     """Reference images in the store's shared state (`state/inputs/<sha256>.<ext>`),
     content-addressed, and readable as local files by whoever renders: a local store's file
-    is used in place; an S3 object is copied to the same scratch path on every node."""
+    is used in place; an S3 object is copied to the same scratch path on every node. Before a
+    render is created, a request's images are only staged on local disk (`stage()`; see
+    serve/inputs.py for when images are kept and swept)."""
 
     def __init__(self, store):
         from longvid.runtime.store import LocalRunStore
@@ -184,17 +189,63 @@ class InputImages:
             self.local_root = Path(store.root).resolve() / "state" / INPUTS
         else:
             self.local_root = Path(store.scratch_root) / "state" / INPUTS
+        self.pending_root = self.local_root.parent / PENDING
+
+    def stage(self) -> StagedImages:
+        """A new request's stage (nothing is written to the store)."""
+        return StagedImages(self.pending_root)
 
     def save(self, image: CheckedImage) -> Path:
+        """Keep `image` in the store (for a render being created). Written again even when it
+        is there already: the fresh write time keeps an orphan sweep from taking it before the
+        render's manifest refers to it."""
         from longvid.runtime.store import atomic_write_bytes
 
         name = image.filename
-        if self.store.get_state(f"{INPUTS}/{name}") is None:
-            self.store.put_state(f"{INPUTS}/{name}", image.data)
+        self.store.put_state(f"{INPUTS}/{name}", image.data)
         local = self.local_root / name
         if not local.is_file():
             atomic_write_bytes(local, image.data)
         return local
+
+    def size(self, name: str) -> int:
+        """Bytes of a kept image (0 if it is not here)."""
+        try:
+            return (self.local_root / name).stat().st_size
+        except OSError:
+            return 0
+
+    def written(self) -> list[tuple[str, float]]:
+        """Every kept image: (name, when it was last written, unix seconds)."""
+        from longvid.runtime.store import LocalRunStore
+
+        if isinstance(self.store, LocalRunStore):
+            if not self.local_root.is_dir():
+                return []
+            return [(p.name, p.stat().st_mtime) for p in self.local_root.iterdir() if p.is_file() and not p.name.startswith(".")]
+        prefix = f"{self.store.prefix}state/{INPUTS}/"
+        out = []
+        for page in self.store.client.get_paginator("list_objects_v2").paginate(Bucket=self.store.bucket, Prefix=prefix):
+            out.extend((o["Key"][len(prefix):], o["LastModified"].timestamp()) for o in page.get("Contents", []))
+        return out
+
+    def delete(self, name: str) -> None:
+        from longvid.runtime.store import LocalRunStore
+
+        if not isinstance(self.store, LocalRunStore):
+            self.store.client.delete_object(Bucket=self.store.bucket, Key=f"{self.store.prefix}state/{INPUTS}/{name}")
+        (self.local_root / name).unlink(missing_ok=True)
+
+    def discard_stale_stages(self, now: float, grace_s: float) -> None:
+        """Stages a request left behind (its replica died) once older than `grace_s`."""
+        if not self.pending_root.is_dir():
+            return
+        for folder in self.pending_root.iterdir():
+            try:
+                if now - folder.stat().st_mtime > grace_s:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                continue
 
     def materialize(self, paths) -> None:
         """Make sure stored inputs named in a spec exist locally (on another node, an S3

@@ -7,6 +7,7 @@ the API's (tighter than the CLI's: a public endpoint caps prompt, length and ima
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -17,7 +18,17 @@ MIN_DURATION_S = 5.0
 MAX_DURATION_S = 120.0
 MAX_PROMPT_CHARS = 2000
 MAX_REFERENCE_IMAGES = 4
-MAX_BASE64_CHARS = 7_000_001  # 5 MB once decoded; the byte limit is checked after decoding
+# No length limit on data_base64 in the model: an over-long one is refused with 413
+# image_too_large where it is decoded (serve/images.py), as documented, not with a 422 here
+# (the 32 MB body cap bounds it before that).
+ALLOWED_CONTROLS = frozenset("\n\t")  # in a prompt; any other control character is refused
+
+
+def control_characters(text: str) -> list[str]:
+    """The control characters (C0, DEL, C1: NUL, ESC of a terminal escape sequence, CR...)
+    in `text` other than newline and tab, as U+XXXX, in order of first appearance."""
+    found = dict.fromkeys(f"U+{ord(c):04X}" for c in text if unicodedata.category(c) == "Cc" and c not in ALLOWED_CONTROLS)
+    return list(found)
 
 
 class ReferenceImage(BaseModel):
@@ -25,7 +36,7 @@ class ReferenceImage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data_base64: Annotated[str, Field(min_length=1, max_length=MAX_BASE64_CHARS)] | None = None
+    data_base64: Annotated[str, Field(min_length=1, description="at most 5 MB once decoded (413 image_too_large)")] | None = None
     url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
 
     @model_validator(mode="after")
@@ -56,6 +67,9 @@ class RenderRequest(BaseModel):
     def _prompt_not_blank(cls, value):
         if isinstance(value, str) and not value.strip():
             raise ValueError("the prompt is empty; describe the video you want, e.g. 'a red fox in the snow'")
+        if isinstance(value, str) and (bad := control_characters(value)):
+            raise ValueError(f"the prompt holds control characters ({', '.join(bad[:4])}); send plain text "
+                             "(newlines and tabs are fine)")
         return value.strip() if isinstance(value, str) else value
 
     @field_validator("duration_s", mode="before")

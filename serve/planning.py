@@ -3,7 +3,9 @@ jobs a render will make, with their estimated cost. Wired as the CLI wires it: G
 key is configured and the planner is 'auto' or 'gemini', else the offline planner.
 
 Answers are plain JSON-able dicts, errors included ({"error": {...}}), so they cross a Serve
-deployment handle without exception types having to travel.
+deployment handle without exception types having to travel. A provider this server has no
+credentials (or no valid configuration) for is "not available on this server": the API's
+caller is not told which environment variable the operator left unset.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from longvid.errors import InputError, LongvidError, describe_validation_error
+from longvid.providers import provider_configured
+from longvid.runtime.router import candidate_providers
 from longvid.spec import RenderSpec, Storyboard
 from longvid.wiring import RenderOptions, planning_pipeline
 
@@ -28,6 +32,13 @@ class PlanService:
         except ValidationError as exc:
             return _error("invalid_request", describe_validation_error(exc))
         try:
+            unavailable = unavailable_provider(spec.provider)
+        except InputError as exc:  # an unknown provider name: the caller's to fix
+            return _error("invalid_request", str(exc))
+        if unavailable is not None:
+            return _error("invalid_request", f"provider {unavailable!r} is not available on this server; "
+                                             "choose another provider (e.g. preview)")
+        try:
             pipeline = planning_pipeline(options=RenderOptions(planner=self.planner_mode if storyboard is None else "offline"))
             planned = pipeline.plan(spec, storyboard)
         except InputError as exc:  # unknown provider, missing key, budget too small, unsegmentable storyboard
@@ -41,6 +52,12 @@ class PlanService:
             "provider": planned.capabilities.name,
             "warnings": list(planned.warnings),
         }
+
+
+def unavailable_provider(requested: str) -> str | None:
+    """The first provider `requested` names that this server has no credentials for, or None
+    (which variable is missing is the operator's business, not the caller's)."""
+    return next((name for name in candidate_providers(requested) if not provider_configured(name)), None)
 
 
 def _error(code: str, message: str) -> dict:

@@ -165,6 +165,39 @@ class RenderStore:
                 out.append(record)
         return out
 
+    # -- reference images kept for renders (serve/inputs.py) --------------------------------
+
+    def kept_inputs(self, owner: str) -> dict[str, int]:
+        """The distinct reference images `owner`'s renders refer to: name -> bytes."""
+        return {Path(p).name: self.inputs.size(Path(p).name)
+                for record in self.records(owner) for p in record.manifest.spec.reference_images}
+
+    def referenced_inputs(self) -> set[str]:
+        """Names of the stored images any run refers to (read from the raw manifests, so a
+        run whose images are missing still counts)."""
+        names: set[str] = set()
+        for run_id in self.store.list_runs():
+            try:
+                raw = json.loads(self.store.open(run_id).read_bytes(MANIFEST))
+                names.update(Path(str(p)).name for p in raw.get("spec", {}).get("reference_images", []))
+            except (ValueError, AttributeError):
+                continue  # a corrupt manifest (not JSON, not an object): no render can use its images
+            # Any other failure (the store unreachable) ends the sweep: better keep an orphan than
+            # delete what a run it could not read refers to.
+        return names
+
+    def sweep_inputs(self, now: float, grace_s: float) -> list[str]:
+        """Remove stored images no run refers to, and stages left behind, once older than
+        `grace_s`; the names removed."""
+        from .inputs import orphaned
+
+        self.inputs.discard_stale_stages(now, grace_s)
+        referenced = self.referenced_inputs()  # listed before the images: one written after is younger than the grace
+        gone = orphaned(self.inputs.written(), referenced, now, grace_s)
+        for name in gone:
+            self.inputs.delete(name)
+        return gone
+
     def cancel_requested(self, run, attempt: str) -> bool:
         marker = self.read_json(run, CANCEL)
         return marker is not None and marker.get("attempt") == attempt

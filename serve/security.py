@@ -92,10 +92,17 @@ def signed_path(secret: bytes, path: str, now: float, ttl_s: int) -> str:
     return f"{path}?exp={exp}&sig={link_signature(secret, path, exp)}"
 
 
+# What a link this server signs looks like: ASCII only (str.isdigit() and the like also accept
+# other scripts' digits, which int() or the ASCII-only HMAC comparison then choke on).
+LINK_EXPIRY = re.compile(r"[0-9]{1,12}", re.ASCII)
+LINK_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
+
+
 def verify_link(secret: bytes, path: str, exp: str | None, sig: str | None, now: float, max_ttl_s: int) -> bool:
     """Whether `sig` signs `path` until `exp`, `exp` has not passed, and `exp` is not further
-    ahead than any link this server hands out."""
-    if not exp or not sig or not exp.isdigit() or len(exp) > 12 or len(sig) != 64:
+    ahead than any link this server hands out. Anything but ASCII digits (exp) and 64 hex
+    digits (sig) is simply not a valid link."""
+    if not exp or not sig or not LINK_EXPIRY.fullmatch(exp) or not LINK_SIGNATURE.fullmatch(sig):
         return False
     expires = int(exp)
     if expires < now or expires > now + max_ttl_s + 600:

@@ -14,6 +14,7 @@ deployment arguments, configs or logs.
 | LONGVID_READ_RATE_LIMIT_PER_MIN | GET requests per token (or client, for signed links) and minute | 600 |
 | LONGVID_MAX_CONCURRENT_RENDERS | unfinished renders per token | 2 |
 | LONGVID_PLANNER | auto, offline or gemini | auto |
+| LONGVID_INPUT_QUOTA_MB | reference images one token's renders may keep in the store (MB) | 200 |
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ class ApiSettings(BaseModel):
     # lease (90 s), so a resume it offers is not refused by the dead driver's lease.
     stale_after_s: float = Field(120.0, gt=0)
     planner: Literal["auto", "offline", "gemini"] = "auto"
+    # Reference images (serve/inputs.py): what one token's renders may keep, how old an image
+    # no run refers to (or a request's leftover stage) must be before it is swept, and how
+    # often a sweep runs at most.
+    input_quota_bytes: int = Field(200 * 1024 * 1024, ge=0)
+    input_grace_s: float = Field(3600.0, ge=0)
+    input_sweep_every_s: float = Field(3600.0, gt=0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> ApiSettings:
@@ -73,6 +80,7 @@ class ApiSettings(BaseModel):
             "read_rate_per_minute": _int(env, "LONGVID_READ_RATE_LIMIT_PER_MIN", 600),
             "max_concurrent_renders": _int(env, "LONGVID_MAX_CONCURRENT_RENDERS", 2),
             "planner": env.get("LONGVID_PLANNER", "auto").strip().lower() or "auto",
+            "input_quota_bytes": _int(env, "LONGVID_INPUT_QUOTA_MB", 200) * 1024 * 1024,
         }
         values.update(overrides)
         try:

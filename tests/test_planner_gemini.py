@@ -419,3 +419,52 @@ def test_rephrase_falls_back_to_the_offline_rewording_when_gemini_fails(fake):
     fake.inject(Fault.MALFORMED, times=None)
     reworded = planner(http_attempts=1).rephrase("A knight draws his sword", "SAFETY")
     assert reworded == "A knight draws his staff"
+
+
+# -- repairable answers are repaired, not retried (issue 15) ---------------------------------
+
+
+def test_colour_names_and_long_palettes_are_repaired_not_refused(fake):
+    fake.inject(Fault.COLOUR_NAMES, times=None)
+    gemini = planner()
+    board = gemini.plan(spec(), max_scenes=6)
+
+    assert fake.request_count == 1 and board.planner == "gemini"  # no retry, no offline fallback
+    assert all(s.color_palette == ["#191970", "#2f4f4f", "#aabbcc", "#ffd700", "#ffffff", "#000000"] for s in board.scenes)
+    text = " | ".join(gemini.warnings)
+    assert "'midnight blue' -> #191970" in text and "'not a colour'" in text and "cut from 8 to 6" in text
+    assert "offline" not in text
+    assert_no_secret(*gemini.warnings)
+
+
+def test_an_unusable_scene_is_dropped_and_the_rest_kept(fake):
+    fake.inject(Fault.EMPTY_SCENE, times=None)
+    gemini = planner()
+    board = gemini.plan(spec(duration_s=60), max_scenes=8)
+
+    assert fake.request_count == 1 and board.planner == "gemini"
+    assert len(board.scenes) == 5 and all(s.description.strip() for s in board.scenes)
+    assert sum(s.duration_s for s in board.scenes) == pytest.approx(60, abs=0.01)
+    (warning,) = gemini.warnings
+    assert "dropped 1 scene" in warning and "scenes.5.description: is empty" in warning
+
+
+def test_an_answer_with_too_few_usable_scenes_is_still_asked_again(fake):
+    fake.inject(Fault.EMPTY_SCENE, times=1)
+    board = planner().plan(spec(), max_scenes=6)  # 3 scenes asked for; one empty leaves 2
+    assert fake.request_count == 2 and board.planner == "gemini"
+    assert "got only 2 usable; scenes.2.description: is empty" in fake.requests[1].prompt_text
+
+
+def test_counts_over_the_limits_are_clamped_with_a_note():
+    crowd = [f"Person {i}" for i in range(9)]
+    plan = StoryPlan.model_validate(_plan_json(characters=crowd, color_palette=["red", "#123", "bogus"]))
+    repairs: list[str] = []
+    board = to_storyboard(plan, spec(duration_s=40), max_scenes=8, repairs=repairs)
+    assert [len(s.characters) for s in board.scenes] == [6, 6, 6]
+    assert board.scenes[0].color_palette == ["#ff0000", "#112233"]
+    assert any("first 6 of its 9 characters" in r for r in repairs)
+    assert any("'red' -> #ff0000" in r for r in repairs) and any("'bogus'" in r for r in repairs)
+    clean: list[str] = []
+    to_storyboard(StoryPlan.model_validate(_plan_json()), spec(duration_s=40), max_scenes=8, repairs=clean)
+    assert clean == []

@@ -152,10 +152,11 @@ def _cached_weights(model_name: str, tag: str, cache_dir: Path | None = None) ->
 
 
 def _unavailable(config: JudgeConfig, looked: list[str]) -> WeightsUnavailable:
-    places = "\n  - ".join(looked) if looked else "(nowhere)"
+    # The places go on the first line: a fallback notice (make_scorer) shows only that line.
+    places = "; ".join(looked) if looked else "(nowhere)"
     return WeightsUnavailable(
         f"CLIP weights for model '{config.model_name}' (pretrained '{config.pretrained}') are not available "
-        f"locally. Looked in:\n  - {places}\n"
+        f"locally; looked in: {places}\n"
         "Provide them in one of these ways: set checkpoint_path to a local weights file "
         "(e.g. open_clip_model.safetensors for this architecture); pre-fill the Hugging Face cache "
         "(HF_HOME) on a machine with internet, e.g. `python -c \"import open_clip; "

@@ -2,8 +2,10 @@
 
 Gemini answers in JSON constrained by `StoryPlan` (the response schema); the answer is
 validated against longvid's rules (scene count, enums, hex palettes, characters) and
-turned into a `Storyboard`. A malformed or out-of-bounds answer is asked for again with
-the validation error in the prompt, a bounded number of times; after that, or when the
+turned into a `Storyboard`. What can be repaired is (colour names to hex, lists and text
+cut to their limits, unusable scenes dropped when enough usable ones remain) and the
+planner's warnings say so; an answer that cannot be used is asked for again with the
+validation error in the prompt, a bounded number of times; after that, or when the
 API fails (network, 429, 5xx, unknown model…), the offline planner makes the plan and a
 warning says why. A rejected key is the user's to fix: it raises `InputError`.
 
@@ -120,8 +122,10 @@ class PlanScene(BaseModel):
     characters: list[str] = Field(description="Names (from the top-level characters) visible in this scene.")
     camera_movement: CameraMove
     lighting: Lighting
-    color_palette: Annotated[list[str], Field(min_length=2, max_length=6)] = Field(
-        description="2 to 6 colours as #rrggbb hex strings."
+    # Bounded in the schema (for Gemini) but not on parsing: to_storyboard cuts a longer
+    # palette and drops a scene with too few usable colours, rather than refuse the plan.
+    color_palette: list[str] = Field(
+        description="2 to 6 colours as #rrggbb hex strings.", json_schema_extra={"minItems": 2, "maxItems": 6}
     )
     transition: Transition = Field(description="How this scene hands over to the next one.")
 
@@ -293,37 +297,82 @@ def build_prompt(spec: RenderSpec, max_scenes: int, feedback: list[str] | None =
     return "\n".join(lines)
 
 
-def to_storyboard(plan: StoryPlan, spec: RenderSpec, max_scenes: int, planner_name: str = "gemini") -> Storyboard:
+def _repaired_colour(value: str) -> str | None:
+    """A palette entry as #rrggbb: hex as it is (3 or 6 digits, '#' optional), else a CSS/X11
+    colour name or rgb()/hsl() form Pillow knows ('midnight blue', 'DarkSlateGray'); None if
+    it is no colour at all."""
+    hexed = _hex_colour(value)
+    if hexed is not None:
+        return hexed
+    from PIL import ImageColor
+
+    for text in (value.strip(), "".join(value.split())):
+        try:
+            red, green, blue = ImageColor.getrgb(text)[:3]
+        except (ValueError, AttributeError):
+            continue
+        return f"#{red:02x}{green:02x}{blue:02x}"
+    return None
+
+
+MAX_PALETTE = 6  # Scene.color_palette's limits
+MIN_PALETTE = 2
+MAX_SCENE_CHARACTERS = 6  # Scene.characters' limit
+
+
+def to_storyboard(
+    plan: StoryPlan, spec: RenderSpec, max_scenes: int, planner_name: str = "gemini", repairs: list[str] | None = None
+) -> Storyboard:
     """Validate Gemini's plan against longvid's rules and build the Storyboard.
 
-    Raises PlanRejected (with a message meant for Gemini) when the plan is unusable;
-    clamps what is merely too long (text) or loose (hex case, 3-digit hex, enum case).
+    Repairs what can be repaired, and appends a line saying so to `repairs` (when given):
+    colour names become hex, palettes and character lists over their limits are cut to
+    them, text is clipped, hex case, 3-digit hex and enum case are normalised. A scene that
+    cannot be saved (no description, fewer than 2 usable colours, rejected by the Scene
+    model) is dropped. Raises PlanRejected (with a message meant for Gemini) only when what
+    is left is unusable: too many or too few scenes, or a plan-level rule broken.
     """
+    notes: list[str] = [] if repairs is None else repairs
     lo, hi = scene_bounds(max_scenes)
-    problems: list[str] = []
-    if not (lo <= len(plan.scenes) <= hi):
+    if len(plan.scenes) > hi:  # cutting the story short would drop its ending: ask again
         want = f"exactly {hi}" if lo == hi else f"between {lo} and {hi}"
-        problems.append(f"scenes: there must be {want} scenes, got {len(plan.scenes)}")
+        raise PlanRejected(f"scenes: there must be {want} scenes, got {len(plan.scenes)}")
 
     cast: dict[str, Character] = {}
-    for i, person in enumerate(plan.characters):
+    for person in plan.characters:
         name = _clip(person.name, 80)
-        if not name:
-            problems.append(f"characters.{i}.name: is empty")
+        if not name:  # a nameless character cannot be referred to
+            notes.append("left out a character with no name")
             continue
         cast.setdefault(name.casefold(), Character(name=name, description=_clip(person.description, 400)))
 
-    # Durations are weights for the segmenter; scale them to the requested length.
-    scale = spec.duration_s / (sum(s.duration_s for s in plan.scenes) or 1.0)
-    scenes: list[Scene] = []
+    problems: list[str] = []  # why scenes were dropped
+    kept: list[tuple[PlanScene, Scene]] = []
     for i, raw in enumerate(plan.scenes):
         description = _clip(raw.description, 2000)
         if not description:
             problems.append(f"scenes.{i}.description: is empty")
-        palette = [_hex_colour(c) for c in raw.color_palette]
-        bad = [c for c, h in zip(raw.color_palette, palette) if h is None]
-        if bad:
-            problems.append(f"scenes.{i}.color_palette: {', '.join(map(repr, bad[:3]))} is not a #rrggbb hex colour")
+            continue
+        palette, unusable, renamed = [], [], []
+        for colour in raw.color_palette:
+            hexed = _repaired_colour(colour)
+            if hexed is None:
+                unusable.append(colour)
+            else:
+                palette.append(hexed)
+                if _hex_colour(colour) is None:
+                    renamed.append(f"{colour!r} -> {hexed}")
+        if len(palette) < MIN_PALETTE:
+            problems.append(f"scenes.{i}.color_palette: {', '.join(map(repr, unusable[:3]))} is not a #rrggbb hex colour")
+            continue
+        if renamed:
+            notes.append(f"scene {i + 1}: colour names turned into hex ({', '.join(renamed[:3])})")
+        if unusable:
+            notes.append(f"scene {i + 1}: dropped {len(unusable)} palette entr{'y' if len(unusable) == 1 else 'ies'} "
+                         f"that are not colours ({', '.join(map(repr, unusable[:3]))})")
+        if len(palette) > MAX_PALETTE:
+            notes.append(f"scene {i + 1}: palette cut from {len(palette)} to {MAX_PALETTE} colours")
+            palette = palette[:MAX_PALETTE]
         people: list[Character] = []
         for name in raw.characters:
             name = _clip(name, 80)
@@ -332,29 +381,38 @@ def to_storyboard(plan: StoryPlan, spec: RenderSpec, max_scenes: int, planner_na
             person = cast.get(name.casefold()) or Character(name=name)
             if person not in people:
                 people.append(person)
-        if len(people) > 6:
-            problems.append(f"scenes.{i}.characters: at most 6 characters per scene, got {len(people)}")
-        if problems:
-            continue
+        if len(people) > MAX_SCENE_CHARACTERS:
+            notes.append(f"scene {i + 1}: kept the first {MAX_SCENE_CHARACTERS} of its {len(people)} characters")
+            people = people[:MAX_SCENE_CHARACTERS]
         try:
-            scenes.append(
-                Scene(
-                    description=description,
-                    duration_s=max(0.001, round(raw.duration_s * scale, 3)),
-                    visual_style=_clip(raw.visual_style, 200) or _clip(plan.style, 200) or "cinematic",
-                    characters=people,
-                    camera_movement=raw.camera_movement,
-                    lighting=raw.lighting,
-                    color_palette=[h for h in palette if h],
-                    transition=raw.transition,
-                )
+            scene = Scene(
+                description=description,
+                duration_s=1.0,  # set below, once the kept scenes are known
+                visual_style=_clip(raw.visual_style, 200) or _clip(plan.style, 200) or "cinematic",
+                characters=people,
+                camera_movement=raw.camera_movement,
+                lighting=raw.lighting,
+                color_palette=palette,
+                transition=raw.transition,
             )
         except ValidationError as exc:
             problems.append(f"scenes.{i}: {describe_validation_error(exc)}")
-    if problems:
-        raise PlanRejected("; ".join(problems[:8]))
+            continue
+        kept.append((raw, scene))
 
+    if len(kept) < lo:
+        want = f"exactly {hi}" if lo == hi else f"between {lo} and {hi}"
+        usable = f"only {len(kept)} usable" if problems else str(len(kept))
+        raise PlanRejected("; ".join([f"scenes: there must be {want} scenes, got {usable}", *problems][:8]))
+    if problems:
+        notes.append(f"dropped {len(problems)} scene{'s' if len(problems) != 1 else ''} that could not be used: "
+                     + "; ".join(problems[:3]))
+
+    # Durations are weights for the segmenter; scale them to the requested length.
+    scale = spec.duration_s / (sum(raw.duration_s for raw, _ in kept) or 1.0)
     try:
+        scenes = [Scene.model_validate({**scene.model_dump(), "duration_s": max(0.001, round(raw.duration_s * scale, 3))})
+                  for raw, scene in kept]
         return Storyboard(
             title=_clip(plan.title, 200) or _clip(spec.prompt, 80),
             prompt=spec.prompt,
@@ -373,8 +431,8 @@ class GeminiPlanner:
     """Storyboards from Gemini, with the offline planner as the safety net.
 
     `plan(spec, max_scenes)` has the OfflinePlanner's signature; after each call,
-    `warnings` says what went wrong (empty when Gemini's plan was used) and `usage` holds
-    the token counts. `plan_with_report` returns both instead (use it when one planner
+    `warnings` says what went wrong or what was repaired in Gemini's plan (empty when it was
+    used as it came) and `usage` holds the token counts. `plan_with_report` returns both instead (use it when one planner
     serves several renders at once).
     """
 
@@ -437,8 +495,10 @@ class GeminiPlanner:
     def plan_with_report(self, spec: RenderSpec, max_scenes: int = MAX_SCENES) -> PlanResult:
         usage = GeminiUsage(model=self.model)
         try:
-            storyboard = self._plan_with_gemini(spec, max_scenes, usage)
-            return PlanResult(storyboard=storyboard, usage=usage)
+            repairs: list[str] = []
+            storyboard = self._plan_with_gemini(spec, max_scenes, usage, repairs)
+            warnings = [f"Gemini planner ({self.model}): repaired its plan: {_scrub(r, self._api_key)}" for r in repairs]
+            return PlanResult(storyboard=storyboard, warnings=warnings, usage=usage)
         except (PlanRejected, _ApiFailure) as exc:
             reason = _scrub(str(exc), self._api_key)
         if not self.allow_fallback:
@@ -491,7 +551,9 @@ class GeminiPlanner:
             options["api_version"] = self.api_version
         return genai.Client(vertexai=False, api_key=self._api_key, http_options=types.HttpOptions(**options))
 
-    def _plan_with_gemini(self, spec: RenderSpec, max_scenes: int, usage: GeminiUsage) -> Storyboard:
+    def _plan_with_gemini(self, spec: RenderSpec, max_scenes: int, usage: GeminiUsage, repairs: list[str]) -> Storyboard:
+        """Gemini's storyboard, asked again (with the reason) while an answer is unusable;
+        what was repaired in the answer used is appended to `repairs`."""
         from google.genai import types
 
         try:
@@ -517,7 +579,10 @@ class GeminiPlanner:
                 usage.add(response.usage_metadata)
                 usage.model_version = response.model_version or usage.model_version
                 try:
-                    return to_storyboard(self._parse(response), spec, max_scenes, self.name)
+                    notes: list[str] = []
+                    storyboard = to_storyboard(self._parse(response), spec, max_scenes, self.name, notes)
+                    repairs.extend(notes)
+                    return storyboard
                 except PlanRejected as exc:
                     problem = _clip(_scrub(str(exc), self._api_key), 600)
                     log.info("Gemini plan rejected (attempt %d): %s", len(feedback) + 1, problem)

@@ -211,8 +211,28 @@ class RaySegmentRunner:
             raise exc.as_instanceof_cause() from None
 
 
+# Ray logs this when a new local cluster turns token authentication on by default: good
+# news, not something for the user to act on. (The opposite warning, that authentication is
+# off, is kept: that one is.)
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+TOKEN_AUTH_ENABLED_NOTICE = "Token authentication is enabled for this Ray cluster"
+
+
+def is_token_auth_enabled_notice(record) -> bool:
+    """Whether a log record is Ray's 'token authentication is enabled' notice."""
+    return record.name == RAY_AUTH_LOGGER and record.getMessage().startswith(TOKEN_AUTH_ENABLED_NOTICE)
+
+
+class _DropTokenAuthNotice:
+    """A logging filter that drops only that notice."""
+
+    def filter(self, record) -> bool:
+        return not is_token_auth_enabled_notice(record)
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to RAY_ADDRESS / `address` when given, else start Ray in-process."""
+    """Connect to RAY_ADDRESS / `address` when given, else start Ray in-process (without
+    printing Ray's notice that the new local cluster uses token authentication)."""
     import logging
     import os
 
@@ -224,4 +244,12 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
     if address is None and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
-    ray.init(address=address, **kwargs)
+    if address is not None:
+        ray.init(address=address, **kwargs)
+        return
+    quiet, logger = _DropTokenAuthNotice(), logging.getLogger(RAY_AUTH_LOGGER)
+    logger.addFilter(quiet)
+    try:
+        ray.init(address=None, **kwargs)
+    finally:
+        logger.removeFilter(quiet)

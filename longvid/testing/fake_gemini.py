@@ -56,7 +56,9 @@ class Fault(str, enum.Enum):
     MALFORMED = "malformed"  # 200, but the candidate's text is not JSON
     TOO_MANY_SCENES = "too_many_scenes"  # 200, a plan with 20 scenes
     BAD_ENUM = "bad_enum"  # 200, a camera move that does not exist
-    BAD_COLOUR = "bad_colour"  # 200, a palette colour that is not hex
+    BAD_COLOUR = "bad_colour"  # 200, every scene's palette holds no usable colour (nothing to repair)
+    COLOUR_NAMES = "colour_names"  # 200, palettes of colour names ("midnight blue"), 9 entries, one no colour
+    EMPTY_SCENE = "empty_scene"  # 200, the last scene has no description
     EMPTY = "empty"  # 200, a candidate with no parts (finishReason SAFETY)
     SLOW = "slow"  # the default answer, after `slow_s` seconds
 
@@ -361,7 +363,14 @@ def answer_text(received: ReceivedRequest, fault: Fault | None = None) -> str:
     elif fault is Fault.BAD_ENUM:
         plan["scenes"][0]["camera_movement"] = "spin_around"
     elif fault is Fault.BAD_COLOUR:
-        plan["scenes"][0]["color_palette"] = ["blue", "#zzzzzz"]
+        for scene in plan["scenes"]:
+            scene["color_palette"] = ["#zzzzzz", "not a colour"]
+    elif fault is Fault.COLOUR_NAMES:
+        for scene in plan["scenes"]:
+            scene["color_palette"] = ["midnight blue", "DarkSlateGray", "#ABC", "not a colour", "gold", "white",
+                                      "black", "red", "teal"]
+    elif fault is Fault.EMPTY_SCENE:
+        plan["scenes"][-1]["description"] = "  "
     return json.dumps(plan, ensure_ascii=False)
 
 

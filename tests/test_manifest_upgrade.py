@@ -13,10 +13,13 @@ import pytest
 from longvid.cli import main
 from longvid.consistency import FramePackCompressor, JudgeConfig
 from longvid.consistency.pipeline_judge import ConsistencySegmentJudge
-from longvid.manifest import load_manifest
+from longvid.manifest import AttemptRecord, RunPlan, RunStatus, load_manifest
 from longvid.providers import register_provider
+from longvid.providers.ledger import EntryState, LedgerEntry
 from longvid.providers.preview import PREVIEW_CAPABILITIES, PreviewProvider
+from longvid.review.summary import summarise
 from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
+from serve.views import render_view, summary_view
 
 RUN = Path(__file__).parent / "data" / "run_v1" / "legacy-v1"
 
@@ -57,6 +60,32 @@ def test_old_manifest_loads_and_writes_back_byte_for_byte():
     assert manifest.model_dump_json(indent=2) == text  # what the runtime writes: the same shape, the same values
     assert manifest.status == "failed" and manifest.cost_usd == pytest.approx(2.6)
     assert manifest.cost_breakdown()["by_segment"] == {"0": 0.45, "1": 0.9, "2": 0.45, "3": 0.8}
+
+
+def test_old_manifest_reads_as_typed_records():
+    manifest = load_manifest((RUN / "manifest.json").read_text())
+    assert manifest.status is RunStatus.FAILED
+    assert all(isinstance(e, LedgerEntry) and e.state is EntryState.CHARGED for e in manifest.ledger)
+    rejected, kept = manifest.segments[3].scores
+    assert isinstance(rejected, AttemptRecord) and not rejected.passed and kept.passed
+    assert rejected.measured == {"anchor": rejected.anchor, "seam": rejected.seam} and rejected.anchor < 0.75
+    assert kept.quality > rejected.quality and manifest.segments[3].seed == kept.seed
+    assert manifest.segments[1].scores == [] and manifest.segments[1].error
+
+
+def test_api_and_review_show_the_old_run_as_before():
+    text = (RUN / "manifest.json").read_text()
+    before, manifest = json.loads(text), load_manifest(text)
+    body = json.dumps(render_view("legacy-v1", manifest, None, 0.0, 60.0, links={}, hidden=[]))
+    shown = json.loads(body)
+    assert shown["status"] == "failed" and '"status": "failed"' in body
+    for old, now in zip(before["segments"], shown["segments"]):  # the judge's attempts: same keys, order and values
+        assert json.dumps(now["scores"]) == json.dumps(old["scores"])
+    assert json.loads(json.dumps(summary_view("legacy-v1", manifest, None, 0.0, 60.0)))["status"] == "failed"
+    plan = RunPlan.model_validate_json((RUN / "plan.json").read_text())
+    first, second = summarise(manifest, plan).segments[3].judged
+    assert first.describe().startswith(f"attempt 1 failed · seed {first.seed} · quality 0.24 · anchor 0.24 seam 0.78 · anchor 0.235 < 0.750")
+    assert second.passed and second.scores == pytest.approx({"anchor": 0.9918, "seam": 0.998}, abs=1e-4)
 
 
 def test_status_of_an_old_run_says_what_resume_will_do(store, capsys):

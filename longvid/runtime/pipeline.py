@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import InputError, LongvidError, RenderError
-from ..manifest import RunManifest, RunPlan, SegmentRecord, reset, transition
+from ..manifest import AttemptRecord, RunManifest, RunPlan, RunStatus, SegmentRecord, reset, transition, with_warnings
 from ..media import MergeInput, MergeStats, merge_segments
 from ..planning import OfflinePlanner, load_storyboard, segment_count, segment_storyboard
 from ..planning.segmentation import DEFAULT_RULES
 from ..providers import create_provider, provider_capabilities
 from ..providers.base import ProviderCapabilities
-from ..providers.ledger import BudgetExceeded, CostLedger, EntryState, LedgerEntry
+from ..providers.ledger import BudgetExceeded, CostLedger, EntryState
 from ..providers._http import is_safety_refusal
 from ..providers.routing import counts_against_provider
 from ..spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
@@ -107,7 +107,7 @@ class NullProgress:
 @dataclass(frozen=True)
 class JudgeVerdict:
     passed: bool
-    scores: dict[str, Any]
+    scores: dict[str, Any]  # the judge's checks: AttemptRecord's fields from `anchor` on
     reason: str = ""
     quality: float = 0.0  # higher is better; picks the attempt to keep when none passes
 
@@ -220,7 +220,7 @@ class RenderPipeline:
             if action is Action.ACCEPT and self.judge is not None and state is SegmentState.GENERATED:
                 continue  # the crash came before the judge saw it: the generate step judges it
             rejected = (action is Action.ACCEPT and self.judge is not None and state is SegmentState.JUDGED
-                        and bool(record.scores) and not record.scores[-1].get("passed", True))
+                        and bool(record.scores) and not record.scores[-1].passed)
             if rejected and record.regenerations + 1 < self.judge.max_attempts:
                 # The judge had sent it back; the crash came before it was reset: do that now.
                 manifest = reset(manifest, index, "the judge rejected it before the render stopped")
@@ -319,8 +319,8 @@ class RenderPipeline:
             verdict = self.judge.judge(job, run.local_path(relative), previous)
             regenerations = manifest.segments[index].regenerations
             attempt_file = f"segments/seg_{index:04d}.attempt{regenerations}.mp4"
-            entry = {"seed": job.seed, "passed": verdict.passed, "quality": verdict.quality, "file": attempt_file,
-                     "sha256": clip.sha256, **verdict.scores}
+            entry = AttemptRecord(seed=job.seed, passed=verdict.passed, quality=verdict.quality, file=attempt_file,
+                                  sha256=clip.sha256, **verdict.scores)
             scores = [*manifest.segments[index].scores, entry]
             manifest = transition(manifest, index, SegmentState.JUDGED, scores=scores)
             write_model(run, MANIFEST, manifest)
@@ -338,23 +338,22 @@ class RenderPipeline:
         self.progress.segment(index, SegmentState.ACCEPTED, "cached" if cached else f"{result.seconds:.1f}s")
         return manifest, True
 
-    def _keep_best_attempt(self, run: RunFolder, manifest: RunManifest, job: SegmentJob, scores: list[dict],
+    def _keep_best_attempt(self, run: RunFolder, manifest: RunManifest, job: SegmentJob, scores: list[AttemptRecord],
                            reason: str = "") -> RunManifest:
         """No attempt passed: put the best-scoring one in the segment's place, with a warning."""
-        best = max(scores, key=lambda entry: entry.get("quality", 0.0))
+        best = max(scores, key=lambda attempt: attempt.quality)
         index = job.index
-        if best is not scores[-1] and run.exists(best["file"]):
-            data = run.read_bytes(best["file"])
+        if best is not scores[-1] and run.exists(best.file):
+            data = run.read_bytes(best.file)
             run.write_bytes(segment_path(index), data)
-            clip = manifest.segments[index].clip.model_copy(update={"sha256": best["sha256"]})
-            manifest = _update_record(manifest, index, clip=clip, seed=best["seed"])
+            clip = manifest.segments[index].clip.model_copy(update={"sha256": best.sha256})
+            manifest = _update_record(manifest, index, clip=clip, seed=best.seed)
             write_model(run, MANIFEST, manifest)
         remember = getattr(self.judge, "remember_accepted", None)
         if remember is not None:
-            remember(job.model_copy(update={"seed": best["seed"]}), run.local_path(segment_path(index)))
-        manifest.warnings.append(f"segment {index}: below the consistency thresholds after {len(scores)} attempts; "
-                                 f"kept the best one (seed {manifest.segments[index].seed})" + (f": {reason}" if reason else ""))
-        return manifest
+            remember(job.model_copy(update={"seed": best.seed}), run.local_path(segment_path(index)))
+        return with_warnings(manifest, f"segment {index}: below the consistency thresholds after {len(scores)} attempts; "
+                                       f"kept the best one (seed {manifest.segments[index].seed})" + (f": {reason}" if reason else ""))
 
     def _cancel(self, run: RunFolder, manifest: RunManifest, router: SegmentRouter, in_flight: dict) -> RunManifest:
         """Stop what is in flight. A provider task that was cancelled is marked failed (resume
@@ -373,7 +372,7 @@ class RenderPipeline:
                 manifest = transition(manifest, job.index, SegmentState.FAILED, error="cancelled by the user")
             except Exception:  # the task keeps running; resume will poll it
                 pass
-        manifest = manifest.model_copy(update={"status": "cancelled", "error": "cancelled by the user"})
+        manifest = manifest.model_copy(update={"status": RunStatus.CANCELLED, "error": "cancelled by the user"})
         write_model(run, MANIFEST, manifest)
         return manifest
 
@@ -420,7 +419,7 @@ class RenderPipeline:
             manifest = RunManifest(
                 run_id=run.run_id,
                 spec=spec,
-                status="rendering",
+                status=RunStatus.RENDERING,
                 warnings=list(getattr(self.planner, "warnings", []) or []),
                 output=str(output) if output is not None else None,  # so a resumed render writes there too
                 segments=[SegmentRecord(index=j.index, scene_index=j.scene_index, provider=spec.provider) for j in jobs],
@@ -436,7 +435,7 @@ class RenderPipeline:
             manifest = read_manifest(run)
             plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
             capabilities = self.check_inputs(manifest.spec)
-            manifest = self.prepare_resume(run, manifest.model_copy(update={"status": "rendering", "error": None}), capabilities,
+            manifest = self.prepare_resume(run, manifest.model_copy(update={"status": RunStatus.RENDERING, "error": None}), capabilities,
                                            plan.segments)
             if output is None and manifest.output and not manifest.output.startswith(run.location()):
                 output = Path(manifest.output)
@@ -446,12 +445,12 @@ class RenderPipeline:
         self.progress.planned(storyboard, jobs, run)
         try:
             manifest, generated, reused = self.generate(run, manifest, jobs, capabilities, lease)
-            manifest = manifest.model_copy(update={"status": "merging"})
+            manifest = manifest.model_copy(update={"status": RunStatus.MERGING})
             write_model(run, MANIFEST, manifest)
             stats = self.merge(run, manifest, jobs)
             if output is not None:
                 atomic_copy(run.local_path(FINAL), Path(output))
-            manifest = manifest.model_copy(update={"status": "done", "output": str(output) if output else run.location(FINAL)})
+            manifest = manifest.model_copy(update={"status": RunStatus.DONE, "output": str(output) if output else run.location(FINAL)})
             result = self._result(run, manifest, storyboard, jobs, stats, generated, reused, started)
             # The reports are written before the manifest says done, so whoever sees "done"
             # (the API, the studio) finds them.
@@ -468,9 +467,9 @@ class RenderPipeline:
             except Exception:  # never hide the original error behind this one
                 latest = manifest
             if isinstance(exc, KeyboardInterrupt):
-                status, reason = "cancelled", "interrupted"
+                status, reason = RunStatus.CANCELLED, "interrupted"
             else:
-                status, reason = "failed", str(exc) if isinstance(exc, LongvidError) else f"{exc.__class__.__name__}: {exc}"
+                status, reason = RunStatus.FAILED, str(exc) if isinstance(exc, LongvidError) else f"{exc.__class__.__name__}: {exc}"
             write_model(run, MANIFEST, latest.model_copy(update={"status": status, "error": reason[:1000]}))
             raise
         finally:
@@ -506,7 +505,7 @@ class RenderPipeline:
         try:
             write_review(run, manifest, RunPlan(storyboard=storyboard, segments=jobs))
         except Exception as exc:
-            manifest = manifest.model_copy(update={"warnings": [*manifest.warnings, f"review files not written: {exc.__class__.__name__}: {exc}"]})
+            manifest = with_warnings(manifest, f"review files not written: {exc.__class__.__name__}: {exc}")
         return manifest
 
     def _report(self, manifest: RunManifest, result: RenderResult) -> dict:
@@ -531,7 +530,7 @@ class RenderPipeline:
                 {
                     "index": r.index, "scene": r.scene_index, "state": r.state.value, "provider": r.provider,
                     "attempts": r.attempts, "regenerations": r.regenerations, "cached": r.cached, "seed": r.seed,
-                    "cost_usd": r.cost_usd, "scores": r.scores,
+                    "cost_usd": r.cost_usd, "scores": [attempt.model_dump(mode="json") for attempt in r.scores],
                 }
                 for r in manifest.segments
             ],
@@ -579,7 +578,7 @@ def _nothing_created(exc: BaseException) -> bool:
 
 
 def _with_ledger(manifest: RunManifest, ledger: CostLedger) -> RunManifest:
-    return manifest.model_copy(update={"ledger": [asdict(e) for e in ledger.entries]})
+    return manifest.model_copy(update={"ledger": list(ledger.entries)})
 
 
 def _settle(ledger: CostLedger, provider: str, task_id: str | None, cost_usd: float | None, note: str = "") -> None:
@@ -620,9 +619,10 @@ class _GenerateLoop:
         for job in jobs:
             request, notes = fit_to_cluster(estimate(job, capabilities, self.spec.quality, pipeline.estimator), self.capacity)
             self.requests[job.index] = request
-            manifest.warnings.extend(f"segment {job.index}: {n}" for n in notes if f"segment {job.index}: {n}" not in manifest.warnings)
+            manifest = with_warnings(manifest, *(f"segment {job.index}: {n}" for n in notes))
+        self.manifest = manifest
         self.needed_seams = {j.conditioned_on for j in jobs if j.conditioned_on is not None}
-        self.ledger = CostLedger(self.spec.budget_usd, [LedgerEntry.from_dict(e) for e in manifest.ledger])
+        self.ledger = CostLedger(self.spec.budget_usd, list(manifest.ledger))
         self.done = {r.index for r in manifest.segments if r.state is SegmentState.ACCEPTED}
         self.reused = len(self.done)
         self.generated = 0
@@ -651,7 +651,7 @@ class _GenerateLoop:
         if size not in self._reference_png:
             self._reference_png[size] = _fitted_png(self.reference, size)
             if self._reference_png[size] is None:
-                self.manifest.warnings.append(f"reference image {self.reference.name} could not be read; scenes start from text only")
+                self.manifest = with_warnings(self.manifest, f"reference image {self.reference.name} could not be read; scenes start from text only")
         return self._reference_png[size]
 
     def _write(self, manifest: RunManifest | None = None) -> None:

@@ -36,6 +36,7 @@ from jobs.batch_summary import (
 from jobs.locations import base_name, is_s3, read_text, write_text
 from longvid.wiring import DEFAULT_CLIP_MODEL, RenderOptions, planning_pipeline, render_pipeline
 from longvid.errors import InputError, LongvidError
+from longvid.manifest import RunStatus
 
 # Set in the environment of a driver started by `ray job submit`.
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
@@ -158,7 +159,7 @@ class BatchJob:
 
         run = self.store.open(base.run_id)
         manifest = read_manifest(run)
-        if manifest.status != "done" or not run.exists(FINAL) or not run.exists(REPORT):
+        if manifest.status is not RunStatus.DONE or not run.exists(FINAL) or not run.exists(REPORT):
             return None
         report = json.loads(run.read_bytes(REPORT))
         output = self.output_path(base.run_id)

@@ -7,11 +7,12 @@ reader (a resumed render, `longvid status`, the HTTP API) always sees a consiste
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Annotated
+import enum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError, describe_validation_error
+from .providers.ledger import CostLedger, LedgerEntry
 from .spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 
 MANIFEST_VERSION = 1
@@ -34,6 +35,57 @@ class IllegalTransition(ValueError):
     pass
 
 
+class RunStatus(enum.StrEnum):
+    """Where a whole render stands (the HTTP API shows PLANNED as 'queued')."""
+
+    PLANNED = "planned"  # the Serve API made the run folder; no worker has started it yet
+    RENDERING = "rendering"
+    MERGING = "merging"
+    DONE = "done"
+    FAILED = "failed"  # resumable: finished segments are kept
+    CANCELLED = "cancelled"  # resumable, like FAILED
+
+    @property
+    def finished(self) -> bool:
+        """Nothing is working on the run (done, or stopped and resumable)."""
+        return self in (RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+SCORE_NAMES = ("anchor", "seam", "prompt", "character")  # the judge's checks, in its order
+
+
+class AttemptRecord(BaseModel):
+    """One judged attempt of a segment: the seed it was made with, the judge's verdict and
+    checks, and the file it was kept in (written only when the judge rejected it, so a
+    better later attempt can replace it or it can be kept as the best of a bad lot).
+
+    The fields are the judge's (consistency.judge.SegmentScores, less `passed`, plus its
+    notes), flat, as manifests have always stored them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int
+    passed: bool
+    quality: float  # higher is better; picks the attempt to keep when none passes
+    file: str  # segments/seg_NNNN.attemptK.mp4
+    sha256: str  # of the attempt's bytes
+    # The checks; None when not measured (no seam at a scene's start, no prompt without CLIP).
+    anchor: float | None = None
+    seam: float | None = None
+    prompt: float | None = None
+    character: float | None = None
+    failures: tuple[str, ...] = ()  # why it failed, one line per check
+    backend: str | None = None  # the scorer: "clip" or "structural"
+    keyframes: tuple[int, ...] = ()  # frame indices that were judged
+    seconds: float = 0.0  # the judge's time on it
+    notes: str = ""
+
+    @property
+    def measured(self) -> dict[str, float]:
+        """The checks that were measured, in the judge's order."""
+        return {name: value for name in SCORE_NAMES if (value := getattr(self, name)) is not None}
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -54,7 +106,7 @@ class SegmentRecord(BaseModel):
     clip: Clip | None = None
     cost_usd: float = 0.0
     resources: dict[str, float] | None = None
-    scores: list[dict] = []  # one entry per judged attempt
+    scores: list[AttemptRecord] = []  # one per judged attempt, oldest first
     error: str | None = None
     history: list[str] = []  # why it was reset, retried or regenerated
     # The planner's rewording of this segment's prompt after a provider refused it for
@@ -80,12 +132,12 @@ class RunManifest(BaseModel):
     version: int = MANIFEST_VERSION
     run_id: str
     spec: RenderSpec
-    status: Annotated[str, Field(pattern="^(planned|rendering|merging|done|failed|cancelled)$")] = "planned"
+    status: RunStatus = RunStatus.PLANNED
     segments: list[SegmentRecord] = []
     output: str | None = None
     error: str | None = None
-    warnings: list[str] = []
-    ledger: list[dict] = []  # every paid call: reserved before it is made, charged after
+    warnings: tuple[str, ...] = ()  # added by with_warnings, never in place
+    ledger: list[LedgerEntry] = []  # every paid call: reserved before it is made, charged after
     created_at: str = Field(default_factory=_now)
     updated_at: str = Field(default_factory=_now)
 
@@ -101,10 +153,8 @@ class RunManifest(BaseModel):
         ledger = self._cost_ledger()
         return {"by_provider": ledger.by_provider(), "by_segment": {str(k): v for k, v in ledger.by_segment().items()}}
 
-    def _cost_ledger(self):
-        from .providers.ledger import CostLedger, LedgerEntry
-
-        return CostLedger(entries=[LedgerEntry.from_dict(e) for e in self.ledger])
+    def _cost_ledger(self) -> CostLedger:
+        return CostLedger(entries=list(self.ledger))
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -128,6 +178,15 @@ def transition(manifest: RunManifest, index: int, new_state: SegmentState, **cha
     segments = list(manifest.segments)
     segments[index] = updated
     return manifest.model_copy(update={"segments": segments, "updated_at": _now()})
+
+
+def with_warnings(manifest: RunManifest, *texts: str) -> RunManifest:
+    """Return a new manifest with `texts` added to its warnings, each once (a resumed render
+    that meets the same problem again does not repeat it)."""
+    new = [t for i, t in enumerate(texts) if t not in manifest.warnings and t not in texts[:i]]
+    if not new:
+        return manifest
+    return manifest.model_copy(update={"warnings": (*manifest.warnings, *new), "updated_at": _now()})
 
 
 def reset(manifest: RunManifest, index: int, reason: str) -> RunManifest:

@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 import longvid
 from longvid.errors import describe_validation_error
-from longvid.manifest import RunPlan
+from longvid.manifest import RunPlan, RunStatus
 from longvid.review import CONTACT_SHEET, REPORT_HTML
 from longvid.runtime.store import FINAL, open_store
 from longvid.spec import RenderSpec
@@ -334,7 +334,7 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
             mine = next((r for r in active if r.run_id == run_id), None)
             ahead = [r for r in active if r.run_id != run_id and (mine is None or admission_order(r) < admission_order(mine))]
             if len(ahead) >= settings.max_concurrent_renders:
-                records.mark_stopped(run_id, "cancelled", "refused: too many unfinished renders were started at once; "
+                records.mark_stopped(run_id, RunStatus.CANCELLED, "refused: too many unfinished renders were started at once; "
                                                           "resume it when one has finished")
                 raise too_many_renders(len(ahead))
             return attempt
@@ -420,7 +420,7 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
                 return await replay(request, run_id, request_sha)
             raise ApiError(409, "conflict", "a render with this id was just created; retry")
         await start(run_id, attempt)
-        return JSONResponse({"id": run_id, "status": "queued", "links": links(request, run_id)}, status_code=202)
+        return JSONResponse({"id": run_id, "status": views.ApiStatus.QUEUED, "links": links(request, run_id)}, status_code=202)
 
     @app.get("/v1/renders", response_model=RenderList, responses=ERRORS, tags=["renders"])
     async def list_renders(principal: Annotated[Principal, Depends(reader)]) -> dict:
@@ -513,7 +513,7 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
             raise ApiError(409, *refusal)
         attempt = await run_in_threadpool(start_within_limit, principal, lambda: records.requeue(record), record.run_id)
         await start(record.run_id, attempt)
-        return {"id": record.run_id, "status": "queued", "links": links(request, record.run_id)}
+        return {"id": record.run_id, "status": views.ApiStatus.QUEUED, "links": links(request, record.run_id)}
 
     @app.delete("/v1/renders/{render_id}", status_code=202, response_model=Cancelling, responses=ERRORS, tags=["renders"])
     async def cancel_render(render_id: str, principal: Annotated[Principal, Depends(writer)]) -> dict:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from longvid.errors import InputError, LongvidError
-from longvid.manifest import RunManifest, RunPlan, SegmentRecord
+from longvid.manifest import RunManifest, RunPlan, RunStatus, SegmentRecord
 from longvid.runtime.store import MANIFEST, PLAN, read_manifest, write_model
 
 from .images import InputImages
@@ -219,7 +219,7 @@ class RenderStore:
         attempt = secrets.token_hex(8)
         run.write_bytes(WORKER, worker_record(attempt))
         manifest = RunManifest(
-            run_id=run_id, spec=spec, status="planned", warnings=list(warnings),
+            run_id=run_id, spec=spec, status=RunStatus.PLANNED, warnings=warnings,
             segments=[SegmentRecord(index=j.index, scene_index=j.scene_index, provider=spec.provider) for j in plan.segments],
         )
         write_model(run, MANIFEST, manifest)
@@ -230,7 +230,7 @@ class RenderStore:
         run = self.store.open(record.run_id)
         attempt = secrets.token_hex(8)
         run.write_bytes(WORKER, worker_record(attempt))
-        write_model(run, MANIFEST, record.manifest.model_copy(update={"status": "planned", "error": None}))
+        write_model(run, MANIFEST, record.manifest.model_copy(update={"status": RunStatus.PLANNED, "error": None}))
         return attempt
 
     def request_cancel(self, record: RunRecord) -> None:
@@ -238,13 +238,13 @@ class RenderStore:
         run.write_bytes(CANCEL, json.dumps({"attempt": record.attempt, "requested_at": time.time()}).encode())
 
     def mark_failed(self, run_id: str, error: str) -> None:
-        self.mark_stopped(run_id, "failed", error)
+        self.mark_stopped(run_id, RunStatus.FAILED, error)
 
-    def mark_stopped(self, run_id: str, status: str, error: str) -> None:
+    def mark_stopped(self, run_id: str, status: RunStatus, error: str) -> None:
         """End a run no worker has taken (status failed or cancelled; it stays resumable)."""
         run = self.store.open(run_id)
         manifest = self.read_manifest(run)
-        write_model(run, MANIFEST, manifest.model_copy(update={"status": status, "error": error}))
+        write_model(run, MANIFEST, manifest.model_copy(update={"status": RunStatus(status), "error": error}))
 
     def heartbeat(self, run, attempt: str) -> None:
         run.write_bytes(WORKER, worker_record(attempt))

@@ -4,37 +4,52 @@ the API's side files) to response bodies. No I/O, so every rule is tested in mil
 
 from __future__ import annotations
 
+import enum
 from pathlib import PurePath
 
-from longvid.manifest import RunManifest
+from longvid.manifest import RunManifest, RunStatus
 from longvid.spec import SegmentState
 
-ACTIVE = frozenset({"planned", "rendering", "merging"})
-FINISHED = frozenset({"done", "failed", "cancelled"})
+
+class ApiStatus(enum.StrEnum):
+    """A render's status as the API answers it (models.RenderStatusName): the manifest's,
+    except that a planned run shows as queued."""
+
+    QUEUED = "queued"
+    RENDERING = "rendering"
+    MERGING = "merging"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = frozenset({ApiStatus.QUEUED, ApiStatus.RENDERING, ApiStatus.MERGING})
+FINISHED = frozenset({ApiStatus.DONE, ApiStatus.FAILED, ApiStatus.CANCELLED})
 INTERRUPTED = "interrupted: the server running this render stopped; resume it to continue (finished segments are kept)"
 
 
-def effective_status(manifest_status: str, heartbeat_at: float | None, now: float, stale_after_s: float) -> tuple[str, bool]:
+def effective_status(manifest_status: RunStatus, heartbeat_at: float | None, now: float, stale_after_s: float) -> tuple[ApiStatus, bool]:
     """(API status, interrupted). A render whose worker stopped beating for `stale_after_s`
     is reported failed (it is resumable), so a replica that died does not leave a render
     'rendering' for ever. Runs without a worker record (made by the CLI) are taken as written."""
-    interrupted = manifest_status in ACTIVE and heartbeat_at is not None and now - heartbeat_at > stale_after_s
+    status = RunStatus(manifest_status)
+    interrupted = not status.finished and heartbeat_at is not None and now - heartbeat_at > stale_after_s
     if interrupted:
-        return "failed", True
-    return ("queued" if manifest_status == "planned" else manifest_status), False
+        return ApiStatus.FAILED, True
+    return (ApiStatus.QUEUED if status is RunStatus.PLANNED else ApiStatus(status.value)), False
 
 
-def is_active(status: str) -> bool:
-    return status in ("queued", "rendering", "merging")
+def is_active(status: ApiStatus) -> bool:
+    return status in ACTIVE
 
 
-def progress(manifest: RunManifest, status: str) -> dict:
+def progress(manifest: RunManifest, status: ApiStatus) -> dict:
     total = len(manifest.segments)
     done = sum(1 for s in manifest.segments if s.state is SegmentState.ACCEPTED)
-    if status == "done":
+    if status == ApiStatus.DONE:
         done = total
-    percent = 100.0 if status == "done" else (round(100.0 * done / total, 1) if total else 0.0)
-    if status != "done":
+    percent = 100.0 if status == ApiStatus.DONE else (round(100.0 * done / total, 1) if total else 0.0)
+    if status != ApiStatus.DONE:
         percent = min(percent, 99.0)  # merging is still ahead: 100 % means the video is there
     return {"done": done, "total": total, "percent": percent}
 
@@ -88,7 +103,7 @@ def render_view(run_id: str, manifest: RunManifest, heartbeat_at: float | None, 
             {
                 "index": r.index, "scene": r.scene_index, "state": r.state.value, "provider": r.provider,
                 "cost_usd": r.cost_usd, "attempts": r.attempts, "regenerations": r.regenerations,
-                "scores": r.scores, "error": scrub(r.error, hidden),
+                "scores": [attempt.model_dump(mode="json") for attempt in r.scores], "error": scrub(r.error, hidden),
             }
             for r in manifest.segments
         ],
@@ -112,16 +127,16 @@ def summary_view(run_id: str, manifest: RunManifest, heartbeat_at: float | None,
     }
 
 
-def resume_refusal(status: str) -> tuple[str, str] | None:
+def resume_refusal(status: ApiStatus) -> tuple[str, str] | None:
     """Why a run cannot be resumed now (code, message), or None when it can."""
     if is_active(status):
         return "already_running", "this render is still running; cancel it first or wait for it to finish"
-    if status == "done":
+    if status == ApiStatus.DONE:
         return "already_done", "this render is finished; its video is at links.video"
     return None
 
 
-def cancel_refusal(status: str) -> tuple[str, str] | None:
+def cancel_refusal(status: ApiStatus) -> tuple[str, str] | None:
     if not is_active(status):
         return "already_finished", f"this render is already {status}; resume it with POST /v1/renders/{{id}}/resume"
     return None

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from longvid.errors import LongvidError
+from longvid.manifest import RunStatus
 from longvid.runtime.pipeline import Cancelled
 from longvid.runtime.runlock import RunLocked
 from longvid.runtime.store import MANIFEST, write_model
@@ -96,13 +97,13 @@ class RenderWorker:
                 pipeline.resume(job.run_id)
         except Cancelled:
             if job.shutdown:
-                self._mark(job, "cancelled", STOPPED_BY_SHUTDOWN)
+                self._mark(job, RunStatus.CANCELLED, STOPPED_BY_SHUTDOWN)
         except RunLocked as exc:  # another driver holds the run: it, not this replica, records the outcome
             log.info("render %s: %s", job.run_id, exc)
         except Exception as exc:  # the manifest says why; the log keeps the details
             log.warning("render %s failed: %s", job.run_id, exc.__class__.__name__, exc_info=not isinstance(exc, LongvidError))
             reason = str(exc) if isinstance(exc, LongvidError) else f"{exc.__class__.__name__}: {exc}"
-            self._mark(job, "failed", reason, only_if_active=True)
+            self._mark(job, RunStatus.FAILED, reason, only_if_active=True)
         finally:
             job.finished.set()
             if watcher is not None:
@@ -110,12 +111,12 @@ class RenderWorker:
             with self._lock:
                 self._jobs.pop(job.attempt, None)
 
-    def _mark(self, job: _Job, status: str, error: str, only_if_active: bool = False) -> None:
+    def _mark(self, job: _Job, status: RunStatus, error: str, only_if_active: bool = False) -> None:
         """Record how a render ended when the pipeline could not (it failed before starting)."""
         try:
             run = self.records.store.open(job.run_id)
             manifest = self.records.read_manifest(run)
-            if only_if_active and manifest.status in ("done", "failed", "cancelled"):
+            if only_if_active and manifest.status.finished:
                 return  # the pipeline already wrote the outcome
             write_model(run, MANIFEST, manifest.model_copy(update={"status": status, "error": error[:1000]}))
         except Exception:  # never hide the original failure behind this one

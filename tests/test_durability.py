@@ -258,7 +258,7 @@ def test_ledger_records_every_paid_call_and_holds_the_budget(tmp_path):
     manifest = _manifest(tmp_path / "store" / "paid")
     assert len(manifest.ledger) == sum(CountingProvider.creates.values()) == len(jobs)  # nothing paid off the books
     assert manifest.cost_usd == pytest.approx(sum(estimates)) and manifest.cost_usd <= budget
-    assert [e["state"] for e in manifest.ledger].count("charged") == len(jobs)
+    assert [e.state for e in manifest.ledger].count("charged") == len(jobs)
     with pytest.raises(RenderError, match="budget"):
         _pipeline(tmp_path / "store").resume("paid")  # a second try at segment 1 would pass the budget
     manifest = _manifest(tmp_path / "store" / "paid")

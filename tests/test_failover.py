@@ -110,11 +110,11 @@ def two_providers(monkeypatch):
 
 def _books_balance(manifest, runway, veo):
     """Every task that exists at either provider is in the ledger, and nothing else is."""
-    booked = {e["task_id"] for e in manifest.ledger if e["task_id"]}
+    booked = {e.task_id for e in manifest.ledger if e.task_id}
     made = set(runway.tasks) | set(veo.operations)
     assert made == booked
-    unknown = [e for e in manifest.ledger if e["task_id"] is None]
-    assert all(e["state"] in ("charged", "released") for e in unknown)
+    unknown = [e for e in manifest.ledger if e.task_id is None]
+    assert all(e.state in ("charged", "released") for e in unknown)
     assert len(manifest.ledger) == len(made) + len(unknown)
 
 
@@ -135,7 +135,7 @@ def test_segments_fail_over_from_runway_to_veo(two_providers, tmp_path):
     assert len(runway.tasks) == 2 * len(manifest.segments)
     assert len(veo.operations) == len(manifest.segments)
     _books_balance(manifest, runway, veo)
-    providers = {e["provider"] for e in manifest.ledger}
+    providers = {e.provider for e in manifest.ledger}
     assert providers == {"runway", "veo"}  # the failed Runway attempts are on the books too
 
 

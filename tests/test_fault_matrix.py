@@ -53,10 +53,10 @@ def test_fault_matrix(fault, outcome, extra, tmp_path, monkeypatch):
         manifest = load_manifest((tmp_path / "store" / "r" / "manifest.json").read_text())
         segments = len(manifest.segments)
         assert len(fake.tasks) == segments + extra  # tasks that exist at the provider
-        booked = {e["task_id"] for e in manifest.ledger}
+        booked = {e.task_id for e in manifest.ledger}
         assert set(fake.tasks) <= booked  # ...and every one is on the books
-        unknown = [e for e in manifest.ledger if e["task_id"] is None]
-        assert all(e["state"] == "charged" and "unknown" in e["note"] for e in unknown)
+        unknown = [e for e in manifest.ledger if e.task_id is None]
+        assert all(e.state == "charged" and "unknown" in e.note for e in unknown)
         assert len(manifest.ledger) == len(fake.tasks) + len(unknown)
         assert manifest.cost_usd <= budget
         states = [r.state for r in manifest.segments]
@@ -98,9 +98,9 @@ def test_resume_after_a_refused_create_keeps_the_books_straight(tmp_path, monkey
         result = RenderPipeline(store, InlineSegmentRunner()).resume("r")
         manifest = load_manifest((tmp_path / "store" / "r" / "manifest.json").read_text())
         assert result.frames == 8 * 24 and all(r.state is SegmentState.ACCEPTED for r in manifest.segments)
-        released = [e for e in manifest.ledger if e["state"] == "released"]
-        assert len(released) == 1 and released[0]["cost_usd"] == 0.0
-        assert len({e["key"] for e in manifest.ledger}) == len(manifest.ledger) == len(fake.tasks) + 1
+        released = [e for e in manifest.ledger if e.state == "released"]
+        assert len(released) == 1 and released[0].cost_usd == 0.0
+        assert len({e.key for e in manifest.ledger}) == len(manifest.ledger) == len(fake.tasks) + 1
     finally:
         server.stop()
 

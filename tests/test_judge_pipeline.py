@@ -10,7 +10,7 @@ from provider_doubles import drifting_provider
 from longvid.cli import main
 from longvid.consistency import FramePackCompressor, JudgeConfig
 from longvid.consistency.pipeline_judge import ConsistencySegmentJudge
-from longvid.manifest import load_manifest
+from longvid.manifest import RunStatus, load_manifest
 from longvid.providers import register_provider
 from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
 from longvid.spec import RenderSpec
@@ -36,7 +36,7 @@ def _render(tmp_path, drift=None):
 
 def test_clean_render_has_no_false_alarms(tmp_path):
     result, manifest, _ = _render(tmp_path)
-    assert all(r.regenerations == 0 and len(r.scores) == 1 and r.scores[0]["passed"] for r in manifest.segments)
+    assert all(r.regenerations == 0 and len(r.scores) == 1 and r.scores[0].passed for r in manifest.segments)
     assert result.generated_segments == result.segments and not result.warnings
     assert (Path(result.run_dir) / "characters.npz").is_file()
     import numpy as np
@@ -52,11 +52,11 @@ def test_drifting_segment_is_flagged_and_regenerated(tmp_path):
     record = manifest.segments[index]
     assert record.regenerations == 1 and record.attempts == 2
     first, second = record.scores
-    assert first["seed"] == bad_seed and not first["passed"] and first["anchor"] < 0.75
-    assert second["passed"] and second["seed"] != bad_seed and record.seed == second["seed"]
+    assert first.seed == bad_seed and not first.passed and first.anchor < 0.75
+    assert second.passed and second.seed != bad_seed and record.seed == second.seed
     assert any("judge:" in line for line in record.history)
     others = [r for r in manifest.segments if r.index != index]
-    assert all(r.regenerations == 0 and r.scores[0]["passed"] for r in others)
+    assert all(r.regenerations == 0 and r.scores[0].passed for r in others)
     assert not result.warnings
     report = json.loads((Path(result.run_dir) / "report.json").read_text())
     assert report["judge"]["backend"] == "structural"
@@ -73,7 +73,7 @@ def test_tiny_clip_judge_runs_as_a_ray_actor(ray_session, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     manifest = load_manifest((Path(result["run_dir"]) / "manifest.json").read_text())
     scores = [entry for record in manifest.segments for entry in record.scores]
-    assert scores and all(entry["backend"] == "clip" and entry["prompt"] is not None for entry in scores)
+    assert scores and all(entry.backend == "clip" and entry.prompt is not None for entry in scores)
     assert result["frames"] == 120
 
 
@@ -104,24 +104,24 @@ def test_resume_judges_what_a_crash_left_unjudged_and_regenerates_what_it_reject
                           cache_key=record.cache_key, scores=[])
     # Segment `drifted`: its first, rejected attempt is back in place as JUDGED (crashed before the reset).
     first = manifest.segments[drifted].scores[0]
-    run.write_bytes(manifest.segments[drifted].clip.path, run.read_bytes(first["file"]))
-    bad_clip = manifest.segments[drifted].clip.model_copy(update={"sha256": first["sha256"]})
+    run.write_bytes(manifest.segments[drifted].clip.path, run.read_bytes(first.file))
+    bad_clip = manifest.segments[drifted].clip.model_copy(update={"sha256": first.sha256})
     manifest = reset(manifest, drifted, "test")
     manifest = manifest.model_copy(update={"segments": [
         r.model_copy(update={"regenerations": 0, "scores": [first], "seed": bad_seed}) if r.index == drifted else r
         for r in manifest.segments]})
     manifest = transition(manifest, drifted, SegmentState.GENERATED, clip=bad_clip, seed=bad_seed)
     manifest = transition(manifest, drifted, SegmentState.JUDGED)
-    write_model(run, MANIFEST, manifest.model_copy(update={"status": "failed"}))
+    write_model(run, MANIFEST, manifest.model_copy(update={"status": RunStatus.FAILED}))
 
     DriftingProvider.drift_at = {}
     judge = ConsistencySegmentJudge(JudgeConfig(backend="structural"), context=FramePackCompressor(device="cpu"))
     resumed = RenderPipeline(store, InlineSegmentRunner(), judge=judge).resume(result.run_id)
     after = load_manifest((Path(resumed.run_dir) / "manifest.json").read_text())
     assert after.segments[clean].state is SegmentState.ACCEPTED and len(after.segments[clean].scores) == 1
-    assert after.segments[clean].scores[0]["passed"]  # judged on resume, not waved through
+    assert after.segments[clean].scores[0].passed  # judged on resume, not waved through
     regenerated = after.segments[drifted]
-    assert regenerated.regenerations == 1 and regenerated.seed != bad_seed and regenerated.scores[-1]["passed"]
+    assert regenerated.regenerations == 1 and regenerated.seed != bad_seed and regenerated.scores[-1].passed
 
 
 def test_resume_keeps_the_best_attempt_of_one_rejected_on_its_last_try(tmp_path):
@@ -137,17 +137,17 @@ def test_resume_keeps_the_best_attempt_of_one_rejected_on_its_last_try(tmp_path)
     # The last allowed attempt (the drifting one here) was just rejected when the render stopped;
     # the good attempt is an earlier one, kept in its attempt file.
     segment = manifest.segments[drifted].clip.path
-    good_file, bad_file = f"segments/seg_{drifted:04d}.attempt1.mp4", first["file"]
+    good_file, bad_file = f"segments/seg_{drifted:04d}.attempt1.mp4", first.file
     run.write_bytes(good_file, run.read_bytes(segment))
     run.write_bytes(segment, run.read_bytes(bad_file))
-    bad_clip = manifest.segments[drifted].clip.model_copy(update={"sha256": first["sha256"]})
+    bad_clip = manifest.segments[drifted].clip.model_copy(update={"sha256": first.sha256})
     manifest = reset(manifest, drifted, "test")
-    scores = [{**good, "file": good_file}, first]
+    scores = [good.model_copy(update={"file": good_file}), first]
     manifest = manifest.model_copy(update={"segments": [
         r.model_copy(update={"regenerations": 2, "scores": scores}) if r.index == drifted else r for r in manifest.segments]})
     manifest = transition(manifest, drifted, SegmentState.GENERATED, clip=bad_clip, seed=bad_seed)
     manifest = transition(manifest, drifted, SegmentState.JUDGED)
-    write_model(run, MANIFEST, manifest.model_copy(update={"status": "failed"}))
+    write_model(run, MANIFEST, manifest.model_copy(update={"status": RunStatus.FAILED}))
 
     judge = ConsistencySegmentJudge(JudgeConfig(backend="structural"), context=FramePackCompressor(device="cpu"))
     resumed = RenderPipeline(store, InlineSegmentRunner(), judge=judge).resume(result.run_id)
@@ -155,5 +155,5 @@ def test_resume_keeps_the_best_attempt_of_one_rejected_on_its_last_try(tmp_path)
     record = after.segments[drifted]
     assert record.state is SegmentState.ACCEPTED and record.regenerations == 2  # not regenerated a fourth time
     assert any(f"segment {drifted}: below the consistency thresholds" in w for w in after.warnings)
-    assert record.seed == good["seed"] and record.clip.sha256 == good["sha256"]  # the better attempt is the one kept
+    assert record.seed == good.seed and record.clip.sha256 == good.sha256  # the better attempt is the one kept
     assert run.read_bytes(segment) == run.read_bytes(good_file)

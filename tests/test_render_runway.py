@@ -72,7 +72,7 @@ def test_render_with_veo_through_the_sdk(ray_session, tmp_path, capsys, monkeypa
         manifest_text = (Path(result["run_dir"]) / "manifest.json").read_text()
         manifest = load_manifest(manifest_text)
         assert len(manifest.ledger) == result["segments"] and result["cost_usd"] > 0
-        assert all(e["state"] == "charged" for e in manifest.ledger)
+        assert all(e.state == "charged" for e in manifest.ledger)
         assert VEO_KEY not in manifest_text and VEO_KEY not in captured.err
     finally:
         server.stop()

@@ -17,7 +17,7 @@ from PIL import Image
 from longvid.consistency import FramePackCompressor, JudgeConfig
 from longvid.consistency.keyframes import decode_frames
 from longvid.consistency.pipeline_judge import ConsistencySegmentJudge
-from longvid.manifest import RunPlan, reset, transition
+from longvid.manifest import RunPlan, RunStatus, reset, transition
 from longvid.providers import registry
 from longvid.review import (
     CONTACT_SHEET,
@@ -110,14 +110,14 @@ def test_sheet_has_one_row_per_segment_and_thumbnails_from_each_segments_own_fil
 def test_regenerated_segment_shows_the_kept_attempt_and_is_marked(rendered):
     run, manifest, plan, _, regenerated = rendered
     record = manifest.segments[regenerated]
-    assert record.regenerations == 1 and [s["passed"] for s in record.scores] == [False, True]
+    assert record.regenerations == 1 and [s.passed for s in record.scores] == [False, True]
     width, height = manifest.spec.frame_size
     layout = SheetLayout.for_frames(len(manifest.segments), width, height)
     sheet = np.asarray(Image.open(io.BytesIO(run.read_bytes(CONTACT_SHEET))).convert("RGB"))
     # Its thumbnails are the accepted file's frames, not the rejected (red) attempt's. (Both
     # start from the previous segment's seam frame, so look at the last keyframe.)
     last = keyframe_indices(plan.segments[regenerated].frames, layout.thumbs_per_row)[-1]
-    rejected = decode_frames(run.local_path(record.scores[0]["file"]), [last])[last]
+    rejected = decode_frames(run.local_path(record.scores[0].file), [last])[last]
     kept = decode_frames(run.local_path(record.clip.path), [last])[last]
     left, top, right, bottom = layout.thumb_box(regenerated, layout.thumbs_per_row - 1)
     thumb = _mean(sheet[top:bottom, left:right])
@@ -139,7 +139,7 @@ def test_summary_lists_the_failed_attempt_with_the_judges_reason(rendered):
     segment = summary.segments[regenerated]
     assert segment.regenerated and summary.regenerated_segments == 1
     (failed,) = segment.failed_attempts
-    assert failed.number == 1 and failed.seed == manifest.segments[regenerated].scores[0]["seed"]
+    assert failed.number == 1 and failed.seed == manifest.segments[regenerated].scores[0].seed
     assert failed.failures and "anchor" in failed.describe() and failed.describe().startswith("attempt 1 failed")
     assert segment.judged[1].describe().startswith("attempt 2 passed")
     assert segment.scene_text == plan.segments[regenerated].scene.description
@@ -248,7 +248,7 @@ def test_report_escapes_user_text_and_embeds_sheet_and_video(rendered):
     body = "".join(page.text)
     for record in manifest.segments:  # every segment's attempts, with their scores
         for entry in record.scores:
-            assert f"seed {entry['seed']}" in body
+            assert f"seed {entry.seed}" in body
     assert f"regenerated ×{manifest.segments[regenerated].regenerations}" in body
     assert "Judge time" in body and "Merge" in body
 
@@ -263,7 +263,7 @@ def test_served_report_points_the_video_at_the_given_url(rendered):
 def test_report_of_an_unfinished_run_says_so_instead_of_a_broken_video(rendered, tmp_path):
     _, manifest, plan, _, _ = rendered
     half = LocalRunStore(tmp_path).create("half")  # no final.mp4, no segments
-    pending = manifest.model_copy(update={"status": "rendering", "segments": [reset(manifest, i, "t").segments[i] for i in range(len(manifest.segments))]})
+    pending = manifest.model_copy(update={"status": RunStatus.RENDERING, "segments": [reset(manifest, i, "t").segments[i] for i in range(len(manifest.segments))]})
     names = write_review(half, pending, plan)
     page = _parse(half.read_bytes(names[1]).decode())
     assert not [t for t, _ in page.tags if t == "video"]

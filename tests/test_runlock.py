@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from longvid.manifest import RunStatus
 from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
 from longvid.runtime.runlock import LOCK, LeaseHolder, RunLock, RunLocked, _this_host, lease_is_stale
 from longvid.spec import RenderSpec
@@ -112,7 +113,7 @@ def test_a_serve_replica_that_loses_the_lease_leaves_the_winners_run_alone(tmp_p
     spec = RenderSpec(prompt="a kite over a beach", duration_s=5, resolution="360p", judge="off")
     RenderPipeline(store, InlineSegmentRunner()).render(spec, run_id="r")
     run = store.open("r")
-    write_model(run, MANIFEST, read_manifest(run).model_copy(update={"status": "rendering"}))  # the winner is mid-render
+    write_model(run, MANIFEST, read_manifest(run).model_copy(update={"status": RunStatus.RENDERING}))  # the winner is mid-render
     child = _locked_elsewhere(run)
     try:
         worker = RenderWorker(store, InlineSegmentRunner, judge_factory=lambda spec: None)

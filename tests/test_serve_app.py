@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from media_helpers import solid_frames, write_clip
 from PIL import Image
 
+from longvid.manifest import RunStatus
 from longvid.runtime import InlineSegmentRunner, LocalRunStore
 from longvid.runtime.store import read_manifest
 from serve.api import create_api
@@ -400,6 +401,18 @@ def test_status_shown_to_clients():
     assert scrub("No such file: /srv/runs/x/seg.mp4", ["/srv/runs"]) == "No such file: <store>/x/seg.mp4"
 
 
+def test_every_run_status_maps_to_a_documented_api_status():
+    from typing import get_args
+
+    from serve.models import RenderStatusName
+    from serve.views import ApiStatus
+
+    assert {status.value for status in ApiStatus} == set(get_args(RenderStatusName))
+    shown = {status: effective_status(status, None, 0.0, 60)[0] for status in RunStatus}
+    assert shown[RunStatus.PLANNED] is ApiStatus.QUEUED and set(shown.values()) == set(ApiStatus)
+    assert json.dumps({"status": shown[RunStatus.DONE]}) == '{"status": "done"}'  # answered as the plain string
+
+
 # -- the app, in-process --------------------------------------------------------------------------
 
 
@@ -415,7 +428,7 @@ def mark(store: RenderStore, run_id: str, status: str, heartbeat_at: float | Non
     from longvid.runtime.store import MANIFEST, write_model
 
     run = store.store.open(run_id)
-    write_model(run, MANIFEST, read_manifest(run).model_copy(update={"status": status}))
+    write_model(run, MANIFEST, read_manifest(run).model_copy(update={"status": RunStatus(status)}))
     if heartbeat_at is not None:
         attempt = json.loads(run.read_bytes(WORKER))["attempt"]
         run.write_bytes(WORKER, worker_record(attempt, now=heartbeat_at))
@@ -904,8 +917,8 @@ def test_the_report_page_shows_no_server_paths(tmp_path):
     run = store.store.open(accepted["id"])
     manifest = read_manifest(run)
     write_model(run, MANIFEST, manifest.model_copy(update={
-        "status": "failed", "error": f"merge failed: {root}/{accepted['id']}/final.mp4",
-        "warnings": [f"judge fell back; see {root}/state/judge.log"],
+        "status": RunStatus.FAILED, "error": f"merge failed: {root}/{accepted['id']}/final.mp4",
+        "warnings": (f"judge fell back; see {root}/state/judge.log",),
         "segments": [s.model_copy(update={"error": f"ffmpeg: {root}/{accepted['id']}/segments/seg_{s.index:04d}.mp4 not found"})
                      for s in manifest.segments]}))
     (tmp_path / "runs" / accepted["id"] / "report.html").write_text("<p>written when the render finished</p>")

@@ -8,7 +8,9 @@ Failed, retried and discarded attempts stay in the ledger; nothing paid goes unr
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict
 
 
 class EntryState(str, enum.Enum):
@@ -17,9 +19,12 @@ class EntryState(str, enum.Enum):
     RELEASED = "released"  # the call was never made or the provider does not charge for it
 
 
-@dataclass(frozen=True)
-class LedgerEntry:
-    key: str  # e.g. "seg3/attempt2"
+class LedgerEntry(BaseModel):
+    """One paid call, as the manifest's `ledger` stores it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str  # e.g. "seg3/call2"
     segment: int
     provider: str
     estimate_usd: float
@@ -27,10 +32,6 @@ class LedgerEntry:
     cost_usd: float | None = None
     task_id: str | None = None
     note: str = ""
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LedgerEntry:
-        return cls(**{**data, "state": EntryState(data["state"])})
 
     @property
     def committed_usd(self) -> float:
@@ -74,7 +75,7 @@ class CostLedger:
     def _update(self, key: str, **changes) -> LedgerEntry:
         for i, entry in enumerate(self.entries):
             if entry.key == key:
-                self.entries[i] = replace(entry, **changes)
+                self.entries[i] = entry.model_copy(update=changes)
                 return self.entries[i]
         raise KeyError(key)
 

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..manifest import RunManifest, RunPlan
-
-SCORE_NAMES = ("anchor", "seam", "prompt", "character")  # the judge's checks, in its order
+from ..manifest import AttemptRecord, RunManifest, RunPlan, RunStatus
 
 
 @dataclass(frozen=True)
@@ -21,36 +19,30 @@ class AttemptSummary:
     """One judged attempt of a segment (manifest.segments[i].scores[k])."""
 
     number: int  # 1-based
-    seed: int | None
+    seed: int
     passed: bool
-    quality: float | None
+    quality: float
     scores: dict[str, float]  # only the checks that were measured
     failures: list[str]
     backend: str | None
     seconds: float  # the judge's time on it
 
     @classmethod
-    def from_entry(cls, number: int, entry: dict) -> AttemptSummary:
-        scores = {name: float(entry[name]) for name in SCORE_NAMES if isinstance(entry.get(name), (int, float))}
-        quality = entry.get("quality")
+    def from_record(cls, number: int, attempt: AttemptRecord) -> AttemptSummary:
         return cls(
             number=number,
-            seed=entry.get("seed"),
-            passed=bool(entry.get("passed", False)),
-            quality=float(quality) if isinstance(quality, (int, float)) else None,
-            scores=scores,
-            failures=[str(f) for f in entry.get("failures") or []],
-            backend=entry.get("backend"),
-            seconds=float(entry.get("seconds") or 0.0),
+            seed=attempt.seed,
+            passed=attempt.passed,
+            quality=attempt.quality,
+            scores=attempt.measured,
+            failures=list(attempt.failures),
+            backend=attempt.backend,
+            seconds=attempt.seconds,
         )
 
     def describe(self) -> str:
         """One line, e.g. 'attempt 2 passed · seed 18 · quality 0.91 · anchor 0.93 seam 0.91'."""
-        parts = [f"attempt {self.number} {'passed' if self.passed else 'failed'}"]
-        if self.seed is not None:
-            parts.append(f"seed {self.seed}")
-        if self.quality is not None:
-            parts.append(f"quality {self.quality:.2f}")
+        parts = [f"attempt {self.number} {'passed' if self.passed else 'failed'}", f"seed {self.seed}", f"quality {self.quality:.2f}"]
         if self.scores:
             parts.append(" ".join(f"{name} {value:.2f}" for name, value in self.scores.items()))
         if self.failures:
@@ -116,7 +108,7 @@ class RunSummary:
     run_id: str
     title: str
     prompt: str
-    status: str
+    status: RunStatus
     planner: str
     duration_s: float
     fps: int
@@ -154,7 +146,7 @@ def summarise(manifest: RunManifest, plan: RunPlan) -> RunSummary:
                 scene_index=record.scene_index,
                 scene_text=scene.description,
                 # A provider's safety refusal may have had the planner reword it.
-                prompt=getattr(record, "rephrased_prompt", None) or (job.prompt if job is not None else ""),
+                prompt=record.rephrased_prompt or (job.prompt if job is not None else ""),
                 state=record.state.value,
                 provider=record.provider,
                 model=record.clip.model if record.clip else None,
@@ -163,7 +155,7 @@ def summarise(manifest: RunManifest, plan: RunPlan) -> RunSummary:
                 cached=record.cached,
                 attempts=record.attempts,
                 regenerations=record.regenerations,
-                judged=[AttemptSummary.from_entry(n, entry) for n, entry in enumerate(record.scores, start=1)],
+                judged=[AttemptSummary.from_record(n, attempt) for n, attempt in enumerate(record.scores, start=1)],
                 error=record.error,
                 video_path=record.clip.path if record.clip else None,
                 fps=float(job.fps if job is not None else spec.fps),

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from ..manifest import RunManifest, reset, transition
+from ..manifest import AttemptRecord, RunManifest, reset, transition, with_warnings
 from ..spec import Clip, SegmentJob, SegmentState
 from .protocols import ProgressSink, SegmentJudge
 from .resume import Action, resume_plan
@@ -29,12 +29,6 @@ def update_record(manifest: RunManifest, index: int, **changes: Any) -> RunManif
     segments = list(manifest.segments)
     segments[index] = segments[index].model_copy(update=changes)
     return manifest.model_copy(update={"segments": segments})
-
-
-def with_warnings(manifest: RunManifest, *texts: str) -> RunManifest:
-    """`manifest` with `texts` added to its warnings (each once)."""
-    added = [t for t in dict.fromkeys(texts) if t not in manifest.warnings]
-    return manifest.model_copy(update={"warnings": [*manifest.warnings, *added]}) if added else manifest
 
 
 def attempt_file(index: int, regeneration: int) -> str:
@@ -67,8 +61,8 @@ class Acceptance:
             verdict = self.judge.judge(job, run.local_path(segment_path(index)), previous)
             regenerations = manifest.segments[index].regenerations
             kept_at = attempt_file(index, regenerations)
-            entry = {"seed": job.seed, "passed": verdict.passed, "quality": verdict.quality, "file": kept_at,
-                     "sha256": clip.sha256, **verdict.scores}
+            entry = AttemptRecord(seed=job.seed, passed=verdict.passed, quality=verdict.quality, file=kept_at,
+                                  sha256=clip.sha256, **verdict.scores)
             scores = [*manifest.segments[index].scores, entry]
             manifest = transition(manifest, index, SegmentState.JUDGED, scores=scores)
             write_model(run, MANIFEST, manifest)
@@ -108,17 +102,17 @@ class Acceptance:
             self.store.cache_put(key, result.mp4)
         return manifest, clip
 
-    def keep_best_attempt(self, manifest: RunManifest, job: SegmentJob, scores: list[dict], reason: str = "") -> RunManifest:
+    def keep_best_attempt(self, manifest: RunManifest, job: SegmentJob, scores: list[AttemptRecord], reason: str = "") -> RunManifest:
         """No attempt passed: put the best-scoring one in the segment's place, with a warning."""
         run, index = self.run, job.index
-        best = max(scores, key=lambda entry: entry.get("quality", 0.0))
-        if best is not scores[-1] and run.exists(best["file"]):
-            run.write_bytes(segment_path(index), run.read_bytes(best["file"]))
-            clip = manifest.segments[index].clip.model_copy(update={"sha256": best["sha256"]})
-            manifest = update_record(manifest, index, clip=clip, seed=best["seed"])
+        best = max(scores, key=lambda attempt: attempt.quality)
+        if best is not scores[-1] and run.exists(best.file):
+            run.write_bytes(segment_path(index), run.read_bytes(best.file))
+            clip = manifest.segments[index].clip.model_copy(update={"sha256": best.sha256})
+            manifest = update_record(manifest, index, clip=clip, seed=best.seed)
             write_model(run, MANIFEST, manifest)
         if self.judge is not None:
-            self.judge.remember_accepted(job.model_copy(update={"seed": best["seed"]}), run.local_path(segment_path(index)))
+            self.judge.remember_accepted(job.model_copy(update={"seed": best.seed}), run.local_path(segment_path(index)))
         return with_warnings(manifest, f"segment {index}: below the consistency thresholds after {len(scores)} attempts; "
                                        f"kept the best one (seed {manifest.segments[index].seed})" + (f": {reason}" if reason else ""))
 
@@ -147,7 +141,7 @@ class Acceptance:
             if action is Action.ACCEPT and judge is not None and state is SegmentState.GENERATED:
                 continue  # the crash came before the judge saw it: the generate step judges it
             rejected = (action is Action.ACCEPT and judge is not None and state is SegmentState.JUDGED
-                        and bool(record.scores) and not record.scores[-1].get("passed", True))
+                        and bool(record.scores) and not record.scores[-1].passed)
             if rejected and record.regenerations + 1 < judge.max_attempts:
                 # The judge had sent it back; the crash came before it was reset: do that now.
                 manifest = reset(manifest, index, "the judge rejected it before the render stopped")

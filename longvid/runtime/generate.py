@@ -14,18 +14,18 @@ import io
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, RenderError
-from ..manifest import RunManifest, reset, transition
+from ..manifest import RunManifest, RunStatus, reset, transition, with_warnings
 from ..providers._http import is_safety_refusal
 from ..providers.base import ProviderCapabilities
-from ..providers.ledger import CostLedger, EntryState, LedgerEntry
+from ..providers.ledger import CostLedger, EntryState
 from ..providers.routing import counts_against_provider
 from ..spec import SegmentJob, SegmentState
-from .acceptance import Acceptance, sha256_hex, update_record, with_warnings
+from .acceptance import Acceptance, sha256_hex, update_record
 from .failures import Cancelled, FailureDecision, failure_code, failure_decision, nothing_created
 from .protocols import ProgressSink
 from .resources import EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
@@ -70,7 +70,7 @@ class GenerateLoop:
             manifest = with_warnings(manifest, *(f"segment {job.index}: {n}" for n in notes))
         self.manifest = manifest
         self.needed_seams = {j.conditioned_on for j in jobs if j.conditioned_on is not None}
-        self.ledger = CostLedger(self.spec.budget_usd, [LedgerEntry.from_dict(e) for e in manifest.ledger])
+        self.ledger = CostLedger(self.spec.budget_usd, list(manifest.ledger))
         self.done = {r.index for r in manifest.segments if r.state is SegmentState.ACCEPTED}
         self.reused = len(self.done)
         self.generated = 0
@@ -141,7 +141,7 @@ class GenerateLoop:
                 manifest = transition(manifest, job.index, SegmentState.FAILED, error="cancelled by the user")
             except Exception:  # the task keeps running (or cannot be cancelled): resume will poll it
                 pass
-        self._write(manifest.model_copy(update={"status": "cancelled", "error": "cancelled by the user"}))
+        self._write(manifest.model_copy(update={"status": RunStatus.CANCELLED, "error": "cancelled by the user"}))
 
     def _start_ready(self) -> tuple[bool, bool]:
         """Start what the cluster has room for. Returns (something changed, something waits
@@ -364,7 +364,7 @@ class GenerateLoop:
         write_model(self.run_folder, MANIFEST, self.manifest)
 
     def _with_ledger(self) -> RunManifest:
-        return self.manifest.model_copy(update={"ledger": [asdict(e) for e in self.ledger.entries]})
+        return self.manifest.model_copy(update={"ledger": list(self.ledger.entries)})
 
     def _settle(self, provider: str, task_id: str | None, cost_usd: float | None, note: str = "") -> None:
         """Charge the reserved entry of `provider`'s task `task_id` (resumed tasks were reserved

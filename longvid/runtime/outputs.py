@@ -9,10 +9,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..manifest import RunManifest, RunPlan
+from ..manifest import RunManifest, RunPlan, with_warnings
 from ..media import MergeInput, MergeStats, merge_segments
 from ..spec import SegmentJob, Storyboard
-from .acceptance import with_warnings
 from .protocols import ProgressSink, SegmentJudge
 from .router import SegmentRouter
 from .store import FINAL, REPORT, RunFolder, RunStore
@@ -109,7 +108,7 @@ def write_report(run: RunFolder, manifest: RunManifest, result: RenderResult, ju
             {
                 "index": r.index, "scene": r.scene_index, "state": r.state.value, "provider": r.provider,
                 "attempts": r.attempts, "regenerations": r.regenerations, "cached": r.cached, "seed": r.seed,
-                "cost_usd": r.cost_usd, "scores": r.scores,
+                "cost_usd": r.cost_usd, "scores": [attempt.model_dump(mode="json") for attempt in r.scores],
             }
             for r in manifest.segments
         ],

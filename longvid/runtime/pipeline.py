@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, LongvidError
-from ..manifest import RunManifest, RunPlan, SegmentRecord
+from ..manifest import RunManifest, RunPlan, RunStatus, SegmentRecord
 from ..planning import OfflinePlanner, load_storyboard, segment_count, segment_storyboard
 from ..planning.segmentation import DEFAULT_RULES
 from ..providers import provider_capabilities, provider_configured
@@ -145,7 +145,7 @@ class RenderPipeline:
             manifest = RunManifest(
                 run_id=run.run_id,
                 spec=spec,
-                status="rendering",
+                status=RunStatus.RENDERING,
                 warnings=list(planned.warnings),
                 output=str(output) if output is not None else None,  # so a resumed render writes there too
                 segments=[SegmentRecord(index=j.index, scene_index=j.scene_index, provider=spec.provider) for j in planned.jobs],
@@ -162,7 +162,7 @@ class RenderPipeline:
             plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
             capabilities = self.check_inputs(manifest.spec)
             acceptance = Acceptance(run, self.store, self.judge, self.progress)
-            manifest = acceptance.reconcile(manifest.model_copy(update={"status": "rendering", "error": None}), plan.segments,
+            manifest = acceptance.reconcile(manifest.model_copy(update={"status": RunStatus.RENDERING, "error": None}), plan.segments,
                                             lambda name: provider_capabilities(name).idempotent_submit)
             if output is None and manifest.output and not manifest.output.startswith(run.location()):
                 output = Path(manifest.output)
@@ -194,12 +194,12 @@ class RenderPipeline:
         self.progress.planned(storyboard, jobs, run)
         try:
             outcome = self.generate(run, manifest, jobs, capabilities, lease)
-            manifest = outcome.manifest.model_copy(update={"status": "merging"})
+            manifest = outcome.manifest.model_copy(update={"status": RunStatus.MERGING})
             write_model(run, MANIFEST, manifest)
             stats = merge_run(run, manifest, jobs, self.stream_copy, self.progress)
             if output is not None:
                 copy_out(run, Path(output))
-            manifest = manifest.model_copy(update={"status": "done", "output": str(output) if output else run.location(FINAL)})
+            manifest = manifest.model_copy(update={"status": RunStatus.DONE, "output": str(output) if output else run.location(FINAL)})
             result = build_result(run, manifest, storyboard, jobs, stats, outcome.generated, outcome.reused,
                                   time.perf_counter() - started)
             # The reports are written before the manifest says done, so whoever sees "done"
@@ -217,9 +217,9 @@ class RenderPipeline:
             except Exception:  # never hide the original error behind this one
                 latest = manifest
             if isinstance(exc, KeyboardInterrupt):
-                status, reason = "cancelled", "interrupted"
+                status, reason = RunStatus.CANCELLED, "interrupted"
             else:
-                status, reason = "failed", str(exc) if isinstance(exc, LongvidError) else f"{exc.__class__.__name__}: {exc}"
+                status, reason = RunStatus.FAILED, str(exc) if isinstance(exc, LongvidError) else f"{exc.__class__.__name__}: {exc}"
             write_model(run, MANIFEST, latest.model_copy(update={"status": status, "error": reason[:1000]}))
             raise
         finally:

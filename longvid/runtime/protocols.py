@@ -51,7 +51,7 @@ class NullProgress:
 @dataclass(frozen=True)
 class JudgeVerdict:
     passed: bool
-    scores: dict[str, Any]
+    scores: dict[str, Any]  # the judge's checks: AttemptRecord's fields from `anchor` on
     reason: str = ""
     quality: float = 0.0  # higher is better; picks the attempt to keep when none passes
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from longvid.errors import LongvidError
 from longvid.runtime.pipeline import Cancelled, RenderPipeline
 from longvid.runtime.runlock import RunLocked
-from longvid.runtime.store import MANIFEST, write_model
+from longvid.runtime.layout import MANIFEST, WORKER
+from longvid.runtime.store import write_model
 
-from .runs import WORKER, RenderStore
+from .runs import RenderStore
 
 log = logging.getLogger("longvid.serve")
 

@@ -122,14 +122,16 @@ class ConsistencySegmentJudge:
         import io
         import tempfile
 
+        from ..runtime.layout import CHARACTERS, CONTEXT  # here: importing the runtime package is heavy
+
         with tempfile.TemporaryDirectory() as folder:
-            path = self.memory.save(Path(folder) / "characters.npz")
-            run.write_bytes("characters.npz", path.read_bytes())
+            path = self.memory.save(Path(folder) / CHARACTERS)
+            run.write_bytes(CHARACTERS, path.read_bytes())
         levels = self.packed_context()
         if levels:
             buffer = io.BytesIO()
             np.savez(buffer, **{f"level_{i}": level for i, level in enumerate(levels)})
-            run.write_bytes("context.npz", buffer.getvalue())
+            run.write_bytes(CONTEXT, buffer.getvalue())
 
     # -- the SegmentJudge protocol ---------------------------------------------------------------
     def judge(self, job: SegmentJob, segment: Path, previous: tuple[SegmentJob, Path] | None):

@@ -36,6 +36,7 @@ from ..spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
 from .resume import Action, attempt_seed, resume_plan, segment_key
 from .router import WAIT, SegmentRouter, candidate_providers, combined_capabilities
+from .layout import attempt_path
 from .runlock import RunLock, RunLocked
 from .store import FINAL, MANIFEST, PLAN, REPORT, LocalRunStore, RunFolder, RunStore, atomic_copy, clip_verifies, new_run_id, read_manifest, segment_path, write_model
 from .tasks import SegmentResult, SegmentRunner, seam_frame_png
@@ -318,7 +319,7 @@ class RenderPipeline:
                 previous = (jobs[index - 1], run.local_path(manifest.segments[index - 1].clip.path))
             verdict = self.judge.judge(job, run.local_path(relative), previous)
             regenerations = manifest.segments[index].regenerations
-            attempt_file = f"segments/seg_{index:04d}.attempt{regenerations}.mp4"
+            attempt_file = attempt_path(index, regenerations)
             entry = {"seed": job.seed, "passed": verdict.passed, "quality": verdict.quality, "file": attempt_file,
                      "sha256": clip.sha256, **verdict.scores}
             scores = [*manifest.segments[index].scores, entry]

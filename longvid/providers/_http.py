@@ -408,22 +408,8 @@ def check_mp4(data: bytes, decode: bool = True) -> None:
     if missing:
         raise CorruptDownload(f"the MP4 has no {' or '.join(m.decode() for m in missing)} box")
     if decode:
-        _decode_first_frame(data)
+        from ..media.frames import first_frame_problem
 
-
-def _decode_first_frame(data: bytes) -> None:
-    import io
-
-    import av
-
-    try:
-        with av.open(io.BytesIO(data)) as container:
-            if not container.streams.video:
-                raise CorruptDownload("the MP4 has no video stream")
-            for _frame in container.decode(video=0):
-                return
-    except CorruptDownload:
-        raise
-    except Exception as exc:  # av.error.* and friends
-        raise CorruptDownload(f"the MP4 does not decode ({exc.__class__.__name__})") from None
-    raise CorruptDownload("the MP4 has no decodable video frame")
+        problem = first_frame_problem(data)
+        if problem is not None:
+            raise CorruptDownload(f"the MP4 {problem}")

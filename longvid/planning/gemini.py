@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ..errors import InputError, RenderError, describe_validation_error
+from ..redaction import sanitize
 from ..spec import CameraMove, Character, Lighting, RenderSpec, Scene, Storyboard, Transition
 from .offline import MAX_SCENES, MIN_SCENES, OfflinePlanner
 
@@ -215,12 +216,6 @@ def resolve_api_key(env: dict[str, str] | None = None) -> tuple[str, str] | None
 def gemini_available(env: dict[str, str] | None = None) -> bool:
     """True when a Gemini key is configured (what `--planner auto` should look at)."""
     return resolve_api_key(env) is not None
-
-
-def _scrub(text: str, secret: str | None) -> str:
-    if secret:
-        text = text.replace(secret, "[redacted]")
-    return text
 
 
 def _clip(text: str, limit: int) -> str:
@@ -440,7 +435,7 @@ class GeminiPlanner:
             storyboard = self._plan_with_gemini(spec, max_scenes, usage)
             return PlanResult(storyboard=storyboard, usage=usage)
         except (PlanRejected, _ApiFailure) as exc:
-            reason = _scrub(str(exc), self._api_key)
+            reason = sanitize(exc, [self._api_key], 1000)  # never cut: its parts are cut already
         if not self.allow_fallback:
             raise RenderError(f"the Gemini planner failed: {reason}")
         warning = f"Gemini planner ({self.model}) failed, used the offline planner instead: {reason}"
@@ -453,7 +448,7 @@ class GeminiPlanner:
         to keep the picture without what was refused; the offline rewording if Gemini fails."""
         from google.genai import types
 
-        reason = _clip(_scrub(reason, self._api_key), 300)
+        reason = sanitize(reason, [self._api_key], 300)
         try:
             with self._client() as client:
                 config = types.GenerateContentConfig(
@@ -519,7 +514,7 @@ class GeminiPlanner:
                 try:
                     return to_storyboard(self._parse(response), spec, max_scenes, self.name)
                 except PlanRejected as exc:
-                    problem = _clip(_scrub(str(exc), self._api_key), 600)
+                    problem = sanitize(exc, [self._api_key], 600)
                     log.info("Gemini plan rejected (attempt %d): %s", len(feedback) + 1, problem)
                     feedback.append(problem)
         tries = len(feedback)
@@ -538,7 +533,7 @@ class GeminiPlanner:
                     f"{self.key_source} was rejected by the Gemini API ({code} {exc.status or ''}".rstrip()
                     + "); check the key, or use the offline planner"
                 ) from None
-            detail = _clip(_scrub(exc.message or str(exc.details), self._api_key), 300)
+            detail = sanitize(exc.message or str(exc.details), [self._api_key], 300)
             hint = f"; is the model id right? set {MODEL_ENV} to change it" if code == 404 else ""
             raise _ApiFailure(f"the Gemini API answered {code} {exc.status or ''}: {detail}{hint}") from None
         except Exception as exc:

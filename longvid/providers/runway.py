@@ -38,12 +38,9 @@ from ..errors import InputError
 from ..planning.segmentation import DurationRule
 from ..spec import AspectRatio, SegmentJob
 from ._http import (
-    AUTH,
     CANCELLED,
     NOT_FOUND,
     NOT_READY,
-    RATE_LIMITED,
-    REJECTED,
     UNAVAILABLE,
     CorruptDownload,
     MalformedResponse,
@@ -54,6 +51,7 @@ from ._http import (
     Secret,
     SubmitOutcomeUnknown,
     check_mp4,
+    error_for_status,
     parse_retry_after,
     run_call,
     safe_url,
@@ -443,17 +441,8 @@ class RunwayProvider:
         status = response.status_code
         message = _error_message(response)
         text = sanitize(f"Runway answered HTTP {status}: {message}", [self._key])
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        retryable = status in retry_statuses
-        if status in (401, 403):
-            return ProviderRejected(text + f" (check {KEY_ENV})", AUTH, status=status, provider="runway")
-        if status == 404:
-            return ProviderRejected(text, NOT_FOUND, status=status, provider="runway")
-        if status == 429:
-            return ProviderHTTPError(text, RATE_LIMITED, status=status, retryable=retryable, retry_after_s=retry_after, provider="runway")
-        if status >= 500 or status == 408:
-            return ProviderHTTPError(text, UNAVAILABLE, status=status, retryable=retryable, retry_after_s=retry_after, provider="runway")
-        return ProviderRejected(text, REJECTED, status=status, provider="runway")
+        return error_for_status(status, text, provider="runway", retry_statuses=retry_statuses,
+                                retry_after_s=parse_retry_after(response.headers.get("retry-after")), auth_hint=f" (check {KEY_ENV})")
 
     def _download(self, url: str) -> bytes:
         if urlsplit(url).scheme not in ("http", "https"):

@@ -57,7 +57,7 @@ from ._http import (
     safe_url,
     sanitize,
 )
-from .base import ProviderCapabilities, TaskState, TaskStatus
+from .base import ProviderCapabilities, TaskState, TaskStatus, Trait
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,7 @@ def runway_capabilities(model: str | None = None, prices: Mapping[str, float] | 
         price_per_second_usd=row.credits_per_s * USD_PER_CREDIT,
         idempotent_submit=False,
         max_concurrent_tasks=4,  # above it Runway accepts tasks but holds them THROTTLED
+        traits=frozenset({Trait.CREATIVE}),
         notes=tuple(notes),
     )
 

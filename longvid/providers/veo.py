@@ -59,7 +59,7 @@ from ._http import (
     safe_url,
     sanitize,
 )
-from .base import ProviderCapabilities, TaskState, TaskStatus
+from .base import ProviderCapabilities, TaskState, TaskStatus, Trait
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ def veo_capabilities(model: str | None = None, prices: Mapping[str, float] | Non
         price_per_second_usd=usd,
         idempotent_submit=False,
         max_concurrent_tasks=4,  # Vertex quotas count long-running operations per project
+        traits=frozenset({Trait.PREMIUM}),
         notes=(f"Vertex AI; ${usd:.2f}/s", "needs GOOGLE_API_KEY (Vertex express) or GOOGLE_CLOUD_PROJECT + ADC"),
     )
 

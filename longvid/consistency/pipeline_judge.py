@@ -2,7 +2,8 @@
 
 RenderPipeline (longvid/runtime/pipeline.py) calls `judge(job, segment_path, previous)`
 and reads `max_attempts`; it returns a verdict with `passed`, `scores` (a dict stored in
-the manifest) and `reason`. This adapter supplies what the pipeline does not pass:
+the manifest), `reason` and `quality` (which attempt to keep when none passes). This
+adapter supplies what the pipeline does not pass:
 
 - anchors: the reference images (loaded once, centre-cropped to the frame's aspect by the
   judge) plus the first frame of the first passing segment of the job's scene. A scene's

@@ -19,7 +19,7 @@ class EntryState(str, enum.Enum):
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    key: str  # e.g. "seg3/attempt2"
+    key: str  # e.g. "seg3/call2": segment 3's second paid call (the pipeline numbers them)
     segment: int
     provider: str
     estimate_usd: float

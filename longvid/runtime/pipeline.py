@@ -33,10 +33,10 @@ from ..providers.ledger import BudgetExceeded, CostLedger, EntryState, LedgerEnt
 from ..providers._http import is_safety_refusal
 from ..providers.routing import counts_against_provider
 from ..spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
+from .layout import attempt_path
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
 from .resume import Action, attempt_seed, resume_plan, segment_key
 from .router import WAIT, SegmentRouter, candidate_providers, combined_capabilities
-from .layout import attempt_path
 from .runlock import RunLock, RunLocked
 from .store import FINAL, MANIFEST, PLAN, REPORT, LocalRunStore, RunFolder, RunStore, atomic_copy, clip_verifies, new_run_id, read_manifest, segment_path, write_model
 from .tasks import SegmentResult, SegmentRunner, seam_frame_png

@@ -125,7 +125,7 @@ class BatchJob:
 
     def _render(self, item: SpecLine, base: RenderRow, progress: LineProgress) -> RenderRow:
         from longvid.runtime import RaySegmentRunner
-        from longvid.runtime.store import FINAL
+        from longvid.runtime.layout import FINAL
 
         spec, run_id = item.spec, item.run_id
         action = "rendered"
@@ -155,7 +155,8 @@ class BatchJob:
 
     def finished_row(self, base: RenderRow, progress: LineProgress) -> RenderRow | None:
         """The row for a run that finished in an earlier job, or None if it must go on."""
-        from longvid.runtime.store import FINAL, REPORT, atomic_copy, read_manifest
+        from longvid.runtime.layout import FINAL, REPORT
+        from longvid.runtime.store import atomic_copy, read_manifest
 
         run = self.store.open(base.run_id)
         manifest = read_manifest(run)

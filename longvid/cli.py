@@ -379,7 +379,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     from .manifest import RunPlan
     from .review import write_review
     from .runtime import open_store
-    from .runtime.store import PLAN, read_manifest
+    from .runtime.layout import PLAN
+    from .runtime.store import read_manifest
 
     run = open_store(args.store).open(args.run_id)
     names = write_review(run, read_manifest(run), RunPlan.model_validate_json(run.read_bytes(PLAN)))
@@ -393,13 +394,14 @@ def cmd_providers(args: argparse.Namespace) -> int:
     its circuit breaker as the last render under this store left it."""
     from .providers import PROVIDER_SETTINGS, available_providers, provider_capabilities, provider_configured
     from .runtime import open_store
+    from .runtime.layout import health_state
 
     store = open_store(args.store)
     rows = []
     for name in available_providers():
         caps = provider_capabilities(name)
         d = caps.durations
-        raw = store.get_state(f"health/{name}.json")
+        raw = store.get_state(health_state(name))
         health = json.loads(raw) if raw else None
         rows.append({
             "name": name, "configured": provider_configured(name), "hint": PROVIDER_SETTINGS.get(name, ((), ""))[1],

@@ -24,14 +24,11 @@ from pathlib import Path
 
 from longvid.errors import InputError, LongvidError
 from longvid.manifest import RunManifest, RunPlan, RunStatus, SegmentRecord
-from longvid.runtime.store import MANIFEST, PLAN, read_manifest, write_model
+from longvid.runtime.layout import CANCEL, MANIFEST, PLAN, REQUEST, WORKER
+from longvid.runtime.store import read_manifest, write_model
 
 from .images import InputImages
 from .views import scrub_html
-
-REQUEST = "request.json"
-WORKER = "worker.json"
-CANCEL = "cancel.requested"
 
 
 @dataclass(frozen=True)

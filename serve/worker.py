@@ -20,10 +20,11 @@ from longvid.errors import LongvidError
 from longvid.manifest import RunStatus
 from longvid.runtime.pipeline import Cancelled
 from longvid.runtime.runlock import RunLocked
-from longvid.runtime.store import MANIFEST, write_model
+from longvid.runtime.layout import MANIFEST, WORKER
+from longvid.runtime.store import write_model
 from longvid.wiring import RenderOptions, render_pipeline
 
-from .runs import WORKER, RenderStore
+from .runs import RenderStore
 
 log = logging.getLogger("longvid.serve")
 

@@ -324,6 +324,17 @@ def test_the_key_never_shows_in_any_message(fake, monkeypatch):
     assert_no_secret(*messages)
 
 
+def test_gemini_errors_are_scrubbed_by_the_shared_rules(fake, monkeypatch):
+    # The planner uses the providers' sanitizer: a token or signed URL the service quotes is
+    # removed too, not only the configured key (it used to strip the key alone).
+    other = "AIzaOTHER-project-key-0123456789abcdef"
+    monkeypatch.setattr(fake, "error_message", f"denied for {other}; see https://x.test/p?sig=abc123&v=1")
+    gemini = planner(http_attempts=1)
+    fake.inject(Fault.UNAVAILABLE)
+    gemini.plan(spec())
+    assert other not in gemini.warnings[0] and "abc123" not in gemini.warnings[0] and "[redacted]" in gemini.warnings[0]
+
+
 # -- the conversion rules, without the network ----------------------------------------------
 
 

@@ -38,7 +38,6 @@ from longvid.review.contact_sheet import (
     load_font,
 )
 from longvid.review.layout import thumbnail_size
-from longvid.review.thumbnails import decode_thumbnails
 from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
 from longvid.runtime.store import PLAN, read_manifest
 from longvid.spec import RenderSpec, SegmentState
@@ -206,7 +205,7 @@ def test_fit_lines_wraps_within_the_width_and_marks_a_cut():
 
 def test_thumbnails_are_decoded_small(rendered):
     run, manifest, _, _, _ = rendered
-    thumbs = decode_thumbnails(run.local_path(manifest.segments[0].clip.path), [0, 5, 10_000], 96, 54)
+    thumbs = decode_frames(run.local_path(manifest.segments[0].clip.path), [0, 5, 10_000], size=(96, 54))
     assert sorted(thumbs) == [0, 5]  # past the end: absent
     assert all(t.shape == (54, 96, 3) and t.dtype == np.uint8 for t in thumbs.values())
 

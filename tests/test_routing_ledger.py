@@ -7,17 +7,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from longvid.planning import DurationRule
-from longvid.providers.base import ProviderCapabilities
+from longvid.providers import provider_capabilities, register_provider, registry
+from longvid.providers.base import ProviderCapabilities, Trait
 from longvid.providers.ledger import BudgetExceeded, CostLedger, EntryState
 from longvid.providers.routing import BreakerConfig, BreakerState, CircuitBreaker, SegmentNeeds, rank
 from longvid.spec import AspectRatio, QualityTier
 
 RUNWAY = ProviderCapabilities("runway", "gen4_turbo", DurationRule(allowed=(5.0, 10.0)), image_conditioning=True,
-                              runs_remotely=True, price_per_second_usd=0.05)
+                              runs_remotely=True, price_per_second_usd=0.05, traits=frozenset({Trait.CREATIVE}))
 VEO = ProviderCapabilities("veo", "veo-3.1", DurationRule(allowed=(4.0, 6.0, 8.0)),
                            aspect_ratios=(AspectRatio.LANDSCAPE, AspectRatio.PORTRAIT), image_conditioning=True,
-                           runs_remotely=True, price_per_second_usd=0.40)
-CHEAP = replace(VEO, name="veo-fast", price_per_second_usd=0.15)
+                           runs_remotely=True, price_per_second_usd=0.40, traits=frozenset({Trait.PREMIUM}))
+CHEAP = replace(VEO, name="veo-fast", price_per_second_usd=0.15, traits=frozenset())  # a cheaper model with no trait
 
 
 def needs(**kw):
@@ -48,6 +49,28 @@ def test_ranking_follows_the_design_rules():
     assert rank(providers, needs(style="surreal dream"))[0] == "runway"
     assert rank(providers, needs(aspect=AspectRatio.SQUARE)) == ["runway"]  # Veo has no 1:1
     assert rank(providers, needs(duration_s=9.0)) == ["runway"]  # longer than Veo's 8 s
+
+
+def test_a_registered_provider_with_the_premium_trait_is_ranked_like_veo(monkeypatch):
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))  # the registration ends with the test
+    register_provider("studio", replace(VEO, name="studio", price_per_second_usd=0.30), lambda: None)
+    studio = provider_capabilities("studio")
+    providers = [RUNWAY, CHEAP, studio]
+    assert rank(providers, needs(quality=QualityTier.PREMIUM, budget_left_usd=100))[0] == "studio"
+    assert rank(providers, needs(quality=QualityTier.PREMIUM, budget_left_usd=0.5))[0] != "studio"  # not affordable
+    assert rank(providers, needs())[0] == "runway"  # no preference outside premium: the cheapest
+    plain = replace(studio, traits=frozenset())
+    assert rank([RUNWAY, CHEAP, plain], needs(quality=QualityTier.PREMIUM, budget_left_usd=100))[0] == "runway"  # by price
+    creative = replace(CHEAP, name="dreams", traits=frozenset({Trait.CREATIVE}))
+    assert rank([replace(RUNWAY, traits=frozenset()), creative], needs(style="surreal dream", duration_s=6.0))[0] == "dreams"
+
+
+def test_routed_capabilities_keep_only_the_traits_every_candidate_has():
+    from longvid.runtime.router import combined_capabilities
+
+    assert combined_capabilities("veo").traits == {Trait.PREMIUM}
+    assert combined_capabilities("runway").traits == {Trait.CREATIVE}
+    assert combined_capabilities("runway,veo").traits == frozenset()
 
 
 def test_ledger_reserves_charges_and_releases():

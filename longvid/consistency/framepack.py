@@ -192,7 +192,8 @@ DEFAULT_COMPRESSOR_GPU_FRACTION = 0.05  # a few small interpolations per push
 
 
 def compressor_actor_options(cluster_resources: Mapping[str, float], device: str = "auto", gpu_fraction: float = DEFAULT_COMPRESSOR_GPU_FRACTION) -> dict[str, float]:
-    """Ray options for a compressor actor: 1 CPU; a sliver of a GPU when there is one."""
+    """Ray options for a compressor actor: a reserved core only on a cluster large enough to
+    spare one (helper_actor_cpus); a sliver of a GPU when there is one."""
     gpus = float(cluster_resources.get("GPU", 0.0) or 0.0)
     if device == "cuda" and gpus <= 0:
         raise ValueError("compressor device 'cuda' was asked for but the Ray cluster has no GPU")

@@ -241,8 +241,9 @@ def judge_actor_options(
     config: JudgeConfig | None = None,
     gpu_fraction: float = DEFAULT_JUDGE_GPU_FRACTION,
 ) -> dict[str, float]:
-    """Ray options for one judge actor: 1 CPU, and a fraction of a GPU when the cluster has
-    GPUs and the judge can use one (not for backend 'structural' or device 'cpu')."""
+    """Ray options for one judge actor: a reserved core only on a cluster large enough to
+    spare one (helper_actor_cpus), and a fraction of a GPU when the cluster has GPUs and the
+    judge can use one (not for backend 'structural' or device 'cpu')."""
     config = config or JudgeConfig()
     gpus = float(cluster_resources.get("GPU", 0.0) or 0.0)
     wants_gpu = config.backend != "structural" and config.device != "cpu"

@@ -3,7 +3,8 @@
 `sample_keyframes` picks frames at the storyboard's keyframe density (0.5/s by default:
 one every two seconds) over a segment's contributed range [first, last], always including
 both ends, so even a 1 s segment is judged on two frames. `head_frames` / `tail_frames`
-give the frames on either side of a seam. `decode_frames` serves them all from one decode.
+give the frames on either side of a seam. `decode_frames` (media/frames.py) serves them all
+from one decode.
 
 A segment renders `frames + tail_frames` frames; the frames it contributes to the timeline
 are [0, job.frames), so a seam is judged on tail_frames(prev, end_index=prev_job.frames)
@@ -12,50 +13,12 @@ against head_frames(this).
 
 from __future__ import annotations
 
-import io
 import math
-import os
-from collections.abc import Iterable
 
 import numpy as np
 
-Source = str | os.PathLike[str] | bytes | bytearray | memoryview
-
-
-def _open(source: Source):
-    import av
-
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return av.open(io.BytesIO(bytes(source)))
-    return av.open(os.fspath(source))
-
-
-def count_frames(source: Source) -> int:
-    """Frames in the first video stream (from the container when it knows, else decoded)."""
-    with _open(source) as container:
-        stream = container.streams.video[0]
-        if stream.frames:
-            return int(stream.frames)
-        return sum(1 for _ in container.decode(stream))
-
-
-def decode_frames(source: Source, indices: Iterable[int]) -> dict[int, np.ndarray]:
-    """The frames at the given (decode-order) indices as RGB uint8; stops after the last one.
-    Indices past the end of the video are absent from the result."""
-    wanted = sorted({int(i) for i in indices if int(i) >= 0})
-    found: dict[int, np.ndarray] = {}
-    if not wanted:
-        return found
-    wanted_set, stop = set(wanted), wanted[-1]
-    with _open(source) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for index, frame in enumerate(container.decode(stream)):
-            if index in wanted_set:
-                found[index] = frame.to_ndarray(format="rgb24")
-            if index >= stop:
-                break
-    return found
+# Decoding lives in media/frames; count_frames and decode_frames are part of this package's API.
+from ..media.frames import Source, count_frames, decode_frames  # noqa: F401
 
 
 def keyframe_indices(first: int, last: int, density_per_s: float = 0.5, fps: float = 24) -> list[int]:

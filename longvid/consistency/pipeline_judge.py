@@ -2,7 +2,8 @@
 
 RenderPipeline (longvid/runtime/pipeline.py) calls `judge(job, segment_path, previous)`
 and reads `max_attempts`; it returns a verdict with `passed`, `scores` (a dict stored in
-the manifest) and `reason`. This adapter supplies what the pipeline does not pass:
+the manifest), `reason` and `quality` (which attempt to keep when none passes). This
+adapter supplies what the pipeline does not pass:
 
 - anchors: the reference images (loaded once, centre-cropped to the frame's aspect by the
   judge) plus the first frame of the first passing segment of the job's scene. A scene's
@@ -122,14 +123,16 @@ class ConsistencySegmentJudge:
         import io
         import tempfile
 
+        from ..runtime.layout import CHARACTERS, CONTEXT  # here: importing the runtime package is heavy
+
         with tempfile.TemporaryDirectory() as folder:
-            path = self.memory.save(Path(folder) / "characters.npz")
-            run.write_bytes("characters.npz", path.read_bytes())
+            path = self.memory.save(Path(folder) / CHARACTERS)
+            run.write_bytes(CHARACTERS, path.read_bytes())
         levels = self.packed_context()
         if levels:
             buffer = io.BytesIO()
             np.savez(buffer, **{f"level_{i}": level for i, level in enumerate(levels)})
-            run.write_bytes("context.npz", buffer.getvalue())
+            run.write_bytes(CONTEXT, buffer.getvalue())
 
     def close(self) -> None:
         """Kill this render's judge and context actors: a long-lived process (a Serve replica,

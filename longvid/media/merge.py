@@ -14,6 +14,9 @@ start and end, which shrinks each window to the transition itself. Segments from
 encoders (another resolution, frame rate or codec) are decoded, normalised and re-encoded.
 
 Memory: one segment's packet index (a few MB) and a transition's frames at a time.
+
+It reads packets itself rather than through media/frames.py: stream copy needs the packets,
+and the seam windows are decoded from a keyframe inside the file, not from its start.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
+from .frames import count_frames, open_video
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,9 @@ class VideoInfo:
 
 
 def probe(path: Path) -> VideoInfo:
-    with av.open(str(path)) as container:
+    frames = count_frames(path, trust_header=False)
+    with open_video(path) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        frames = sum(1 for _ in container.decode(stream))
         return VideoInfo(
             frames=frames,
             fps=float(stream.average_rate or 0),

@@ -26,6 +26,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ..errors import InputError, RenderError, describe_validation_error
+from ..redaction import sanitize
 from ..spec import CameraMove, Character, Lighting, RenderSpec, Scene, Storyboard, Transition
 from .offline import MAX_SCENES, MIN_SCENES, OfflinePlanner
 
@@ -219,12 +220,6 @@ def resolve_api_key(env: dict[str, str] | None = None) -> tuple[str, str] | None
 def gemini_available(env: dict[str, str] | None = None) -> bool:
     """True when a Gemini key is configured (what `--planner auto` should look at)."""
     return resolve_api_key(env) is not None
-
-
-def _scrub(text: str, secret: str | None) -> str:
-    if secret:
-        text = text.replace(secret, "[redacted]")
-    return text
 
 
 def _clip(text: str, limit: int) -> str:
@@ -500,7 +495,7 @@ class GeminiPlanner:
             warnings = [f"Gemini planner ({self.model}): repaired its plan: {_scrub(r, self._api_key)}" for r in repairs]
             return PlanResult(storyboard=storyboard, warnings=warnings, usage=usage)
         except (PlanRejected, _ApiFailure) as exc:
-            reason = _scrub(str(exc), self._api_key)
+            reason = sanitize(exc, [self._api_key], 1000)  # never cut: its parts are cut already
         if not self.allow_fallback:
             raise RenderError(f"the Gemini planner failed: {reason}")
         warning = f"Gemini planner ({self.model}) failed, used the offline planner instead: {reason}"
@@ -513,7 +508,7 @@ class GeminiPlanner:
         to keep the picture without what was refused; the offline rewording if Gemini fails."""
         from google.genai import types
 
-        reason = _clip(_scrub(reason, self._api_key), 300)
+        reason = sanitize(reason, [self._api_key], 300)
         try:
             with self._client() as client:
                 config = types.GenerateContentConfig(
@@ -584,7 +579,7 @@ class GeminiPlanner:
                     repairs.extend(notes)
                     return storyboard
                 except PlanRejected as exc:
-                    problem = _clip(_scrub(str(exc), self._api_key), 600)
+                    problem = sanitize(exc, [self._api_key], 600)
                     log.info("Gemini plan rejected (attempt %d): %s", len(feedback) + 1, problem)
                     feedback.append(problem)
         tries = len(feedback)
@@ -603,7 +598,7 @@ class GeminiPlanner:
                     f"{self.key_source} was rejected by the Gemini API ({code} {exc.status or ''}".rstrip()
                     + "); check the key, or use the offline planner"
                 ) from None
-            detail = _clip(_scrub(exc.message or str(exc.details), self._api_key), 300)
+            detail = sanitize(exc.message or str(exc.details), [self._api_key], 300)
             hint = f"; is the model id right? set {MODEL_ENV} to change it" if code == 404 else ""
             raise _ApiFailure(f"the Gemini API answered {code} {exc.status or ''}: {detail}{hint}") from None
         except Exception as exc:

@@ -1,5 +1,6 @@
 """Shared plumbing for the remote provider clients: errors with failure codes, the retry
-policy, secret hygiene and the check that downloaded bytes really are an MP4.
+policy, the status-to-error mapping and the check that downloaded bytes really are an MP4.
+Secret hygiene (Secret, sanitize, safe_url) lives in longvid/redaction.py.
 
 Retry policy (one rule for every client):
 
@@ -28,16 +29,16 @@ import email.utils
 import enum
 import logging
 import random
-import re
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TypeVar
 
 import tenacity
 
+from ..redaction import Secret, safe_url, sanitize  # noqa: F401  (the clients import them from here)
 from .base import GenerationFailed
 
 T = TypeVar("T")
@@ -158,6 +159,32 @@ class CorruptDownload(ProviderError):
 
     default_code = CORRUPT
     default_retryable = True
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    provider: str,
+    retry_statuses: frozenset[int],
+    retry_after_s: float | None = None,
+    auth: bool = False,
+    auth_hint: str = "",
+) -> ProviderHTTPError:
+    """The error for a non-2xx answer, one rule for every client: 401/403 (or `auth`: the
+    provider's own way of saying the credentials are wrong) -> AUTH, with `auth_hint`
+    appended; 404 -> the task is unknown; 429 -> rate limited, 408 and 5xx -> unavailable,
+    both retryable when `retry_statuses` holds the status; anything else -> refused as written."""
+    if auth or status in (401, 403):
+        return ProviderRejected(message + auth_hint, AUTH, status=status, provider=provider)
+    if status == 404:
+        return ProviderRejected(message, NOT_FOUND, status=status, provider=provider)
+    retryable = status in retry_statuses
+    if status == 429:
+        return ProviderHTTPError(message, RATE_LIMITED, status=status, retryable=retryable, retry_after_s=retry_after_s, provider=provider)
+    if status >= 500 or status == 408:
+        return ProviderHTTPError(message, UNAVAILABLE, status=status, retryable=retryable, retry_after_s=retry_after_s, provider=provider)
+    return ProviderRejected(message, REJECTED, status=status, provider=provider)
 
 
 # -- retry policy -----------------------------------------------------------------------
@@ -313,64 +340,6 @@ NOT_SENT_ERRORS = _transport_classes("ConnectError", "ConnectTimeout", "PoolTime
 TRANSIENT_ERRORS = _transport_classes("TimeoutException", "NetworkError", "RemoteProtocolError")
 
 
-# -- secrets --------------------------------------------------------------------------
-
-
-class Secret:
-    """A credential that prints as '***' in reprs, logs and f-strings by accident."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __reduce__(self):  # never pickled into a Ray object or a log record
-        raise TypeError("a Secret cannot be pickled")
-
-
-_PATTERNS = [
-    (re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=\s]*"), "data:…"),
-    (re.compile(r"(?i)\bbearer\s+[^\s\"',;]+"), "Bearer [redacted]"),
-    (re.compile(r"\bkey_[0-9A-Za-z]{16,}"), "key_[redacted]"),
-    (re.compile(r"\bAIza[0-9A-Za-z_\-]{20,}"), "[redacted]"),
-    (re.compile(r"(?i)([?&](?:key|token|sig|signature|_jwt|x-goog-[\w-]+|expires)=)[^&\s\"']+"), r"\1[redacted]"),
-    (re.compile(r"[\x00-\x08\x0b-\x1f\x7f]"), " "),
-]
-
-
-def sanitize(text: object, secrets: Iterable[str | Secret | None] = (), limit: int = 500) -> str:
-    """Text safe for an exception or a log line: known secrets and anything that looks
-    like a key, bearer token, URL signature or data URI removed; cut to `limit` chars."""
-    out = str(text)
-    for secret in secrets:
-        value = secret.reveal() if isinstance(secret, Secret) else secret
-        if value and len(value) >= 4:
-            out = out.replace(value, "[redacted]")
-    for pattern, replacement in _PATTERNS:
-        out = pattern.sub(replacement, out)
-    out = " ".join(out.split())
-    return out if len(out) <= limit else out[: limit - 1] + "…"
-
-
-def safe_url(url: str) -> str:
-    """scheme://host/path of a URL, without its query (signed URLs carry tokens there)."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    return f"{parts.scheme}://{parts.hostname or ''}{':%d' % parts.port if parts.port else ''}{parts.path}"
-
-
 # -- MP4 check --------------------------------------------------------------------------
 
 
@@ -408,22 +377,8 @@ def check_mp4(data: bytes, decode: bool = True) -> None:
     if missing:
         raise CorruptDownload(f"the MP4 has no {' or '.join(m.decode() for m in missing)} box")
     if decode:
-        _decode_first_frame(data)
+        from ..media.frames import first_frame_problem
 
-
-def _decode_first_frame(data: bytes) -> None:
-    import io
-
-    import av
-
-    try:
-        with av.open(io.BytesIO(data)) as container:
-            if not container.streams.video:
-                raise CorruptDownload("the MP4 has no video stream")
-            for _frame in container.decode(video=0):
-                return
-    except CorruptDownload:
-        raise
-    except Exception as exc:  # av.error.* and friends
-        raise CorruptDownload(f"the MP4 does not decode ({exc.__class__.__name__})") from None
-    raise CorruptDownload("the MP4 has no decodable video frame")
+        problem = first_frame_problem(data)
+        if problem is not None:
+            raise CorruptDownload(f"the MP4 {problem}")

@@ -37,6 +37,14 @@ class TaskStatus:
     failure_code: str | None = None
 
 
+class Trait(str, enum.Enum):
+    """What a provider is chosen for. Routing prefers providers by these, never by name,
+    so a plugin with the same trait is ranked the same way."""
+
+    PREMIUM = "premium"  # the highest fidelity: first choice for a premium render that can afford it
+    CREATIVE = "creative"  # suited to experimental, surreal, abstract styles: first choice for those
+
+
 @dataclass(frozen=True)
 class ProviderCapabilities:
     name: str
@@ -54,6 +62,7 @@ class ProviderCapabilities:
     # Tasks this provider account runs at once across the cluster (None: no limit beyond
     # Ray's resource requests); LONGVID_MAX_CONCURRENT_<NAME> overrides it.
     max_concurrent_tasks: int | None = None
+    traits: frozenset[Trait] = frozenset()
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 

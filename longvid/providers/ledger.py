@@ -24,7 +24,7 @@ class LedgerEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    key: str  # e.g. "seg3/call2"
+    key: str  # e.g. "seg3/call2": segment 3's second paid call (the pipeline numbers them)
     segment: int
     provider: str
     estimate_usd: float

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..planning.segmentation import DurationRule
 from ..spec import AspectRatio, QualityTier
-from .base import ProviderCapabilities
+from .base import ProviderCapabilities, Trait
 
 
 class BreakerState(str, enum.Enum):
@@ -96,9 +96,10 @@ def capable(caps: ProviderCapabilities, needs: SegmentNeeds) -> bool:
 
 
 def rank(candidates: Sequence[ProviderCapabilities], needs: SegmentNeeds) -> list[str]:
-    """Capable providers, best first. The design's rules: premium with budget -> Veo;
-    creative or experimental style -> Runway; otherwise the cheaper. What cannot be afforded
-    goes last (the ledger refuses it later if it still cannot)."""
+    """Capable providers, best first. The design's rules: premium with budget -> a provider
+    with the PREMIUM trait (Veo); creative or experimental style -> one with the CREATIVE
+    trait (Runway); otherwise the cheaper. What cannot be afforded goes last (the ledger
+    refuses it later if it still cannot)."""
     usable = [c for c in candidates if capable(c, needs)]
     order = {c.name: i for i, c in enumerate(candidates)}  # ties keep the caller's order
 
@@ -108,9 +109,9 @@ def rank(candidates: Sequence[ProviderCapabilities], needs: SegmentNeeds) -> lis
     def key(c: ProviderCapabilities):
         affordable = needs.budget_left_usd is None or cost(c) <= needs.budget_left_usd + 1e-9
         preferred = 1
-        if needs.quality is QualityTier.PREMIUM and c.name == "veo" and affordable:
+        if needs.quality is QualityTier.PREMIUM and Trait.PREMIUM in c.traits and affordable:
             preferred = 0
-        elif needs.quality is not QualityTier.PREMIUM and _CREATIVE.search(needs.style) and c.name == "runway":
+        elif needs.quality is not QualityTier.PREMIUM and _CREATIVE.search(needs.style) and Trait.CREATIVE in c.traits:
             preferred = 0
         return (not affordable, preferred, round(cost(c), 6), order[c.name])
 

@@ -38,12 +38,9 @@ from ..errors import InputError
 from ..planning.segmentation import DurationRule
 from ..spec import AspectRatio, SegmentJob
 from ._http import (
-    AUTH,
     CANCELLED,
     NOT_FOUND,
     NOT_READY,
-    RATE_LIMITED,
-    REJECTED,
     UNAVAILABLE,
     CorruptDownload,
     MalformedResponse,
@@ -54,12 +51,13 @@ from ._http import (
     Secret,
     SubmitOutcomeUnknown,
     check_mp4,
+    error_for_status,
     parse_retry_after,
     run_call,
     safe_url,
     sanitize,
 )
-from .base import ProviderCapabilities, TaskState, TaskStatus
+from .base import ProviderCapabilities, TaskState, TaskStatus, Trait
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +193,7 @@ def runway_capabilities(model: str | None = None, prices: Mapping[str, float] | 
         price_per_second_usd=row.credits_per_s * USD_PER_CREDIT,
         idempotent_submit=False,
         max_concurrent_tasks=4,  # above it Runway accepts tasks but holds them THROTTLED
+        traits=frozenset({Trait.CREATIVE}),
         notes=tuple(notes),
     )
 
@@ -443,17 +442,8 @@ class RunwayProvider:
         status = response.status_code
         message = _error_message(response)
         text = sanitize(f"Runway answered HTTP {status}: {message}", [self._key])
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        retryable = status in retry_statuses
-        if status in (401, 403):
-            return ProviderRejected(text + f" (check {KEY_ENV})", AUTH, status=status, provider="runway")
-        if status == 404:
-            return ProviderRejected(text, NOT_FOUND, status=status, provider="runway")
-        if status == 429:
-            return ProviderHTTPError(text, RATE_LIMITED, status=status, retryable=retryable, retry_after_s=retry_after, provider="runway")
-        if status >= 500 or status == 408:
-            return ProviderHTTPError(text, UNAVAILABLE, status=status, retryable=retryable, retry_after_s=retry_after, provider="runway")
-        return ProviderRejected(text, REJECTED, status=status, provider="runway")
+        return error_for_status(status, text, provider="runway", retry_statuses=retry_statuses,
+                                retry_after_s=parse_retry_after(response.headers.get("retry-after")), auth_hint=f" (check {KEY_ENV})")
 
     def _download(self, url: str) -> bytes:
         if urlsplit(url).scheme not in ("http", "https"):

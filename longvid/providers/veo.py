@@ -44,9 +44,6 @@ from ._http import (
     MALFORMED,
     NOT_FOUND,
     NOT_READY,
-    RATE_LIMITED,
-    REJECTED,
-    UNAVAILABLE,
     CorruptDownload,
     MalformedResponse,
     ProviderError,
@@ -56,12 +53,13 @@ from ._http import (
     Secret,
     SubmitOutcomeUnknown,
     check_mp4,
+    error_for_status,
     parse_retry_after,
     run_call,
     safe_url,
     sanitize,
 )
-from .base import ProviderCapabilities, TaskState, TaskStatus
+from .base import ProviderCapabilities, TaskState, TaskStatus, Trait
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +138,7 @@ def veo_capabilities(model: str | None = None, prices: Mapping[str, float] | Non
         price_per_second_usd=usd,
         idempotent_submit=False,
         max_concurrent_tasks=4,  # Vertex quotas count long-running operations per project
+        traits=frozenset({Trait.PREMIUM}),
         notes=(f"Vertex AI; ${usd:.2f}/s", "needs GOOGLE_API_KEY (Vertex express) or GOOGLE_CLOUD_PROJECT + ADC"),
     )
 
@@ -399,16 +398,9 @@ class VeoProvider:
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None)
         retry_after = parse_retry_after(headers.get("retry-after")) if headers is not None else None
-        if status in (401, 403) or (status == 400 and "api key" in (exc.message or "").lower()):
-            return ProviderRejected(message, AUTH, status=status, provider="veo")
-        if status == 404:
-            return ProviderRejected(message, NOT_FOUND, status=status, provider="veo")
-        retryable = status in statuses
-        if status == 429:
-            return ProviderHTTPError(message, RATE_LIMITED, status=status, retryable=retryable, retry_after_s=retry_after, provider="veo")
-        if status >= 500 or status == 408:
-            return ProviderHTTPError(message, UNAVAILABLE, status=status, retryable=retryable, retry_after_s=retry_after, provider="veo")
-        return ProviderRejected(message, REJECTED, status=status, provider="veo")
+        # Vertex answers a wrong express-mode key with 400 INVALID_ARGUMENT "API key not valid".
+        wrong_key = status == 400 and "api key" in (exc.message or "").lower()
+        return error_for_status(status, message, provider="veo", retry_statuses=statuses, retry_after_s=retry_after, auth=wrong_key)
 
 
 def _env_key() -> str | None:

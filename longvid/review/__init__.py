@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 
 from ..manifest import RunManifest, RunPlan
-from ..runtime.store import FINAL, REPORT, RunFolder
+from ..runtime.layout import CONTACT_SHEET, FINAL, REPORT, REPORT_HTML
+from ..runtime.store import RunFolder
 from .contact_sheet import contact_sheet_png, draw_contact_sheet
 from .html_report import render_report
 from .layout import SheetLayout
@@ -20,9 +21,6 @@ from .summary import (
     keyframe_indices,
     summarise,
 )
-
-CONTACT_SHEET = "contact_sheet.png"
-REPORT_HTML = "report.html"
 
 
 def _report_json(run: RunFolder) -> dict | None:

@@ -13,10 +13,10 @@ import io
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..media.frames import decode_frames
 from ..runtime.store import RunFolder
 from .layout import HEADER_H, LINE_H, MARGIN, TEXT_LINES, SheetLayout
 from .summary import RunSummary, SegmentSummary, format_time, keyframe_indices
-from .thumbnails import decode_thumbnails
 
 BACKGROUND = (250, 250, 248)
 ROW_SHADE = (240, 241, 243)
@@ -143,7 +143,8 @@ def _draw_thumbnails(sheet, draw, run: RunFolder, segment: SegmentSummary, layou
         import av
 
         try:
-            thumbs = decode_thumbnails(run.local_path(segment.video_path), indices, layout.thumb_width, layout.thumb_height)
+            # Scaled down as they are decoded: only this row's small thumbnails are ever held.
+            thumbs = decode_frames(run.local_path(segment.video_path), indices, size=(layout.thumb_width, layout.thumb_height))
         except (OSError, ValueError, av.FFmpegError):
             problem = "unreadable video"
     elif segment.video_path is not None:

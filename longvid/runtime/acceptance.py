@@ -16,7 +16,8 @@ from ..manifest import AttemptRecord, RunManifest, reset, transition, with_warni
 from ..spec import Clip, SegmentJob, SegmentState
 from .protocols import ProgressSink, SegmentJudge
 from .resume import Action, resume_plan
-from .store import MANIFEST, RunFolder, RunStore, clip_verifies, segment_path, write_model
+from .layout import MANIFEST, attempt_path, segment_path
+from .store import RunFolder, RunStore, clip_verifies, write_model
 from .tasks import SegmentResult
 
 
@@ -29,11 +30,6 @@ def update_record(manifest: RunManifest, index: int, **changes: Any) -> RunManif
     segments = list(manifest.segments)
     segments[index] = segments[index].model_copy(update=changes)
     return manifest.model_copy(update={"segments": segments})
-
-
-def attempt_file(index: int, regeneration: int) -> str:
-    """Where a judged attempt that may still be kept waits (the judge rejected it)."""
-    return f"segments/seg_{index:04d}.attempt{regeneration}.mp4"
 
 
 class Acceptance:
@@ -60,7 +56,7 @@ class Acceptance:
                 previous = (jobs[index - 1], run.local_path(manifest.segments[index - 1].clip.path))
             verdict = self.judge.judge(job, run.local_path(segment_path(index)), previous)
             regenerations = manifest.segments[index].regenerations
-            kept_at = attempt_file(index, regenerations)
+            kept_at = attempt_path(index, regenerations)
             entry = AttemptRecord(seed=job.seed, passed=verdict.passed, quality=verdict.quality, file=kept_at,
                                   sha256=clip.sha256, **verdict.scores)
             scores = [*manifest.segments[index].scores, entry]

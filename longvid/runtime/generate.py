@@ -32,7 +32,8 @@ from .resources import EstimatorConfig, admit, estimate, fit_to_cluster, priorit
 from .resume import attempt_seed, segment_key
 from .router import WAIT, SegmentRouter
 from .runlock import RunLock, RunLocked
-from .store import MANIFEST, RunFolder, RunStore, write_model
+from .layout import MANIFEST
+from .store import RunFolder, RunStore, write_model
 from .tasks import SegmentResult, SegmentRunner, seam_frame_png
 
 

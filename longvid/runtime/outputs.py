@@ -14,7 +14,8 @@ from ..media import MergeInput, MergeStats, merge_segments
 from ..spec import SegmentJob, Storyboard
 from .protocols import ProgressSink, SegmentJudge
 from .router import SegmentRouter
-from .store import FINAL, REPORT, RunFolder, RunStore
+from .layout import FINAL, REPORT, health_state
+from .store import RunFolder, RunStore
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def save_health(store: RunStore, router: SegmentRouter) -> None:
     try:
         for name, snapshot in router.health().items():
             snapshot["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            store.put_state(f"health/{name}.json", json.dumps(snapshot).encode())
+            store.put_state(health_state(name), json.dumps(snapshot).encode())
     except Exception:  # health is advisory: never fail a render over it
         pass
 

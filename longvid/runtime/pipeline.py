@@ -40,7 +40,8 @@ from .protocols import JudgeVerdict, NullProgress, Planner, ProgressSink, Segmen
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig
 from .router import SegmentRouter, candidate_providers, combined_capabilities
 from .runlock import RunLock, RunLocked
-from .store import FINAL, MANIFEST, PLAN, LocalRunStore, RunFolder, RunStore, new_run_id, read_manifest, write_model
+from .layout import FINAL, MANIFEST, PLAN
+from .store import LocalRunStore, RunFolder, RunStore, new_run_id, read_manifest, write_model
 from .tasks import SegmentRunner
 
 __all__ = [

@@ -33,7 +33,9 @@ def candidate_providers(requested: str) -> list[str]:
 
 def combined_capabilities(requested: str) -> ProviderCapabilities:
     """What a render over these candidates can rely on whichever provider makes a segment:
-    lengths they all allow, ratios they all make, the highest price (for the estimate)."""
+    lengths they all allow, ratios they all make, traits they all have, and the highest
+    price: the most a segment may cost whichever provider makes it (the API's plan shows
+    that upper bound; the budget check before a render uses the cheapest candidate)."""
     names = candidate_providers(requested)
     caps = [provider_capabilities(n) for n in names]
     if len(caps) == 1:
@@ -54,6 +56,7 @@ def combined_capabilities(requested: str) -> ProviderCapabilities:
         uses_gpu=any(c.uses_gpu for c in caps),
         price_per_second_usd=max(c.price_per_second_usd for c in caps),
         idempotent_submit=all(c.idempotent_submit for c in caps),
+        traits=frozenset.intersection(*(c.traits for c in caps)),
     )
 
 

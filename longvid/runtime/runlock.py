@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import logging
 
 from ..errors import RenderError
+from .layout import LOCK
 
-LOCK = "lock.json"
 DEFAULT_TTL_S = 90.0
 
 

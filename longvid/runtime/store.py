@@ -1,5 +1,5 @@
 """Durable run folders (plan.json, manifest.json, segments/*.mp4, final.mp4) on a local disk
-or on S3, and the content-addressed segment cache beside them.
+or on S3, and the content-addressed segment cache beside them. What is where: layout.py.
 
 No reader ever sees half a file: locally every write goes to a temporary file in the same
 folder, is flushed to disk and renamed over the target; on S3 an object appears whole when
@@ -20,12 +20,10 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from ..errors import InputError
+# FINAL, PLAN, REPORT and segment_path are also imported from here by older callers.
+from .layout import CACHE, FINAL, MANIFEST, PLAN, REPORT, SEGMENTS, STATE, cache_path, segment_path  # noqa: F401
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-PLAN = "plan.json"
-MANIFEST = "manifest.json"
-FINAL = "final.mp4"
-REPORT = "report.json"
 
 
 def synced_temp_file(path: Path, data: bytes) -> Path:
@@ -87,10 +85,6 @@ def check_run_id(run_id: str) -> str:
     if not RUN_ID.match(run_id) or run_id in (".", ".."):
         raise InputError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' only")
     return run_id
-
-
-def segment_path(index: int) -> str:
-    return f"segments/seg_{index:04d}.mp4"
 
 
 class RunFolder(Protocol):
@@ -218,7 +212,7 @@ class LocalRunStore:
         if (path / MANIFEST).exists():
             raise FileExistsError(f"run {run_id} already exists in {self.root}")
         # A folder without a manifest is a render that died while starting: start it again.
-        (path / "segments").mkdir(parents=True, exist_ok=True)
+        (path / SEGMENTS).mkdir(parents=True, exist_ok=True)
         return LocalRunFolder(path)
 
     def open(self, run_id: str) -> LocalRunFolder:
@@ -236,18 +230,18 @@ class LocalRunStore:
         return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST).is_file())
 
     def cache_get(self, key: str) -> bytes | None:
-        path = self.root / "cache" / key[:2] / f"{key}.mp4"
+        path = self.root / cache_path(key)
         return path.read_bytes() if path.is_file() else None
 
     def cache_put(self, key: str, data: bytes) -> None:
-        atomic_write_bytes(self.root / "cache" / key[:2] / f"{key}.mp4", data)
+        atomic_write_bytes(self.root / cache_path(key), data)
 
     # Store-wide state beside the runs (provider health): small files under root/state.
     def put_state(self, name: str, data: bytes) -> None:
-        atomic_write_bytes(self.root / "state" / name, data)
+        atomic_write_bytes(self.root / STATE / name, data)
 
     def get_state(self, name: str) -> bytes | None:
-        path = self.root / "state" / name
+        path = self.root / STATE / name
         return path.read_bytes() if path.is_file() else None
 
 
@@ -402,24 +396,24 @@ class S3RunStore:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"):
             for common in page.get("CommonPrefixes", []):
                 name = common["Prefix"][len(self.prefix) :].rstrip("/")
-                if name not in ("cache", "state") and self.has_run(name):
+                if name not in (CACHE, STATE) and self.has_run(name):
                     runs.append(name)
         return sorted(runs)
 
     def cache_get(self, key: str) -> bytes | None:
-        object_key = f"{self.prefix}cache/{key[:2]}/{key}.mp4"
+        object_key = f"{self.prefix}{cache_path(key)}"
         if not self.exists(object_key):
             return None
         return self.client.get_object(Bucket=self.bucket, Key=object_key)["Body"].read()
 
     def cache_put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}cache/{key[:2]}/{key}.mp4", Body=data)
+        self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}{cache_path(key)}", Body=data)
 
     def put_state(self, name: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}state/{name}", Body=data)
+        self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}{STATE}/{name}", Body=data)
 
     def get_state(self, name: str) -> bytes | None:
-        key = f"{self.prefix}state/{name}"
+        key = f"{self.prefix}{STATE}/{name}"
         if not self.exists(key):
             return None
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()

@@ -6,12 +6,12 @@ and returns the MP4 bytes plus the seam frame that a chained segment starts from
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..media.frames import frame_png
 from ..spec import SegmentJob
 from .gates import LocalGates, RayGates
 from .resources import ClusterCapacity, ResourceRequest
@@ -32,25 +32,8 @@ class SegmentResult:
 
 def seam_frame_png(mp4: bytes, frame_index: int) -> bytes:
     """The frame at `frame_index` (or the last one), as PNG: where the next segment starts.
-    Seeks to the keyframe before it (the renderer puts one exactly there) instead of
-    decoding the whole segment."""
-    import av
-
-    chosen = None
-    with av.open(io.BytesIO(mp4)) as container:
-        stream = container.streams.video[0]
-        rate = float(stream.average_rate or 24)
-        start = stream.start_time or 0
-        container.seek(start + int(frame_index / rate / stream.time_base), stream=stream, backward=True)
-        for frame in container.decode(stream):
-            chosen = frame
-            if frame.pts is not None and round(float((frame.pts - start) * stream.time_base) * rate) >= frame_index:
-                break
-    if chosen is None:
-        raise ValueError("segment has no frames")
-    out = io.BytesIO()
-    chosen.to_image().save(out, format="PNG")
-    return out.getvalue()
+    Found by seeking to the keyframe before it (the renderer puts one exactly there)."""
+    return frame_png(mp4, frame_index)
 
 
 # Provider settings a worker needs to poll and download (keys, base URLs, models, prices):

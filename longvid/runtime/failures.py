@@ -5,6 +5,7 @@ that no task exists at the provider. Pure decisions over exceptions' failure cod
 from __future__ import annotations
 
 import enum
+import re
 
 from ..errors import InputError, LongvidError
 from ..providers._http import (
@@ -60,3 +61,23 @@ _NOTHING_CREATED_CODES = frozenset({RATE_LIMITED, UNAVAILABLE, REJECTED, AUTH, U
 def nothing_created(exc: BaseException) -> bool:
     """Did this failed create call certainly make no (billable) task?"""
     return isinstance(exc, (BudgetExceeded, InputError)) or getattr(exc, "failure_code", None) in _NOTHING_CREATED_CODES
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_TRACEBACK_START = ("Traceback (most recent call last)", "ray::")
+_PATH = re.compile(r"(?:/[\w.+-]+){2,}\.py\b|File \"[^\"]+\"")
+
+
+def failure_reason(provider: str, exc: BaseException, limit: int = 300) -> str:
+    """One line a person can act on: the provider, the failure code and the provider's own
+    words; never a traceback, terminal colour codes, server paths or anything key-shaped."""
+    from ..redaction import sanitize
+
+    code = failure_code(exc)
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines()]
+    words = next((line for line in lines if line and not line.startswith(_TRACEBACK_START)), "")
+    words = sanitize(_PATH.sub("[path]", words), limit=limit)
+    what = code or exc.__class__.__name__
+    if words and code and words.endswith(f"({code})"):  # the client already named the code
+        return f"{provider}: {words}"
+    return f"{provider}: {what}: {words}" if words else f"{provider}: {what}"

@@ -26,7 +26,7 @@ from ..providers.ledger import CostLedger, EntryState
 from ..providers.routing import counts_against_provider
 from ..spec import SegmentJob, SegmentState
 from .acceptance import Acceptance, sha256_hex, update_record
-from .failures import Cancelled, FailureDecision, failure_code, failure_decision, nothing_created
+from .failures import Cancelled, FailureDecision, failure_code, failure_decision, failure_reason, nothing_created
 from .protocols import ProgressSink
 from .resources import EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
 from .resume import attempt_seed, segment_key
@@ -232,9 +232,9 @@ class GenerateLoop:
             if counts_against_provider(failure_code(exc)):
                 self.router.record(name, False)  # the outcome first: a half-open probe's slot then closes cleanly
             self.router.release(name, index)
-            reason = f"{name}: {exc.__class__.__name__}: {exc}"
+            reason = failure_reason(name, exc)
             self._write(transition(self._with_ledger(), index, SegmentState.FAILED, error=reason[:500]))
-            if not isinstance(exc, InputError) and self.router.exclude(index, name, f"{exc.__class__.__name__}: {exc}"):
+            if not isinstance(exc, InputError) and self.router.exclude(index, name, reason):
                 self._requeue(index, f"failing over from {reason}")
             else:
                 self._give_up(index, reason)
@@ -272,7 +272,7 @@ class GenerateLoop:
         """One branch per decision: poll again, leave it for resume, or close the task's
         books and then retry, reword, fail over or give up."""
         index = attempt.index
-        reason = f"{name}: {exc.__class__.__name__}: {exc}"
+        reason = failure_reason(name, exc)
         record = self.manifest.segments[index]
         tries_key = (index, name)
         self.tries[tries_key] = self.tries.get(tries_key, 0) + 1
@@ -307,7 +307,7 @@ class GenerateLoop:
                 self._requeue(index, f"reworded after {code}")
             else:
                 self._give_up(index, reason)
-        elif code is not None and self.router.exclude(index, name, f"{exc.__class__.__name__}: {exc}"):
+        elif code is not None and self.router.exclude(index, name, reason):
             self._requeue(index, f"failing over from {reason[:80]}")
         else:
             self._give_up(index, reason)

@@ -191,6 +191,11 @@ class RaySegmentRunner:
         try:
             return self._ray.get(handle)
         except self._ray.exceptions.RayTaskError as exc:
+            # The worker's own exception (its failure code and the provider's words), not
+            # Ray's wrapper, whose text is the remote traceback in terminal colours.
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, BaseException):
+                raise cause from None
             raise exc.as_instanceof_cause() from None
 
 

@@ -65,6 +65,7 @@ def nothing_created(exc: BaseException) -> bool:
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _TRACEBACK_START = ("Traceback (most recent call last)", "ray::")
+_QUALIFIED_ERROR = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Failed|Unknown|Download|Response)\w*: ")
 _PATH = re.compile(r"(?:/[\w.+-]+){2,}\.py\b|File \"[^\"]+\"")
 
 
@@ -74,8 +75,12 @@ def failure_reason(provider: str, exc: BaseException, limit: int = 300) -> str:
     from ..redaction import sanitize
 
     code = failure_code(exc)
-    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines()]
-    words = next((line for line in lines if line and not line.startswith(_TRACEBACK_START)), "")
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
+    if any(line.startswith(_TRACEBACK_START) for line in lines):
+        # A traceback's message is its last line ("package.module.Error: words").
+        words = _QUALIFIED_ERROR.sub("", lines[-1])
+    else:
+        words = lines[0] if lines else ""
     words = sanitize(_PATH.sub("[path]", words), limit=limit)
     what = code or exc.__class__.__name__
     if words and code and words.endswith(f"({code})"):  # the client already named the code

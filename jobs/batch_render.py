@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from jobs.batch_summary import (
 from jobs.locations import base_name, is_s3, read_text, write_text
 from longvid.components import make_judge, make_planner, release_judge
 from longvid.errors import InputError, LongvidError
+from longvid.settings import Settings
 
 # Set in the environment of a driver started by `ray job submit`.
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
@@ -44,7 +45,7 @@ RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batch_render.py", description=__doc__.splitlines()[0])
     parser.add_argument("specs", help="JSONL file, one RenderSpec per line: a local path or s3://bucket/key")
-    parser.add_argument("--store", default=os.environ.get("LONGVID_STORE", "runs"),
+    parser.add_argument("--store", default=None,
                         help="run folders: a local folder or s3://bucket/prefix (default: $LONGVID_STORE or ./runs)")
     parser.add_argument("--out-dir", type=Path, default=Path("renders"),
                         help="local folder for a copy of each finished video and summary.json (default: %(default)s)")
@@ -100,6 +101,7 @@ class BatchJob:
     store: object
     console: object
     stop: threading.Event
+    settings: Settings = field(default_factory=Settings)  # main passes Settings.from_env()
 
     def render(self, item: SpecLine) -> RenderRow:
         """Render (or resume, or skip) one spec; every failure becomes the row's error."""
@@ -135,14 +137,14 @@ class BatchJob:
             action = "resumed"
         if self.stop.is_set():
             return _replace(base, status="cancelled", action=action, error="not started: the job was stopped; submit it again to render")
-        planner = make_planner(self.args.planner, spec.storyboard_file is not None)
-        RenderPipeline(self.store, planner=planner).check_inputs(spec)  # refuse before starting judge actors
+        planner = make_planner(self.settings.gemini, self.args.planner, spec.storyboard_file is not None)
+        RenderPipeline(self.store, planner=planner, settings=self.settings).check_inputs(spec)  # refuse before starting judge actors
         judge = make_judge(spec, self.args.clip_model, self.args.clip_checkpoint, self.args.allow_download)
         if judge is not None:
             progress.say(f"judge: {judge.backend}" + (f" ({judge.notes})" if judge.notes else ""))
         try:
             pipeline = RenderPipeline(self.store, RaySegmentRunner(), planner=planner, progress=progress, judge=judge,
-                                      stop=self.stop, stream_copy=not self.args.no_stream_copy)
+                                      stop=self.stop, stream_copy=not self.args.no_stream_copy, settings=self.settings)
             progress.say(("resuming" if action == "resumed" else "rendering") + f" {spec.prompt[:80]!r}")
             result = pipeline.render(spec, output=self.output_path(run_id), run_id=run_id)
         finally:
@@ -211,10 +213,11 @@ def run_lines(job: BatchJob, lines: list[SpecLine], parallel: int, on_rows) -> l
     return sorted(rows, key=lambda r: r.line)
 
 
-def relative_path_warnings(args: argparse.Namespace) -> list[str]:
-    """Under `ray job submit` the working directory is a temporary copy: relative local
-    paths would put runs there, where the next submission cannot find them to resume."""
-    if RAY_JOB_ENV not in os.environ:
+def relative_path_warnings(args: argparse.Namespace, in_ray_job: bool) -> list[str]:
+    """Under `ray job submit` (main looks for RAY_JOB_ENV) the working directory is a
+    temporary copy: relative local paths would put runs there, where the next submission
+    cannot find them to resume."""
+    if not in_ray_job:
         return []
     named = {"--store": args.store, "--summary": args.summary or args.out_dir / "summary.json"}
     if not args.no_copy:
@@ -244,21 +247,23 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None, han
     summary_at = args.summary or str(args.out_dir / "summary.json")
     job_name = args.job_name or base_name(args.specs)
     try:
+        settings = Settings.from_env()  # the one read of the environment; passed down from here
+        args.store = args.store or settings.store.location
         lines = parse_spec_lines(read_text(args.specs), job_name)
         if not lines:
             raise InputError(f"{args.specs} has no specs; write one JSON object per line")
     except InputError as exc:
         console.print(f"batch_render: error: {exc}")
         return 2
-    for warning in relative_path_warnings(args):
+    for warning in relative_path_warnings(args, RAY_JOB_ENV in os.environ):
         console.print(f"batch_render: warning: {warning}")
 
     from longvid.runtime import ensure_ray, open_store
 
-    ensure_ray(args.ray_address, args.num_cpus)
+    ensure_ray(args.ray_address or settings.ray_address, args.num_cpus)
     if handle_signals:  # after ray.init, which installs its own SIGTERM handler over any earlier one
         stop_on_signals(stop)
-    store = open_store(args.store)
+    store = open_store(args.store, settings.store.s3_part_mb)
     console.print(f"job {job_name}: {len(lines)} specs from {args.specs}, {args.parallel} at a time, runs in {store.url}")
     started_at, started = now_iso(), time.perf_counter()
     all_rows: list[RenderRow] = []
@@ -284,7 +289,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None, han
             if time.monotonic() - last_write[0] >= SUMMARY_EVERY_S:
                 write_summary(finished=False)
 
-    job = BatchJob(args=args, store=store, console=console, stop=stop)
+    job = BatchJob(args=args, store=store, console=console, stop=stop, settings=settings)
     try:
         rows = run_lines(job, lines, args.parallel, on_rows)
     finally:  # the rows finished so far are written whatever ended the job

@@ -37,10 +37,13 @@ __all__ = [
 ]
 
 
-def render(spec: RenderSpec, output=None, runs_dir="runs", progress=None):
-    """Render `spec` on Ray (started in-process unless RAY_ADDRESS is set)."""
+def render(spec: RenderSpec, output=None, runs_dir="runs", progress=None, settings=None):
+    """Render `spec` on Ray (started in-process unless RAY_ADDRESS is set). `settings`
+    (longvid.settings.Settings) defaults to `Settings.from_env()`: this is a public edge."""
     from .runtime import LocalRunStore, RaySegmentRunner, RenderPipeline, ensure_ray
+    from .settings import Settings
 
-    ensure_ray()
-    pipeline = RenderPipeline(LocalRunStore(runs_dir), RaySegmentRunner(), progress=progress)
+    settings = settings if settings is not None else Settings.from_env()
+    ensure_ray(settings.ray_address)
+    pipeline = RenderPipeline(LocalRunStore(runs_dir), RaySegmentRunner(), progress=progress, settings=settings)
     return pipeline.render(spec, output=output)

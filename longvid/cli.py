@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .errors import InputError, LongvidError, describe_validation_error
+from .settings import Settings
 from .spec import (
     DEFAULT_DURATION_S,
     AspectRatio,
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _store_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", "--runs-dir", dest="store", default=os.environ.get("LONGVID_STORE", "runs"),
+    parser.add_argument("--store", "--runs-dir", dest="store", default=None,
                         help="where run folders live: a local folder or s3://bucket/prefix (default: $LONGVID_STORE or ./runs)")
 
 
@@ -133,7 +133,13 @@ def _spec_from(args: argparse.Namespace) -> RenderSpec:
 def _planner(args: argparse.Namespace):
     from .components import make_planner
 
-    return make_planner(getattr(args, "planner", "offline"), getattr(args, "storyboard", None) is not None)
+    return make_planner(args.settings.gemini, getattr(args, "planner", "offline"), getattr(args, "storyboard", None) is not None)
+
+
+def _open_store(args: argparse.Namespace):
+    from .runtime import open_store
+
+    return open_store(args.store, args.settings.store.s3_part_mb)
 
 
 def _console():
@@ -147,7 +153,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     spec = _spec_from(args)
     planner = _planner(args)
-    storyboard, jobs = RenderPipeline(planner=planner).plan(spec)
+    storyboard, jobs = RenderPipeline(planner=planner, settings=args.settings).plan(spec)
     for warning in getattr(planner, "warnings", []):
         print(f"longvid: warning: {warning}", file=sys.stderr)
     if args.json:
@@ -259,18 +265,18 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work, planner=None
     """Start Ray, run `work(pipeline)` with live progress and graceful stop, print the summary."""
     import threading
 
-    from .runtime import RaySegmentRunner, RenderPipeline, ensure_ray, open_store
+    from .runtime import RaySegmentRunner, RenderPipeline, ensure_ray
 
     console = _console()
     progress = _CliProgress(console, live=console.is_terminal and not args.json)
-    ensure_ray(args.ray_address, args.num_cpus)
+    ensure_ray(args.ray_address or args.settings.ray_address, args.num_cpus)
     judge = _make_judge(args, spec)
     if judge is not None and not args.json:
         console.print(f"judge: {judge.backend}" + (f" ({judge.notes})" if judge.notes else ""))
     stop = threading.Event()
     _graceful_stop(stop)
-    pipeline = RenderPipeline(open_store(args.store), RaySegmentRunner(), planner=planner, progress=progress, stop=stop,
-                              stream_copy=not args.no_stream_copy, judge=judge)
+    pipeline = RenderPipeline(_open_store(args), RaySegmentRunner(), planner=planner, progress=progress, stop=stop,
+                              stream_copy=not args.no_stream_copy, judge=judge, settings=args.settings)
     try:
         result = work(pipeline)
     finally:
@@ -294,21 +300,20 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work, planner=None
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .runtime import RenderPipeline, open_store
+    from .runtime import RenderPipeline
 
     spec = _spec_from(args)
     if args.output is not None and args.output.suffix.lower() != ".mp4":
         raise InputError(f"output {args.output} must end in .mp4")
     planner = _planner(args)
-    planned = RenderPipeline(open_store(args.store), planner=planner).plan(spec)  # refuse bad input before Ray starts
+    planned = RenderPipeline(_open_store(args), planner=planner, settings=args.settings).plan(spec)  # refuse bad input before Ray starts
     return _run_pipeline(args, spec, lambda p: p.render(spec, output=args.output, run_id=args.run_id, planned=planned), planner)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .runtime import open_store
     from .runtime.store import read_manifest
 
-    run = open_store(args.store).open(args.run_id)  # a missing run is an input error, before Ray starts
+    run = _open_store(args).open(args.run_id)  # a missing run is an input error, before Ray starts
     spec = read_manifest(run).spec
     return _run_pipeline(args, spec, lambda p: p.resume(args.run_id, output=args.output))
 
@@ -317,15 +322,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     import functools
 
     from .providers import provider_capabilities
-    from .runtime import open_store
     from .runtime.resume import resume_plan
     from .runtime.store import clip_verifies, read_manifest
 
-    run = open_store(args.store).open(args.run_id)
+    run = _open_store(args).open(args.run_id)
     manifest = read_manifest(run)
     file_ok = functools.partial(clip_verifies, run)
 
-    actions = resume_plan(manifest, file_ok, lambda name: provider_capabilities(name).idempotent_submit)
+    actions = resume_plan(manifest, file_ok, lambda name: provider_capabilities(name, args.settings).idempotent_submit)
     if args.json:
         print(json.dumps({
             "run_id": manifest.run_id, "status": manifest.status, "cost_usd": manifest.cost_usd, "error": manifest.error,
@@ -348,10 +352,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .runtime import open_store
     from .runtime.store import read_manifest
 
-    store = open_store(args.store)
+    store = _open_store(args)
     rows = []
     for run_id in store.list_runs():
         try:
@@ -371,10 +374,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     from .manifest import RunPlan
     from .review import write_review
-    from .runtime import open_store
     from .runtime.store import PLAN, read_manifest
 
-    run = open_store(args.store).open(args.run_id)
+    run = _open_store(args).open(args.run_id)
     names = write_review(run, read_manifest(run), RunPlan.model_validate_json(run.read_bytes(PLAN)))
     for name in names:
         print(run.location(name))
@@ -385,17 +387,16 @@ def cmd_providers(args: argparse.Namespace) -> int:
     """Each provider: configured or not (never the key itself), model, lengths, price, and
     its circuit breaker as the last render under this store left it."""
     from .providers import PROVIDER_SETTINGS, available_providers, provider_capabilities, provider_configured
-    from .runtime import open_store
 
-    store = open_store(args.store)
+    store = _open_store(args)
     rows = []
     for name in available_providers():
-        caps = provider_capabilities(name)
+        caps = provider_capabilities(name, args.settings)
         d = caps.durations
         raw = store.get_state(f"health/{name}.json")
         health = json.loads(raw) if raw else None
         rows.append({
-            "name": name, "configured": provider_configured(name), "hint": PROVIDER_SETTINGS.get(name, ((), ""))[1],
+            "name": name, "configured": provider_configured(name, args.settings), "hint": PROVIDER_SETTINGS.get(name, (None, ""))[1],
             "model": caps.model, "durations_s": list(d.allowed) if d.allowed else [d.min_s, d.max_s],
             "discrete_durations": d.allowed is not None, "usd_per_second": caps.price_per_second_usd,
             "max_concurrent": caps.max_concurrent_tasks,
@@ -424,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"plan": cmd_plan, "render": cmd_render, "resume": cmd_resume, "status": cmd_status, "runs": cmd_runs, "providers": cmd_providers, "review": cmd_review}
     try:
+        args.settings = Settings.from_env()  # the one read of the environment; passed down from here
+        if getattr(args, "store", "") is None:
+            args.store = args.settings.store.location
         return handlers[args.command](args)
     except LongvidError as exc:
         if getattr(args, "json", False):
@@ -434,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         print("longvid: interrupted; the run folder keeps what was finished", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug or an environment failure: one line (LONGVID_DEBUG=1 for the traceback)
-        if os.environ.get("LONGVID_DEBUG"):
+        settings = getattr(args, "settings", None)
+        if settings is not None and settings.debug:
             raise
         if getattr(args, "json", False):
             print(json.dumps({"error": f"{exc.__class__.__name__}: {exc}", "exit_code": 1}))

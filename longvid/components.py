@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .settings import GeminiSettings
 from .spec import RenderSpec
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 
 
-def make_planner(choice: str = "auto", storyboard_given: bool = False):
+def make_planner(settings: GeminiSettings, choice: str = "auto", storyboard_given: bool = False):
     """auto: Gemini when a key is configured, else offline (a failing Gemini falls back with
     a warning); gemini: Gemini or fail, never a quiet fallback; offline: no network."""
     from .planning import OfflinePlanner
@@ -19,9 +20,9 @@ def make_planner(choice: str = "auto", storyboard_given: bool = False):
         return OfflinePlanner()
     from .planning.gemini import GeminiPlanner, gemini_available
 
-    if choice == "auto" and not gemini_available():
+    if choice == "auto" and not gemini_available(settings):
         return OfflinePlanner()
-    return GeminiPlanner(allow_fallback=choice == "auto")
+    return GeminiPlanner(settings, allow_fallback=choice == "auto")
 
 
 def make_judge(spec: RenderSpec, clip_model: str | None = None, clip_checkpoint: Path | None = None, allow_download: bool = False):

@@ -46,7 +46,8 @@ class Planner:
     def __init__(self):
         from .planning import PlanService
 
-        self.service = PlanService(os.environ.get("LONGVID_PLANNER", "auto").strip().lower() or "auto")
+        settings = ApiSettings.from_env()  # this replica's environment: LONGVID_PLANNER and the Gemini key
+        self.service = PlanService(settings.planner, settings.longvid)
 
     def plan(self, spec: dict, storyboard: dict | None = None) -> dict:
         return self.service.plan(spec, storyboard)
@@ -70,10 +71,12 @@ class Planner:
 class Renderer:
     def __init__(self, store: str):
         from longvid.runtime import RaySegmentRunner, open_store
+        from longvid.settings import Settings
 
         from .worker import RenderWorker
 
-        self.worker = RenderWorker(open_store(store), RaySegmentRunner)
+        settings = Settings.from_env()  # this replica's environment: provider keys never travel as arguments
+        self.worker = RenderWorker(open_store(store, settings.store.s3_part_mb), RaySegmentRunner, settings=settings)
 
     def start(self, run_id: str, attempt: str) -> bool:
         """Start attempt `attempt` of the run prepared in the store; returns at once."""

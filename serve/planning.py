@@ -13,12 +13,14 @@ from pydantic import ValidationError
 from longvid.components import make_planner
 from longvid.errors import InputError, LongvidError, describe_validation_error
 from longvid.runtime.pipeline import RenderPipeline
+from longvid.settings import Settings
 from longvid.spec import RenderSpec, Storyboard
 
 
 class PlanService:
-    def __init__(self, planner_mode: str = "auto"):
+    def __init__(self, planner_mode: str = "auto", settings: Settings | None = None):
         self.planner_mode = planner_mode
+        self.settings = settings if settings is not None else Settings()  # defaults: no keys, so offline
 
     def plan(self, spec_json: dict, storyboard_json: dict | None = None) -> dict:
         """{"storyboard", "segments" (full jobs), "estimated_cost_usd", "provider", "warnings"}
@@ -29,8 +31,8 @@ class PlanService:
         except ValidationError as exc:
             return _error("invalid_request", describe_validation_error(exc))
         try:
-            planner = make_planner(self.planner_mode) if storyboard is None else None
-            pipeline = RenderPipeline(planner=planner)
+            planner = make_planner(self.settings.gemini, self.planner_mode) if storyboard is None else None
+            pipeline = RenderPipeline(planner=planner, settings=self.settings)
             capabilities = pipeline.check_inputs(spec)
             if storyboard is None:
                 storyboard = pipeline.prepare_plan(spec, capabilities)

@@ -26,6 +26,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr
 
+from longvid.errors import InputError
+from longvid.settings import Settings
+
 from .security import LOOPBACK_HOSTS, derive_link_secret, parse_tokens
 
 
@@ -51,7 +54,8 @@ class ApiSettings(BaseModel):
     # A render whose worker stopped beating this long is interrupted; longer than the run
     # lease (90 s), so a resume it offers is not refused by the dead driver's lease.
     stale_after_s: float = Field(120.0, gt=0)
-    planner: Literal["auto", "offline", "gemini"] = "auto"
+    planner: Literal["auto", "offline", "gemini"] = "auto"  # LONGVID_PLANNER: the one source of the Planner's choice
+    longvid: Settings = Field(default_factory=Settings)  # provider and planner settings from the same environment
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> ApiSettings:
@@ -74,6 +78,10 @@ class ApiSettings(BaseModel):
             "max_concurrent_renders": _int(env, "LONGVID_MAX_CONCURRENT_RENDERS", 2),
             "planner": env.get("LONGVID_PLANNER", "auto").strip().lower() or "auto",
         }
+        try:
+            values["longvid"] = Settings.from_env(env)
+        except InputError as exc:
+            raise SettingsError(str(exc)) from None
         values.update(overrides)
         try:
             return cls(**values)

@@ -11,7 +11,6 @@ DELETE.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from longvid.errors import LongvidError
 from longvid.runtime.pipeline import Cancelled, RenderPipeline
 from longvid.runtime.runlock import RunLocked
 from longvid.runtime.store import MANIFEST, write_model
+from longvid.settings import ClipSettings, Settings
 
 from .runs import WORKER, RenderStore
 
@@ -29,15 +29,12 @@ log = logging.getLogger("longvid.serve")
 STOPPED_BY_SHUTDOWN = "stopped: the server shut down; resume it to continue (finished segments are kept)"
 
 
-def make_judge(spec):
+def make_judge(spec, clip: ClipSettings):
     """The consistency judge a render asked for; CLIP weights come from
     LONGVID_CLIP_CHECKPOINT or the local cache, never a download on a server."""
-    from pathlib import Path
-
     from longvid import components
 
-    checkpoint = os.environ.get("LONGVID_CLIP_CHECKPOINT", "").strip()
-    return components.make_judge(spec, os.environ.get("LONGVID_CLIP_MODEL") or None, Path(checkpoint) if checkpoint else None)
+    return components.make_judge(spec, clip.model, clip.checkpoint)
 
 
 @dataclass
@@ -51,10 +48,12 @@ class _Job:
 
 
 class RenderWorker:
-    def __init__(self, store, runner_factory: Callable[[], object], judge_factory: Callable = make_judge,
-                 heartbeat_s: float = 5.0, poll_s: float = 0.5):
+    def __init__(self, store, runner_factory: Callable[[], object], judge_factory: Callable | None = None,
+                 heartbeat_s: float = 5.0, poll_s: float = 0.5, settings: Settings | None = None):
         self.records = RenderStore(store)
-        self.runner_factory, self.judge_factory = runner_factory, judge_factory
+        self.settings = settings if settings is not None else Settings()  # the replica passes Settings.from_env()
+        self.runner_factory = runner_factory
+        self.judge_factory = judge_factory or (lambda spec: make_judge(spec, self.settings.clip))
         self.heartbeat_s, self.poll_s = heartbeat_s, poll_s
         self._jobs: dict[str, _Job] = {}  # attempt -> job
         self._lock = threading.Lock()
@@ -100,7 +99,8 @@ class RenderWorker:
             watcher = threading.Thread(target=self._watch, args=(run, job), name=f"watch-{job.run_id}", daemon=True)
             watcher.start()
             spec = self.records.read_manifest(run).spec
-            pipeline = RenderPipeline(self.records.store, self.runner_factory(), judge=self.judge_factory(spec), stop=job.stop)
+            pipeline = RenderPipeline(self.records.store, self.runner_factory(), judge=self.judge_factory(spec), stop=job.stop,
+                                      settings=self.settings)
             pipeline.resume(job.run_id)
         except Cancelled:
             if job.shutdown:

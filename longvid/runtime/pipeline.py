@@ -32,6 +32,7 @@ from ..providers.base import ProviderCapabilities
 from ..providers.ledger import BudgetExceeded, CostLedger, EntryState, LedgerEntry
 from ..providers._http import is_safety_refusal
 from ..providers.routing import counts_against_provider
+from ..settings import Settings
 from ..spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
 from .resume import Action, attempt_seed, resume_plan, segment_key
@@ -162,6 +163,7 @@ class RenderPipeline:
         judge: SegmentJudge | None = None,
         stop: threading.Event | None = None,
         stream_copy: bool = True,
+        settings: Settings | None = None,
     ):
         self.store = store if store is not None else LocalRunStore()
         self.runner = runner
@@ -172,15 +174,16 @@ class RenderPipeline:
         self.stop = stop or threading.Event()
         self.stream_copy = stream_copy  # False: re-encode every frame at merge
         self.max_tries = 2  # per segment and invocation, for failures worth retrying
+        self.settings = settings if settings is not None else Settings()  # defaults: no provider keys
 
     # -- steps ---------------------------------------------------------------------------
 
     def check_inputs(self, spec: RenderSpec) -> ProviderCapabilities:
         """What the spec's provider(s) can do together; refuses unknown or unconfigured ones."""
-        capabilities = combined_capabilities(spec.provider)  # unknown provider -> InputError
-        for name in candidate_providers(spec.provider):
-            if provider_capabilities(name).runs_remotely:  # a missing key is refused now, not after Ray has started
-                close = getattr(create_provider(name), "close", None)
+        capabilities = combined_capabilities(spec.provider, self.settings)  # unknown provider -> InputError
+        for name in candidate_providers(spec.provider, self.settings):
+            if provider_capabilities(name, self.settings).runs_remotely:  # a missing key is refused now, not after Ray has started
+                close = getattr(create_provider(name, self.settings), "close", None)
                 if close is not None:
                     close()
         if spec.aspect_ratio not in capabilities.aspect_ratios:
@@ -199,7 +202,7 @@ class RenderPipeline:
             jobs = segment_storyboard(storyboard, spec, capabilities.durations)
         except ValueError as exc:
             raise InputError(f"cannot segment this storyboard: {exc}") from None
-        cheapest = min(provider_capabilities(n).price_per_second_usd for n in candidate_providers(spec.provider))
+        cheapest = min(provider_capabilities(n, self.settings).price_per_second_usd for n in candidate_providers(spec.provider, self.settings))
         cost = sum(cheapest * j.generate_duration_s for j in jobs)
         if spec.budget_usd is not None and cost > spec.budget_usd + 1e-9:
             raise InputError(
@@ -213,7 +216,7 @@ class RenderPipeline:
         verified segments are kept, the rest reset or left to be polled."""
 
         file_ok = functools.partial(clip_verifies, run)
-        idempotent = lambda name: provider_capabilities(name).idempotent_submit  # noqa: E731
+        idempotent = lambda name: provider_capabilities(name, self.settings).idempotent_submit  # noqa: E731
         for index, (action, reason) in resume_plan(manifest, file_ok, idempotent).items():
             record = manifest.segments[index]
             state = record.state
@@ -244,7 +247,7 @@ class RenderPipeline:
         """Generate every segment not yet accepted. Returns (manifest, generated, reused)."""
         if self.runner is None:
             raise RuntimeError("this pipeline was built for planning only: give it a SegmentRunner")
-        router = SegmentRouter(manifest.spec, run.run_id, getattr(self.runner, "gates", None))
+        router = SegmentRouter(manifest.spec, run.run_id, self.settings, getattr(self.runner, "gates", None))
         router.release_all()  # slots a crashed earlier invocation of this run still holds
         try:
             return _GenerateLoop(self, run, manifest, jobs, capabilities, router, lease).run()
@@ -415,7 +418,7 @@ class RenderPipeline:
         capabilities = self.check_inputs(spec)
         storyboard, jobs = planned or self.plan(spec)
         run = self.store.create(run_id or new_run_id(spec.model_dump_json()))
-        with RunLock(run, on_lost=self.stop.set) as lease:  # before the manifest exists, so no resume can start on it meanwhile
+        with RunLock(run, self.settings.store.run_lock_ttl_s, on_lost=self.stop.set) as lease:  # before the manifest exists, so no resume can start on it meanwhile
             write_model(run, PLAN, RunPlan(storyboard=storyboard, segments=jobs))
             manifest = RunManifest(
                 run_id=run.run_id,
@@ -432,7 +435,7 @@ class RenderPipeline:
         """Continue an interrupted (or finished) run from its folder."""
         started = time.perf_counter()
         run = self.store.open(run_id)
-        with RunLock(run, on_lost=self.stop.set) as lease:  # one driver per run: a second one would pay for the same segments again
+        with RunLock(run, self.settings.store.run_lock_ttl_s, on_lost=self.stop.set) as lease:  # one driver per run: a second one would pay for the same segments again
             manifest = read_manifest(run)
             plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
             capabilities = self.check_inputs(manifest.spec)
@@ -822,7 +825,8 @@ class _GenerateLoop:
         # Free, idempotent renders may be retried by Ray; paid calls never are, so a crashed
         # worker cannot pay twice (resume polls the recorded task instead).
         retries = 2 if caps.idempotent_submit else 0
-        handle = self.p.runner.collect(name, task_id, attempt, self.requests[index], conditioning, index in self.needed_seams, retries)
+        handle = self.p.runner.collect(name, task_id, attempt, self.requests[index], conditioning, index in self.needed_seams, retries,
+                                       self.p.settings)
         self.in_flight[handle] = (attempt, key, name)
         self.p.progress.segment(index, SegmentState.SUBMITTED, f"{name} · {self.requests[index].num_cpus:g} cpu")
 

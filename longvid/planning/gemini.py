@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ..errors import InputError, RenderError, describe_validation_error
-from ..settings import GEMINI_DEFAULT_MODEL, GOOGLE_KEY_ENVS, GeminiSettings
+from ..settings import GEMINI_DEFAULT_MODEL, GeminiSettings
 from ..spec import CameraMove, Character, Lighting, RenderSpec, Scene, Storyboard, Transition
 from .offline import MAX_SCENES, MIN_SCENES, OfflinePlanner
 
@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 # (GeminiSettings.model); "gemini-flash-latest" follows the newest Flash automatically.
 DEFAULT_GEMINI_MODEL = GEMINI_DEFAULT_MODEL
 MODEL_ENV = "LONGVID_GEMINI_MODEL"
-API_KEY_ENVS = GOOGLE_KEY_ENVS  # the first one set wins, as in the SDK (looked up in longvid.settings)
-BASE_URL_ENV = "GOOGLE_GEMINI_BASE_URL"
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_HTTP_ATTEMPTS = 3  # the SDK's own retries (429, 5xx, timeouts), first call included

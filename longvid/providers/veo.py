@@ -10,7 +10,8 @@ google-genai 3.x makes videos only in Vertex mode. Two ways to authenticate, bot
   paths `/v1beta1/projects/{p}/locations/{l}/publishers/google/models/{model}:...`.
 
 As in the SDK, a project beats a key. Everything comes as a `VeoSettings` value
-(longvid.settings), read at the edges from the variables above. The wire (checked against the installed SDK):
+(longvid.settings), read at the edges from the variables named here. The wire (checked
+against the installed SDK):
 `POST ...:predictLongRunning` -> `{"name": "<operation>"}`; the operation name is the
 task id; polling is `POST ...:fetchPredictOperation {"operationName"}` -> `done`, then
 `response.videos[0].bytesBase64Encoded` or `error {code, message}` (the SDK does not
@@ -65,12 +66,9 @@ from .base import ProviderCapabilities, TaskState, TaskStatus
 
 log = logging.getLogger(__name__)
 
-MODEL_ENV = "LONGVID_VEO_MODEL"
 PRICES_ENV = "LONGVID_VEO_PRICES"
-BASE_URL_ENV = "GOOGLE_VERTEX_BASE_URL"
 KEY_ENVS = GOOGLE_KEY_ENVS
 PROJECT_ENV = "GOOGLE_CLOUD_PROJECT"
-LOCATION_ENV = "GOOGLE_CLOUD_LOCATION"
 DEFAULT_MODEL = VEO_DEFAULT_MODEL
 DEFAULT_LOCATION = VEO_DEFAULT_LOCATION
 DURATIONS = DurationRule(min_s=4, max_s=8, allowed=(4.0, 6.0, 8.0))

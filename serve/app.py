@@ -129,7 +129,7 @@ class LongvidAPI:
         self.settings = ApiSettings.from_env(store=store)
         self.settings.check_can_start(_proxy_host())  # no tokens: refuse, unless allowed and on loopback
         self.planner, self.renderer = planner, renderer
-        self.records = RenderStore(open_store(self.settings.store))
+        self.records = RenderStore(open_store(self.settings.store, self.settings.longvid.store.s3_part_mb))
 
     def __serve_build_asgi_app__(self):
         from .api import create_api

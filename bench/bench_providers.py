@@ -28,25 +28,26 @@ def main() -> int:
     from longvid.testing.fake_runway import DEFAULT_KEY, start_fake_runway
 
     server, fake = start_fake_runway(pending_polls=1, running_polls=args.latency_polls - 1, scale=0.25)
-    os.environ.update(
-        RUNWAYML_BASE_URL=server.url, RUNWAYML_API_SECRET=DEFAULT_KEY, LONGVID_POLL_INTERVAL_S=str(args.poll_interval),
-        RAY_AUTH_MODE="disabled",
-    )
+    os.environ.update(RAY_AUTH_MODE="disabled")
+    provider_env = {"RUNWAYML_BASE_URL": server.url, "RUNWAYML_API_SECRET": DEFAULT_KEY,
+                    "LONGVID_POLL_INTERVAL_S": str(args.poll_interval)}
     import ray
 
     from longvid.providers import create_provider, generate
     from longvid.runtime import ClusterCapacity, LocalRunStore, RaySegmentRunner, RenderPipeline, ensure_ray
+    from longvid.settings import Settings
     from longvid.spec import RenderSpec
 
     ensure_ray(num_cpus=2)
     spec = RenderSpec(prompt="a lighthouse on a cliff at night", duration_s=args.duration, resolution="360p",
                       provider="runway", judge="off", continuity="anchor")
     started = time.perf_counter()
-    planned = RenderPipeline().plan(spec)
+    settings = Settings.from_env(provider_env)
+    planned = RenderPipeline(settings=settings).plan(spec)
     storyboard, jobs = planned.storyboard, planned.jobs
     planning_s = time.perf_counter() - started
 
-    provider = create_provider("runway")
+    provider = create_provider("runway", settings)
     started = time.perf_counter()
     generate(provider, jobs[0], poll_interval_s=args.poll_interval)
     latency_s = time.perf_counter() - started
@@ -63,9 +64,9 @@ def main() -> int:
             ("sequential (one at a time)", OneAtATime(), "0"))
     for number, (label, runner, limit) in enumerate(runs):
         fake.reset()
-        os.environ["LONGVID_MAX_CONCURRENT_RUNWAY"] = limit
+        limited = Settings.from_env({**provider_env, "LONGVID_MAX_CONCURRENT_RUNWAY": limit})
         started = time.perf_counter()
-        result = RenderPipeline(LocalRunStore(folder / str(number)), runner).render(spec, planned=planned)
+        result = RenderPipeline(LocalRunStore(folder / str(number)), runner, settings=limited).render(spec, planned=planned)
         rows.append((label, time.perf_counter() - started, result, fake.counts["create"], fake.most_in_flight()))
     ideal = latency_s + planning_s + rows[0][2].merge.seconds
     print(f"fake Runway: {args.latency_polls} polls x {args.poll_interval:g} s; one task end to end: {latency_s:.2f} s; "

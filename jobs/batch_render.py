@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from jobs.locations import base_name, is_s3, read_text, write_text
 from longvid.wiring import DEFAULT_CLIP_MODEL, RenderOptions, planning_pipeline, render_pipeline
 from longvid.errors import InputError, LongvidError
 from longvid.manifest import RunStatus
+from longvid.settings import Settings
 
 # Set in the environment of a driver started by `ray job submit`.
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
@@ -45,7 +46,7 @@ RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batch_render.py", description=__doc__.splitlines()[0])
     parser.add_argument("specs", help="JSONL file, one RenderSpec per line: a local path or s3://bucket/key")
-    parser.add_argument("--store", default=os.environ.get("LONGVID_STORE", "runs"),
+    parser.add_argument("--store", default=None,
                         help="run folders: a local folder or s3://bucket/prefix (default: $LONGVID_STORE or ./runs)")
     parser.add_argument("--out-dir", type=Path, default=Path("renders"),
                         help="local folder for a copy of each finished video and summary.json (default: %(default)s)")
@@ -101,6 +102,7 @@ class BatchJob:
     store: object
     console: object
     stop: threading.Event
+    settings: Settings = field(default_factory=Settings)  # main passes Settings.from_env()
 
     def render(self, item: SpecLine) -> RenderRow:
         """Render (or resume, or skip) one spec; every failure becomes the row's error."""
@@ -136,15 +138,15 @@ class BatchJob:
             action = "resumed"
         if self.stop.is_set():
             return _replace(base, status="cancelled", action=action, error="not started: the job was stopped; submit it again to render")
-        options = RenderOptions(planner=self.args.planner, clip_model=self.args.clip_model or DEFAULT_CLIP_MODEL,
-                                clip_checkpoint=self.args.clip_checkpoint, allow_download=self.args.allow_download,
-                                stream_copy=not self.args.no_stream_copy)
-        planning_pipeline(self.store, options, spec.storyboard_file is not None).check_inputs(spec)  # refuse before starting judge actors
+        options = RenderOptions(planner=self.args.planner, clip_model=self.args.clip_model or self.settings.clip.model,
+                                clip_checkpoint=self.args.clip_checkpoint or self.settings.clip.checkpoint,
+                                allow_download=self.args.allow_download, stream_copy=not self.args.no_stream_copy)
+        planning_pipeline(self.store, options, self.settings, spec.storyboard_file is not None).check_inputs(spec)  # refuse before starting judge actors
 
         def say_judge(judge) -> None:
             progress.say(f"judge: {judge.backend}" + (f" ({judge.notes})" if judge.notes else ""))
 
-        with render_pipeline(spec, self.store, RaySegmentRunner(), options, progress=progress, stop=self.stop,
+        with render_pipeline(spec, self.store, RaySegmentRunner(), options, self.settings, progress=progress, stop=self.stop,
                              on_judge=say_judge) as pipeline:
             progress.say(("resuming" if action == "resumed" else "rendering") + f" {spec.prompt[:80]!r}")
             result = pipeline.render(spec, output=self.output_path(run_id), run_id=run_id)
@@ -212,10 +214,11 @@ def run_lines(job: BatchJob, lines: list[SpecLine], parallel: int, on_rows) -> l
     return sorted(rows, key=lambda r: r.line)
 
 
-def relative_path_warnings(args: argparse.Namespace) -> list[str]:
-    """Under `ray job submit` the working directory is a temporary copy: relative local
-    paths would put runs there, where the next submission cannot find them to resume."""
-    if RAY_JOB_ENV not in os.environ:
+def relative_path_warnings(args: argparse.Namespace, in_ray_job: bool) -> list[str]:
+    """Under `ray job submit` (main looks for RAY_JOB_ENV) the working directory is a
+    temporary copy: relative local paths would put runs there, where the next submission
+    cannot find them to resume."""
+    if not in_ray_job:
         return []
     named = {"--store": args.store, "--summary": args.summary or args.out_dir / "summary.json"}
     if not args.no_copy:
@@ -245,21 +248,23 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None, han
     summary_at = args.summary or str(args.out_dir / "summary.json")
     job_name = args.job_name or base_name(args.specs)
     try:
+        settings = Settings.from_env()  # the one read of the environment; passed down from here
+        args.store = args.store or settings.store.location
         lines = parse_spec_lines(read_text(args.specs), job_name)
         if not lines:
             raise InputError(f"{args.specs} has no specs; write one JSON object per line")
     except InputError as exc:
         console.print(f"batch_render: error: {exc}")
         return 2
-    for warning in relative_path_warnings(args):
+    for warning in relative_path_warnings(args, RAY_JOB_ENV in os.environ):
         console.print(f"batch_render: warning: {warning}")
 
     from longvid.runtime import ensure_ray, open_store
 
-    ensure_ray(args.ray_address, args.num_cpus)
+    ensure_ray(args.ray_address or settings.ray_address, args.num_cpus)
     if handle_signals:  # after ray.init, which installs its own SIGTERM handler over any earlier one
         stop_on_signals(stop)
-    store = open_store(args.store)
+    store = open_store(args.store, settings.store.s3_part_mb)
     console.print(f"job {job_name}: {len(lines)} specs from {args.specs}, {args.parallel} at a time, runs in {store.url}")
     started_at, started = now_iso(), time.perf_counter()
     all_rows: list[RenderRow] = []
@@ -285,7 +290,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None, han
             if time.monotonic() - last_write[0] >= SUMMARY_EVERY_S:
                 write_summary(finished=False)
 
-    job = BatchJob(args=args, store=store, console=console, stop=stop)
+    job = BatchJob(args=args, store=store, console=console, stop=stop, settings=settings)
     try:
         rows = run_lines(job, lines, args.parallel, on_rows)
     finally:  # the rows finished so far are written whatever ended the job

@@ -37,15 +37,18 @@ __all__ = [
 ]
 
 
-def render(spec: RenderSpec, output=None, runs_dir="runs", progress=None, planner: str = "auto"):
+def render(spec: RenderSpec, output=None, runs_dir="runs", progress=None, planner: str = "auto", settings=None):
     """Render `spec` on Ray (started in-process unless RAY_ADDRESS is set), with the planner
-    `planner` (auto, gemini or offline) and the judge `spec.judge`, wired as the CLI wires them."""
+    `planner` (auto, gemini or offline) and the judge `spec.judge`, wired as the CLI wires them.
+    `settings` (longvid.settings.Settings) defaults to `Settings.from_env()`: this is a public edge."""
     from .runtime import LocalRunStore, RaySegmentRunner, ensure_ray
+    from .settings import Settings
     from .wiring import RenderOptions, planning_pipeline, render_pipeline
 
-    options = RenderOptions(planner=planner)
+    settings = settings if settings is not None else Settings.from_env()
+    options = RenderOptions(planner=planner, clip_model=settings.clip.model, clip_checkpoint=settings.clip.checkpoint)
     store = LocalRunStore(runs_dir)
-    planned = planning_pipeline(store, options, spec.storyboard_file is not None).plan(spec)  # bad input before Ray starts
-    ensure_ray()
-    with render_pipeline(spec, store, RaySegmentRunner(), options, progress=progress) as pipeline:
+    planned = planning_pipeline(store, options, settings, spec.storyboard_file is not None).plan(spec)  # bad input before Ray starts
+    ensure_ray(settings.ray_address)
+    with render_pipeline(spec, store, RaySegmentRunner(), options, settings, progress=progress) as pipeline:
         return pipeline.render(spec, output=output, planned=planned)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .errors import InputError, LongvidError, describe_validation_error
+from .settings import Settings
 from .spec import (
     DEFAULT_DURATION_S,
     AspectRatio,
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _store_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", "--runs-dir", dest="store", default=os.environ.get("LONGVID_STORE", "runs"),
+    parser.add_argument("--store", "--runs-dir", dest="store", default=None,
                         help="where run folders live: a local folder or s3://bucket/prefix (default: $LONGVID_STORE or ./runs)")
 
 
@@ -140,9 +140,16 @@ def _options(args: argparse.Namespace):
     """How this command wants its renders built (planner, CLIP weights, merge)."""
     from .wiring import DEFAULT_CLIP_MODEL, RenderOptions
 
-    return RenderOptions(planner=getattr(args, "planner", "auto"), clip_model=getattr(args, "clip_model", None) or DEFAULT_CLIP_MODEL,
-                         clip_checkpoint=getattr(args, "clip_checkpoint", None), allow_download=getattr(args, "allow_download", False),
-                         stream_copy=not getattr(args, "no_stream_copy", False))
+    clip = args.settings.clip
+    return RenderOptions(planner=getattr(args, "planner", "auto"), clip_model=getattr(args, "clip_model", None) or clip.model,
+                         clip_checkpoint=getattr(args, "clip_checkpoint", None) or clip.checkpoint,
+                         allow_download=getattr(args, "allow_download", False), stream_copy=not getattr(args, "no_stream_copy", False))
+
+
+def _open_store(args: argparse.Namespace):
+    from .runtime import open_store
+
+    return open_store(args.store, args.settings.store.s3_part_mb)
 
 
 def _console():
@@ -155,7 +162,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .wiring import planning_pipeline
 
     spec = _spec_from(args)
-    planned = planning_pipeline(options=_options(args), storyboard_given=spec.storyboard_file is not None).plan(spec)
+    planned = planning_pipeline(options=_options(args), settings=args.settings,
+                                storyboard_given=spec.storyboard_file is not None).plan(spec)
     storyboard, jobs = planned.storyboard, planned.jobs
     for warning in planned.warnings:
         print(f"longvid: warning: {warning}", file=sys.stderr)
@@ -262,12 +270,12 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
     """Start Ray, run `work(pipeline)` with live progress and graceful stop, print the summary."""
     import threading
 
-    from .runtime import RaySegmentRunner, ensure_ray, open_store
+    from .runtime import RaySegmentRunner, ensure_ray
     from .wiring import render_pipeline
 
     console = _console()
     progress = _CliProgress(console, live=console.is_terminal and not args.json)
-    ensure_ray(args.ray_address, args.num_cpus)
+    ensure_ray(args.ray_address or args.settings.ray_address, args.num_cpus)
 
     def say_judge(judge) -> None:
         if not args.json:
@@ -276,7 +284,7 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
     stop = threading.Event()
     _graceful_stop(stop)
     try:
-        with render_pipeline(spec, open_store(args.store), RaySegmentRunner(), _options(args), progress=progress, stop=stop,
+        with render_pipeline(spec, _open_store(args), RaySegmentRunner(), _options(args), args.settings, progress=progress, stop=stop,
                              on_judge=say_judge) as pipeline:
             result = work(pipeline)
     finally:
@@ -300,22 +308,20 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .runtime import open_store
     from .wiring import planning_pipeline
 
     spec = _spec_from(args)
     if args.output is not None and args.output.suffix.lower() != ".mp4":
         raise InputError(f"output {args.output} must end in .mp4")
     # Planned before Ray starts, so bad input is refused at once; the plan (and its warnings) goes with the render.
-    planned = planning_pipeline(open_store(args.store), _options(args), spec.storyboard_file is not None).plan(spec)
+    planned = planning_pipeline(_open_store(args), _options(args), args.settings, spec.storyboard_file is not None).plan(spec)
     return _run_pipeline(args, spec, lambda p: p.render(spec, output=args.output, run_id=args.run_id, planned=planned))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .runtime import open_store
     from .runtime.store import read_manifest
 
-    run = open_store(args.store).open(args.run_id)  # a missing run is an input error, before Ray starts
+    run = _open_store(args).open(args.run_id)  # a missing run is an input error, before Ray starts
     spec = read_manifest(run).spec
     return _run_pipeline(args, spec, lambda p: p.resume(args.run_id, output=args.output))
 
@@ -324,15 +330,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     import functools
 
     from .providers import provider_capabilities
-    from .runtime import open_store
     from .runtime.resume import resume_plan
     from .runtime.store import clip_verifies, read_manifest
 
-    run = open_store(args.store).open(args.run_id)
+    run = _open_store(args).open(args.run_id)
     manifest = read_manifest(run)
     file_ok = functools.partial(clip_verifies, run)
 
-    actions = resume_plan(manifest, file_ok, lambda name: provider_capabilities(name).idempotent_submit)
+    actions = resume_plan(manifest, file_ok, lambda name: provider_capabilities(name, args.settings).idempotent_submit)
     if args.json:
         print(json.dumps({
             "run_id": manifest.run_id, "status": manifest.status, "cost_usd": manifest.cost_usd, "error": manifest.error,
@@ -355,10 +360,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .runtime import open_store
     from .runtime.store import read_manifest
 
-    store = open_store(args.store)
+    store = _open_store(args)
     rows = []
     for run_id in store.list_runs():
         try:
@@ -382,7 +386,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from .runtime.layout import PLAN
     from .runtime.store import read_manifest
 
-    run = open_store(args.store).open(args.run_id)
+    run = _open_store(args).open(args.run_id)
     names = write_review(run, read_manifest(run), RunPlan.model_validate_json(run.read_bytes(PLAN)))
     for name in names:
         print(run.location(name))
@@ -396,15 +400,15 @@ def cmd_providers(args: argparse.Namespace) -> int:
     from .runtime import open_store
     from .runtime.layout import health_state
 
-    store = open_store(args.store)
+    store = _open_store(args)
     rows = []
     for name in available_providers():
-        caps = provider_capabilities(name)
+        caps = provider_capabilities(name, args.settings)
         d = caps.durations
         raw = store.get_state(health_state(name))
         health = json.loads(raw) if raw else None
         rows.append({
-            "name": name, "configured": provider_configured(name), "hint": PROVIDER_SETTINGS.get(name, ((), ""))[1],
+            "name": name, "configured": provider_configured(name, args.settings), "hint": PROVIDER_SETTINGS.get(name, (None, ""))[1],
             "model": caps.model, "durations_s": list(d.allowed) if d.allowed else [d.min_s, d.max_s],
             "discrete_durations": d.allowed is not None, "usd_per_second": caps.price_per_second_usd,
             "max_concurrent": caps.max_concurrent_tasks,
@@ -433,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"plan": cmd_plan, "render": cmd_render, "resume": cmd_resume, "status": cmd_status, "runs": cmd_runs, "providers": cmd_providers, "review": cmd_review}
     try:
+        args.settings = Settings.from_env()  # the one read of the environment; passed down from here
+        if getattr(args, "store", "") is None:
+            args.store = args.settings.store.location
         if args.command in ("resume", "status", "review"):  # a run id, or the run folder's path render printed
             from .runtime.run_ref import resolve_run_ref
 
@@ -447,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         print("longvid: interrupted; the run folder keeps what was finished", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug or an environment failure: one line (LONGVID_DEBUG=1 for the traceback)
-        if os.environ.get("LONGVID_DEBUG"):
+        settings = getattr(args, "settings", None)
+        if settings is not None and settings.debug:
             raise
         if getattr(args, "json", False):
             print(json.dumps({"error": f"{exc.__class__.__name__}: {exc}", "exit_code": 1}))

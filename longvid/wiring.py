@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .settings import GeminiSettings, Settings
 from .spec import RenderSpec
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
@@ -27,7 +28,7 @@ class RenderOptions:
     stream_copy: bool = True  # False: re-encode every frame at merge
 
 
-def make_planner(choice: str = "auto", storyboard_given: bool = False):
+def make_planner(settings: GeminiSettings, choice: str = "auto", storyboard_given: bool = False):
     """auto: Gemini when a key is configured, else offline (a failing Gemini falls back with
     a warning); gemini: Gemini or fail, never a quiet fallback; offline: no network. A
     storyboard file needs no planning, but Gemini still rewords refused prompts when it is
@@ -38,9 +39,9 @@ def make_planner(choice: str = "auto", storyboard_given: bool = False):
         return OfflinePlanner()
     from .planning.gemini import GeminiPlanner, gemini_available
 
-    if not gemini_available() and (choice == "auto" or storyboard_given):
+    if not gemini_available(settings) and (choice == "auto" or storyboard_given):
         return OfflinePlanner()
-    return GeminiPlanner(allow_fallback=choice == "auto")
+    return GeminiPlanner(settings, allow_fallback=choice == "auto")
 
 
 def make_judge(spec: RenderSpec, options: RenderOptions = RenderOptions()):
@@ -56,29 +57,33 @@ def make_judge(spec: RenderSpec, options: RenderOptions = RenderOptions()):
     return create_pipeline_judge(config, spec.reference_images)
 
 
-def planning_pipeline(store=None, options: RenderOptions = RenderOptions(), storyboard_given: bool = False):
-    """A pipeline that plans and checks input only (no Ray, no judge)."""
+def planning_pipeline(store=None, options: RenderOptions = RenderOptions(), settings: Settings | None = None,
+                      storyboard_given: bool = False):
+    """A pipeline that plans and checks input only (no Ray, no judge). `settings`: the edge's
+    (None: no provider keys)."""
     from .runtime.pipeline import RenderPipeline
 
-    return RenderPipeline(store, planner=make_planner(options.planner, storyboard_given))
+    settings = settings if settings is not None else Settings()
+    return RenderPipeline(store, planner=make_planner(settings.gemini, options.planner, storyboard_given), settings=settings)
 
 
 @contextmanager
-def render_pipeline(spec: RenderSpec, store, runner, options: RenderOptions = RenderOptions(), *, progress=None,
+def render_pipeline(spec: RenderSpec, store, runner, options: RenderOptions, settings: Settings, *, progress=None,
                     stop: threading.Event | None = None, judge_factory=None, on_judge=None) -> Iterator:
     """The pipeline that renders or resumes `spec` (the same planner, judge and options for
     every way in); its judge's actors are released when the block ends, however it ends.
+    `settings` are the edge's (read once from its environment).
     `judge_factory(spec)` replaces the judge (tests, or a server's own policy); `on_judge(judge)`
     is told which judge was built (the CLI prints it)."""
     from .runtime.pipeline import RenderPipeline
 
-    planner = make_planner(options.planner, spec.storyboard_file is not None)
+    planner = make_planner(settings.gemini, options.planner, spec.storyboard_file is not None)
     judge = judge_factory(spec) if judge_factory is not None else make_judge(spec, options)
     try:
         if judge is not None and on_judge is not None:
             on_judge(judge)
         yield RenderPipeline(store, runner, planner=planner, progress=progress, judge=judge, stop=stop,
-                             stream_copy=options.stream_copy)
+                             stream_copy=options.stream_copy, settings=settings)
     finally:
         if judge is not None:
             judge.close()

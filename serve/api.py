@@ -90,7 +90,7 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
     `.start(run_id, attempt)`): deployment handles or in-process objects."""
     settings = settings or ApiSettings.from_env()
     settings.check_auth_configured()  # no tokens: only with LONGVID_ALLOW_NO_AUTH
-    records = RenderStore(open_store(settings.store))
+    records = RenderStore(open_store(settings.store, settings.longvid.store.s3_part_mb))
     planner_client, renderer_client = PlannerClient(planner), RendererClient(renderer)
     fetcher = fetcher or ImageFetcher(settings.max_image_bytes)
     secret = settings.link_secret.get_secret_value()

@@ -46,7 +46,8 @@ class Planner:
     def __init__(self):
         from .planning import PlanService
 
-        self.service = PlanService(os.environ.get("LONGVID_PLANNER", "auto").strip().lower() or "auto")
+        settings = ApiSettings.from_env()  # this replica's environment: LONGVID_PLANNER and the Gemini key
+        self.service = PlanService(settings.planner, settings.longvid)
 
     def plan(self, spec: dict, storyboard: dict | None = None) -> dict:
         return self.service.plan(spec, storyboard)
@@ -73,7 +74,10 @@ class Renderer:
 
         from .worker import RenderWorker
 
-        self.worker = RenderWorker(open_store(store), RaySegmentRunner, _render_options())
+        api = ApiSettings.from_env(store=store)  # this replica's environment: provider keys never travel as arguments
+        settings = api.longvid
+        self.worker = RenderWorker(open_store(store, settings.store.s3_part_mb), RaySegmentRunner, _render_options(api),
+                                   settings=settings)
 
     def start(self, run_id: str, attempt: str) -> bool:
         """Start attempt `attempt` of the run prepared in the store; returns at once."""
@@ -126,7 +130,7 @@ class LongvidAPI:
         self.settings = ApiSettings.from_env(store=store)
         self.settings.check_can_start(_proxy_host())  # no tokens: refuse, unless allowed and on loopback
         self.planner, self.renderer = planner, renderer
-        self.records = RenderStore(open_store(self.settings.store))
+        self.records = RenderStore(open_store(self.settings.store, self.settings.longvid.store.s3_part_mb))
 
     def __serve_build_asgi_app__(self):
         from .api import create_api
@@ -167,14 +171,10 @@ def build_app(args: dict | None = None, *, runtime_env: dict | None = None, num_
 app = build_app()
 
 
-def _render_options():
-    """The replica's render options, from its environment: the planner choice (which also
+def _render_options(api: ApiSettings):
+    """The Renderer replica's render options: the planner choice (LONGVID_PLANNER, which also
     rewords refused prompts) and where CLIP weights are; a server never downloads weights."""
-    from pathlib import Path
+    from longvid.wiring import RenderOptions
 
-    from longvid.wiring import DEFAULT_CLIP_MODEL, RenderOptions
-
-    checkpoint = os.environ.get("LONGVID_CLIP_CHECKPOINT", "").strip()
-    return RenderOptions(planner=os.environ.get("LONGVID_PLANNER", "auto").strip().lower() or "auto",
-                         clip_model=os.environ.get("LONGVID_CLIP_MODEL") or DEFAULT_CLIP_MODEL,
-                         clip_checkpoint=Path(checkpoint) if checkpoint else None)
+    clip = api.longvid.clip
+    return RenderOptions(planner=api.planner, clip_model=clip.model, clip_checkpoint=clip.checkpoint)

@@ -15,13 +15,15 @@ from pydantic import ValidationError
 from longvid.errors import InputError, LongvidError, describe_validation_error
 from longvid.providers import provider_configured
 from longvid.runtime.router import candidate_providers
+from longvid.settings import Settings
 from longvid.spec import RenderSpec, Storyboard
 from longvid.wiring import RenderOptions, planning_pipeline
 
 
 class PlanService:
-    def __init__(self, planner_mode: str = "auto"):
+    def __init__(self, planner_mode: str = "auto", settings: Settings | None = None):
         self.planner_mode = planner_mode
+        self.settings = settings if settings is not None else Settings()  # defaults: no keys, so offline
 
     def plan(self, spec_json: dict, storyboard_json: dict | None = None) -> dict:
         """{"storyboard", "segments" (full jobs), "estimated_cost_usd", "provider", "warnings"}
@@ -32,15 +34,15 @@ class PlanService:
         except ValidationError as exc:
             return _error("invalid_request", describe_validation_error(exc))
         try:
-            unavailable = unavailable_provider(spec.provider)
+            unavailable = unavailable_provider(spec.provider, self.settings)
         except InputError as exc:  # an unknown provider name: the caller's to fix
             return _error("invalid_request", str(exc))
         if unavailable is not None:
             return _error("invalid_request", f"provider {unavailable!r} is not available on this server; "
                                              "choose another provider (e.g. preview)")
         try:
-            pipeline = planning_pipeline(options=RenderOptions(planner=self.planner_mode if storyboard is None else "offline"))
-            planned = pipeline.plan(spec, storyboard)
+            options = RenderOptions(planner=self.planner_mode if storyboard is None else "offline")
+            planned = planning_pipeline(options=options, settings=self.settings).plan(spec, storyboard)
         except InputError as exc:  # unknown provider, missing key, budget too small, unsegmentable storyboard
             return _error("invalid_request", str(exc))
         except LongvidError as exc:  # the planner itself failed (e.g. Gemini, with no fallback)
@@ -54,10 +56,10 @@ class PlanService:
         }
 
 
-def unavailable_provider(requested: str) -> str | None:
+def unavailable_provider(requested: str, settings: Settings) -> str | None:
     """The first provider `requested` names that this server has no credentials for, or None
     (which variable is missing is the operator's business, not the caller's)."""
-    return next((name for name in candidate_providers(requested) if not provider_configured(name)), None)
+    return next((name for name in candidate_providers(requested, settings) if not provider_configured(name, settings)), None)
 
 
 def _error(code: str, message: str) -> dict:

@@ -27,6 +27,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr
 
+from longvid.errors import InputError
+from longvid.settings import Settings
+
 from .security import LOOPBACK_HOSTS, derive_link_secret, parse_tokens
 
 
@@ -52,7 +55,8 @@ class ApiSettings(BaseModel):
     # A render whose worker stopped beating this long is interrupted; longer than the run
     # lease (90 s), so a resume it offers is not refused by the dead driver's lease.
     stale_after_s: float = Field(120.0, gt=0)
-    planner: Literal["auto", "offline", "gemini"] = "auto"
+    planner: Literal["auto", "offline", "gemini"] = "auto"  # LONGVID_PLANNER: the one source of the Planner's choice
+    longvid: Settings = Field(default_factory=Settings)  # provider and planner settings from the same environment
     # Reference images (serve/inputs.py): what one token's renders may keep, how old an image
     # no run refers to (or a request's leftover stage) must be before it is swept, and how
     # often a sweep runs at most.
@@ -82,6 +86,10 @@ class ApiSettings(BaseModel):
             "planner": env.get("LONGVID_PLANNER", "auto").strip().lower() or "auto",
             "input_quota_bytes": _int(env, "LONGVID_INPUT_QUOTA_MB", 200) * 1024 * 1024,
         }
+        try:
+            values["longvid"] = Settings.from_env(env)
+        except InputError as exc:
+            raise SettingsError(str(exc)) from None
         values.update(overrides)
         try:
             return cls(**values)

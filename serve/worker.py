@@ -22,6 +22,7 @@ from longvid.runtime.pipeline import Cancelled
 from longvid.runtime.runlock import RunLocked
 from longvid.runtime.layout import MANIFEST, WORKER
 from longvid.runtime.store import write_model
+from longvid.settings import Settings
 from longvid.wiring import RenderOptions, render_pipeline
 
 from .runs import RenderStore
@@ -43,10 +44,14 @@ class _Job:
 
 class RenderWorker:
     def __init__(self, store, runner_factory: Callable[[], object], options: RenderOptions = RenderOptions(),
-                 judge_factory: Callable | None = None, heartbeat_s: float = 5.0, poll_s: float = 0.5):
+                 judge_factory: Callable | None = None, heartbeat_s: float = 5.0, poll_s: float = 0.5,
+                 settings: Settings | None = None):
         """`options`: the replica's planner choice and CLIP settings (a server never downloads
-        weights); `judge_factory(spec)` replaces the judge the options would build."""
+        weights); `settings`: the replica's provider settings (the replica passes
+        Settings.from_env(); None: no provider keys); `judge_factory(spec)` replaces the judge
+        the options would build."""
         self.records = RenderStore(store)
+        self.settings = settings if settings is not None else Settings()
         self.runner_factory, self.options, self.judge_factory = runner_factory, options, judge_factory
         self.heartbeat_s, self.poll_s = heartbeat_s, poll_s
         self._jobs: dict[str, _Job] = {}  # attempt -> job
@@ -93,7 +98,7 @@ class RenderWorker:
             watcher = threading.Thread(target=self._watch, args=(run, job), name=f"watch-{job.run_id}", daemon=True)
             watcher.start()
             spec = self.records.read_manifest(run).spec
-            with render_pipeline(spec, self.records.store, self.runner_factory(), self.options, stop=job.stop,
+            with render_pipeline(spec, self.records.store, self.runner_factory(), self.options, self.settings, stop=job.stop,
                                  judge_factory=self.judge_factory) as pipeline:
                 pipeline.resume(job.run_id)
         except Cancelled:

@@ -79,12 +79,10 @@ def test_exit_code_and_summary_counts():
     assert document["cost_usd"] == 1.5  # a duplicate line is not paid twice
 
 
-def test_relative_paths_are_flagged_only_inside_a_ray_job(monkeypatch):
+def test_relative_paths_are_flagged_only_inside_a_ray_job():
     args = batch_render.build_parser().parse_args(["specs.jsonl", "--store", "runs", "--summary", "s3://b/s.json"])
-    monkeypatch.delenv(batch_render.RAY_JOB_ENV, raising=False)
-    assert batch_render.relative_path_warnings(args) == []
-    monkeypatch.setenv(batch_render.RAY_JOB_ENV, "{}")
-    warnings = batch_render.relative_path_warnings(args)
+    assert batch_render.relative_path_warnings(args, in_ray_job=False) == []
+    warnings = batch_render.relative_path_warnings(args, in_ray_job=True)
     assert [w.split()[0] for w in warnings] == ["--store", "--out-dir"]  # s3:// is fine
 
 

@@ -206,7 +206,7 @@ class CrashingRunner(InlineSegmentRunner):
 
 
 def test_crash_after_creating_tasks_polls_them_on_resume(tmp_path):
-    register_provider("counting", CountingProvider.capabilities, CountingProvider)
+    register_provider("counting", CountingProvider.capabilities, lambda settings: CountingProvider())
     CountingProvider.creates.clear()
     spec = RenderSpec(**{**SPEC, "provider": "counting", "continuity": "anchor"})
     with pytest.raises(SystemExit):
@@ -245,7 +245,7 @@ class PaidFlakyProvider(CountingProvider):
 def test_ledger_records_every_paid_call_and_holds_the_budget(tmp_path):
     from longvid.errors import RenderError
 
-    register_provider("paid", PaidFlakyProvider.capabilities, PaidFlakyProvider)
+    register_provider("paid", PaidFlakyProvider.capabilities, lambda settings: PaidFlakyProvider())
     CountingProvider.creates.clear()
     PaidFlakyProvider.failed_once.clear()
     probe = RenderSpec(**{**SPEC, "provider": "paid"})

@@ -13,6 +13,7 @@ from longvid.planning.segmentation import DurationRule
 from longvid.providers.routing import BreakerConfig, common_durations, counts_against_provider, requested_providers
 from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
 from longvid.runtime.gates import Admission, GateConfig, ProviderGate
+from longvid.settings import Settings
 from longvid.spec import RenderSpec, SegmentState
 from longvid.testing import fake_runway, fake_veo
 
@@ -83,10 +84,10 @@ def test_gate_slots_leases_and_breaker():
 
 def test_gate_config_from_env():
     env = {"LONGVID_MAX_CONCURRENT_RUNWAY": "3", "LONGVID_BREAKER_OPEN_S": "5"}
-    config = GateConfig.from_env("runway", 4, env)
+    config = GateConfig.from_settings("runway", 4, Settings.from_env(env).gates)
     assert config.max_concurrent == 3 and config.breaker.open_seconds == 5
-    assert GateConfig.from_env("veo", 4, env).max_concurrent == 4
-    assert GateConfig.from_env("veo", 4, {"LONGVID_MAX_CONCURRENT_VEO": "0"}).max_concurrent is None
+    assert GateConfig.from_settings("veo", 4, Settings.from_env(env).gates).max_concurrent == 4
+    assert GateConfig.from_settings("veo", 4, Settings.from_env({"LONGVID_MAX_CONCURRENT_VEO": "0"}).gates).max_concurrent is None
 
 
 @pytest.fixture
@@ -126,7 +127,7 @@ def test_segments_fail_over_from_runway_to_veo(two_providers, tmp_path):
     runway, veo = two_providers
     runway.faults.append(fake_runway.Fault("fail", failure_code="INTERNAL.BAD_OUTPUT.CODE01", times=None))
     spec = RenderSpec(prompt=SURREAL, duration_s=8, resolution="360p", provider="auto", judge="off", budget_usd=20)
-    result = RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner()).render(spec, run_id="r")
+    result = RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner(), settings=Settings.from_env()).render(spec, run_id="r")
     assert result.frames == 8 * 24
     manifest = load_manifest((tmp_path / "r" / "manifest.json").read_text())
     assert {r.provider for r in manifest.segments} == {"veo"}
@@ -147,7 +148,7 @@ def test_an_open_breaker_sends_later_segments_straight_to_the_next_provider(two_
     runway.faults.append(fake_runway.Fault("503", on="create", retry_after=0.01, times=None))
     spec = RenderSpec(prompt=SURREAL, duration_s=45, resolution="360p", provider="runway,veo", judge="off",
                       continuity="anchor")
-    RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner()).render(spec, run_id="r")
+    RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner(), settings=Settings.from_env()).render(spec, run_id="r")
     manifest = load_manifest((tmp_path / "r" / "manifest.json").read_text())
     assert len(manifest.segments) == 6 and {r.provider for r in manifest.segments} == {"veo"}
     per_call = runway.counts["create"] // 4
@@ -165,7 +166,7 @@ def test_a_single_provider_does_not_fail_over(two_providers, tmp_path):
     runway.faults.append(fake_runway.Fault("fail", failure_code="INTERNAL", times=None))
     spec = RenderSpec(prompt=SURREAL, duration_s=8, resolution="360p", provider="runway", judge="off", continuity="anchor")
     with pytest.raises(RenderError, match="INTERNAL"):
-        RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner()).render(spec, run_id="r")
+        RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner(), settings=Settings.from_env()).render(spec, run_id="r")
     assert not veo.operations
 
 
@@ -174,10 +175,10 @@ def test_providers_without_a_shared_length_are_refused(tmp_path, monkeypatch):
     from longvid.providers.base import ProviderCapabilities
 
     caps = ProviderCapabilities(name="tens", model="t", durations=DurationRule(10, 10, (10.0,)), runs_remotely=True)
-    register_provider("tens", caps, lambda: None)
+    register_provider("tens", caps, lambda settings: None)
     monkeypatch.setenv("GOOGLE_API_KEY", "k")
     with pytest.raises(InputError, match="share no clip length"):
-        RenderPipeline(LocalRunStore(tmp_path)).plan(RenderSpec(prompt="a fox", duration_s=20, provider="tens,veo"))
+        RenderPipeline(LocalRunStore(tmp_path), settings=Settings.from_env()).plan(RenderSpec(prompt="a fox", duration_s=20, provider="tens,veo"))
 
 
 # Faults a render may meet at either provider (none that only waits out a timeout).
@@ -217,7 +218,7 @@ def test_random_faults_never_pass_the_budget_or_hide_a_task(two_providers, tmp_p
     spec = RenderSpec(prompt=SURREAL, duration_s=8, resolution="360p", provider="auto", judge="off",
                       budget_usd=budget, continuity="anchor")
     try:
-        RenderPipeline(LocalRunStore(store), InlineSegmentRunner()).render(spec, run_id="r")
+        RenderPipeline(LocalRunStore(store), InlineSegmentRunner(), settings=Settings.from_env()).render(spec, run_id="r")
         outcome = "done"
     except InputError as exc:  # the budget cannot cover even the cheapest plan: refused up front
         assert "budget" in str(exc) and not runway.tasks and not veo.operations
@@ -261,7 +262,7 @@ def test_review_findings_routing_rules():
     from longvid.providers.routing import SegmentNeeds, rank
     from longvid.spec import AspectRatio, QualityTier
 
-    caps = [provider_capabilities("runway"), provider_capabilities("veo")]
+    caps = [provider_capabilities("runway", Settings()), provider_capabilities("veo", Settings())]
     needs = dict(aspect=AspectRatio.LANDSCAPE, duration_s=6.0, budget_left_usd=100.0)
     assert rank(caps, SegmentNeeds(quality=QualityTier.PREMIUM, style="surreal", **needs))[0] == "veo"
     assert rank(caps, SegmentNeeds(quality=QualityTier.STANDARD, style="surreal", **needs))[0] == "runway"
@@ -284,7 +285,7 @@ def test_a_refused_prompt_is_reworded_whatever_the_safety_code_family(two_provid
     runway.faults.append(fake_runway.Fault("fail", failure_code="INPUT_PREPROCESSING.SAFETY.TEXT"))
     spec = RenderSpec(prompt=SURREAL, duration_s=8, resolution="360p", provider="runway,veo", judge="off",
                       continuity="anchor")
-    RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner()).render(spec, run_id="r")
+    RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner(), settings=Settings.from_env()).render(spec, run_id="r")
     manifest = load_manifest((tmp_path / "r" / "manifest.json").read_text())
     reworded = [r for r in manifest.segments if r.rephrased_prompt]
     assert len(reworded) == 1 and reworded[0].provider == "runway"  # reworded, not sent verbatim to Veo
@@ -297,7 +298,7 @@ def test_a_paid_task_that_cannot_be_polled_is_left_for_resume_not_paid_again(two
     spec = RenderSpec(prompt=SURREAL, duration_s=5, resolution="360p", provider="runway,veo", judge="off",
                       continuity="anchor")
     with pytest.raises(RenderError, match="longvid resume r"):
-        RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner()).render(spec, run_id="r")
+        RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner(), settings=Settings.from_env()).render(spec, run_id="r")
     manifest = load_manifest((tmp_path / "r" / "manifest.json").read_text())
     assert not veo.operations  # nothing paid twice
     assert any(r.state is SegmentState.SUBMITTED and r.task_id for r in manifest.segments)
@@ -316,7 +317,7 @@ def test_scenes_start_from_the_reference_image_at_a_generative_provider(two_prov
     Image.new("RGB", (800, 600), (200, 40, 160)).save(reference)
     spec = RenderSpec(prompt="a lighthouse at night, then a storm", duration_s=20, resolution="360p", provider="runway",
                       judge="off", reference_images=[reference])
-    RenderPipeline(LocalRunStore(tmp_path / "store"), InlineSegmentRunner()).render(spec, run_id="r")
+    RenderPipeline(LocalRunStore(tmp_path / "store"), InlineSegmentRunner(), settings=Settings.from_env()).render(spec, run_id="r")
     manifest = load_manifest((tmp_path / "store" / "r" / "manifest.json").read_text())
     jobs = RunPlan.model_validate_json((tmp_path / "store" / "r" / "plan.json").read_text()).segments
     openers = [j for j in jobs if j.segment_in_scene == 0]

@@ -9,6 +9,7 @@ import pytest
 from longvid.errors import RenderError
 from longvid.manifest import load_manifest
 from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
+from longvid.settings import Settings
 from longvid.spec import RenderSpec, SegmentState
 from longvid.testing.fake_runway import DEFAULT_KEY, Fault, start_fake_runway
 
@@ -41,7 +42,7 @@ def test_fault_matrix(fault, outcome, extra, tmp_path, monkeypatch):
         spec = RenderSpec(prompt="a lighthouse at night", duration_s=8, resolution="360p", provider="runway",
                           judge="off", budget_usd=budget, continuity="anchor")
         fake.faults.append(fault)
-        pipeline = RenderPipeline(LocalRunStore(tmp_path / "store"), InlineSegmentRunner())
+        pipeline = RenderPipeline(LocalRunStore(tmp_path / "store"), InlineSegmentRunner(), settings=Settings.from_env())
         if outcome.startswith("ok"):
             result = pipeline.render(spec, run_id="r")
             assert result.frames == 8 * 24
@@ -91,11 +92,11 @@ def test_resume_after_a_refused_create_keeps_the_books_straight(tmp_path, monkey
         fake.faults.append(Fault("400", on="create", times=1, message="bad request"))
         store = LocalRunStore(tmp_path / "store")
         with pytest.raises(RenderError):
-            RenderPipeline(store, InlineSegmentRunner()).render(spec, run_id="r")
+            RenderPipeline(store, InlineSegmentRunner(), settings=Settings.from_env()).render(spec, run_id="r")
         first = load_manifest((tmp_path / "store" / "r" / "manifest.json").read_text())
         # One refused create does not stop the independent segments.
         assert sum(r.state is SegmentState.ACCEPTED for r in first.segments) == len(first.segments) - 1
-        result = RenderPipeline(store, InlineSegmentRunner()).resume("r")
+        result = RenderPipeline(store, InlineSegmentRunner(), settings=Settings.from_env()).resume("r")
         manifest = load_manifest((tmp_path / "store" / "r" / "manifest.json").read_text())
         assert result.frames == 8 * 24 and all(r.state is SegmentState.ACCEPTED for r in manifest.segments)
         released = [e for e in manifest.ledger if e.state == "released"]
@@ -116,7 +117,7 @@ def test_a_prompt_refused_again_after_rewording_fails_with_the_reason(tmp_path, 
         spec = RenderSpec(prompt="a knight with a sword", duration_s=8, resolution="360p", provider="runway",
                           judge="off", budget_usd=5.0, continuity="anchor")
         with pytest.raises(RenderError, match="SAFETY"):
-            RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner()).render(spec, run_id="r")
+            RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner(), settings=Settings.from_env()).render(spec, run_id="r")
         manifest = load_manifest((tmp_path / "r" / "manifest.json").read_text())
         assert all(r.state is SegmentState.FAILED and "SAFETY" in r.error for r in manifest.segments)
         assert len(fake.tasks) == 2 * len(manifest.segments)  # the planned prompt, then the reworded one

@@ -3,6 +3,7 @@
 import pytest
 
 from longvid.runtime.gates import Admission, GateConfig, RayGates
+from longvid.settings import Settings
 
 pytestmark = pytest.mark.ray
 
@@ -42,7 +43,7 @@ def test_a_render_on_ray_keeps_to_the_providers_limit(ray_session, tmp_path, mon
         monkeypatch.setenv("LONGVID_MAX_CONCURRENT_RUNWAY", "2")
         spec = RenderSpec(prompt="a lighthouse at night", duration_s=40, resolution="360p", provider="runway",
                           judge="off", continuity="anchor")
-        result = RenderPipeline(LocalRunStore(tmp_path), RaySegmentRunner()).render(spec, run_id="r")
+        result = RenderPipeline(LocalRunStore(tmp_path), RaySegmentRunner(), settings=Settings.from_env()).render(spec, run_id="r")
         assert result.segments == 6 and len(fake.tasks) == 6
         assert fake.most_in_flight() <= 2  # six independent segments, never more than two at Runway at once
     finally:

@@ -22,7 +22,7 @@ DriftingProvider = drifting_provider("drifting")
 
 
 def _render(tmp_path, drift=None):
-    register_provider("drifting", DriftingProvider.capabilities, DriftingProvider)
+    register_provider("drifting", DriftingProvider.capabilities, lambda settings: DriftingProvider())
     spec = RenderSpec(**{**SPEC, "provider": "drifting"})
     jobs = RenderPipeline().plan(spec).jobs
     DriftingProvider.drift_at = {}

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from PIL import Image
+from pydantic import SecretStr
 
 from longvid.errors import InputError, RenderError
 from longvid.planning.gemini import (
@@ -19,6 +20,7 @@ from longvid.planning.gemini import (
     to_storyboard,
 )
 from longvid.planning.offline import OfflinePlanner
+from longvid.settings import GeminiSettings, Settings
 from longvid.spec import CameraMove, RenderSpec, Transition
 from longvid.testing.fake_gemini import Fault, FakeGemini, start_fake_gemini
 
@@ -54,9 +56,12 @@ def fake(server, monkeypatch):
 
 
 def planner(**kwargs) -> GeminiPlanner:
+    """A planner on the settings an edge would build from this test's environment; `model`
+    and `base_url` override them."""
     kwargs.setdefault("retry_initial_delay_s", 0.01)
     kwargs.setdefault("retry_max_delay_s", 0.05)
-    return GeminiPlanner(**kwargs)
+    overrides = {name: kwargs.pop(name) for name in ("model", "base_url") if name in kwargs}
+    return GeminiPlanner(Settings.from_env().gemini.model_copy(update=overrides), **kwargs)
 
 
 def spec(prompt="a red fox explores a snowy forest at dawn, then sleeps in its den", **kwargs) -> RenderSpec:
@@ -291,13 +296,13 @@ def test_a_wrong_key_is_rejected_by_the_fake_like_google_does(fake, monkeypatch)
 
 def test_a_missing_key_is_an_input_error_naming_the_variables(fake, monkeypatch):
     monkeypatch.delenv("GEMINI_API_KEY")
-    assert not gemini_available()
+    assert not gemini_available(Settings.from_env().gemini)
     with pytest.raises(InputError, match="GOOGLE_API_KEY or GEMINI_API_KEY"):
         planner()
     monkeypatch.setenv("GEMINI_API_KEY", "   ")
     with pytest.raises(InputError):
         planner()
-    assert gemini_available({"GEMINI_API_KEY": "x"})
+    assert gemini_available(Settings.from_env({"GEMINI_API_KEY": "x"}).gemini)
 
 
 def test_the_key_never_shows_in_any_message(fake, monkeypatch):
@@ -387,7 +392,7 @@ def test_the_response_schema_is_accepted_by_the_sdk():
 
 def test_the_fake_can_run_without_a_fixed_key():
     with start_fake_gemini(FakeGemini(api_key=None)) as running:
-        board = GeminiPlanner(api_key="anything", base_url=running.url).plan(spec())
+        board = GeminiPlanner(GeminiSettings(api_key=SecretStr("anything"), base_url=running.url)).plan(spec())
     assert board.planner == "gemini"
 
 

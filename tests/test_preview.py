@@ -8,6 +8,7 @@ from PIL import Image
 from longvid.planning import OfflinePlanner, segment_storyboard
 from longvid.providers import TaskState, VideoProvider, create_provider, generate
 from longvid.providers.preview import PREVIEW_CAPABILITIES, PreviewProvider, render_frames
+from longvid.settings import Settings
 from longvid.spec import RenderSpec
 
 
@@ -22,7 +23,7 @@ def _mean_diff(a, b):
 
 
 def test_preview_speaks_the_provider_protocol():
-    provider = create_provider("preview")
+    provider = create_provider("preview", Settings())
     assert isinstance(provider, VideoProvider)
     assert provider.price(10) == 0.0
 

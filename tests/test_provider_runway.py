@@ -13,6 +13,7 @@ import time
 
 import av
 import pytest
+from pydantic import SecretStr
 from PIL import Image
 
 from longvid.errors import InputError
@@ -33,12 +34,21 @@ from longvid.providers._http import (
 )
 from longvid.providers.base import GenerationFailed, TaskState, wait_for_output
 from longvid.providers.runway import RunwayProvider, choose_ratio, runway_capabilities
+from longvid.settings import RunwaySettings, Settings
 from longvid.spec import Scene, SegmentJob
 from longvid.testing.fake_runway import DEFAULT_KEY, Fault, render_clip, start_fake_runway
 from longvid.testing.server import LocalServer
 
 FAST = RetryPolicy(attempts=4, initial_s=0.01, max_s=0.05, jitter_s=0.01)
 FPS = 8  # the fake's output frame rate: small videos, quick tests
+
+
+def configured(**overrides) -> RunwaySettings:
+    """The Runway settings an edge would build from this test's environment, with overrides
+    (a key is given as plain text)."""
+    if "api_secret" in overrides:
+        overrides["api_secret"] = SecretStr(overrides["api_secret"])
+    return Settings.from_env().runway.model_copy(update=overrides)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +78,7 @@ def env(monkeypatch, runway_server):
 
 @pytest.fixture
 def runway(env, fake):
-    provider = RunwayProvider(retry=FAST)
+    provider = RunwayProvider(configured(), retry=FAST)
     yield provider
     provider.close()
 
@@ -145,7 +155,7 @@ def test_text_to_video_portrait_picks_the_portrait_ratio_and_fits_the_duration(r
 
 
 def test_veo_through_runway_sends_audio_and_no_seed(env, fake):
-    with RunwayProvider("veo3.1_fast", retry=FAST) as provider:
+    with RunwayProvider(configured(model="veo3.1_fast"), retry=FAST) as provider:
         wait(provider, provider.submit(job(duration=5)))
         assert provider.price(5) == pytest.approx(6 * 0.15)  # billed for the 6 s asked for
         with pytest.raises(InputError, match="cannot make 360x360"):
@@ -155,7 +165,7 @@ def test_veo_through_runway_sends_audio_and_no_seed(env, fake):
 
 
 def test_gen4_turbo_refuses_a_segment_without_an_image(env, fake):
-    with RunwayProvider("gen4_turbo", retry=FAST) as provider:
+    with RunwayProvider(configured(model="gen4_turbo"), retry=FAST) as provider:
         with pytest.raises(InputError, match="only makes video from an image"):
             provider.submit(job())
         wait(provider, provider.submit(job(duration=6), png()))
@@ -164,7 +174,7 @@ def test_gen4_turbo_refuses_a_segment_without_an_image(env, fake):
 
 def test_created_through_the_registry_from_the_environment(env, fake):
     assert {"runway", "veo"} <= set(available_providers())
-    provider = create_provider("runway")
+    provider = create_provider("runway", Settings.from_env())
     task_id, mp4 = generate(provider, job(), png(), poll_interval_s=0.01, timeout_s=10)
     check_mp4(mp4)
     assert fake.tasks[task_id].model == "gen4.5"
@@ -265,7 +275,7 @@ def test_an_ambiguous_5xx_on_create_is_not_retried(runway, fake, status):
 
 def test_a_create_that_times_out_after_sending_is_never_repeated(env, fake):
     fake.faults.append(Fault("slow", delay_s=0.8))
-    with RunwayProvider(retry=FAST, timeout_s=0.25) as provider:
+    with RunwayProvider(configured(), retry=FAST, timeout_s=0.25) as provider:
         with pytest.raises(SubmitOutcomeUnknown, match="may have been created"):
             provider.submit(job())
     assert fake.counts["create"] == 1
@@ -273,7 +283,7 @@ def test_a_create_that_times_out_after_sending_is_never_repeated(env, fake):
 
 
 def test_5xx_and_slow_answers_on_polls_are_retried(env, fake):
-    with RunwayProvider(retry=FAST, timeout_s=0.2) as provider:
+    with RunwayProvider(configured(), retry=FAST, timeout_s=0.2) as provider:
         task_id = provider.submit(job())
         fake.faults.extend([Fault("502", on="poll"), Fault("504", on="poll"), Fault("slow", on="poll", delay_s=0.4),
                             Fault("503", on="download")])
@@ -286,7 +296,7 @@ def test_5xx_and_slow_answers_on_polls_are_retried(env, fake):
 def test_a_connection_refused_create_is_retried_then_reported_unavailable(fake, monkeypatch):
     probe = LocalServer(fake.app)  # a port with nothing listening on it
     monkeypatch.setenv("RUNWAYML_BASE_URL", probe.url)
-    with RunwayProvider(api_key=DEFAULT_KEY, retry=FAST) as provider:
+    with RunwayProvider(configured(api_secret=DEFAULT_KEY), retry=FAST) as provider:
         with pytest.raises(ProviderError) as info:
             provider.submit(job())
     assert info.value.failure_code == "HTTP.UNREACHABLE" and info.value.retryable
@@ -306,7 +316,7 @@ def test_400_is_a_clear_non_retryable_error_with_the_servers_message(runway, fak
 
 def test_the_fakes_validation_issues_reach_the_error(env, fake):
     # A client/fake disagreement shows as a 400 with Runway's issue list.
-    with RunwayProvider(retry=FAST) as provider:
+    with RunwayProvider(configured(), retry=FAST) as provider:
         provider.model = dataclasses.replace(provider.model, ratios=("1920:1080",))
         with pytest.raises(ProviderRejected, match=r"ratio: must be one of"):
             provider.submit(job(1920, 1080), png())
@@ -363,7 +373,7 @@ def test_the_key_never_appears_in_errors_reprs_or_logs(env, fake, caplog):
         errors.append(info.value)
         return info.value
 
-    with RunwayProvider(retry=FAST) as provider:
+    with RunwayProvider(configured(), retry=FAST) as provider:
         assert DEFAULT_KEY not in repr(provider) and DEFAULT_KEY not in repr(provider.__dict__)
         fake.faults.append(Fault("400", message=f"bad request from Bearer {DEFAULT_KEY} with {DEFAULT_KEY}"))
         assert "[redacted]" in str(collect(lambda: provider.submit(job())))
@@ -373,11 +383,11 @@ def test_the_key_never_appears_in_errors_reprs_or_logs(env, fake, caplog):
         fake.faults.clear()
         fake.faults.append(Fault("fail", failure_code="SAFETY.INPUT.TEXT", message=f"echo {DEFAULT_KEY}"))
         collect(lambda: wait(provider, provider.submit(job())))
-    with RunwayProvider(retry=FAST, timeout_s=0.2) as provider:
+    with RunwayProvider(configured(), retry=FAST, timeout_s=0.2) as provider:
         fake.faults.append(Fault("slow", delay_s=0.5))
         collect(lambda: provider.submit(job()))
     wrong = "key_" + "f" * 128
-    with RunwayProvider(api_key=wrong, retry=FAST) as provider:
+    with RunwayProvider(configured(api_secret=wrong), retry=FAST) as provider:
         auth = collect(lambda: provider.submit(job()))
         assert auth.failure_code == "HTTP.AUTH" and "RUNWAYML_API_SECRET" in str(auth)
         assert wrong not in repr(provider)
@@ -392,10 +402,10 @@ def test_the_key_never_appears_in_errors_reprs_or_logs(env, fake, caplog):
 def test_a_missing_key_is_an_input_error_naming_the_variable(monkeypatch):
     monkeypatch.delenv("RUNWAYML_API_SECRET", raising=False)
     with pytest.raises(InputError, match="RUNWAYML_API_SECRET"):
-        RunwayProvider()
+        RunwayProvider(configured())
     with pytest.raises(InputError, match="RUNWAYML_API_SECRET"):
-        create_provider("runway")
-    assert provider_capabilities("runway").name == "runway"  # listing needs no key
+        create_provider("runway", Settings.from_env())
+    assert provider_capabilities("runway", Settings.from_env()).name == "runway"  # listing needs no key
 
 
 def test_errors_survive_pickling_with_their_codes():
@@ -414,26 +424,26 @@ def test_errors_survive_pickling_with_their_codes():
 def test_capabilities_prices_and_overrides(monkeypatch):
     monkeypatch.delenv("LONGVID_RUNWAY_MODEL", raising=False)
     monkeypatch.delenv("LONGVID_RUNWAY_PRICES", raising=False)
-    caps = provider_capabilities("runway")
+    caps = provider_capabilities("runway", Settings.from_env())
     assert (caps.name, caps.model, caps.runs_remotely, caps.idempotent_submit) == ("runway", "gen4.5", True, False)
     assert caps.durations.allowed == tuple(float(s) for s in range(2, 11))
     assert caps.price_per_second_usd == pytest.approx(0.12)
     assert {a.value for a in caps.aspect_ratios} == {"16:9", "9:16"}
-    turbo = runway_capabilities("gen4_turbo")
+    turbo = runway_capabilities(RunwaySettings(model="gen4_turbo"))
     assert turbo.durations.allowed == (5.0, 10.0) and turbo.price_per_second_usd == pytest.approx(0.05)
     assert {a.value for a in turbo.aspect_ratios} == {"16:9", "9:16", "1:1"}
-    assert runway_capabilities("veo3.1").price_per_second_usd == pytest.approx(0.40)
+    assert runway_capabilities(RunwaySettings(model="veo3.1")).price_per_second_usd == pytest.approx(0.40)
     monkeypatch.setenv("LONGVID_RUNWAY_MODEL", "gen4_turbo")
     monkeypatch.setenv("LONGVID_RUNWAY_PRICES", '{"gen4_turbo": 6}')
-    caps = provider_capabilities("runway")
+    caps = provider_capabilities("runway", Settings.from_env())
     assert caps.model == "gen4_turbo" and caps.price_per_second_usd == pytest.approx(0.06)
-    provider = RunwayProvider(api_key=DEFAULT_KEY, base_url="http://127.0.0.1:9")
+    provider = RunwayProvider(configured(api_secret=DEFAULT_KEY, base_url="http://127.0.0.1:9"))
     assert provider.price(5) == pytest.approx(0.30) and provider.price(7) == pytest.approx(0.60)  # 7 s is billed as 10
     monkeypatch.setenv("LONGVID_RUNWAY_PRICES", "twelve")
     with pytest.raises(InputError, match="LONGVID_RUNWAY_PRICES"):
-        provider_capabilities("runway")
+        provider_capabilities("runway", Settings.from_env())
     with pytest.raises(InputError, match="unknown Runway model 'gen3a_turbo'"):
-        runway_capabilities("gen3a_turbo")
+        runway_capabilities(RunwaySettings(model="gen3a_turbo"))
 
 
 @pytest.mark.parametrize(

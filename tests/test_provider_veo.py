@@ -13,6 +13,7 @@ import av
 import google.oauth2.credentials
 import pytest
 from PIL import Image
+from pydantic import SecretStr
 
 from longvid.errors import InputError
 from longvid.providers import available_providers, create_provider, generate, provider_capabilities
@@ -30,6 +31,7 @@ from longvid.providers._http import (
 )
 from longvid.providers.base import GenerationFailed, TaskState, wait_for_output
 from longvid.providers.veo import VeoProvider, operation_failure_code, veo_capabilities
+from longvid.settings import Settings, VeoSettings
 from longvid.spec import AspectRatio, Scene, SegmentJob
 from longvid.testing.fake_veo import DEFAULT_KEY, DEFAULT_TOKEN, Fault, start_fake_veo
 
@@ -38,6 +40,14 @@ FPS = 8
 MODEL = "veo-3.1-fast-generate-preview"
 ENV = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "GOOGLE_VERTEX_BASE_URL",
        "LONGVID_VEO_MODEL", "LONGVID_VEO_PRICES", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+def configured(**overrides) -> VeoSettings:
+    """The Veo settings an edge would build from this test's environment, with overrides
+    (a key is given as plain text)."""
+    if "api_key" in overrides:
+        overrides["api_key"] = SecretStr(overrides["api_key"])
+    return Settings.from_env().veo.model_copy(update=overrides)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +81,7 @@ def env(clean_env, veo_server):
 
 @pytest.fixture
 def veo(env, fake):
-    provider = VeoProvider(retry=FAST)
+    provider = VeoProvider(configured(), retry=FAST)
     yield provider
     provider.close()
 
@@ -139,7 +149,7 @@ def test_project_mode_with_credentials_and_portrait_text_to_video(clean_env, veo
     clean_env.setenv("GOOGLE_CLOUD_LOCATION", "europe-west4")
     clean_env.setenv("GOOGLE_API_KEY", DEFAULT_KEY)  # a project in the environment wins, as in the SDK
     credentials = google.oauth2.credentials.Credentials(token=DEFAULT_TOKEN)
-    provider = VeoProvider(credentials=credentials, base_url=server.url, retry=FAST, negative_prompt="blurry")
+    provider = VeoProvider(configured(base_url=server.url), credentials=credentials, retry=FAST, negative_prompt="blurry")
     assert provider.mode == "project"
     task_id = provider.submit(job(width=360, height=640, duration=8))
     mp4 = wait(provider, task_id)
@@ -159,16 +169,16 @@ def test_a_new_instance_can_fetch_a_finished_operation_by_name(veo, env, fake):
     """Resume, or a Ray worker: only the operation name survives."""
     task_id = veo.submit(job())
     assert veo.poll(task_id).state is TaskState.RUNNING
-    other = VeoProvider(retry=FAST)
+    other = VeoProvider(configured(), retry=FAST)
     check_mp4(other.fetch(task_id))
     with pytest.raises(ProviderError) as info:
-        VeoProvider(retry=FAST).fetch(veo.submit(job()))  # not done yet
+        VeoProvider(configured(), retry=FAST).fetch(veo.submit(job()))  # not done yet
     assert info.value.failure_code == "TASK.NOT_READY" and info.value.retryable
 
 
 def test_created_through_the_registry(env, fake):
     assert {"runway", "veo"} <= set(available_providers())
-    task_id, mp4 = generate(create_provider("veo"), job(), poll_interval_s=0.01, timeout_s=10)
+    task_id, mp4 = generate(create_provider("veo", Settings.from_env()), job(), poll_interval_s=0.01, timeout_s=10)
     check_mp4(mp4)
     assert task_id in fake.operations
 
@@ -259,7 +269,7 @@ def test_unknown_operation_is_not_found(veo, fake):
 def test_the_key_never_appears_in_errors_reprs_or_logs(env, fake, caplog):
     caplog.set_level(logging.DEBUG)
     errors = []
-    provider = VeoProvider(retry=FAST)
+    provider = VeoProvider(configured(), retry=FAST)
     assert DEFAULT_KEY not in repr(provider) and DEFAULT_KEY not in repr(provider.__dict__)
     for fault in (Fault("400", message=f"API key {DEFAULT_KEY} is odd"), Fault("500"),
                   Fault("fail", failure_code="SAFETY", message=f"usage guidelines {DEFAULT_KEY}")):
@@ -269,7 +279,7 @@ def test_the_key_never_appears_in_errors_reprs_or_logs(env, fake, caplog):
         errors.append(info.value)
     wrong = "AIza" + "W" * 35
     with pytest.raises(ProviderRejected) as info:
-        VeoProvider(api_key=wrong, retry=FAST).submit(job())
+        VeoProvider(configured(api_key=wrong), retry=FAST).submit(job())
     assert info.value.failure_code == "HTTP.AUTH"
     errors.append(info.value)
     for exc in errors:
@@ -280,31 +290,31 @@ def test_the_key_never_appears_in_errors_reprs_or_logs(env, fake, caplog):
 
 def test_missing_credentials_are_input_errors(clean_env, tmp_path):
     with pytest.raises(InputError, match="GOOGLE_API_KEY"):
-        VeoProvider()
+        VeoProvider(configured())
     with pytest.raises(InputError, match="GOOGLE_API_KEY"):
-        create_provider("veo")
+        create_provider("veo", Settings.from_env())
     clean_env.setenv("GOOGLE_CLOUD_PROJECT", "film-studio")
     clean_env.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
     with pytest.raises(InputError, match="no Google credentials"):
-        VeoProvider()
-    assert provider_capabilities("veo").name == "veo"  # listing needs no credentials
+        VeoProvider(configured())
+    assert provider_capabilities("veo", Settings.from_env()).name == "veo"  # listing needs no credentials
 
 
 def test_capabilities_prices_and_overrides(clean_env, veo_server):
-    caps = provider_capabilities("veo")
+    caps = provider_capabilities("veo", Settings.from_env())
     assert (caps.name, caps.model, caps.runs_remotely, caps.idempotent_submit) == ("veo", MODEL, True, False)
     assert caps.durations.allowed == (4.0, 6.0, 8.0)
     assert set(caps.aspect_ratios) == {AspectRatio.LANDSCAPE, AspectRatio.PORTRAIT}
     assert caps.price_per_second_usd == pytest.approx(0.15) and caps.image_conditioning
-    assert veo_capabilities("veo-3.1-generate-preview").price_per_second_usd == pytest.approx(0.40)
+    assert veo_capabilities(VeoSettings(model="veo-3.1-generate-preview")).price_per_second_usd == pytest.approx(0.40)
     clean_env.setenv("LONGVID_VEO_MODEL", "veo-3.1-generate-preview")
     clean_env.setenv("LONGVID_VEO_PRICES", '{"veo-3.1-generate-preview": 0.5}')
-    assert provider_capabilities("veo").price_per_second_usd == pytest.approx(0.5)
+    assert provider_capabilities("veo", Settings.from_env()).price_per_second_usd == pytest.approx(0.5)
     server, _ = veo_server
-    provider = VeoProvider(api_key=DEFAULT_KEY, base_url=server.url)
+    provider = VeoProvider(configured(api_key=DEFAULT_KEY, base_url=server.url))
     assert provider.price(5) == pytest.approx(3.0)  # billed for the 6 s asked for
     with pytest.raises(InputError, match="16:9 or 9:16"):
         provider.submit(job(480, 480))
     clean_env.setenv("LONGVID_VEO_PRICES", "[1]")
     with pytest.raises(InputError, match="LONGVID_VEO_PRICES"):
-        provider_capabilities("veo")
+        provider_capabilities("veo", Settings.from_env())

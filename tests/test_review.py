@@ -52,7 +52,7 @@ DriftingProvider = drifting_provider("review-drifting")
 def rendered(tmp_path_factory):
     """One real render (fps 12, 360p, 16 s) in which one segment is regenerated once."""
     saved = dict(registry._FACTORIES)
-    registry.register_provider("review-drifting", DriftingProvider.capabilities, DriftingProvider)
+    registry.register_provider("review-drifting", DriftingProvider.capabilities, lambda settings: DriftingProvider())
     try:
         spec = RenderSpec(prompt=HOSTILE_PROMPT, duration_s=16, fps=12, resolution="360p", provider="review-drifting")
         jobs = RenderPipeline().plan(spec).jobs

@@ -17,6 +17,7 @@ from longvid.planning import OfflinePlanner
 from longvid.planning.result import PlanResult
 from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
 from longvid.runtime.pipeline import Cancelled
+from longvid.settings import Settings
 from longvid.spec import RenderSpec
 from longvid.testing import fake_runway
 from longvid.testing.fake_gemini import start_fake_gemini
@@ -48,7 +49,7 @@ def _stopped_run(store: LocalRunStore, spec: RenderSpec) -> str:
     stop = threading.Event()
     stop.set()
     with pytest.raises(Cancelled):
-        RenderPipeline(store, InlineSegmentRunner(), stop=stop).render(spec, run_id="r")
+        RenderPipeline(store, InlineSegmentRunner(), stop=stop, settings=Settings.from_env()).render(spec, run_id="r")
     return "r"
 
 
@@ -68,7 +69,7 @@ def test_the_serve_worker_rewords_a_refused_prompt_with_gemini_when_it_is_config
     spec = RenderSpec(prompt=PROMPT, duration_s=5, resolution="360p", provider="runway", judge="off")
     run_id = _stopped_run(store, spec)
     runway.faults.append(fake_runway.Fault("fail", failure_code="SAFETY.INPUT.TEXT"))
-    worker = RenderWorker(store, InlineSegmentRunner, RenderOptions(planner="auto"), poll_s=0.05)
+    worker = RenderWorker(store, InlineSegmentRunner, RenderOptions(planner="auto"), poll_s=0.05, settings=Settings.from_env())
     worker.start(run_id, "attempt-1")
     deadline = time.monotonic() + 60
     while worker.running() and time.monotonic() < deadline:
@@ -164,8 +165,7 @@ def test_budget_shows_both_bounds_and_warns_when_failover_could_not_be_afforded(
     refusal, _ = budget_verdict(estimate, 1.0)
     assert "exceeds the budget $1.00" in refusal
     assert budget_verdict(estimate, 10.0) == (None, None)
-    monkeypatch.setenv("RUNWAYML_API_SECRET", "k")
-    monkeypatch.setenv("GOOGLE_API_KEY", "k")
+    keys = Settings.from_env({"RUNWAYML_API_SECRET": "k", "GOOGLE_API_KEY": "k"})
     spec = RenderSpec(prompt="a surreal lighthouse", duration_s=12, provider="runway,veo", budget_usd=1.0)
     with pytest.raises(InputError, match="exceeds the budget"):
-        RenderPipeline().plan(spec)
+        RenderPipeline(settings=keys).plan(spec)

@@ -168,7 +168,11 @@ def _unavailable(config: JudgeConfig, looked: list[str]) -> WeightsUnavailable:
 
 @contextlib.contextmanager
 def _offline():
-    """Keep Hugging Face offline while loading (for HF-tokenizer models); restored after."""
+    """Keep Hugging Face offline while loading (for HF-tokenizer models); restored after.
+
+    A write, not a read of configuration: huggingface_hub's own switch is the module constant
+    set below, but libraries loaded under it (transformers' tokenizers) check the variable
+    themselves, and huggingface_hub has no per-call offline argument in the installed version."""
     previous = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:

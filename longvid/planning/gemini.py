@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ..errors import InputError, RenderError, describe_validation_error
 from ..redaction import sanitize
+from ..settings import GEMINI_DEFAULT_MODEL, GeminiSettings
 from ..spec import CameraMove, Character, Lighting, RenderSpec, Scene, Storyboard, Transition
 from .offline import MAX_SCENES, MIN_SCENES, OfflinePlanner
 
@@ -34,12 +34,10 @@ log = logging.getLogger(__name__)
 
 # Gemini 3.8 Flash: the SDK (google-genai 3.6) documents it as the current, most capable
 # Flash model and uses it in its own examples. 2.0 Flash is shut down and 2.5 Flash retires
-# 2026-12-01 (PROVIDERS.md). Model ids move often: override with LONGVID_GEMINI_MODEL or
-# GeminiPlanner(model=…); "gemini-flash-latest" follows the newest Flash automatically.
-DEFAULT_GEMINI_MODEL = "gemini-3.8-flash"
+# 2026-12-01 (PROVIDERS.md). Model ids move often: override with LONGVID_GEMINI_MODEL
+# (GeminiSettings.model); "gemini-flash-latest" follows the newest Flash automatically.
+DEFAULT_GEMINI_MODEL = GEMINI_DEFAULT_MODEL
 MODEL_ENV = "LONGVID_GEMINI_MODEL"
-API_KEY_ENVS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # the first one set wins, as in the SDK
-BASE_URL_ENV = "GOOGLE_GEMINI_BASE_URL"  # read by the SDK itself when base_url is not given
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_HTTP_ATTEMPTS = 3  # the SDK's own retries (429, 5xx, timeouts), first call included
@@ -207,19 +205,9 @@ class _ApiFailure(Exception):
 # -- helpers ------------------------------------------------------------------------------
 
 
-def resolve_api_key(env: dict[str, str] | None = None) -> tuple[str, str] | None:
-    """(key, the env var it came from), GOOGLE_API_KEY first; None if neither is set."""
-    env = os.environ if env is None else env
-    for name in API_KEY_ENVS:
-        value = (env.get(name) or "").strip()
-        if value:
-            return value, name
-    return None
-
-
-def gemini_available(env: dict[str, str] | None = None) -> bool:
+def gemini_available(settings: GeminiSettings) -> bool:
     """True when a Gemini key is configured (what `--planner auto` should look at)."""
-    return resolve_api_key(env) is not None
+    return settings.api_key is not None
 
 
 def _clip(text: str, limit: int) -> str:
@@ -435,10 +423,8 @@ class GeminiPlanner:
 
     def __init__(
         self,
+        settings: GeminiSettings,
         *,
-        api_key: str | None = None,
-        model: str | None = None,
-        base_url: str | None = None,
         api_version: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         http_attempts: int = DEFAULT_HTTP_ATTEMPTS,
@@ -449,21 +435,16 @@ class GeminiPlanner:
         thinking_level: str | None = None,
         fallback: OfflinePlanner | None = None,
         allow_fallback: bool = True,
-        env: dict[str, str] | None = None,
     ):
-        env = os.environ if env is None else env
-        if api_key is not None and api_key.strip():
-            self._api_key, self.key_source = api_key.strip(), "the Gemini API key"
-        else:
-            found = resolve_api_key(env)
-            if found is None:
-                raise InputError(
-                    "the Gemini planner needs an API key: set GOOGLE_API_KEY or GEMINI_API_KEY "
-                    "(or use the offline planner)"
-                )
-            self._api_key, self.key_source = found
-        self.model = (model or env.get(MODEL_ENV, "").strip() or DEFAULT_GEMINI_MODEL).removeprefix("models/")
-        self.base_url = base_url  # None: the SDK's default, or GOOGLE_GEMINI_BASE_URL
+        key = settings.api_key.get_secret_value().strip() if settings.api_key is not None else ""
+        if not key:
+            raise InputError(
+                "the Gemini planner needs an API key: set GOOGLE_API_KEY or GEMINI_API_KEY "
+                "(or use the offline planner)"
+            )
+        self._api_key, self.key_source = key, settings.key_source or "the Gemini API key"
+        self.model = (settings.model or DEFAULT_GEMINI_MODEL).removeprefix("models/")
+        self.base_url = settings.base_url  # None: the SDK's default endpoint
         self.api_version = api_version
         self.timeout_s = timeout_s
         self.http_attempts = max(1, int(http_attempts))

@@ -1,10 +1,11 @@
 """Provider names to implementations. Unknown names are refused with the list of known ones.
 
-Capabilities may be registered as a value or as a zero-argument callable: the remote
-providers compute theirs from the environment (model, price overrides) when asked, so
-`longvid providers` and the pipeline's checks see the configuration of the moment and
-need no key. Factories take no arguments and read their configuration (keys included)
-from the environment; a missing key is an InputError when the provider is created.
+Every factory and capabilities function takes the `Settings` value (longvid.settings):
+capabilities may be registered as a value or as a callable of the settings (the remote
+providers compute theirs from the model and price overrides, so `longvid providers` and the
+pipeline's checks need no key). A factory always takes the settings, so a test double
+registers `lambda settings: Double()`; a missing key is an InputError when the provider is
+created.
 """
 
 from __future__ import annotations
@@ -12,60 +13,60 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import InputError
+from ..settings import Settings
 from .base import ProviderCapabilities, VideoProvider
 from .preview import PREVIEW_CAPABILITIES, PreviewProvider
 
-CapabilitiesSource = ProviderCapabilities | Callable[[], ProviderCapabilities]
+CapabilitiesSource = ProviderCapabilities | Callable[[Settings], ProviderCapabilities]
+ProviderFactory = Callable[[Settings], VideoProvider]
 
 
-def _runway_capabilities() -> ProviderCapabilities:
+def _runway_capabilities(settings: Settings) -> ProviderCapabilities:
     from .runway import runway_capabilities
 
-    return runway_capabilities()
+    return runway_capabilities(settings.runway)
 
 
-def _runway() -> VideoProvider:
+def _runway(settings: Settings) -> VideoProvider:
     from .runway import RunwayProvider
 
-    return RunwayProvider()
+    return RunwayProvider(settings.runway)
 
 
-def _veo_capabilities() -> ProviderCapabilities:
+def _veo_capabilities(settings: Settings) -> ProviderCapabilities:
     from .veo import veo_capabilities
 
-    return veo_capabilities()
+    return veo_capabilities(settings.veo)
 
 
-def _veo() -> VideoProvider:
+def _veo(settings: Settings) -> VideoProvider:
     from .veo import VeoProvider
 
-    return VeoProvider()
+    return VeoProvider(settings.veo)
 
 
-_FACTORIES: dict[str, tuple[CapabilitiesSource, Callable[[], VideoProvider]]] = {
-    "preview": (PREVIEW_CAPABILITIES, PreviewProvider),
+_FACTORIES: dict[str, tuple[CapabilitiesSource, ProviderFactory]] = {
+    "preview": (PREVIEW_CAPABILITIES, lambda settings: PreviewProvider()),
     "runway": (_runway_capabilities, _runway),
     "veo": (_veo_capabilities, _veo),
 }
 
 
-# The environment settings that make a provider usable (any one of them), and how to set one.
-PROVIDER_SETTINGS: dict[str, tuple[tuple[str, ...], str]] = {
-    "runway": (("RUNWAYML_API_SECRET",), "set RUNWAYML_API_SECRET"),
-    "veo": (("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_CLOUD_PROJECT"), "set GOOGLE_API_KEY (Vertex express) or GOOGLE_CLOUD_PROJECT"),
+# What makes a provider usable, and how to set it (the CLI shows the hint).
+PROVIDER_SETTINGS: dict[str, tuple[Callable[[Settings], bool], str]] = {
+    "runway": (lambda s: s.runway.api_secret is not None, "set RUNWAYML_API_SECRET"),
+    "veo": (lambda s: s.veo.api_key is not None or bool(s.veo.project),
+            "set GOOGLE_API_KEY (Vertex express) or GOOGLE_CLOUD_PROJECT"),
 }
 
 
-def provider_configured(name: str, env: dict[str, str] | None = None) -> bool:
-    """Are this provider's credentials in the environment? (Never says what they are.)"""
-    import os
-
-    env = os.environ if env is None else env
-    needed, _hint = PROVIDER_SETTINGS.get(name, ((), ""))
-    return not needed or any(env.get(var, "").strip() for var in needed)
+def provider_configured(name: str, settings: Settings) -> bool:
+    """Are this provider's credentials configured? (Never says what they are.)"""
+    configured = PROVIDER_SETTINGS.get(name)
+    return configured is None or configured[0](settings)
 
 
-def register_provider(name: str, capabilities: CapabilitiesSource, factory: Callable[[], VideoProvider]) -> None:
+def register_provider(name: str, capabilities: CapabilitiesSource, factory: ProviderFactory) -> None:
     """Add a provider under `name` (a plugin, or a test double). Ray workers import the
     registry afresh, so register in a module they import too when running on a cluster."""
     _FACTORIES[name.lower()] = (capabilities, factory)
@@ -84,10 +85,10 @@ def _lookup(name: str):
         ) from None
 
 
-def provider_capabilities(name: str) -> ProviderCapabilities:
+def provider_capabilities(name: str, settings: Settings) -> ProviderCapabilities:
     capabilities = _lookup(name)[0]
-    return capabilities() if callable(capabilities) else capabilities
+    return capabilities(settings) if callable(capabilities) else capabilities
 
 
-def create_provider(name: str) -> VideoProvider:
-    return _lookup(name)[1]()
+def create_provider(name: str, settings: Settings) -> VideoProvider:
+    return _lookup(name)[1](settings)

@@ -14,9 +14,10 @@ SUCCEEDED (`output: [url]`) | FAILED (`failure`, `failureCode`) | CANCELLED;
 `DELETE /v1/tasks/{id}` cancels. Headers `Authorization: Bearer <key>` and
 `X-Runway-Version: 2024-11-06`.
 
-Configuration: `RUNWAYML_API_SECRET` (required), `RUNWAYML_BASE_URL`,
-`LONGVID_RUNWAY_MODEL` (default gen4.5), `LONGVID_RUNWAY_PRICES` (JSON, credits per
-second by model, e.g. '{"gen4.5": 12}'; 1 credit = $0.01).
+Configuration comes as a `RunwaySettings` value (longvid.settings), read at the edges from
+`RUNWAYML_API_SECRET` (required), `RUNWAYML_BASE_URL`, `LONGVID_RUNWAY_MODEL` (default
+gen4.5), `LONGVID_RUNWAY_PRICES` (JSON, credits per second by model, e.g. '{"gen4.5": 12}';
+1 credit = $0.01).
 """
 
 from __future__ import annotations
@@ -26,15 +27,15 @@ import io
 import json
 import logging
 import math
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from ..errors import InputError
+from ..settings import RUNWAY_DEFAULT_BASE_URL, RUNWAY_DEFAULT_MODEL, RunwaySettings
 from ..planning.segmentation import DurationRule
 from ..spec import AspectRatio, SegmentJob
 from ._http import (
@@ -61,13 +62,12 @@ from .base import ProviderCapabilities, TaskState, TaskStatus, Trait
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
+DEFAULT_BASE_URL = RUNWAY_DEFAULT_BASE_URL
 API_VERSION = "2024-11-06"
 KEY_ENV = "RUNWAYML_API_SECRET"
 BASE_URL_ENV = "RUNWAYML_BASE_URL"
 MODEL_ENV = "LONGVID_RUNWAY_MODEL"
-PRICES_ENV = "LONGVID_RUNWAY_PRICES"
-DEFAULT_MODEL = "gen4.5"
+DEFAULT_MODEL = RUNWAY_DEFAULT_MODEL
 USD_PER_CREDIT = 0.01
 MAX_DATA_URI_BYTES = 5_000_000  # "5 MB": the decimal reading, to be safe
 
@@ -145,37 +145,20 @@ def _aspects(ratios: tuple[str, ...]) -> tuple[AspectRatio, ...]:
     )
 
 
-def _price_overrides(prices: Mapping[str, float] | None) -> dict[str, float]:
-    if prices is not None:
-        return dict(prices)
-    raw = os.environ.get(PRICES_ENV, "").strip()
-    if not raw:
-        return {}
-    try:
-        parsed = json.loads(raw)
-        if not isinstance(parsed, dict) or not all(isinstance(v, (int, float)) and v >= 0 for v in parsed.values()):
-            raise ValueError
-    except ValueError:
-        raise InputError(f'{PRICES_ENV} must be a JSON object of credits per second by model, e.g. {{"gen4.5": 12}}') from None
-    return {str(k): float(v) for k, v in parsed.items()}
-
-
-def resolve_model(model: str | None = None, prices: Mapping[str, float] | None = None) -> RunwayModel:
-    """The model row for `model` (default: $LONGVID_RUNWAY_MODEL, else gen4.5) with any
-    price override applied."""
-    name = (model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL).strip()
+def resolve_model(settings: RunwaySettings) -> RunwayModel:
+    """The model row for the configured model (default gen4.5) with any price override applied."""
+    name = settings.model.strip()
     if name not in RUNWAY_MODELS:
         raise InputError(f"unknown Runway model {name!r}; choose one of: {', '.join(sorted(RUNWAY_MODELS))}")
     row = RUNWAY_MODELS[name]
-    overrides = _price_overrides(prices)
-    if name in overrides:
-        row = replace(row, credits_per_s=overrides[name])
+    if name in settings.prices:
+        row = replace(row, credits_per_s=settings.prices[name])
     return row
 
 
-def runway_capabilities(model: str | None = None, prices: Mapping[str, float] | None = None) -> ProviderCapabilities:
+def runway_capabilities(settings: RunwaySettings) -> ProviderCapabilities:
     """What the configured Runway model can do. Needs no key (the CLI lists it offline)."""
-    row = resolve_model(model, prices)
+    row = resolve_model(settings)
     # Aspects every request can use, with or without a prompt image.
     usable = row.ratios if not row.text_to_video else tuple(r for r in row.ratios if r in row.t2v_ratios)
     notes = [f"{row.credits_per_s:g} credits/s", "needs RUNWAYML_API_SECRET"]
@@ -219,37 +202,32 @@ def _image_data_uri(png: bytes) -> str:
 
 
 class RunwayProvider:
-    """Runway as a VideoProvider. Construct with no arguments in production (everything
-    comes from the environment); tests pass a base URL, key and small retry waits."""
+    """Runway as a VideoProvider, built from its settings. Tests pass small retry waits, and
+    may pass an httpx transport (both clients use it)."""
 
     def __init__(
         self,
-        model: str | None = None,
+        settings: RunwaySettings,
         *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        prices: Mapping[str, float] | None = None,
+        transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy | None = None,
         timeout_s: float = 30.0,
         download_timeout_s: float = 300.0,
-        poll_interval_s: float | None = None,
         audio: bool = False,
         verify_decode: bool = True,
         max_download_bytes: int = 1 << 31,
         sleep: Callable[[float], None] = time.sleep,
     ):
-        key = api_key if api_key is not None else os.environ.get(KEY_ENV, "")
-        if not key.strip():
+        if settings.api_secret is None or not settings.api_secret.get_secret_value().strip():
             raise InputError(f"{KEY_ENV} is not set: export your Runway API key to use --provider runway")
-        self._key = Secret(key.strip())
-        self.base_url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+        self._key = Secret(settings.api_secret.get_secret_value().strip())
+        self.base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         if urlsplit(self.base_url).scheme not in ("http", "https"):
             raise InputError(f"{BASE_URL_ENV} must be an http(s) URL, got {safe_url(self.base_url)!r}")
-        self.model = resolve_model(model, prices)
-        self.capabilities = runway_capabilities(self.model.name, {self.model.name: self.model.credits_per_s})
+        self.model = resolve_model(settings)
+        self.capabilities = runway_capabilities(settings)
         self.retry = retry or RetryPolicy()
-        # How often to ask for a task's state; LONGVID_POLL_INTERVAL_S overrides (5.0 s by default).
-        self.poll_interval_s = poll_interval_s if poll_interval_s is not None else float(os.environ.get("LONGVID_POLL_INTERVAL_S", "5.0"))
+        self.poll_interval_s = settings.poll_interval_s  # how often to ask for a task's state
         self.audio = audio
         self.verify_decode = verify_decode
         self.max_download_bytes = max_download_bytes
@@ -262,12 +240,14 @@ class RunwayProvider:
                 "User-Agent": "longvid",
             },
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+            transport=transport,
         )
         # Outputs live on another host (a CDN, signed URLs): never send them our key.
         self._downloads = httpx.Client(
             timeout=httpx.Timeout(download_timeout_s, connect=min(10.0, download_timeout_s)),
             follow_redirects=True,
             headers={"User-Agent": "longvid"},
+            transport=transport,
         )
 
     def __repr__(self) -> str:

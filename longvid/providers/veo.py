@@ -9,8 +9,9 @@ google-genai 3.x makes videos only in Vertex mode. Two ways to authenticate, bot
   with Application Default Credentials (or `credentials=`), sent as a Bearer token;
   paths `/v1beta1/projects/{p}/locations/{l}/publishers/google/models/{model}:...`.
 
-As in the SDK, a project in the environment beats a key in the environment; explicit
-arguments beat both. The wire (checked against the installed SDK):
+As in the SDK, a project beats a key. Everything comes as a `VeoSettings` value
+(longvid.settings), read at the edges from the variables named here. The wire (checked
+against the installed SDK):
 `POST ...:predictLongRunning` -> `{"name": "<operation>"}`; the operation name is the
 task id; polling is `POST ...:fetchPredictOperation {"operationName"}` -> `done`, then
 `response.videos[0].bytesBase64Encoded` or `error {code, message}` (the SDK does not
@@ -27,15 +28,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import InputError
+from ..settings import GOOGLE_KEY_ENVS, VEO_DEFAULT_LOCATION, VEO_DEFAULT_MODEL, VeoSettings
 from ..planning.segmentation import DurationRule
 from ..spec import AspectRatio, SegmentJob
 from ._http import (
@@ -63,14 +64,11 @@ from .base import ProviderCapabilities, TaskState, TaskStatus, Trait
 
 log = logging.getLogger(__name__)
 
-MODEL_ENV = "LONGVID_VEO_MODEL"
 PRICES_ENV = "LONGVID_VEO_PRICES"
-BASE_URL_ENV = "GOOGLE_VERTEX_BASE_URL"
-KEY_ENVS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+KEY_ENVS = GOOGLE_KEY_ENVS
 PROJECT_ENV = "GOOGLE_CLOUD_PROJECT"
-LOCATION_ENV = "GOOGLE_CLOUD_LOCATION"
-DEFAULT_MODEL = "veo-3.1-fast-generate-preview"
-DEFAULT_LOCATION = "us-central1"
+DEFAULT_MODEL = VEO_DEFAULT_MODEL
+DEFAULT_LOCATION = VEO_DEFAULT_LOCATION
 DURATIONS = DurationRule(min_s=4, max_s=8, allowed=(4.0, 6.0, 8.0))
 ASPECTS = {AspectRatio.LANDSCAPE: "16:9", AspectRatio.PORTRAIT: "9:16"}
 RESOLUTIONS = ("720p", "1080p")
@@ -89,25 +87,9 @@ _RPC_NAMES = {1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_
 _SAFETY_WORDS = re.compile(r"responsible ai|usage guideline|safety|sensitive|prohibited|violat|blocked", re.IGNORECASE)
 
 
-def _price_table(prices: Mapping[str, float] | None) -> dict[str, float]:
-    table = dict(VEO_PRICES)
-    if prices is not None:
-        table.update(prices)
-        return table
-    raw = os.environ.get(PRICES_ENV, "").strip()
-    if raw:
-        try:
-            parsed = json.loads(raw)
-            if not isinstance(parsed, dict) or not all(isinstance(v, (int, float)) and v >= 0 for v in parsed.values()):
-                raise ValueError
-        except ValueError:
-            raise InputError(f'{PRICES_ENV} must be a JSON object of USD per second by model, e.g. {{"{DEFAULT_MODEL}": 0.15}}') from None
-        table.update({str(k): float(v) for k, v in parsed.items()})
-    return table
-
-
-def price_per_second(model: str, prices: Mapping[str, float] | None = None) -> float:
-    table = _price_table(prices)
+def price_per_second(settings: VeoSettings, model: str) -> float:
+    """USD per second of `model`: the override in the settings, else the table above."""
+    table = {**VEO_PRICES, **settings.prices}
     if model in table:
         return table[model]
     guess = 0.15 if "fast" in model else 0.40
@@ -115,17 +97,17 @@ def price_per_second(model: str, prices: Mapping[str, float] | None = None) -> f
     return guess
 
 
-def resolve_model(model: str | None = None) -> str:
-    name = (model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL).strip()
+def resolve_model(settings: VeoSettings) -> str:
+    name = settings.model.strip()
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise InputError(f"not a Veo model id: {name!r} (e.g. {DEFAULT_MODEL})")
     return name
 
 
-def veo_capabilities(model: str | None = None, prices: Mapping[str, float] | None = None, audio: bool = False) -> ProviderCapabilities:
+def veo_capabilities(settings: VeoSettings, audio: bool = False) -> ProviderCapabilities:
     """What the configured Veo model can do. Needs no credentials (the CLI lists it offline)."""
-    name = resolve_model(model)
-    usd = price_per_second(name, prices)
+    name = resolve_model(settings)
+    usd = price_per_second(settings, name)
     return ProviderCapabilities(
         name="veo",
         model=name,
@@ -168,22 +150,17 @@ def operation_failure_code(code: object, message: str) -> str:
 
 
 class VeoProvider:
-    """Veo as a VideoProvider. No arguments in production (environment); tests pass a
-    base URL, a key or credentials, and small retry waits."""
+    """Veo as a VideoProvider, built from its settings. Tests pass small retry waits, and
+    may pass credentials (project mode) or an httpx transport."""
 
     def __init__(
         self,
-        model: str | None = None,
+        settings: VeoSettings,
         *,
-        api_key: str | None = None,
-        project: str | None = None,
-        location: str | None = None,
         credentials: Any = None,
-        base_url: str | None = None,
-        prices: Mapping[str, float] | None = None,
+        transport: Any = None,
         retry: RetryPolicy | None = None,
         timeout_s: float = 120.0,
-        poll_interval_s: float | None = None,
         resolution: str = "720p",
         generate_audio: bool = False,
         negative_prompt: str | None = None,
@@ -192,11 +169,10 @@ class VeoProvider:
     ):
         if resolution not in RESOLUTIONS:
             raise InputError(f"Veo resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
-        self.model = resolve_model(model)
-        self.capabilities = veo_capabilities(self.model, prices, audio=generate_audio)
+        self.model = resolve_model(settings)
+        self.capabilities = veo_capabilities(settings, audio=generate_audio)
         self.retry = retry or RetryPolicy()
-        # How often to ask for a task's state; LONGVID_POLL_INTERVAL_S overrides (10.0 s by default).
-        self.poll_interval_s = poll_interval_s if poll_interval_s is not None else float(os.environ.get("LONGVID_POLL_INTERVAL_S", "10.0"))
+        self.poll_interval_s = settings.poll_interval_s  # how often to ask for a task's state
         self.resolution = resolution
         self.generate_audio = generate_audio
         self.negative_prompt = negative_prompt
@@ -204,26 +180,17 @@ class VeoProvider:
         self._sleep = sleep
         self._videos: OrderedDict[str, bytes] = OrderedDict()  # finished operations seen by poll
         self._videos_lock = threading.Lock()
-        self.base_url = (base_url or os.environ.get(BASE_URL_ENV) or "").rstrip("/") or None
+        self.base_url = (settings.base_url or "").rstrip("/") or None
         self._key: Secret | None = None
-        self.mode, self.project, self.location = self._resolve_auth(api_key, project, location, credentials)
-        self._client = self._make_client(credentials, timeout_s)
+        self.mode, self.project, self.location = self._resolve_auth(settings, credentials)
+        self._client = self._make_client(credentials, timeout_s, transport)
 
-    def _resolve_auth(self, api_key, project, location, credentials) -> tuple[str, str | None, str | None]:
-        if api_key and (project or credentials):
-            raise InputError("give Veo either an API key or a project with credentials, not both")
-        if api_key:
-            self._key = Secret(api_key.strip())
-            return "express", None, None
-        if project or credentials is not None:
-            project = project or os.environ.get(PROJECT_ENV)
-            if not project:
-                raise InputError(f"Veo with credentials needs a project: set {PROJECT_ENV} or pass project=")
-        else:
-            project = os.environ.get(PROJECT_ENV)
-        if project:
-            return "project", project, location or os.environ.get(LOCATION_ENV) or DEFAULT_LOCATION
-        key = _env_key()
+    def _resolve_auth(self, settings: VeoSettings, credentials) -> tuple[str, str | None, str | None]:
+        if settings.project:
+            return "project", settings.project, settings.location or DEFAULT_LOCATION
+        if credentials is not None:
+            raise InputError(f"Veo with credentials needs a project: set {PROJECT_ENV}")
+        key = settings.api_key.get_secret_value().strip() if settings.api_key is not None else ""
         if key:
             self._key = Secret(key)
             return "express", None, None
@@ -232,11 +199,12 @@ class VeoProvider:
             f"{PROJECT_ENV} with Application Default Credentials (gcloud auth application-default login)"
         )
 
-    def _make_client(self, credentials, timeout_s: float):
+    def _make_client(self, credentials, timeout_s: float, transport):
         from google import genai
         from google.genai import types
 
-        options = types.HttpOptions(base_url=self.base_url, timeout=int(timeout_s * 1000))
+        options = types.HttpOptions(base_url=self.base_url, timeout=int(timeout_s * 1000),
+                                    client_args={"transport": transport} if transport is not None else None)
         try:
             if self.mode == "express":
                 return genai.Client(vertexai=True, api_key=self._key.reveal(), http_options=options)
@@ -401,14 +369,6 @@ class VeoProvider:
         # Vertex answers a wrong express-mode key with 400 INVALID_ARGUMENT "API key not valid".
         wrong_key = status == 400 and "api key" in (exc.message or "").lower()
         return error_for_status(status, message, provider="veo", retry_statuses=statuses, retry_after_s=retry_after, auth=wrong_key)
-
-
-def _env_key() -> str | None:
-    for name in KEY_ENVS:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
-    return None
 
 
 def _default_credentials():

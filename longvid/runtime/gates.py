@@ -10,13 +10,12 @@ ever.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..providers.routing import BreakerConfig, BreakerState, CircuitBreaker
+from ..settings import GateSettings, account_digest
 
 GATE_NAMESPACE = "longvid"
 DEFAULT_LEASE_S = 3 * 3600.0  # longer than any task's timeout
@@ -37,13 +36,12 @@ class GateConfig:
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
     @classmethod
-    def from_env(cls, provider: str, default_max: int | None, env: dict[str, str] | None = None) -> GateConfig:
-        """LONGVID_MAX_CONCURRENT_<PROVIDER> (0: no limit) and LONGVID_BREAKER_OPEN_S."""
-        env = os.environ if env is None else env
-        raw = env.get(f"LONGVID_MAX_CONCURRENT_{provider.upper()}", "").strip()
-        limit = default_max if not raw else (int(raw) or None)
-        open_s = float(env.get("LONGVID_BREAKER_OPEN_S", "") or BreakerConfig.open_seconds)
-        return cls(max_concurrent=limit, breaker=BreakerConfig(open_seconds=open_s))
+    def from_settings(cls, provider: str, default_max: int | None, settings: GateSettings) -> GateConfig:
+        """The provider's configured limit (LONGVID_MAX_CONCURRENT_<PROVIDER>, 0: no limit; unset:
+        `default_max`) and the breaker's open time (LONGVID_BREAKER_OPEN_S)."""
+        configured = settings.max_concurrent.get(provider.lower())
+        limit = default_max if configured is None else (configured or None)
+        return cls(max_concurrent=limit, breaker=BreakerConfig(open_seconds=settings.breaker_open_s))
 
 
 class ProviderGate:
@@ -146,11 +144,11 @@ class ProviderGate:
         }
 
 
-def gate_identity(provider: str, settings: dict[str, str]) -> str:
-    """Gates are per provider account and endpoint: a digest of its settings (never the
-    settings themselves, which hold the key), so two keys or a fake server get their own."""
-    digest = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:12]
-    return f"{provider}-{digest}"
+def gate_identity(provider: str, account: Mapping[str, str]) -> str:
+    """Gates are per provider account and endpoint: a digest of its account settings
+    (`Settings.account`; never the settings themselves, which hold the key), so two keys or
+    a fake server get their own, and the same account always finds the same gate."""
+    return f"{provider}-{account_digest(account)}"
 
 
 class LocalGates:

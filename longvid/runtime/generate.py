@@ -24,6 +24,7 @@ from ..providers._http import is_safety_refusal
 from ..providers.base import ProviderCapabilities
 from ..providers.ledger import CostLedger, EntryState
 from ..providers.routing import counts_against_provider
+from ..settings import Settings
 from ..spec import SegmentJob, SegmentState
 from .acceptance import Acceptance, sha256_hex, update_record
 from .failures import Cancelled, FailureDecision, failure_code, failure_decision, failure_reason, nothing_created
@@ -58,10 +59,12 @@ class GenerateLoop:
     def __init__(self, run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], capabilities: ProviderCapabilities, *,
                  store: RunStore, runner: SegmentRunner, router: SegmentRouter, acceptance: Acceptance,
                  progress: ProgressSink, stop: threading.Event, estimator: EstimatorConfig,
-                 rephrase: Callable[[str, str], str] | None, max_tries: int = 2, lease: RunLock | None = None):
+                 rephrase: Callable[[str, str], str] | None, settings: Settings, max_tries: int = 2,
+                 lease: RunLock | None = None):
         self.run_folder, self.jobs, self.router = run, jobs, router
         self.store, self.runner, self.acceptance, self.progress = store, runner, acceptance, progress
         self.stop, self.rephrase, self.max_tries, self.lease = stop, rephrase, max_tries, lease
+        self.settings = settings  # travels to the Ray tasks that poll and download (secrets masked)
         self.spec = manifest.spec
         self.capacity = runner.capacity()
         self.requests = {}
@@ -249,7 +252,8 @@ class GenerateLoop:
         # Free, idempotent renders may be retried by Ray; paid calls never are, so a crashed
         # worker cannot pay twice (resume polls the recorded task instead).
         retries = 2 if caps.idempotent_submit else 0
-        handle = self.runner.collect(name, task_id, attempt, self.requests[index], conditioning, index in self.needed_seams, retries)
+        handle = self.runner.collect(name, task_id, attempt, self.requests[index], conditioning, index in self.needed_seams, retries,
+                                     self.settings)
         self.in_flight[handle] = (attempt, key, name)
         self.progress.segment(index, SegmentState.SUBMITTED, f"{name} · {self.requests[index].num_cpus:g} cpu")
 

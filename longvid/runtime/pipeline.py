@@ -31,6 +31,7 @@ from ..providers import provider_capabilities, provider_configured
 from ..providers.base import ProviderCapabilities
 from ..providers.estimate import CostEstimate, budget_verdict, estimate_cost
 from ..providers.registry import PROVIDER_SETTINGS
+from ..settings import Settings
 from ..spec import RenderSpec, SegmentJob, Storyboard
 from .acceptance import Acceptance
 from .failures import Cancelled, FailureDecision, failure_decision
@@ -73,6 +74,7 @@ class RenderPipeline:
         judge: SegmentJudge | None = None,
         stop: threading.Event | None = None,
         stream_copy: bool = True,
+        settings: Settings | None = None,
     ):
         self.store = store if store is not None else LocalRunStore()
         self.runner = runner
@@ -83,14 +85,15 @@ class RenderPipeline:
         self.stop = stop or threading.Event()
         self.stream_copy = stream_copy  # False: re-encode every frame at merge
         self.max_tries = 2  # per segment and invocation, for failures worth retrying
+        self.settings = settings if settings is not None else Settings()  # defaults: no provider keys
 
     # -- planning steps -------------------------------------------------------------------
 
     def check_inputs(self, spec: RenderSpec) -> ProviderCapabilities:
         """What the spec's provider(s) can do together; refuses unknown or unconfigured ones."""
-        capabilities = combined_capabilities(spec.provider)  # unknown provider -> InputError
-        for name in candidate_providers(spec.provider):
-            if not provider_configured(name):  # refused now, not after Ray has started
+        capabilities = combined_capabilities(spec.provider, self.settings)  # unknown provider -> InputError
+        for name in candidate_providers(spec.provider, self.settings):
+            if not provider_configured(name, self.settings):  # refused now, not after Ray has started
                 _needed, hint = PROVIDER_SETTINGS.get(name, ((), ""))
                 raise InputError(f"provider {name!r} is not configured: {hint}")
         if spec.aspect_ratio not in capabilities.aspect_ratios:
@@ -106,7 +109,8 @@ class RenderPipeline:
             jobs = segment_storyboard(storyboard, spec, capabilities.durations)
         except ValueError as exc:
             raise InputError(f"cannot segment this storyboard: {exc}") from None
-        prices = {n: provider_capabilities(n).price_per_second_usd for n in candidate_providers(spec.provider)}
+        prices = {n: provider_capabilities(n, self.settings).price_per_second_usd
+                  for n in candidate_providers(spec.provider, self.settings)}
         estimate = estimate_cost((j.generate_duration_s for j in jobs), prices)
         refusal, warning = budget_verdict(estimate, spec.budget_usd)
         if refusal is not None:
@@ -141,7 +145,7 @@ class RenderPipeline:
         capabilities = self.check_inputs(spec)
         planned = planned or self.plan(spec)
         run = self.store.create(run_id or new_run_id(spec.model_dump_json()))
-        with RunLock(run, on_lost=self.stop.set) as lease:  # before the manifest exists, so no resume can start on it meanwhile
+        with RunLock(run, self.settings.store.run_lock_ttl_s, on_lost=self.stop.set) as lease:  # before the manifest exists, so no resume can start on it meanwhile
             write_model(run, PLAN, RunPlan(storyboard=planned.storyboard, segments=planned.jobs))
             manifest = RunManifest(
                 run_id=run.run_id,
@@ -158,13 +162,13 @@ class RenderPipeline:
         """Continue an interrupted (or finished) run from its folder."""
         started = time.perf_counter()
         run = self.store.open(run_id)
-        with RunLock(run, on_lost=self.stop.set) as lease:  # one driver per run: a second one would pay for the same segments again
+        with RunLock(run, self.settings.store.run_lock_ttl_s, on_lost=self.stop.set) as lease:  # one driver per run: a second one would pay for the same segments again
             manifest = read_manifest(run)
             plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
             capabilities = self.check_inputs(manifest.spec)
             acceptance = Acceptance(run, self.store, self.judge, self.progress)
             manifest = acceptance.reconcile(manifest.model_copy(update={"status": RunStatus.RENDERING, "error": None}), plan.segments,
-                                            lambda name: provider_capabilities(name).idempotent_submit)
+                                            lambda name: provider_capabilities(name, self.settings).idempotent_submit)
             if output is None and manifest.output and not manifest.output.startswith(run.location()):
                 output = Path(manifest.output)
             return self._execute(run, manifest, plan.storyboard, plan.segments, capabilities, output, started, lease)
@@ -176,13 +180,13 @@ class RenderPipeline:
         """Generate every segment not yet accepted."""
         if self.runner is None:
             raise RuntimeError("this pipeline was built for planning only: give it a SegmentRunner")
-        router = SegmentRouter(manifest.spec, run.run_id, self.runner.gates)
+        router = SegmentRouter(manifest.spec, run.run_id, self.settings, self.runner.gates)
         router.release_all()  # slots a crashed earlier invocation of this run still holds
         try:
             loop = GenerateLoop(run, manifest, jobs, capabilities, store=self.store, runner=self.runner, router=router,
                                 acceptance=Acceptance(run, self.store, self.judge, self.progress), progress=self.progress,
                                 stop=self.stop, estimator=self.estimator, rephrase=self.planner.rephrase,
-                                max_tries=self.max_tries, lease=lease)
+                                max_tries=self.max_tries, lease=lease, settings=self.settings)
             return loop.run()
         finally:
             router.release_all()  # whatever ended the loop (an error included), this run holds no slot now

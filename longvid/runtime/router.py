@@ -13,31 +13,32 @@ from ..providers import create_provider, provider_capabilities, provider_configu
 from ..providers.base import ProviderCapabilities, VideoProvider
 from ..providers.registry import available_providers
 from ..providers.routing import SegmentNeeds, common_durations, rank, requested_providers
+from ..settings import Settings
 from ..spec import RenderSpec, SegmentJob
 from .gates import Admission, GateConfig, LocalGates, gate_identity
-from .tasks import ProviderEnvironment
 
 WAIT = "wait"  # a candidate is busy or its breaker is open: try again shortly
 EXHAUSTED = "exhausted"  # every capable provider failed this segment
 
 
-def candidate_providers(requested: str) -> list[str]:
+def candidate_providers(requested: str, settings: Settings) -> list[str]:
     """The providers a spec's `provider` names ("auto", "runway", "runway,veo")."""
     try:
         return requested_providers(
-            requested, available_providers(), provider_configured, lambda n: provider_capabilities(n).runs_remotely
+            requested, available_providers(), lambda n: provider_configured(n, settings),
+            lambda n: provider_capabilities(n, settings).runs_remotely,
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
 
-def combined_capabilities(requested: str) -> ProviderCapabilities:
+def combined_capabilities(requested: str, settings: Settings) -> ProviderCapabilities:
     """What a render over these candidates can rely on whichever provider makes a segment:
     lengths they all allow, ratios they all make, traits they all have, and the highest
-    price: the most a segment may cost whichever provider makes it (the API's plan shows
-    that upper bound; the budget check before a render uses the cheapest candidate)."""
-    names = candidate_providers(requested)
-    caps = [provider_capabilities(n) for n in names]
+    price: the most a segment may cost whichever provider makes it (the cost estimate's
+    bounds come from longvid.providers.estimate)."""
+    names = candidate_providers(requested, settings)
+    caps = [provider_capabilities(n, settings) for n in names]
     if len(caps) == 1:
         return caps[0]
     try:
@@ -61,14 +62,16 @@ def combined_capabilities(requested: str) -> ProviderCapabilities:
 
 
 class SegmentRouter:
-    def __init__(self, spec: RenderSpec, run_id: str, gates=None, names: list[str] | None = None):
+    def __init__(self, spec: RenderSpec, run_id: str, settings: Settings, gates=None, names: list[str] | None = None):
         self.spec = spec
         self.run_id = run_id
-        self.names = names or candidate_providers(spec.provider)
-        self.caps = {n: provider_capabilities(n) for n in self.names}
+        self.settings = settings
+        self.names = names or candidate_providers(spec.provider, settings)
+        self.caps = {n: provider_capabilities(n, settings) for n in self.names}
         gates = gates if gates is not None else LocalGates()
         self._clients: dict[str, VideoProvider] = {}
-        self._gates = {n: gates.gate(gate_identity(n, ProviderEnvironment.capture(n).account_settings()), GateConfig.from_env(n, self.caps[n].max_concurrent_tasks))
+        self._gates = {n: gates.gate(gate_identity(n, settings.account(n)),
+                                     GateConfig.from_settings(n, self.caps[n].max_concurrent_tasks, settings.gates))
                        for n in self.names}
         self.failed: dict[int, dict[str, str]] = {}  # segment -> provider -> why it failed there
 
@@ -76,12 +79,12 @@ class SegmentRouter:
 
     def capabilities(self, name: str) -> ProviderCapabilities:
         if name not in self.caps:  # a task recorded by an earlier invocation with other candidates
-            self.caps[name] = provider_capabilities(name)
+            self.caps[name] = provider_capabilities(name, self.settings)
         return self.caps[name]
 
     def client(self, name: str) -> VideoProvider:
         if name not in self._clients:
-            self._clients[name] = create_provider(name)
+            self._clients[name] = create_provider(name, self.settings)
         return self._clients[name]
 
     def close(self) -> None:

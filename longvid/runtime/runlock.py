@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import logging
 
 from ..errors import RenderError
+from ..settings import DEFAULT_RUN_LOCK_TTL_S
 from .layout import LOCK
 
-DEFAULT_TTL_S = 90.0
+DEFAULT_TTL_S = DEFAULT_RUN_LOCK_TTL_S
 
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class RunLock:
 
     def __init__(self, run, ttl_s: float | None = None, on_lost=None):
         self.run = run
-        self.ttl_s = ttl_s if ttl_s is not None else float(os.environ.get("LONGVID_RUN_LOCK_TTL_S", "") or DEFAULT_TTL_S)
+        self.ttl_s = ttl_s if ttl_s is not None else DEFAULT_TTL_S  # the pipeline passes settings.store.run_lock_ttl_s
         self.owner = uuid.uuid4().hex
         self.host = _this_host()
         self.on_lost = on_lost

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from ..errors import InputError
 # FINAL, PLAN, REPORT and segment_path are also imported from here by older callers.
 from .layout import CACHE, FINAL, MANIFEST, PLAN, REPORT, SEGMENTS, STATE, cache_path, segment_path  # noqa: F401
+from ..settings import DEFAULT_S3_PART_MB
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -344,7 +345,7 @@ class S3RunStore:
     """Run folders under s3://bucket/prefix/. Credentials, region and endpoint come from
     the usual AWS settings (AWS_ENDPOINT_URL for S3-compatible stores)."""
 
-    def __init__(self, url: str, scratch_root: Path | None = None, client=None):
+    def __init__(self, url: str, scratch_root: Path | None = None, client=None, part_mb: float = DEFAULT_S3_PART_MB):
         if not url.startswith("s3://"):
             raise InputError(f"not an S3 URL: {url!r}")
         bucket, _, prefix = url[5:].partition("/")
@@ -356,7 +357,7 @@ class S3RunStore:
         from boto3.s3.transfer import TransferConfig
 
         self.client = client or boto3.client("s3")
-        part = int(float(os.environ.get("LONGVID_S3_PART_MB", "8")) * 1024 * 1024)  # tune for slow links
+        part = int(part_mb * 1024 * 1024)  # LONGVID_S3_PART_MB: tune for slow links
         self.transfer = TransferConfig(multipart_threshold=part, multipart_chunksize=max(part, 5 * 1024 * 1024))
         # Per user, so another account on the host cannot plant files in it.
         self.scratch_root = scratch_root or Path(tempfile.gettempdir()) / f"longvid-s3-{os.getuid()}" / bucket / self.prefix.strip("/")
@@ -422,7 +423,7 @@ class S3RunStore:
 RunStore = LocalRunStore | S3RunStore
 
 
-def open_store(location: str | Path) -> RunStore:
+def open_store(location: str | Path, s3_part_mb: float = DEFAULT_S3_PART_MB) -> RunStore:
     """`s3://bucket/prefix` -> S3, anything else -> a local folder."""
     text = str(location)
-    return S3RunStore(text) if text.startswith("s3://") else LocalRunStore(text)
+    return S3RunStore(text, part_mb=s3_part_mb) if text.startswith("s3://") else LocalRunStore(text)

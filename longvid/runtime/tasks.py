@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..media.frames import frame_png
+from ..settings import Settings
 from ..spec import SegmentJob
 from .gates import LocalGates, RayGates
 from .resources import ClusterCapacity, ResourceRequest
@@ -36,58 +37,23 @@ def seam_frame_png(mp4: bytes, frame_index: int) -> bytes:
     return frame_png(mp4, frame_index)
 
 
-# Provider settings a worker needs to poll and download (keys, base URLs, models, prices):
-# only the chosen provider's travel, none for the local renderer.
-PROVIDER_ENV_PREFIXES = {"runway": ("RUNWAYML_", "LONGVID_"), "veo": ("GOOGLE_", "GEMINI_", "LONGVID_")}
-
-
-class ProviderEnvironment:
-    """The driver's provider settings, carried to workers on other nodes as a task argument
-    (not in runtime_env, which dashboards display). Its repr never shows a value."""
-
-    def __init__(self, values: dict[str, str]):
-        self._values = dict(values)
-
-    @classmethod
-    def capture(cls, provider: str) -> ProviderEnvironment:
-        import os
-
-        prefixes = PROVIDER_ENV_PREFIXES.get(provider, ())
-        return cls({k: v for k, v in os.environ.items() if prefixes and k.startswith(prefixes)})
-
-    def account_settings(self) -> dict[str, str]:
-        """The settings that identify a provider account and endpoint (keys, base URLs), not
-        longvid's own tuning (LONGVID_*). For digests only: never print them."""
-        return {k: v for k, v in self._values.items() if not k.startswith("LONGVID_")}
-
-    def apply(self) -> None:
-        import os
-
-        os.environ.update(self._values)
-
-    def __repr__(self) -> str:
-        return f"ProviderEnvironment({sorted(self._values)})"
-
-
 def collect_segment(provider_name: str, task_id: str, job: SegmentJob, conditioning_png: bytes | None, want_seam: bool,
-                    environment: ProviderEnvironment | None = None) -> SegmentResult:
+                    settings: Settings) -> SegmentResult:
     """Wait for a task the driver already created (its id is in the manifest) and return
-    its bytes. A local renderer re-registers the job first: its submit is idempotent."""
+    its bytes. A local renderer re-registers the job first: its submit is idempotent.
+    `settings` travels to a worker on another node as a task argument (not in runtime_env,
+    which dashboards display); its secrets print masked."""
     from ..providers import create_provider
     from ..providers.base import wait_for_output
 
-    if environment is not None:
-        environment.apply()
     started = time.perf_counter()
-    provider = create_provider(provider_name)
+    provider = create_provider(provider_name, settings)
     if provider.capabilities.idempotent_submit:
         again = provider.submit(job, conditioning_png)
         if again != task_id:
             raise RuntimeError(f"segment {job.index}: the renderer produced task {again}, expected {task_id}")
-    import os
-
     mp4 = wait_for_output(provider, task_id, poll_interval_s=getattr(provider, "poll_interval_s", 5.0),
-                          timeout_s=float(os.environ.get("LONGVID_TASK_TIMEOUT_S", "1800")))
+                          timeout_s=settings.polling.task_timeout_s)
     seam = seam_frame_png(mp4, job.frames) if want_seam else None
     return SegmentResult(
         resources=_assigned_resources(),
@@ -120,7 +86,8 @@ class SegmentRunner(Protocol):
 
     def capacity(self) -> ClusterCapacity: ...
 
-    def collect(self, provider: str, task_id: str, job: SegmentJob, request: ResourceRequest, conditioning_png: bytes | None, want_seam: bool, retries: int) -> Any: ...
+    def collect(self, provider: str, task_id: str, job: SegmentJob, request: ResourceRequest, conditioning_png: bytes | None,
+                want_seam: bool, retries: int, settings: Settings) -> Any: ...
 
     def wait(self, handles: Sequence[Any]) -> list[Any]: ...
 
@@ -141,10 +108,10 @@ class InlineSegmentRunner:
     def capacity(self) -> ClusterCapacity:
         return self._capacity
 
-    def collect(self, provider, task_id, job, request, conditioning_png, want_seam, retries):
+    def collect(self, provider, task_id, job, request, conditioning_png, want_seam, retries, settings):
         self.submitted.append((job.index, request))
         try:
-            return ("ok", collect_segment(provider, task_id, job, conditioning_png, want_seam))
+            return ("ok", collect_segment(provider, task_id, job, conditioning_png, want_seam, settings))
         except Exception as exc:  # surfaced by result(), as Ray would
             return ("error", exc)
 
@@ -174,10 +141,10 @@ class RaySegmentRunner:
     def capacity(self) -> ClusterCapacity:
         return ClusterCapacity.from_ray_resources(self._ray.cluster_resources())
 
-    def collect(self, provider, task_id, job, request, conditioning_png, want_seam, retries):
+    def collect(self, provider, task_id, job, request, conditioning_png, want_seam, retries, settings):
         options = request.ray_options()
         return self._remote.options(**options, max_retries=retries, name=f"segment-{job.index}").remote(
-            provider, task_id, job, conditioning_png, want_seam, ProviderEnvironment.capture(provider)
+            provider, task_id, job, conditioning_png, want_seam, settings
         )
 
     def cancel(self, handle):
@@ -219,16 +186,16 @@ class _DropTokenAuthNotice:
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to RAY_ADDRESS / `address` when given, else start Ray in-process (without
-    printing Ray's notice that the new local cluster uses token authentication)."""
+    """Connect to `address` (the edges pass --ray-address or Settings.ray_address, i.e.
+    RAY_ADDRESS) when given, else start Ray in-process (without printing Ray's notice that
+    the new local cluster uses token authentication)."""
     import logging
-    import os
 
     import ray
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = address or None
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
     if address is None and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus

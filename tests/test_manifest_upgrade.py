@@ -48,7 +48,7 @@ class LegacyPaid(PreviewProvider):
 
 @pytest.fixture
 def store(tmp_path):
-    register_provider("legacy-paid", LegacyPaid.capabilities, LegacyPaid)
+    register_provider("legacy-paid", LegacyPaid.capabilities, lambda settings: LegacyPaid())
     LegacyPaid.creates.clear()
     shutil.copytree(RUN, tmp_path / "store" / "legacy-v1")
     return tmp_path / "store"

@@ -11,6 +11,7 @@ from longvid.providers import provider_capabilities, register_provider, registry
 from longvid.providers.base import ProviderCapabilities, Trait
 from longvid.providers.ledger import BudgetExceeded, CostLedger, EntryState
 from longvid.providers.routing import BreakerConfig, BreakerState, CircuitBreaker, SegmentNeeds, rank
+from longvid.settings import Settings
 from longvid.spec import AspectRatio, QualityTier
 
 RUNWAY = ProviderCapabilities("runway", "gen4_turbo", DurationRule(allowed=(5.0, 10.0)), image_conditioning=True,
@@ -53,8 +54,8 @@ def test_ranking_follows_the_design_rules():
 
 def test_a_registered_provider_with_the_premium_trait_is_ranked_like_veo(monkeypatch):
     monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))  # the registration ends with the test
-    register_provider("studio", replace(VEO, name="studio", price_per_second_usd=0.30), lambda: None)
-    studio = provider_capabilities("studio")
+    register_provider("studio", replace(VEO, name="studio", price_per_second_usd=0.30), lambda settings: None)
+    studio = provider_capabilities("studio", Settings())
     providers = [RUNWAY, CHEAP, studio]
     assert rank(providers, needs(quality=QualityTier.PREMIUM, budget_left_usd=100))[0] == "studio"
     assert rank(providers, needs(quality=QualityTier.PREMIUM, budget_left_usd=0.5))[0] != "studio"  # not affordable
@@ -68,9 +69,9 @@ def test_a_registered_provider_with_the_premium_trait_is_ranked_like_veo(monkeyp
 def test_routed_capabilities_keep_only_the_traits_every_candidate_has():
     from longvid.runtime.router import combined_capabilities
 
-    assert combined_capabilities("veo").traits == {Trait.PREMIUM}
-    assert combined_capabilities("runway").traits == {Trait.CREATIVE}
-    assert combined_capabilities("runway,veo").traits == frozenset()
+    assert combined_capabilities("veo", Settings()).traits == {Trait.PREMIUM}
+    assert combined_capabilities("runway", Settings()).traits == {Trait.CREATIVE}
+    assert combined_capabilities("runway,veo", Settings()).traits == frozenset()
 
 
 def test_ledger_reserves_charges_and_releases():

@@ -473,7 +473,7 @@ class GeminiPlanner:
         try:
             repairs: list[str] = []
             storyboard = self._plan_with_gemini(spec, max_scenes, usage, repairs)
-            warnings = [f"Gemini planner ({self.model}): repaired its plan: {_scrub(r, self._api_key)}" for r in repairs]
+            warnings = [f"Gemini planner ({self.model}): repaired its plan: {sanitize(r, [self._api_key])}" for r in repairs]
             return PlanResult(storyboard=storyboard, warnings=warnings, usage=usage)
         except (PlanRejected, _ApiFailure) as exc:
             reason = sanitize(exc, [self._api_key], 1000)  # never cut: its parts are cut already

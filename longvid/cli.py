@@ -341,8 +341,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "run_id": manifest.run_id, "status": manifest.status, "cost_usd": manifest.cost_usd, "error": manifest.error,
+            "warnings": list(manifest.warnings),
             "segments": [{"index": r.index, "state": r.state.value, "task_id": r.task_id, "attempts": r.attempts,
-                          "cost_usd": r.cost_usd, "resume": actions[r.index][0].value, "why": actions[r.index][1]}
+                          "cost_usd": r.cost_usd, "error": r.error, "resume": actions[r.index][0].value,
+                          "why": actions[r.index][1]}
                          for r in manifest.segments],
         }, indent=2))
         return 0
@@ -350,12 +352,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"run {manifest.run_id}: {manifest.status}, ${manifest.cost_usd:.2f} so far" + (f" — {manifest.error}" if manifest.error else ""))
-    for column in ("seg", "scene", "state", "attempts", "task", "cost", "on resume"):
-        table.add_column(column, no_wrap=column != "on resume")
+    for column in ("seg", "scene", "state", "attempts", "task", "cost", "error", "on resume"):
+        table.add_column(column, no_wrap=column not in ("error", "on resume"))
     for r in manifest.segments:
         action, why = actions[r.index]
-        table.add_row(str(r.index), str(r.scene_index + 1), r.state.value, str(r.attempts), (r.task_id or "")[:24], f"${r.cost_usd:.2f}", f"{action.value}: {why}")
-    Console().print(table)
+        table.add_row(str(r.index), str(r.scene_index + 1), r.state.value, str(r.attempts), (r.task_id or "")[:24], f"${r.cost_usd:.2f}",
+                      r.error or "", f"{action.value}: {why}")
+    console = Console()
+    console.print(table)
+    for warning in manifest.warnings:
+        console.print(f"[yellow]warning[/] {warning}")
     return 0
 
 

@@ -172,6 +172,8 @@ def transition(manifest: RunManifest, index: int, new_state: SegmentState, **cha
     record = manifest.segments[index]
     if new_state not in ALLOWED_TRANSITIONS[record.state]:
         raise IllegalTransition(f"segment {index}: {record.state.value} -> {new_state.value} is not allowed")
+    if new_state in (SegmentState.GENERATED, SegmentState.ACCEPTED):
+        changes.setdefault("error", None)  # an earlier try's failure is history now, not this segment's state
     if new_state is SegmentState.SUBMITTED:
         changes.setdefault("attempts", record.attempts + 1)
     updated = record.model_copy(update={**changes, "state": new_state, "updated_at": _now()})

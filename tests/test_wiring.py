@@ -169,3 +169,44 @@ def test_budget_shows_both_bounds_and_warns_when_failover_could_not_be_afforded(
     spec = RenderSpec(prompt="a surreal lighthouse", duration_s=12, provider="runway,veo", budget_usd=1.0)
     with pytest.raises(InputError, match="exceeds the budget"):
         RenderPipeline(settings=keys).plan(spec)
+
+
+def test_a_create_call_cut_short_by_a_crash_is_counted_and_said(tmp_path, monkeypatch):
+    """Resume makes a new task after a crash during a create call; the orphan stays in the
+    ledger at its estimate, and now the manifest, status and report say it may be paid."""
+    from longvid.cli import main
+    from longvid.providers import register_provider
+    from longvid.providers.base import ProviderCapabilities
+    from longvid.providers.preview import PREVIEW_CAPABILITIES, PreviewProvider
+
+    # The preview renderer with a price: its tasks are re-rendered by the worker that collects them.
+    paid = ProviderCapabilities(**{**PREVIEW_CAPABILITIES.__dict__, "name": "paidpreview", "price_per_second_usd": 0.1})
+
+    class CrashingOnce(PreviewProvider):
+        crashed = False
+
+        def __init__(self):
+            super().__init__()
+            self.capabilities = paid
+
+        def submit(self, job, conditioning_png=None):
+            if not CrashingOnce.crashed:
+                CrashingOnce.crashed = True
+                raise KeyboardInterrupt  # the driver dies during the create call
+            return super().submit(job, conditioning_png)
+
+    register_provider("paidpreview", paid, lambda settings: CrashingOnce())
+    spec = RenderSpec(prompt="a red fox in the snow", duration_s=5, resolution="360p", judge="off", provider="paidpreview")
+    store = LocalRunStore(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        RenderPipeline(store, InlineSegmentRunner()).render(spec, run_id="r")
+    RenderPipeline(store, InlineSegmentRunner()).resume("r")
+    manifest = load_manifest((tmp_path / "r" / "manifest.json").read_text())
+    orphan = [e for e in manifest.ledger if e.task_id is None]
+    assert len(orphan) == 1 and orphan[0].state.value == "charged" and orphan[0].cost_usd == orphan[0].estimate_usd
+    said = [w for w in manifest.warnings if "may have been paid for without a result" in w]
+    assert len(said) == 1 and said[0].startswith("segment 0: a paidpreview task")
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert said[0] in report["warnings"]
+    monkeypatch.delenv("LONGVID_STORE", raising=False)
+    assert main(["status", "r", "--store", str(tmp_path), "--json"]) == 0

@@ -91,6 +91,11 @@ class CostLedger:
         """The call was never made (or was refused before any work): nothing is owed."""
         return self._update(key, state=EntryState.RELEASED, cost_usd=0.0, note=note)
 
+    def unanswered(self) -> list[LedgerEntry]:
+        """Calls that may have made a billed task we never heard of: reserved (or charged at
+        the estimate) with no task id, because the create call's answer never came back."""
+        return [e for e in self.entries if e.task_id is None and e.state is not EntryState.RELEASED]
+
     def by_segment(self) -> dict[int, float]:
         out: dict[int, float] = {}
         for e in self.entries:

@@ -75,6 +75,7 @@ class GenerateLoop:
         self.manifest = manifest
         self.needed_seams = {j.conditioned_on for j in jobs if j.conditioned_on is not None}
         self.ledger = CostLedger(self.spec.budget_usd, list(manifest.ledger))
+        self.manifest = self._account_for_unanswered_creates()
         self.done = {r.index for r in manifest.segments if r.state is SegmentState.ACCEPTED}
         self.reused = len(self.done)
         self.generated = 0
@@ -89,6 +90,19 @@ class GenerateLoop:
         remote = all(router.capabilities(n).runs_remotely and router.capabilities(n).image_conditioning for n in router.names)
         self.reference = self.spec.reference_images[0] if remote and self.spec.reference_images else None
         self._reference_png: dict[tuple[int, int], bytes | None] = {}
+
+    def _account_for_unanswered_creates(self) -> RunManifest:
+        """A create call whose answer never came (the driver died during it, or the outcome
+        was unknown) may have made a task the provider bills: it stays on the books at its
+        estimate, and the run says so instead of counting it silently."""
+        notes = []
+        for entry in self.ledger.unanswered():
+            if entry.state is EntryState.RESERVED:  # the driver stopped during the call
+                self.ledger.charge(entry.key, None, "create call interrupted: a task may exist and be billed; counted at the estimate")
+            notes.append(f"segment {entry.segment}: a {entry.provider} task may have been paid for without a result "
+                         f"(its create call got no answer); counted at its estimate of ${entry.estimate_usd:.2f}")
+        manifest = with_warnings(self.manifest, *notes)
+        return self._with_ledger(manifest) if notes else manifest
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -286,6 +300,7 @@ class GenerateLoop:
             self.progress.segment(index, SegmentState.SUBMITTED, f"polling again: {reason[:80]}")
         elif decision is FailureDecision.LEAVE_SUBMITTED:  # still running or unreachable: resume polls it, never pays again
             self.router.release(name, index)
+            self._write(update_record(self.manifest, index, error=reason[:500]))  # why it is not done, until resume collects it
             self._give_up(index, reason)
             self.progress.segment(index, SegmentState.SUBMITTED, reason)
         else:
@@ -368,8 +383,8 @@ class GenerateLoop:
             self.manifest = manifest
         write_model(self.run_folder, MANIFEST, self.manifest)
 
-    def _with_ledger(self) -> RunManifest:
-        return self.manifest.model_copy(update={"ledger": list(self.ledger.entries)})
+    def _with_ledger(self, manifest: RunManifest | None = None) -> RunManifest:
+        return (manifest or self.manifest).model_copy(update={"ledger": list(self.ledger.entries)})
 
     def _settle(self, provider: str, task_id: str | None, cost_usd: float | None, note: str = "") -> None:
         """Charge the reserved entry of `provider`'s task `task_id` (resumed tasks were reserved

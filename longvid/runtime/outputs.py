@@ -109,7 +109,7 @@ def write_report(run: RunFolder, manifest: RunManifest, result: RenderResult, ju
             {
                 "index": r.index, "scene": r.scene_index, "state": r.state.value, "provider": r.provider,
                 "attempts": r.attempts, "regenerations": r.regenerations, "cached": r.cached, "seed": r.seed,
-                "cost_usd": r.cost_usd, "scores": [attempt.model_dump(mode="json") for attempt in r.scores],
+                "cost_usd": r.cost_usd, "error": r.error, "scores": [attempt.model_dump(mode="json") for attempt in r.scores],
             }
             for r in manifest.segments
         ],

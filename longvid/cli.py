@@ -167,10 +167,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     storyboard, jobs = planned.storyboard, planned.jobs
     for warning in planned.warnings:
         print(f"longvid: warning: {warning}", file=sys.stderr)
+    estimate = planned.estimate
     if args.json:
         print(json.dumps({"storyboard": storyboard.model_dump(mode="json"),
-                          "segments": [j.model_dump(mode="json", exclude={"scene"}) for j in jobs]}, ensure_ascii=False, indent=2))
+                          "segments": [j.model_dump(mode="json", exclude={"scene"}) for j in jobs],
+                          "estimated_cost": estimate.to_dict()}, ensure_ascii=False, indent=2))
         return 0
+    if estimate.high_usd > 0:  # both bounds: every segment at the cheapest candidate, and all failed over to the dearest
+        bounds = f"${estimate.low_usd:.2f}" + (f" to ${estimate.high_usd:.2f}" if estimate.high_usd > estimate.low_usd else "")
+        print(f"estimated cost: {bounds} ({estimate.cheapest}" + (f" to {estimate.dearest})" if estimate.dearest != estimate.cheapest else ")"),
+              file=sys.stderr)
     from rich.console import Console
     from rich.table import Table
 

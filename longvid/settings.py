@@ -53,6 +53,9 @@ class RunwaySettings(_Frozen):
 class VeoSettings(_Frozen):
     api_key: SecretStr | None = None  # GOOGLE_API_KEY, else GEMINI_API_KEY (Vertex express mode)
     project: str | None = None  # GOOGLE_CLOUD_PROJECT (project mode; wins over a key, as in the SDK)
+    # GOOGLE_APPLICATION_CREDENTIALS: the service-account file project mode loads, on the driver
+    # and on workers of other nodes alike (carried as a value: a worker's environment lacks it).
+    credentials_file: str | None = None
     location: str = VEO_DEFAULT_LOCATION  # GOOGLE_CLOUD_LOCATION
     base_url: str | None = None  # GOOGLE_VERTEX_BASE_URL (a proxy or a fake)
     model: str = VEO_DEFAULT_MODEL  # LONGVID_VEO_MODEL
@@ -118,6 +121,7 @@ class Settings(_Frozen):
             veo=VeoSettings(
                 api_key=SecretStr(google_key[0]) if google_key else None,
                 project=env.text("GOOGLE_CLOUD_PROJECT"),
+                credentials_file=env.text("GOOGLE_APPLICATION_CREDENTIALS"),
                 location=env.text("GOOGLE_CLOUD_LOCATION") or VEO_DEFAULT_LOCATION,
                 base_url=(env.text("GOOGLE_VERTEX_BASE_URL") or "").rstrip("/") or None,
                 model=env.text("LONGVID_VEO_MODEL") or VEO_DEFAULT_MODEL,
@@ -147,6 +151,13 @@ class Settings(_Frozen):
             ray_address=env.text("RAY_ADDRESS"),
             debug=bool(env.text("LONGVID_DEBUG")),
         )
+
+    def for_provider(self, provider: str) -> Settings:
+        """These settings with only `provider`'s credentials: what a Ray task that polls and
+        downloads for it needs, so a segment task never carries another service's key."""
+        keep = {"runway": "runway", "veo": "veo"}.get(provider)
+        cleared = {name: type(getattr(self, name))() for name in ("runway", "veo", "gemini") if name != keep}
+        return self.model_copy(update=cleared)
 
     def account(self, provider: str) -> dict[str, str]:
         """What identifies a provider account and endpoint (keys, project, base URL), not

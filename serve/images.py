@@ -229,12 +229,30 @@ class InputImages:
             out.extend((o["Key"][len(prefix):], o["LastModified"].timestamp()) for o in page.get("Contents", []))
         return out
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, written_before: float | None = None) -> bool:
+        """Remove a kept image; with `written_before`, only if it was not written again since
+        (a render on another replica may have just saved the same image). True if removed."""
         from longvid.runtime.store import LocalRunStore
 
+        if written_before is not None and self._written_at(name) >= written_before:
+            return False
         if not isinstance(self.store, LocalRunStore):
             self.store.client.delete_object(Bucket=self.store.bucket, Key=f"{self.store.prefix}state/{INPUTS}/{name}")
         (self.local_root / name).unlink(missing_ok=True)
+        return True
+
+    def _written_at(self, name: str) -> float:
+        """When `name` was last written (0 when it is gone)."""
+        from longvid.runtime.store import LocalRunStore
+
+        if isinstance(self.store, LocalRunStore):
+            path = self.local_root / name
+            return path.stat().st_mtime if path.is_file() else 0.0
+        try:
+            head = self.store.client.head_object(Bucket=self.store.bucket, Key=f"{self.store.prefix}state/{INPUTS}/{name}")
+        except Exception:  # gone (or unreadable): nothing newer to protect
+            return 0.0
+        return head["LastModified"].timestamp()
 
     def discard_stale_stages(self, now: float, grace_s: float) -> None:
         """Stages a request left behind (its replica died) once older than `grace_s`."""

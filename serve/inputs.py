@@ -1,7 +1,8 @@
 """Reference images from the API's point of view over time: kept only for renders that exist.
 
 - A request's images are first staged in a folder of their own on this replica
-  (`state/pending/<request>/`, local disk), where the planner reads them; the stage is removed
+  (`state/pending/<request>/`, local disk), where the planner reads them when it runs on the
+  same node (a Planner replica on another node cannot yet: a known limit); the stage is removed
   when the request ends, whatever its answer. A plan (POST /v1/plans) or a refused render
   never reaches the shared store.
 - Only a render that is being created copies its images into the store's content-addressed

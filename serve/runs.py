@@ -190,10 +190,9 @@ class RenderStore:
 
         self.inputs.discard_stale_stages(now, grace_s)
         referenced = self.referenced_inputs()  # listed before the images: one written after is younger than the grace
-        gone = orphaned(self.inputs.written(), referenced, now, grace_s)
-        for name in gone:
-            self.inputs.delete(name)
-        return gone
+        candidates = orphaned(self.inputs.written(), referenced, now, grace_s)
+        # Checked again at deletion: an image saved again meanwhile (a new render) is kept.
+        return [name for name in candidates if self.inputs.delete(name, written_before=now - grace_s)]
 
     def cancel_requested(self, run, attempt: str) -> bool:
         marker = self.read_json(run, CANCEL)

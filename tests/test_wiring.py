@@ -210,3 +210,49 @@ def test_a_create_call_cut_short_by_a_crash_is_counted_and_said(tmp_path, monkey
     assert said[0] in report["warnings"]
     monkeypatch.delenv("LONGVID_STORE", raising=False)
     assert main(["status", "r", "--store", str(tmp_path), "--json"]) == 0
+
+
+def test_a_provider_whose_client_cannot_be_built_is_refused_before_anything_starts(tmp_path):
+    """Checking only that a key is set let a bad base URL through to every segment's create
+    call (exit 1 after Ray and the judge started); building the client refuses it up front."""
+    from longvid.errors import InputError
+
+    settings = Settings.from_env({"RUNWAYML_API_SECRET": "k", "RUNWAYML_BASE_URL": "ftp://runway.example"})
+    with pytest.raises(InputError, match="RUNWAYML_BASE_URL"):
+        RenderPipeline(LocalRunStore(tmp_path), settings=settings).plan(
+            RenderSpec(prompt="a fox", duration_s=10, provider="runway"))
+    assert not list(tmp_path.iterdir())  # no run folder
+
+
+def test_a_segment_task_carries_only_its_own_providers_credentials():
+    import pickle
+
+    settings = Settings.from_env({"RUNWAYML_API_SECRET": "runway-secret-1234", "GOOGLE_API_KEY": "google-key-5678"})
+    runway_task, preview_task = pickle.dumps(settings.for_provider("runway")), pickle.dumps(settings.for_provider("preview"))
+    assert b"runway-secret-1234" in runway_task and b"google-key-5678" not in runway_task
+    assert b"runway-secret-1234" not in preview_task and b"google-key-5678" not in preview_task
+    assert settings.for_provider("veo").polling == settings.polling
+
+
+def test_run_errors_are_one_line_whatever_raised_them():
+    from longvid.runtime.failures import run_failure_reason
+
+    remote = RuntimeError("\x1b[36mray::JudgeActor.info()\x1b[39m (pid=7)\n  File \"/srv/app/judge.py\", line 3, in info\n"
+                          "RuntimeError: the judge actor could not start")
+    assert run_failure_reason(remote) == "RuntimeError: the judge actor could not start"
+
+
+class _ExtraScoreJudge(ConsistencySegmentJudge):
+    def judge(self, job, segment, previous):
+        verdict = super().judge(job, segment, previous)
+        return type(verdict)(passed=verdict.passed, scores={**verdict.scores, "motion": 0.3}, reason=verdict.reason,
+                             quality=verdict.quality)
+
+
+def test_a_judge_reporting_an_unknown_score_does_not_fail_a_paid_segment(tmp_path):
+    judge = _ExtraScoreJudge(JudgeConfig(backend="structural"), context=FramePackCompressor(device="cpu"))
+    spec = RenderSpec(prompt="a red fox in the snow", duration_s=5, resolution="360p", judge="structural")
+    RenderPipeline(LocalRunStore(tmp_path), InlineSegmentRunner(), judge=judge).render(spec, run_id="r")
+    manifest = load_manifest((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest.status == "done" and all(r.scores for r in manifest.segments)
+    assert any("motion" in w for w in manifest.warnings)

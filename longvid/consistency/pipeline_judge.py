@@ -1,6 +1,6 @@
 """An adapter from ConsistencyJudge to the render pipeline's SegmentJudge protocol.
 
-RenderPipeline (longvid/runtime/pipeline.py) calls `judge(job, segment_path, previous)`
+The render's acceptance step (longvid/runtime/acceptance.py) calls `judge(job, segment_path, previous)`
 and reads `max_attempts`; it returns a verdict with `passed`, `scores` (a dict stored in
 the manifest), `reason` and `quality` (which attempt to keep when none passes). This
 adapter supplies what the pipeline does not pass:
@@ -199,5 +199,12 @@ def create_pipeline_judge(config: JudgeConfig, reference_images: Sequence[str | 
             lines = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
             raise WeightsUnavailable(" ".join(lines)) from None
         raise
-    context = create_compressor_actor(device=config.device if config.device != "auto" else "auto", cluster_resources=resources)
-    return ConsistencySegmentJudge(config, reference_images, actor=actor, context=context)
+    context = None
+    try:
+        context = create_compressor_actor(device=config.device if config.device != "auto" else "auto", cluster_resources=resources)
+        return ConsistencySegmentJudge(config, reference_images, actor=actor, context=context)
+    except BaseException:  # no judge to close later: kill what was started here
+        for started in (actor, context):
+            if started is not None:
+                ray.kill(started)
+        raise

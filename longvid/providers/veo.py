@@ -181,6 +181,7 @@ class VeoProvider:
         self._videos: OrderedDict[str, bytes] = OrderedDict()  # finished operations seen by poll
         self._videos_lock = threading.Lock()
         self.base_url = (settings.base_url or "").rstrip("/") or None
+        self.credentials_file = settings.credentials_file
         self._key: Secret | None = None
         self.mode, self.project, self.location = self._resolve_auth(settings, credentials)
         self._client = self._make_client(credentials, timeout_s, transport)
@@ -209,7 +210,7 @@ class VeoProvider:
             if self.mode == "express":
                 return genai.Client(vertexai=True, api_key=self._key.reveal(), http_options=options)
             if credentials is None:
-                credentials = _default_credentials()
+                credentials = _default_credentials(self.credentials_file)
             return genai.Client(vertexai=True, project=self.project, location=self.location, credentials=credentials,
                                 http_options=options)
         except ValueError as exc:
@@ -371,12 +372,18 @@ class VeoProvider:
         return error_for_status(status, message, provider="veo", retry_statuses=statuses, retry_after_s=retry_after, auth=wrong_key)
 
 
-def _default_credentials():
+def _default_credentials(credentials_file: str | None = None):
+    """The service-account file when one is configured (GOOGLE_APPLICATION_CREDENTIALS, carried
+    in the settings to workers), else Application Default Credentials."""
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
 
+    scopes = ["https://www.googleapis.com/auth/cloud-platform"]
     try:
-        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        if credentials_file:
+            credentials, _ = google.auth.load_credentials_from_file(credentials_file, scopes=scopes)
+        else:
+            credentials, _ = google.auth.default(scopes=scopes)
     except DefaultCredentialsError:
         raise InputError(
             f"{PROJECT_ENV} is set but there are no Google credentials: run "

@@ -57,8 +57,12 @@ class Acceptance:
             verdict = self.judge.judge(job, run.local_path(segment_path(index)), previous)
             regenerations = manifest.segments[index].regenerations
             kept_at = attempt_path(index, regenerations)
+            checks, unknown = _known_checks(verdict.scores)
+            if unknown:  # a plugin judge's extra scores: kept out of the typed record, said once
+                manifest = with_warnings(manifest, f"the judge's scores {', '.join(sorted(unknown))} are not recorded "
+                                                   "(not fields of an attempt record)")
             entry = AttemptRecord(seed=job.seed, passed=verdict.passed, quality=verdict.quality, file=kept_at,
-                                  sha256=clip.sha256, **verdict.scores)
+                                  sha256=clip.sha256, **checks)
             scores = [*manifest.segments[index].scores, entry]
             manifest = transition(manifest, index, SegmentState.JUDGED, scores=scores)
             write_model(run, MANIFEST, manifest)
@@ -155,3 +159,12 @@ class Acceptance:
                 manifest = reset(manifest, index, reason)
         write_model(self.run, MANIFEST, manifest)
         return manifest
+
+
+# What a judge may report beside the verdict itself (seed, passed, quality, file and sha256
+# are the pipeline's to write).
+_CHECK_FIELDS = frozenset(AttemptRecord.model_fields) - {"seed", "passed", "quality", "file", "sha256"}
+
+
+def _known_checks(scores: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    return {k: v for k, v in scores.items() if k in _CHECK_FIELDS}, {k for k in scores if k not in _CHECK_FIELDS}

@@ -66,12 +66,25 @@ def nothing_created(exc: BaseException) -> bool:
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _TRACEBACK_START = ("Traceback (most recent call last)", "ray::")
 _QUALIFIED_ERROR = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Failed|Unknown|Download|Response)\w*: ")
-_PATH = re.compile(r"(?:/[\w.+-]+){2,}\.py\b|File \"[^\"]+\"")
+_PATH = re.compile(r"File \"[^\"]+\"|(?<![\w:/])(?:/[\w.+-]+){2,}/?")  # absolute paths (not URLs' paths)
 
 
 def failure_reason(provider: str, exc: BaseException, limit: int = 300) -> str:
     """One line a person can act on: the provider, the failure code and the provider's own
     words; never a traceback, terminal colour codes, server paths or anything key-shaped."""
+    return f"{provider}: {failure_detail(exc, limit)}"
+
+
+def run_failure_reason(exc: BaseException, limit: int = 1000) -> str:
+    """A whole run's failure in one line: longvid's own errors as they are written (already
+    one line), anything else (a Ray or judge-actor error) cut to its message like a segment's."""
+    if isinstance(exc, LongvidError):
+        return str(exc)[:limit]
+    return failure_detail(exc, limit)
+
+
+def failure_detail(exc: BaseException, limit: int = 300) -> str:
+    """The failure code and the provider's words, one clean line (see failure_reason)."""
     from ..redaction import sanitize
 
     code = failure_code(exc)
@@ -84,5 +97,5 @@ def failure_reason(provider: str, exc: BaseException, limit: int = 300) -> str:
     words = sanitize(_PATH.sub("[path]", words), limit=limit)
     what = code or exc.__class__.__name__
     if words and code and words.endswith(f"({code})"):  # the client already named the code
-        return f"{provider}: {words}"
-    return f"{provider}: {what}: {words}" if words else f"{provider}: {what}"
+        return words
+    return f"{what}: {words}" if words else what

@@ -27,7 +27,9 @@ from ..providers.routing import counts_against_provider
 from ..settings import Settings
 from ..spec import SegmentJob, SegmentState
 from .acceptance import Acceptance, sha256_hex, update_record
-from .failures import Cancelled, FailureDecision, failure_code, failure_decision, failure_reason, nothing_created
+from .failures import (
+    Cancelled, FailureDecision, failure_code, failure_decision, failure_detail, failure_reason, nothing_created,
+)
 from .protocols import ProgressSink
 from .resources import EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
 from .resume import attempt_seed, segment_key
@@ -99,8 +101,7 @@ class GenerateLoop:
         for entry in self.ledger.unanswered():
             if entry.state is EntryState.RESERVED:  # the driver stopped during the call
                 self.ledger.charge(entry.key, None, "create call interrupted: a task may exist and be billed; counted at the estimate")
-            notes.append(f"segment {entry.segment}: a {entry.provider} task may have been paid for without a result "
-                         f"(its create call got no answer); counted at its estimate of ${entry.estimate_usd:.2f}")
+            notes.append(unanswered_warning(entry.segment, entry.provider, entry.estimate_usd))
         manifest = with_warnings(self.manifest, *notes)
         return self._with_ledger(manifest) if notes else manifest
 
@@ -246,12 +247,13 @@ class GenerateLoop:
                     ledger.release(entry, note=f"create call refused: {exc.__class__.__name__}")
                 else:  # the provider may have made (and will bill) a task we never heard of
                     ledger.charge(entry, None, note="create outcome unknown; counted at the estimate")
+                    self.manifest = with_warnings(self.manifest, unanswered_warning(index, name, caps.price_per_second_usd * attempt.generate_duration_s))
             if counts_against_provider(failure_code(exc)):
                 self.router.record(name, False)  # the outcome first: a half-open probe's slot then closes cleanly
             self.router.release(name, index)
             reason = failure_reason(name, exc)
             self._write(transition(self._with_ledger(), index, SegmentState.FAILED, error=reason[:500]))
-            if not isinstance(exc, InputError) and self.router.exclude(index, name, reason):
+            if not isinstance(exc, InputError) and self.router.exclude(index, name, failure_detail(exc)):
                 self._requeue(index, f"failing over from {reason}")
             else:
                 self._give_up(index, reason)
@@ -267,7 +269,7 @@ class GenerateLoop:
         # worker cannot pay twice (resume polls the recorded task instead).
         retries = 2 if caps.idempotent_submit else 0
         handle = self.runner.collect(name, task_id, attempt, self.requests[index], conditioning, index in self.needed_seams, retries,
-                                     self.settings)
+                                     self.settings.for_provider(name))
         self.in_flight[handle] = (attempt, key, name)
         self.progress.segment(index, SegmentState.SUBMITTED, f"{name} · {self.requests[index].num_cpus:g} cpu")
 
@@ -326,7 +328,7 @@ class GenerateLoop:
                 self._requeue(index, f"reworded after {code}")
             else:
                 self._give_up(index, reason)
-        elif code is not None and self.router.exclude(index, name, reason):
+        elif code is not None and self.router.exclude(index, name, failure_detail(exc)):
             self._requeue(index, f"failing over from {reason[:80]}")
         else:
             self._give_up(index, reason)
@@ -423,3 +425,8 @@ def fitted_png(path: Path, size: tuple[int, int]) -> bytes | None:
     out = io.BytesIO()
     fitted.save(out, format="PNG")
     return out.getvalue()
+
+
+def unanswered_warning(segment: int, provider: str, estimate_usd: float) -> str:
+    return (f"segment {segment}: a {provider} task may have been paid for without a result "
+            f"(its create call got no answer); counted at its estimate of ${estimate_usd:.2f}")

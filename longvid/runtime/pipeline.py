@@ -27,14 +27,14 @@ from ..errors import InputError, LongvidError
 from ..manifest import RunManifest, RunPlan, RunStatus, SegmentRecord
 from ..planning import OfflinePlanner, load_storyboard, segment_count, segment_storyboard
 from ..planning.segmentation import DEFAULT_RULES
-from ..providers import provider_capabilities, provider_configured
+from ..providers import create_provider, provider_capabilities, provider_configured
 from ..providers.base import ProviderCapabilities
 from ..providers.estimate import CostEstimate, budget_verdict, estimate_cost
 from ..providers.registry import PROVIDER_SETTINGS
 from ..settings import Settings
 from ..spec import RenderSpec, SegmentJob, Storyboard
 from .acceptance import Acceptance
-from .failures import Cancelled, FailureDecision, failure_decision
+from .failures import Cancelled, FailureDecision, failure_decision, run_failure_reason
 from .generate import GenerateLoop, GenerateOutcome
 from .outputs import RenderResult, build_result, copy_out, merge_run, save_health, write_report, write_review
 from .protocols import JudgeVerdict, NullProgress, Planner, ProgressSink, SegmentJudge
@@ -96,6 +96,13 @@ class RenderPipeline:
             if not provider_configured(name, self.settings):  # refused now, not after Ray has started
                 _needed, hint = PROVIDER_SETTINGS.get(name, ((), ""))
                 raise InputError(f"provider {name!r} is not configured: {hint}")
+            if provider_capabilities(name, self.settings).runs_remotely:
+                # Building the client checks the rest of its configuration (base URL, Veo's
+                # project credentials) before Ray starts; it is closed at once.
+                client = create_provider(name, self.settings)
+                close = getattr(client, "close", None)
+                if close is not None:
+                    close()
         if spec.aspect_ratio not in capabilities.aspect_ratios:
             allowed = ", ".join(a.value for a in capabilities.aspect_ratios)
             raise InputError(f"provider {spec.provider!r} cannot make {spec.aspect_ratio.value} video; use one of {allowed}")
@@ -224,7 +231,7 @@ class RenderPipeline:
             if isinstance(exc, KeyboardInterrupt):
                 status, reason = RunStatus.CANCELLED, "interrupted"
             else:
-                status, reason = RunStatus.FAILED, str(exc) if isinstance(exc, LongvidError) else f"{exc.__class__.__name__}: {exc}"
+                status, reason = RunStatus.FAILED, run_failure_reason(exc)
             write_model(run, MANIFEST, latest.model_copy(update={"status": status, "error": reason[:1000]}))
             raise
         finally:

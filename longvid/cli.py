@@ -2,7 +2,7 @@
 
 Exit codes: 0 done; 1 the render failed (the run folder keeps what was made); 2 the request
 was invalid (nothing was started). Errors are one line on stderr; --json puts a
-machine-readable summary (or error) on stdout.
+machine-readable summary (or error) on stdout. What each command prints: cli_views.py.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from .cli_views import CliProgress, print_plan_table, print_providers, print_render_summary, print_runs, print_status
 from .errors import InputError, LongvidError, describe_validation_error
 from .settings import Settings
 from .spec import (
@@ -24,7 +24,6 @@ from .spec import (
     QualityTier,
     RenderSpec,
     Resolution,
-    SegmentState,
 )
 
 
@@ -177,84 +176,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         bounds = f"${estimate.low_usd:.2f}" + (f" to ${estimate.high_usd:.2f}" if estimate.high_usd > estimate.low_usd else "")
         print(f"estimated cost: {bounds} ({estimate.cheapest}" + (f" to {estimate.dearest})" if estimate.dearest != estimate.cheapest else ")"),
               file=sys.stderr)
-    from rich.console import Console
-    from rich.table import Table
-
-    seconds: dict[int, float] = {}
-    for job in jobs:
-        seconds[job.scene_index] = seconds.get(job.scene_index, 0.0) + job.duration_s
-    table = Table(title=f"{storyboard.title} — {spec.duration_s:g} s, {len(storyboard.scenes)} scenes, {len(jobs)} segments ({storyboard.planner} planner)")
-    for column in ("#", "seconds", "segments", "camera", "lighting", "palette", "then", "description"):
-        table.add_column(column, overflow="fold", no_wrap=column != "description")
-    for i, scene in enumerate(storyboard.scenes):
-        table.add_row(
-            str(i + 1),
-            f"{seconds.get(i, 0):.1f}",
-            str(sum(1 for j in jobs if j.scene_index == i)),
-            scene.camera_movement.value,
-            scene.lighting.value,
-            " ".join(f"[{c}]■[/]" for c in scene.color_palette),
-            scene.transition.value if i + 1 < len(storyboard.scenes) else "end",
-            scene.description,
-        )
-    Console().print(table)
+    print_plan_table(storyboard, jobs, spec.duration_s)
     return 0
-
-
-class _CliProgress:
-    """Live per-segment table on a terminal; one line per event otherwise."""
-
-    def __init__(self, console, live: bool):
-        self.console, self.live_mode = console, live
-        self.jobs = []
-        self.states: dict[int, tuple[SegmentState, str, float]] = {}
-        self.started = time.perf_counter()
-        self.live = None
-        self.stage = "generating"
-
-    def planned(self, storyboard, jobs, run):
-        self.jobs = jobs
-        self.states = {j.index: (SegmentState.PENDING, "", 0.0) for j in jobs}
-        self.console.print(f"run {run.run_id}: {len(storyboard.scenes)} scenes, {len(jobs)} segments -> {run.location()}")
-        if self.live_mode:
-            from rich.live import Live
-
-            self.live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
-            self.live.start()
-
-    def _table(self):
-        from rich.table import Table
-
-        done = sum(1 for s, _, _ in self.states.values() if s is SegmentState.ACCEPTED)
-        table = Table(title=f"{self.stage}: {done}/{len(self.jobs)} segments, {time.perf_counter() - self.started:.0f} s")
-        for column in ("seg", "scene", "seconds", "state", "detail"):
-            table.add_column(column)
-        colours = {SegmentState.ACCEPTED: "green", SegmentState.FAILED: "red", SegmentState.SUBMITTED: "yellow"}
-        for job in self.jobs:
-            state, detail, _ = self.states[job.index]
-            colour = colours.get(state, "white")
-            table.add_row(str(job.index), str(job.scene_index + 1), f"{job.duration_s:.2f}", f"[{colour}]{state.value}[/]", detail)
-        return table
-
-    def segment(self, index, state, detail=""):
-        self.states[index] = (state, detail, time.perf_counter())
-        if self.live is not None:
-            self.live.update(self._table())
-        else:
-            done = sum(1 for s, _, _ in self.states.values() if s is SegmentState.ACCEPTED)
-            self.console.print(f"segment {index}: {state.value} {detail} ({done}/{len(self.jobs)} done)".rstrip())
-
-    def merging(self):
-        self.stage = "merging"
-        if self.live is not None:
-            self.live.update(self._table())
-        else:
-            self.console.print("merging segments")
-
-    def close(self):
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
 
 
 def _graceful_stop(stop) -> None:
@@ -280,7 +203,7 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
     from .wiring import render_pipeline
 
     console = _console()
-    progress = _CliProgress(console, live=console.is_terminal and not args.json)
+    progress = CliProgress(console, live=console.is_terminal and not args.json)
     ensure_ray(args.ray_address or args.settings.ray_address, args.num_cpus)
 
     def say_judge(judge) -> None:
@@ -298,18 +221,7 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        console.print(
-            f"[bold green]done[/] {result.output}: {result.duration_s:.2f} s, {result.width}x{result.height} @ {result.fps} fps, "
-            f"{result.segments} segments in {result.scenes} scenes ({result.generated_segments} generated, {result.reused_segments} reused), "
-            f"cost ${result.cost_usd:.2f}, wall {result.wall_s:.1f} s "
-            f"(merge {result.merge.seconds:.2f} s, {result.merge.copied_frames} frames copied, {result.merge.encoded_frames} re-encoded)"
-        )
-        if len(result.providers_used) > 1 or result.cost_usd > 0:
-            parts = [f"{name}: {count} segment(s), ${result.cost_by_provider.get(name, 0.0):.2f}" for name, count in sorted(result.providers_used.items())]
-            parts += [f"{name}: failed attempts only, ${cost:.2f}" for name, cost in sorted(result.cost_by_provider.items()) if name not in result.providers_used]
-            console.print("providers: " + "; ".join(parts))
-        for warning in result.warnings:
-            console.print(f"[yellow]warning[/] {warning}")
+        print_render_summary(console, result)
     return 0
 
 
@@ -344,30 +256,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     file_ok = functools.partial(clip_verifies, run)
 
     actions = resume_plan(manifest, file_ok, lambda name: provider_capabilities(name, args.settings).idempotent_submit)
-    if args.json:
-        print(json.dumps({
-            "run_id": manifest.run_id, "status": manifest.status, "cost_usd": manifest.cost_usd, "error": manifest.error,
-            "warnings": list(manifest.warnings),
-            "segments": [{"index": r.index, "state": r.state.value, "task_id": r.task_id, "attempts": r.attempts,
-                          "cost_usd": r.cost_usd, "error": r.error, "resume": actions[r.index][0].value,
-                          "why": actions[r.index][1]}
-                         for r in manifest.segments],
-        }, indent=2))
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"run {manifest.run_id}: {manifest.status}, ${manifest.cost_usd:.2f} so far" + (f" — {manifest.error}" if manifest.error else ""))
-    for column in ("seg", "scene", "state", "attempts", "task", "cost", "error", "on resume"):
-        table.add_column(column, no_wrap=column not in ("error", "on resume"))
-    for r in manifest.segments:
-        action, why = actions[r.index]
-        table.add_row(str(r.index), str(r.scene_index + 1), r.state.value, str(r.attempts), (r.task_id or "")[:24], f"${r.cost_usd:.2f}",
-                      r.error or "", f"{action.value}: {why}")
-    console = Console()
-    console.print(table)
-    for warning in manifest.warnings:
-        console.print(f"[yellow]warning[/] {warning}")
+    print_status(manifest, actions, args.json)
     return 0
 
 
@@ -383,11 +272,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                          "segments": len(manifest.segments), "cost_usd": manifest.cost_usd, "prompt": manifest.spec.prompt[:60]})
         except LongvidError as exc:
             rows.append({"run_id": run_id, "status": "unreadable", "error": str(exc)})
-    if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-    else:
-        for row in rows:
-            print("\t".join(str(row.get(k, "")) for k in ("run_id", "status", "duration_s", "segments", "cost_usd", "prompt", "error")).rstrip())
+    print_runs(rows, args.json)
     return 0
 
 
@@ -426,17 +311,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
             "max_concurrent": caps.max_concurrent_tasks,
             "breaker": health["breaker"] if health else "closed", "health": health,
         })
-    if args.json:
-        print(json.dumps({"providers": rows}, indent=2))
-        return 0
-    for row in rows:
-        lengths = ", ".join(f"{s:g}" for s in row["durations_s"]) if row["discrete_durations"] else "any {:g}-{:g}".format(*row["durations_s"])
-        state = "ready" if row["configured"] else f"not configured ({row['hint']})"
-        health = row["health"]
-        breaker = row["breaker"]
-        if health:
-            breaker += f" ({health['recent_failures']}/{health['recent_calls']} recent calls failed, as of {health.get('updated_at', '?')})"
-        print(f"{row['name']}\t{state}\tmodel={row['model']}\tdurations={lengths} s\t${row['usd_per_second']:.2f}/s\tbreaker={breaker}")
+    print_providers(rows, args.json)
     return 0
 
 

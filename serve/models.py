@@ -102,6 +102,10 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+# The error answers the routes document (their OpenAPI `responses`).
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}
+
+
 class PlanResponse(BaseModel):
     storyboard: dict
     segments: list[dict]

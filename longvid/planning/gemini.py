@@ -9,26 +9,72 @@ validation error in the prompt, a bounded number of times; after that, or when t
 API fails (network, 429, 5xx, unknown model…), the offline planner makes the plan and a
 warning says why. A rejected key is the user's to fix: it raises `InputError`.
 
+The response schema is in gemini_schema, the prompt building in gemini_prompts and the
+checking and repair of answers in gemini_repair; their public names are re-exported here.
+
 No message this module produces (warnings, exceptions) ever contains the API key.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from ..errors import InputError, RenderError, describe_validation_error
 from ..redaction import sanitize
 from ..settings import GEMINI_DEFAULT_MODEL, GeminiSettings
-from ..spec import CameraMove, Character, Lighting, RenderSpec, Scene, Storyboard, Transition
-from .offline import MAX_SCENES, MIN_SCENES, OfflinePlanner
+from ..spec import RenderSpec, Storyboard
+from .gemini_prompts import (
+    MAX_IMAGE_SIDE,
+    PROMPT_BEGIN,
+    PROMPT_END,
+    REPHRASE_INSTRUCTION,
+    SYSTEM_INSTRUCTION,
+    build_prompt,
+    build_rephrase_prompt,
+    image_part,
+)
+from .gemini_repair import (
+    MAX_PALETTE,
+    MAX_SCENE_CHARACTERS,
+    MIN_PALETTE,
+    PlanRejected,
+    strip_fences,
+    to_storyboard,
+)
+from .gemini_schema import PlanCharacter, PlanScene, Rephrased, StoryPlan, scene_bounds
+from .offline import MAX_SCENES, OfflinePlanner
+
+__all__ = [  # the planner, and what its helper modules define, importable from here
+    "DEFAULT_GEMINI_MODEL",
+    "MAX_IMAGE_SIDE",
+    "MAX_PALETTE",
+    "MAX_SCENE_CHARACTERS",
+    "MIN_PALETTE",
+    "MODEL_ENV",
+    "PRICES_PER_MTOK_USD",
+    "PROMPT_BEGIN",
+    "PROMPT_END",
+    "REPHRASE_INSTRUCTION",
+    "SYSTEM_INSTRUCTION",
+    "GeminiPlanner",
+    "GeminiUsage",
+    "PlanCharacter",
+    "PlanRejected",
+    "PlanResult",
+    "PlanScene",
+    "Rephrased",
+    "StoryPlan",
+    "build_prompt",
+    "build_rephrase_prompt",
+    "gemini_available",
+    "scene_bounds",
+    "to_storyboard",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +91,6 @@ DEFAULT_VALIDATION_RETRIES = 2  # new requests after a malformed or out-of-bound
 # Google's guidance for Gemini 3 models is to leave temperature at its default of 1.0
 # (lower values can cause looping or degraded output).
 DEFAULT_TEMPERATURE = 1.0
-MAX_IMAGE_SIDE = 1024  # reference images are downscaled to this before upload
 
 # USD per million tokens (input, output; thinking bills as output). Unverified: taken from a
 # third-party gateway's listing, not Google's price page. Unknown models cost None.
@@ -53,98 +98,7 @@ PRICES_PER_MTOK_USD: dict[str, tuple[float, float]] = {
     "gemini-3.8-flash": (0.75, 3.75),
 }
 
-# The prompt text carries the user's prompt between these markers (fake_gemini reads them).
-PROMPT_BEGIN = "<<<PROMPT"
-PROMPT_END = "PROMPT>>>"
-
 _AUTH_MARKERS = ("API_KEY_INVALID", "API key not valid", "API_KEY_SERVICE_BLOCKED", "UNAUTHENTICATED")
-
-SYSTEM_INSTRUCTION = """\
-You are the storyboard planner of a text-to-video pipeline. You turn one video prompt into
-a short sequence of scenes. Each scene is rendered separately by a video model that sees
-only that scene's fields, so:
-- every scene description restates the setting and what each character looks like
-  (clothing, colours, build) in concrete visual terms, one continuous shot, present tense;
-- characters keep exactly the same name and appearance in every scene; list each
-  character once in `characters` and refer to it by that name in the scenes;
-- the scenes follow one story arc (establish, develop, climax, resolve);
-- `duration_s` is the scene's share of the video in seconds;
-- `color_palette` holds 2 to 6 colours as #rrggbb hex strings that fit the scene;
-- `camera_movement`, `lighting` and `transition` use only the allowed values;
-  `transition` is how the scene hands over to the next one.
-If reference images are attached, they show the characters and the look to keep.
-Write the title and descriptions in the language of the prompt.
-Answer with JSON that follows the response schema exactly, and nothing else."""
-
-
-REPHRASE_INSTRUCTION = """\
-You rewrite one shot description of a text-to-video pipeline that the video model's safety
-filter refused. Keep the same subject, setting, characters, colours, camera and mood; remove
-or soften only what a safety filter would refuse (violence, gore, weapons, nudity, real
-people, brands). Write in the language of the original. Answer with JSON that follows the
-response schema exactly, and nothing else."""
-
-
-class Rephrased(BaseModel):
-    prompt: Annotated[str, Field(min_length=1, max_length=4000)]
-
-
-def build_rephrase_prompt(text: str, reason: str) -> str:
-    return f"The video model refused this shot ({reason}). Rewrite it.\n{PROMPT_BEGIN}\n{text}\n{PROMPT_END}"
-
-
-# -- the response schema ------------------------------------------------------------------
-#
-# Kept to what the Gemini API accepts as a responseSchema (google-genai's process_schema /
-# types.Schema): objects, arrays with min/max items, strings, numbers with `minimum`, string
-# enums (inlined from $defs by the SDK). No exclusiveMinimum, no pattern, no
-# additionalProperties, no defaults: every field is required so the model fills them all.
-# Length limits and hex colours are checked (or clamped) after parsing instead.
-
-
-def _enum_token(value: Any) -> Any:
-    """'Pan Left' / 'pan-left' / 'PAN_LEFT' -> 'pan_left'; anything else unchanged."""
-    if isinstance(value, str):
-        return re.sub(r"[\s\-]+", "_", value.strip()).lower()
-    return value
-
-
-class PlanCharacter(BaseModel):
-    name: str = Field(description="Short name, used verbatim in every scene that shows the character.")
-    description: str = Field(description="Stable visual description: species or person, build, clothing, colours.")
-
-
-class PlanScene(BaseModel):
-    description: str = Field(description="What the shot shows and what happens, restating setting and characters.")
-    duration_s: float = Field(ge=1, description="Length of the scene in seconds.")
-    visual_style: str = Field(description="Visual style, e.g. cinematic, anime, watercolor.")
-    characters: list[str] = Field(description="Names (from the top-level characters) visible in this scene.")
-    camera_movement: CameraMove
-    lighting: Lighting
-    # Bounded in the schema (for Gemini) but not on parsing: to_storyboard cuts a longer
-    # palette and drops a scene with too few usable colours, rather than refuse the plan.
-    color_palette: list[str] = Field(
-        description="2 to 6 colours as #rrggbb hex strings.", json_schema_extra={"minItems": 2, "maxItems": 6}
-    )
-    transition: Transition = Field(description="How this scene hands over to the next one.")
-
-    @field_validator("camera_movement", "lighting", "transition", mode="before")
-    @classmethod
-    def _normalise_enums(cls, value: Any) -> Any:
-        return _enum_token(value)
-
-
-class StoryPlan(BaseModel):
-    """The JSON Gemini is asked for (passed as `response_schema`)."""
-
-    title: str = Field(description="A short title for the video.")
-    style: str = Field(description="The overall visual style.")
-    characters: list[PlanCharacter] = Field(description="Every recurring character, once each.")
-    # The count is bounded in the schema (for Gemini) but checked by to_storyboard, which
-    # knows this render's limit and says it in the retry prompt.
-    scenes: list[PlanScene] = Field(
-        description="The scenes in order.", json_schema_extra={"minItems": 1, "maxItems": MAX_SCENES}
-    )
 
 
 # -- results ------------------------------------------------------------------------------
@@ -194,10 +148,6 @@ class PlanResult:
     fell_back: bool = False
 
 
-class PlanRejected(ValueError):
-    """Gemini's answer could not be used; the message is fed back to it on retry."""
-
-
 class _ApiFailure(Exception):
     """The API call failed for a reason the offline planner can cover."""
 
@@ -208,203 +158,6 @@ class _ApiFailure(Exception):
 def gemini_available(settings: GeminiSettings) -> bool:
     """True when a Gemini key is configured (what `--planner auto` should look at)."""
     return settings.api_key is not None
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-_HEX6 = re.compile(r"^#?([0-9a-fA-F]{6})$")
-_HEX3 = re.compile(r"^#?([0-9a-fA-F]{3})$")
-
-
-def _hex_colour(value: str) -> str | None:
-    value = value.strip()
-    if m := _HEX6.match(value):
-        return "#" + m.group(1).lower()
-    if m := _HEX3.match(value):
-        return "#" + "".join(c * 2 for c in m.group(1)).lower()
-    return None
-
-
-def _strip_fences(text: str) -> str:
-    text = text.strip()
-    m = re.match(r"^```(?:json)?\s*(.*?)\s*```$", text, re.DOTALL)
-    return m.group(1) if m else text
-
-
-def scene_bounds(max_scenes: int) -> tuple[int, int]:
-    """The allowed scene count: 3..min(8, max_scenes), narrowed when few segments fit."""
-    hi = max(1, min(MAX_SCENES, max_scenes))
-    return min(MIN_SCENES, hi), hi
-
-
-def _image_part(path: Path):
-    """A reference image as inline data: PNG/JPEG/WebP kept as they are when small,
-    anything else (or anything large) re-encoded as a PNG at most MAX_IMAGE_SIDE wide."""
-    from google.genai import types
-    from PIL import Image
-
-    data = Path(path).read_bytes()
-    with Image.open(io.BytesIO(data)) as image:
-        fmt = (image.format or "").upper()
-        mime = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}.get(fmt)
-        if mime and max(image.size) <= MAX_IMAGE_SIDE:
-            return types.Part.from_bytes(data=data, mime_type=mime)
-        image = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
-        image.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
-        out = io.BytesIO()
-        image.save(out, format="PNG")
-    return types.Part.from_bytes(data=out.getvalue(), mime_type="image/png")
-
-
-def build_prompt(spec: RenderSpec, max_scenes: int, feedback: list[str] | None = None) -> str:
-    lo, hi = scene_bounds(max_scenes)
-    count = f"exactly {hi}" if lo == hi else f"between {lo} and {hi}"
-    lines = [
-        "Plan a storyboard for this video prompt:",
-        PROMPT_BEGIN,
-        spec.prompt,
-        PROMPT_END,
-        f"Total duration: {spec.duration_s:g} seconds.",
-        f"Make {count} scenes.",
-        f"Aspect ratio: {spec.aspect_ratio.value}.",
-    ]
-    if spec.reference_images:
-        lines.append(f"{len(spec.reference_images)} reference image(s) are attached: keep their characters and look.")
-    for i, problem in enumerate(feedback or [], 1):
-        lines.append(
-            f"Attempt {i} was rejected: {problem}. Answer again with JSON that follows the schema and these limits."
-        )
-    return "\n".join(lines)
-
-
-def _repaired_colour(value: str) -> str | None:
-    """A palette entry as #rrggbb: hex as it is (3 or 6 digits, '#' optional), else a CSS/X11
-    colour name or rgb()/hsl() form Pillow knows ('midnight blue', 'DarkSlateGray'); None if
-    it is no colour at all."""
-    hexed = _hex_colour(value)
-    if hexed is not None:
-        return hexed
-    from PIL import ImageColor
-
-    for text in (value.strip(), "".join(value.split())):
-        try:
-            red, green, blue = ImageColor.getrgb(text)[:3]
-        except (ValueError, AttributeError):
-            continue
-        return f"#{red:02x}{green:02x}{blue:02x}"
-    return None
-
-
-MAX_PALETTE = 6  # Scene.color_palette's limits
-MIN_PALETTE = 2
-MAX_SCENE_CHARACTERS = 6  # Scene.characters' limit
-
-
-def to_storyboard(
-    plan: StoryPlan, spec: RenderSpec, max_scenes: int, planner_name: str = "gemini", repairs: list[str] | None = None
-) -> Storyboard:
-    """Validate Gemini's plan against longvid's rules and build the Storyboard.
-
-    Repairs what can be repaired, and appends a line saying so to `repairs` (when given):
-    colour names become hex, palettes and character lists over their limits are cut to
-    them, text is clipped, hex case, 3-digit hex and enum case are normalised. A scene that
-    cannot be saved (no description, fewer than 2 usable colours, rejected by the Scene
-    model) is dropped. Raises PlanRejected (with a message meant for Gemini) only when what
-    is left is unusable: too many or too few scenes, or a plan-level rule broken.
-    """
-    notes: list[str] = [] if repairs is None else repairs
-    lo, hi = scene_bounds(max_scenes)
-    if len(plan.scenes) > hi:  # cutting the story short would drop its ending: ask again
-        want = f"exactly {hi}" if lo == hi else f"between {lo} and {hi}"
-        raise PlanRejected(f"scenes: there must be {want} scenes, got {len(plan.scenes)}")
-
-    cast: dict[str, Character] = {}
-    for person in plan.characters:
-        name = _clip(person.name, 80)
-        if not name:  # a nameless character cannot be referred to
-            notes.append("left out a character with no name")
-            continue
-        cast.setdefault(name.casefold(), Character(name=name, description=_clip(person.description, 400)))
-
-    problems: list[str] = []  # why scenes were dropped
-    kept: list[tuple[PlanScene, Scene]] = []
-    for i, raw in enumerate(plan.scenes):
-        description = _clip(raw.description, 2000)
-        if not description:
-            problems.append(f"scenes.{i}.description: is empty")
-            continue
-        palette, unusable, renamed = [], [], []
-        for colour in raw.color_palette:
-            hexed = _repaired_colour(colour)
-            if hexed is None:
-                unusable.append(colour)
-            else:
-                palette.append(hexed)
-                if _hex_colour(colour) is None:
-                    renamed.append(f"{colour!r} -> {hexed}")
-        if len(palette) < MIN_PALETTE:
-            problems.append(f"scenes.{i}.color_palette: {', '.join(map(repr, unusable[:3]))} is not a #rrggbb hex colour")
-            continue
-        if renamed:
-            notes.append(f"scene {i + 1}: colour names turned into hex ({', '.join(renamed[:3])})")
-        if unusable:
-            notes.append(f"scene {i + 1}: dropped {len(unusable)} palette entr{'y' if len(unusable) == 1 else 'ies'} "
-                         f"that are not colours ({', '.join(map(repr, unusable[:3]))})")
-        if len(palette) > MAX_PALETTE:
-            notes.append(f"scene {i + 1}: palette cut from {len(palette)} to {MAX_PALETTE} colours")
-            palette = palette[:MAX_PALETTE]
-        people: list[Character] = []
-        for name in raw.characters:
-            name = _clip(name, 80)
-            if not name:
-                continue
-            person = cast.get(name.casefold()) or Character(name=name)
-            if person not in people:
-                people.append(person)
-        if len(people) > MAX_SCENE_CHARACTERS:
-            notes.append(f"scene {i + 1}: kept the first {MAX_SCENE_CHARACTERS} of its {len(people)} characters")
-            people = people[:MAX_SCENE_CHARACTERS]
-        try:
-            scene = Scene(
-                description=description,
-                duration_s=1.0,  # set below, once the kept scenes are known
-                visual_style=_clip(raw.visual_style, 200) or _clip(plan.style, 200) or "cinematic",
-                characters=people,
-                camera_movement=raw.camera_movement,
-                lighting=raw.lighting,
-                color_palette=palette,
-                transition=raw.transition,
-            )
-        except ValidationError as exc:
-            problems.append(f"scenes.{i}: {describe_validation_error(exc)}")
-            continue
-        kept.append((raw, scene))
-
-    if len(kept) < lo:
-        want = f"exactly {hi}" if lo == hi else f"between {lo} and {hi}"
-        usable = f"only {len(kept)} usable" if problems else str(len(kept))
-        raise PlanRejected("; ".join([f"scenes: there must be {want} scenes, got {usable}", *problems][:8]))
-    if problems:
-        notes.append(f"dropped {len(problems)} scene{'s' if len(problems) != 1 else ''} that could not be used: "
-                     + "; ".join(problems[:3]))
-
-    # Durations are weights for the segmenter; scale them to the requested length.
-    scale = spec.duration_s / (sum(raw.duration_s for raw, _ in kept) or 1.0)
-    try:
-        scenes = [Scene.model_validate({**scene.model_dump(), "duration_s": max(0.001, round(raw.duration_s * scale, 3))})
-                  for raw, scene in kept]
-        return Storyboard(
-            title=_clip(plan.title, 200) or _clip(spec.prompt, 80),
-            prompt=spec.prompt,
-            style=_clip(plan.style, 200) or "cinematic",
-            scenes=scenes,
-            planner=planner_name,
-        )
-    except ValidationError as exc:  # a rule the checks above missed: still Gemini's to fix
-        raise PlanRejected(describe_validation_error(exc)) from None
 
 
 # -- the planner --------------------------------------------------------------------------
@@ -501,7 +254,7 @@ class GeminiPlanner:
                 response = self._call(client, [build_rephrase_prompt(text, reason)], config)
             if isinstance(response.parsed, Rephrased):
                 return response.parsed.prompt
-            return Rephrased.model_validate_json(_strip_fences(response.text or "")).prompt
+            return Rephrased.model_validate_json(strip_fences(response.text or "")).prompt
         except (_ApiFailure, ValidationError, ValueError) as exc:
             log.info("Gemini could not rephrase a refused prompt (%s); used the offline rewording", exc.__class__.__name__)
             return self.fallback.rephrase(text, reason)
@@ -533,7 +286,7 @@ class GeminiPlanner:
         from google.genai import types
 
         try:
-            images = [_image_part(p) for p in spec.reference_images]
+            images = [image_part(p) for p in spec.reference_images]
         except OSError as exc:
             raise InputError(f"cannot read a reference image for the Gemini planner: {exc.__class__.__name__}") from None
         feedback: list[str] = []
@@ -607,7 +360,7 @@ class GeminiPlanner:
                 reason = f"prompt blocked ({response.prompt_feedback.block_reason})"
             raise PlanRejected(f"the answer held no JSON ({reason})")
         try:
-            return StoryPlan.model_validate_json(_strip_fences(text))
+            return StoryPlan.model_validate_json(strip_fences(text))
         except ValidationError as exc:
             if any(e.get("type") == "json_invalid" for e in exc.errors()):
                 raise PlanRejected(f"the answer is not valid JSON ({exc.errors()[0].get('msg', 'invalid')})") from None

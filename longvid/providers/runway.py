@@ -18,6 +18,8 @@ Configuration comes as a `RunwaySettings` value (longvid.settings), read at the 
 `RUNWAYML_API_SECRET` (required), `RUNWAYML_BASE_URL`, `LONGVID_RUNWAY_MODEL` (default
 gen4.5), `LONGVID_RUNWAY_PRICES` (JSON, credits per second by model, e.g. '{"gen4.5": 12}';
 1 credit = $0.01).
+
+Over 400 lines on purpose: it is one provider's whole wire protocol, read and changed together.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ task, another provider, a reworded prompt, or fail).
 The loop owns its state (queue, tasks in flight, seam frames, the ledger) for one
 invocation; its collaborators are injected: the runner (Ray tasks or inline), the router
 (providers and their gates), acceptance (record, judge, accept) and the planner's rewording.
+
+Over 400 lines on purpose: the generate loop is one state machine, read and changed together.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: Gemini when GOOGLE_API_KEY/GEMINI_API_KEY is set, else offline (default)")
     parser.add_argument("--ray-address", default=None, help="Ray cluster (default: RAY_ADDRESS, set by `ray job submit`; else in-process)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for an in-process Ray (default: all)")
-    parser.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture for the judge (default %(default)s)")
+    parser.add_argument("--clip-model", default=None,
+                        help="open_clip architecture for the judge (default: $LONGVID_CLIP_MODEL, else ViT-B-32)")
     parser.add_argument("--clip-checkpoint", type=Path, default=None, help="local CLIP weights file for the judge")
     parser.add_argument("--allow-download", action="store_true", help="let the judge download CLIP weights if none are cached")
     parser.add_argument("--no-stream-copy", action="store_true", help="re-encode every frame at merge")
@@ -138,7 +139,7 @@ class BatchJob:
             action = "resumed"
         if self.stop.is_set():
             return _replace(base, status="cancelled", action=action, error="not started: the job was stopped; submit it again to render")
-        options = RenderOptions(planner=self.args.planner, clip_model=self.args.clip_model or self.settings.clip.model,
+        options = RenderOptions(planner=self.args.planner, clip_model=self.args.clip_model or self.settings.clip.model or DEFAULT_CLIP_MODEL,
                                 clip_checkpoint=self.args.clip_checkpoint or self.settings.clip.checkpoint,
                                 allow_download=self.args.allow_download, stream_copy=not self.args.no_stream_copy)
         planning_pipeline(self.store, options, self.settings, spec.storyboard_file is not None).check_inputs(spec)  # refuse before starting judge actors

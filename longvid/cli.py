@@ -107,7 +107,8 @@ def _store_argument(parser: argparse.ArgumentParser) -> None:
 def _ray_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", default=None, help="Ray cluster to use (default: RAY_ADDRESS, else start Ray in-process)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for an in-process Ray (default: all)")
-    parser.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture for the judge (default %(default)s)")
+    parser.add_argument("--clip-model", default=None,
+                        help="open_clip architecture for the judge (default: $LONGVID_CLIP_MODEL, else ViT-B-32)")
     parser.add_argument("--clip-checkpoint", type=Path, default=None, help="local CLIP weights file for the judge")
     parser.add_argument("--allow-download", action="store_true", help="let the judge download CLIP weights if none are cached")
     parser.add_argument("--no-stream-copy", action="store_true",
@@ -140,7 +141,7 @@ def _options(args: argparse.Namespace):
     from .wiring import DEFAULT_CLIP_MODEL, RenderOptions
 
     clip = args.settings.clip
-    return RenderOptions(planner=getattr(args, "planner", "auto"), clip_model=getattr(args, "clip_model", None) or clip.model,
+    return RenderOptions(planner=getattr(args, "planner", "auto"), clip_model=getattr(args, "clip_model", None) or clip.model or DEFAULT_CLIP_MODEL,
                          clip_checkpoint=getattr(args, "clip_checkpoint", None) or clip.checkpoint,
                          allow_download=getattr(args, "allow_download", False), stream_copy=not getattr(args, "no_stream_copy", False))
 
@@ -279,7 +280,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     from .manifest import RunPlan
     from .review import write_review
-    from .runtime import open_store
     from .runtime.layout import PLAN
     from .runtime.store import read_manifest
 
@@ -294,7 +294,6 @@ def cmd_providers(args: argparse.Namespace) -> int:
     """Each provider: configured or not (never the key itself), model, lengths, price, and
     its circuit breaker as the last render under this store left it."""
     from .providers import PROVIDER_SETTINGS, available_providers, provider_capabilities, provider_configured
-    from .runtime import open_store
     from .runtime.layout import health_state
 
     store = _open_store(args)

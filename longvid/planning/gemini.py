@@ -48,6 +48,7 @@ from .gemini_repair import (
 )
 from .gemini_schema import PlanCharacter, PlanScene, Rephrased, StoryPlan, scene_bounds
 from .offline import MAX_SCENES, OfflinePlanner
+from .result import PlanResult as BasePlanResult
 
 __all__ = [  # the planner, and what its helper modules define, importable from here
     "DEFAULT_GEMINI_MODEL",
@@ -141,9 +142,9 @@ class GeminiUsage:
 
 
 @dataclass
-class PlanResult:
-    storyboard: Storyboard
-    warnings: list[str] = field(default_factory=list)
+class PlanResult(BasePlanResult):
+    """A plan with what Gemini's calls cost and whether the offline planner stood in."""
+
     usage: GeminiUsage = field(default_factory=GeminiUsage)
     fell_back: bool = False
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..media.frames import frame_png
+from ..observability import render_metrics
+from ..providers.base import TaskState
 from ..settings import Settings
 from ..spec import SegmentJob
 from .gates import LocalGates, RayGates
@@ -52,8 +54,12 @@ def collect_segment(provider_name: str, task_id: str, job: SegmentJob, condition
         again = provider.submit(job, conditioning_png)
         if again != task_id:
             raise RuntimeError(f"segment {job.index}: the renderer produced task {again}, expected {task_id}")
-    mp4 = wait_for_output(provider, task_id, poll_interval_s=getattr(provider, "poll_interval_s", 5.0),
-                          timeout_s=settings.polling.task_timeout_s)
+    throttled = ThrottleClock()
+    try:
+        mp4 = wait_for_output(provider, task_id, poll_interval_s=getattr(provider, "poll_interval_s", 5.0),
+                              timeout_s=settings.polling.task_timeout_s, on_status=throttled.saw)
+    finally:  # a failed task waited too
+        render_metrics.throttled(provider.capabilities.name, throttled.seconds)
     seam = seam_frame_png(mp4, job.frames) if want_seam else None
     return SegmentResult(
         resources=_assigned_resources(),
@@ -66,6 +72,20 @@ def collect_segment(provider_name: str, task_id: str, job: SegmentJob, condition
         seconds=time.perf_counter() - started,
         cost_usd=provider.price(job.generate_duration_s),
     )
+
+
+class ThrottleClock:
+    """How long a task was THROTTLED at its provider (waiting for the account's slot there),
+    from the states its polls saw."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock, self._since, self.seconds = clock, None, 0.0
+
+    def saw(self, _task_id: str, status) -> None:
+        now = self._clock()
+        if self._since is not None:
+            self.seconds += now - self._since
+        self._since = now if status.state is TaskState.THROTTLED else None
 
 
 def _assigned_resources() -> dict[str, float] | None:

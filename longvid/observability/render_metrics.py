@@ -1,0 +1,103 @@
+"""What a render records, in its own words: one call per event at the place it happens (the
+pipeline, the generate loop, acceptance, the merge, the gates, a segment task). The
+metrics themselves are declared in `metrics`; this module only says which one an event
+moves and with which bounded tags."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from . import metrics
+
+
+def render_started(provider: str) -> None:
+    metrics.inc("longvid_renders_started", provider=provider)
+
+
+def render_finished(provider: str) -> None:
+    metrics.inc("longvid_renders_finished", provider=provider)
+
+
+def render_failed(provider: str, reason: str) -> None:
+    """`reason`: a short class of ending (failed, cancelled, taken_over, invalid), never the message."""
+    metrics.inc("longvid_renders_failed", provider=provider, reason=reason)
+
+
+def judged(backend: str, passed: bool, quality: float, scores: dict[str, Any]) -> None:
+    metrics.inc("longvid_judge_verdicts", backend=backend, verdict="pass" if passed else "fail")
+    metrics.observe("longvid_judge_score", quality, backend=backend, check="quality")
+    for check, value in scores.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.observe("longvid_judge_score", value, backend=backend, check=check)
+
+
+def regenerated(provider: str) -> None:
+    metrics.inc("longvid_regenerations", provider=provider)
+
+
+def merged(seconds: float) -> None:
+    metrics.observe("longvid_merge_seconds", seconds)
+
+
+def throttled(provider: str, seconds: float) -> None:
+    """Time a created task spent THROTTLED at the provider (waiting for the account's slot there)."""
+    metrics.observe("longvid_queue_wait_seconds", seconds, provider=provider, stage="throttled")
+
+
+def gate_state(identity: str, breaker: str, in_flight: int) -> None:
+    """A provider account's gate after a change: its breaker and the slots it has handed out.
+    `identity` is "<provider>-<account digest>" (see runtime.gates.gate_identity)."""
+    provider, _, account = identity.rpartition("-")
+    provider, account = (provider, account) if provider else (identity, "default")
+    metrics.set_gauge("longvid_breaker_state", metrics.BREAKER_LEVEL.get(breaker, -1.0), provider=provider, account=account)
+    metrics.set_gauge("longvid_segments_in_flight", in_flight, provider=provider, account=account)
+
+
+class LoopMetrics:
+    """The generate loop's events: when a segment started waiting for a gate and when its
+    task was created (for the wait and latency histograms), and which ledger charges were
+    already counted (so a resumed run never counts an earlier invocation's money again)."""
+
+    def __init__(self, ledger_entries: Iterable[Any], clock=time.monotonic):
+        self._clock = clock
+        self._waiting_since: dict[int, float] = {}
+        self._created_at: dict[int, float] = {}
+        self._counted = {e.key for e in ledger_entries if _charged(e)}
+
+    def gate_answer(self, index: int, provider: str | None) -> None:
+        """The router answered: a provider (its slot is held) or None (wait, or none is left)."""
+        now = self._clock()
+        if provider is None:
+            self._waiting_since.setdefault(index, now)
+            return
+        waited = now - self._waiting_since.pop(index, now)
+        metrics.observe("longvid_queue_wait_seconds", waited, provider=provider, stage="gate")
+
+    def created(self, index: int) -> None:
+        self._created_at[index] = self._clock()
+
+    def collected(self, provider: str, model: str, index: int) -> None:
+        """The task's bytes are here: create → downloaded (tasks created in this invocation)."""
+        started = self._created_at.pop(index, None)
+        if started is not None:
+            metrics.observe("longvid_provider_task_seconds", self._clock() - started, provider=provider, model=model)
+
+    def error(self, provider: str, code: str) -> None:
+        metrics.inc("longvid_provider_errors", provider=provider, code=code)
+
+    def segment(self, provider: str | None, model: str | None, outcome: str) -> None:
+        """A segment's outcome in this invocation: accepted, cached, failed or unfinished."""
+        metrics.inc("longvid_segments", provider=provider, model=model, outcome=outcome)
+
+    def charged(self, ledger_entries: Iterable[Any]) -> None:
+        """Count each ledger charge once, when it appears (the manifest's cost is their sum)."""
+        for entry in ledger_entries:
+            if _charged(entry) and entry.key not in self._counted:
+                self._counted.add(entry.key)
+                metrics.inc("longvid_cost_usd", entry.committed_usd, provider=entry.provider)
+
+
+def _charged(entry: Any) -> bool:
+    return getattr(entry.state, "value", entry.state) == "charged"

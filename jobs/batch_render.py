@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None, han
     job_name = args.job_name or base_name(args.specs)
     try:
         settings = Settings.from_env()  # the one read of the environment; passed down from here
+        configure_logging("json", secrets=secret_values(settings))  # events on stderr, one JSON object a line
         args.store = args.store or settings.store.location
         lines = parse_spec_lines(read_text(args.specs), job_name)
         if not lines:

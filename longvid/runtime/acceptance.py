@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..manifest import AttemptRecord, RunManifest, reset, transition, with_warnings
-from ..observability import render_metrics
+from ..observability import render_events
 from ..spec import Clip, SegmentJob, SegmentState
 from .protocols import ProgressSink, SegmentJudge
 from .resume import Action, resume_plan
@@ -56,7 +56,7 @@ class Acceptance:
             if index > 0 and jobs[index - 1].scene_index == job.scene_index and manifest.segments[index - 1].clip is not None:
                 previous = (jobs[index - 1], run.local_path(manifest.segments[index - 1].clip.path))
             verdict = self.judge.judge(job, run.local_path(segment_path(index)), previous)
-            render_metrics.judged(self.judge.backend, verdict.passed, verdict.quality, verdict.scores)
+            render_events.judged(index, self.judge.backend, verdict.passed, verdict.quality, verdict.scores)
             regenerations = manifest.segments[index].regenerations
             kept_at = attempt_path(index, regenerations)
             entry = AttemptRecord(seed=job.seed, passed=verdict.passed, quality=verdict.quality, file=kept_at,
@@ -71,7 +71,7 @@ class Acceptance:
                                          cost_usd=record.cost_usd + result.cost_usd)
                 write_model(run, MANIFEST, manifest)
                 self.progress.segment(index, SegmentState.PENDING, f"regenerating: {verdict.reason}")
-                render_metrics.regenerated(result.provider)
+                render_events.regenerated(index, result.provider)
                 return manifest, False
             if not verdict.passed:
                 manifest = self.keep_best_attempt(manifest, job, scores, verdict.reason)

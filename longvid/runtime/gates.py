@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..observability import render_metrics
+from ..observability import render_events
 from ..providers.routing import BreakerConfig, BreakerState, CircuitBreaker
 from ..settings import GateSettings, account_digest
 
@@ -130,7 +130,7 @@ class ProviderGate:
     def _publish(self) -> None:
         """The fleet's view of this account (a gauge each; a no-op outside Ray). The gate
         publishes it itself: it is the one place that knows, whichever driver asked."""
-        render_metrics.gate_state(self.provider, self._breaker.state.value, len(self._leases))
+        render_events.gate_state(self.provider, self._breaker.state.value, len(self._leases))
 
     def snapshot(self) -> dict:
         now = self._clock()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..manifest import RunManifest, RunPlan, with_warnings
 from ..media import MergeInput, MergeStats, merge_segments
-from ..observability import render_metrics
+from ..observability import render_events
 from ..spec import SegmentJob, Storyboard
 from .protocols import ProgressSink, SegmentJudge
 from .router import SegmentRouter
@@ -63,7 +63,7 @@ def merge_run(run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], str
     final = run.scratch_path(FINAL)
     started = time.perf_counter()
     stats = merge_segments(inputs, final, spec.fps, width, height, stream_copy=stream_copy)
-    render_metrics.merged(time.perf_counter() - started)
+    render_events.merged(time.perf_counter() - started)
     run.publish(FINAL, final)
     return stats
 

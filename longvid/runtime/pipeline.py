@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import InputError, LongvidError
 from ..manifest import RunManifest, RunPlan, RunStatus, SegmentRecord
-from ..observability import render_metrics
+from ..observability.render_events import RenderEvents
 from ..planning import OfflinePlanner, load_storyboard, segment_count, segment_storyboard
 from ..planning.segmentation import DEFAULT_RULES
 from ..providers import provider_capabilities, provider_configured
@@ -198,7 +198,7 @@ class RenderPipeline:
                  capabilities: ProviderCapabilities, output: Path | None, started: float,
                  lease: RunLock | None = None) -> RenderResult:
         self.progress.planned(storyboard, jobs, run)
-        render_metrics.render_started(manifest.spec.provider)
+        events = RenderEvents(run.run_id, manifest.spec.provider)  # metrics, and the run id on this thread's log lines
         try:
             outcome = self.generate(run, manifest, jobs, capabilities, lease)
             manifest = outcome.manifest.model_copy(update={"status": RunStatus.MERGING})
@@ -214,8 +214,9 @@ class RenderPipeline:
             write_report(run, manifest, result, self.judge)
             manifest = write_review(run, manifest, storyboard, jobs)
             write_model(run, MANIFEST, manifest)
+            events.finished(manifest.cost_usd)
         except (Cancelled, RunLocked) as exc:  # RunLocked: another driver owns the run now; write nothing
-            render_metrics.render_failed(manifest.spec.provider, "cancelled" if isinstance(exc, Cancelled) else "taken_over")
+            events.failed("cancelled" if isinstance(exc, Cancelled) else "taken_over")
             raise
         except BaseException as exc:
             # The folder holds the latest manifest (every transition is written): mark that
@@ -229,9 +230,9 @@ class RenderPipeline:
             else:
                 status, reason = RunStatus.FAILED, str(exc) if isinstance(exc, LongvidError) else f"{exc.__class__.__name__}: {exc}"
             write_model(run, MANIFEST, latest.model_copy(update={"status": status, "error": reason[:1000]}))
-            render_metrics.render_failed(manifest.spec.provider, status.value)
+            events.failed(status.value, reason)
             raise
         finally:
             run.discard_scratch()  # S3 runs: the local copies are done with
-        render_metrics.render_finished(manifest.spec.provider)
+            events.close()
         return result

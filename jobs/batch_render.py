@@ -37,6 +37,7 @@ from jobs.locations import base_name, is_s3, read_text, write_text
 from longvid.wiring import DEFAULT_CLIP_MODEL, RenderOptions, planning_pipeline, render_pipeline
 from longvid.errors import InputError, LongvidError
 from longvid.manifest import RunStatus
+from longvid.observability.logs import configure_logging, secret_values
 from longvid.settings import Settings
 
 # Set in the environment of a driver started by `ray job submit`.

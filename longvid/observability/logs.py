@@ -126,7 +126,7 @@ def configure_logging(fmt: str = "text", level: int = logging.INFO, secrets: Ite
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     remove_logging()
     logger = logging.getLogger(LOGGER)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler._longvid = True  # type: ignore[attr-defined]
     handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else TextFormatter(secrets))
@@ -134,6 +134,19 @@ def configure_logging(fmt: str = "text", level: int = logging.INFO, secrets: Ite
     logger.setLevel(level)
     _configured.update(format=fmt, secrets=tuple(secrets), level=level)
     return handler
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a line is logged (not when configured), so a
+    replaced stderr (a test's capture, a job runner's redirect) gets the lines."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def remove_logging() -> None:

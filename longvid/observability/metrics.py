@@ -56,6 +56,8 @@ CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
     MetricSpec("longvid_judge_score", "histogram", "Judge scores per check (quality is the overall one)", ("backend", "check"), _UNIT),
     MetricSpec("longvid_regenerations", "counter", "Segments the judge sent back for a new seed", ("provider",)),
     MetricSpec("longvid_merge_seconds", "histogram", "Time to merge a render's segments into its video", (), _SECONDS),
+    MetricSpec("longvid_normalise_seconds", "histogram", "Time to normalise a segment before the merge", (), _SECONDS),
+    MetricSpec("longvid_gpu_seconds", "counter", "GPU-seconds granted to segment tasks (local models)", ("provider", "model")),
     MetricSpec("longvid_breaker_state", "gauge", "Circuit breaker per provider account: 0 closed, 1 half open, 2 open",
                ("provider", "account")),
     MetricSpec("longvid_segments_in_flight", "gauge", "Provider slots held per provider account (what the concurrency gate enforces)",

@@ -57,6 +57,18 @@ def merged(seconds: float) -> None:
     log.info("merged in %.2f s", seconds)
 
 
+def normalised(seconds: float) -> None:
+    """A segment was normalised before the merge (the normalisation step calls this)."""
+    metrics.observe("longvid_normalise_seconds", seconds)
+
+
+def gpu_time(provider: str, model: str, resources: dict[str, float] | None, seconds: float) -> None:
+    """A segment task that held GPUs (a local model) for `seconds`."""
+    gpus = (resources or {}).get("GPU", 0.0)
+    if gpus > 0:
+        metrics.inc("longvid_gpu_seconds", gpus * seconds, provider=provider, model=model)
+
+
 def throttled(provider: str, seconds: float) -> None:
     """Time a created task spent THROTTLED at the provider (waiting for the account's slot there)."""
     metrics.observe("longvid_queue_wait_seconds", seconds, provider=provider, stage="throttled")

@@ -67,8 +67,10 @@ def collect_segment(provider_name: str, task_id: str, job: SegmentJob, condition
     seam = seam_frame_png(mp4, job.frames) if want_seam else None
     log.info("downloaded %d bytes in %.1f s", len(mp4), time.perf_counter() - started,
              extra={"segment": job.index, "provider": provider_name, "task_id": task_id})
+    resources = _assigned_resources()
+    render_events.gpu_time(provider.capabilities.name, provider.capabilities.model, resources, time.perf_counter() - started)
     return SegmentResult(
-        resources=_assigned_resources(),
+        resources=resources,
         index=job.index,
         provider=provider.capabilities.name,
         model=provider.capabilities.model,

@@ -117,3 +117,19 @@ def test_every_metric_is_declared_with_bounded_tags():
         assert spec.name.startswith("longvid_") and spec.kind in ("counter", "gauge", "histogram")
         assert "run_id" not in spec.tags and "task_id" not in spec.tags
         assert (spec.kind == "histogram") == bool(spec.boundaries)
+
+
+def test_cost_is_counted_once_per_charge_and_never_again_on_resume():
+    from longvid.observability.render_events import charged_keys, new_charges
+    from longvid.providers.ledger import CostLedger
+
+    ledger = CostLedger(None)
+    ledger.reserve("seg0/call1", 0, "runway", 0.5)
+    ledger.charge("seg0/call1", 0.4)  # paid in an earlier invocation
+    ledger.reserve("seg1/call1", 1, "veo", 0.8)  # still running when that one stopped
+    counted = charged_keys(ledger.entries)  # where the resumed loop starts
+    assert counted == {"seg0/call1"} and new_charges(ledger.entries, counted) == []
+    ledger.charge("seg1/call1", None)  # collected on resume: charged at its estimate
+    ledger.reserve("seg2/call1", 2, "veo", 0.8)
+    ledger.release("seg2/call1")  # a refused create: nothing owed
+    assert new_charges(ledger.entries, counted) == [("seg1/call1", "veo", 0.8)]

@@ -93,7 +93,7 @@ class LoopEvents:
         self._clock = clock
         self._waiting_since: dict[int, float] = {}
         self._created_at: dict[int, float] = {}
-        self._counted = {e.key for e in ledger_entries if _charged(e)}
+        self._counted = charged_keys(ledger_entries)
 
     def gate_answer(self, index: int, provider: str | None) -> None:
         """The router answered: a provider (its slot is held) or None (wait, or none is left)."""
@@ -127,10 +127,20 @@ class LoopEvents:
 
     def charged(self, ledger_entries: Iterable[Any]) -> None:
         """Count each ledger charge once, when it appears (the manifest's cost is their sum)."""
-        for entry in ledger_entries:
-            if _charged(entry) and entry.key not in self._counted:
-                self._counted.add(entry.key)
-                metrics.inc("longvid_cost_usd", entry.committed_usd, provider=entry.provider)
+        for key, provider, usd in new_charges(ledger_entries, self._counted):
+            self._counted.add(key)
+            metrics.inc("longvid_cost_usd", usd, provider=provider)
+
+
+def charged_keys(ledger_entries: Iterable[Any]) -> set[str]:
+    """The keys of the entries already charged (by an earlier invocation, on resume)."""
+    return {e.key for e in ledger_entries if _charged(e)}
+
+
+def new_charges(ledger_entries: Iterable[Any], counted: set[str]) -> list[tuple[str, str, float]]:
+    """(key, provider, USD) of each charged ledger entry not yet in `counted`. A reserved
+    entry waits for its charge; a released one cost nothing."""
+    return [(e.key, e.provider, e.committed_usd) for e in ledger_entries if _charged(e) and e.key not in counted]
 
 
 def _charged(entry: Any) -> bool:

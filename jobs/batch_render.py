@@ -37,6 +37,7 @@ from jobs.locations import base_name, is_s3, read_text, write_text
 from longvid.wiring import DEFAULT_CLIP_MODEL, RenderOptions, planning_pipeline, render_pipeline
 from longvid.errors import InputError, LongvidError
 from longvid.manifest import RunStatus
+from longvid.observability.logs import configure_logging, secret_values
 from longvid.settings import Settings
 
 # Set in the environment of a driver started by `ray job submit`.
@@ -250,6 +251,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None, han
     job_name = args.job_name or base_name(args.specs)
     try:
         settings = Settings.from_env()  # the one read of the environment; passed down from here
+        configure_logging("json", secrets=secret_values(settings))  # events on stderr, one JSON object a line
         args.store = args.store or settings.store.location
         lines = parse_spec_lines(read_text(args.specs), job_name)
         if not lines:

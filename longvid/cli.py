@@ -113,6 +113,9 @@ def _ray_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-download", action="store_true", help="let the judge download CLIP weights if none are cached")
     parser.add_argument("--no-stream-copy", action="store_true",
                         help="re-encode every frame at merge instead of copying the GOPs no transition touches")
+    parser.add_argument("--log-format", choices=["text", "json"], default=None,
+                        help="log the render's events on stderr: json (one object per line with run_id, segment, provider, "
+                             "task_id; no progress table) or text (default: progress table only)")
 
 
 def _spec_from(args: argparse.Namespace) -> RenderSpec:
@@ -181,6 +184,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+class _NoProgress:
+    """No progress table: with JSON logs the render's events are the log lines."""
+
+    def planned(self, storyboard, jobs, run):
+        pass
+
+    def segment(self, index, state, detail=""):
+        pass
+
+    def merging(self):
+        pass
+
+    def close(self):
+        pass
+
+
 def _graceful_stop(stop) -> None:
     """First Ctrl-C / SIGTERM: stop submitting, cancel what runs, leave a resumable run.
     A second one interrupts at once."""
@@ -204,11 +223,12 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
     from .wiring import render_pipeline
 
     console = _console()
-    progress = CliProgress(console, live=console.is_terminal and not args.json)
+    json_logs = args.log_format == "json"  # stderr carries JSON lines only: events instead of the progress table
+    progress = _NoProgress() if json_logs else CliProgress(console, live=console.is_terminal and not args.json)
     ensure_ray(args.ray_address or args.settings.ray_address, args.num_cpus)
 
     def say_judge(judge) -> None:
-        if not args.json:
+        if not args.json and not json_logs:
             console.print(f"judge: {judge.backend}" + (f" ({judge.notes})" if judge.notes else ""))
 
     stop = threading.Event()
@@ -221,6 +241,11 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
         progress.close()
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
+    elif json_logs:
+        import logging
+
+        logging.getLogger("longvid.cli").info("done %s: %.2f s, cost $%.2f", result.output, result.duration_s, result.cost_usd,
+                                              extra={"run_id": result.run_id})
     else:
         print_render_summary(console, result)
     return 0
@@ -314,6 +339,16 @@ def cmd_providers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say_error(args: argparse.Namespace, line: str) -> None:
+    """The one error line on stderr: a JSON log line when the logs are JSON."""
+    if getattr(args, "log_format", None) == "json":
+        import logging
+
+        logging.getLogger("longvid.cli").error(line)
+    else:
+        print(line, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     import logging
 
@@ -324,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"plan": cmd_plan, "render": cmd_render, "resume": cmd_resume, "status": cmd_status, "runs": cmd_runs, "providers": cmd_providers, "review": cmd_review}
     try:
         args.settings = Settings.from_env()  # the one read of the environment; passed down from here
+        if getattr(args, "log_format", None):
+            from .observability.logs import configure_logging, secret_values
+
+            configure_logging(args.log_format, secrets=secret_values(args.settings))
         if getattr(args, "store", "") is None:
             args.store = args.settings.store.location
         if args.command in ("resume", "status", "review"):  # a run id, or the run folder's path render printed
@@ -334,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     except LongvidError as exc:
         if getattr(args, "json", False):
             print(json.dumps({"error": str(exc), "exit_code": exc.exit_code}))
-        print(f"longvid: error: {exc}", file=sys.stderr)
+        _say_error(args, f"longvid: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
         print("longvid: interrupted; the run folder keeps what was finished", file=sys.stderr)
@@ -345,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if getattr(args, "json", False):
             print(json.dumps({"error": f"{exc.__class__.__name__}: {exc}", "exit_code": 1}))
-        print(f"longvid: error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        _say_error(args, f"longvid: error: {exc.__class__.__name__}: {exc}")
         return 1
 
 

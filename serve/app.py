@@ -28,6 +28,14 @@ from .settings import ApiSettings, local_store_path
 
 log = logging.getLogger("longvid.serve")
 
+def _json_logs(settings: ApiSettings) -> None:
+    """A replica logs longvid's events as JSON lines (run_id, segment, provider, task_id) into
+    its Ray log file, every secret it holds (tokens, link secret, provider keys) redacted."""
+    from longvid.observability.logs import configure_logging, secret_values
+
+    configure_logging("json", secrets=secret_values(settings))
+
+
 # Small CPU shares: the ingress and the planner wait on I/O, the renderer only drives Ray
 # tasks (segments ask the cluster for their own CPUs and GPUs).
 INGRESS_ACTOR = {"num_cpus": 0.25}
@@ -47,6 +55,7 @@ class Planner:
         from .planning import PlanService
 
         settings = ApiSettings.from_env()  # this replica's environment: LONGVID_PLANNER and the Gemini key
+        _json_logs(settings)
         self.service = PlanService(settings.planner, settings.longvid)
 
     def plan(self, spec: dict, storyboard: dict | None = None) -> dict:
@@ -75,6 +84,7 @@ class Renderer:
         from .worker import RenderWorker
 
         api = ApiSettings.from_env(store=store)  # this replica's environment: provider keys never travel as arguments
+        _json_logs(api)
         settings = api.longvid
         self.worker = RenderWorker(open_store(store, settings.store.s3_part_mb), RaySegmentRunner, _render_options(api),
                                    settings=settings)
@@ -128,6 +138,7 @@ class LongvidAPI:
         from .runs import RenderStore
 
         self.settings = ApiSettings.from_env(store=store)
+        _json_logs(self.settings)
         self.settings.check_can_start(_proxy_host())  # no tokens: refuse, unless allowed and on loopback
         self.planner, self.renderer = planner, renderer
         self.records = RenderStore(open_store(self.settings.store, self.settings.longvid.store.s3_part_mb))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..manifest import AttemptRecord, RunManifest, reset, transition, with_warnings
+from ..observability import render_events
 from ..spec import Clip, SegmentJob, SegmentState
 from .protocols import ProgressSink, SegmentJudge
 from .resume import Action, resume_plan
@@ -55,6 +56,7 @@ class Acceptance:
             if index > 0 and jobs[index - 1].scene_index == job.scene_index and manifest.segments[index - 1].clip is not None:
                 previous = (jobs[index - 1], run.local_path(manifest.segments[index - 1].clip.path))
             verdict = self.judge.judge(job, run.local_path(segment_path(index)), previous)
+            render_events.judged(index, self.judge.backend, verdict.passed, verdict.quality, verdict.scores)
             regenerations = manifest.segments[index].regenerations
             kept_at = attempt_path(index, regenerations)
             checks, unknown = _known_checks(verdict.scores)
@@ -73,6 +75,7 @@ class Acceptance:
                                          cost_usd=record.cost_usd + result.cost_usd)
                 write_model(run, MANIFEST, manifest)
                 self.progress.segment(index, SegmentState.PENDING, f"regenerating: {verdict.reason}")
+                render_events.regenerated(index, result.provider)
                 return manifest, False
             if not verdict.passed:
                 manifest = self.keep_best_attempt(manifest, job, scores, verdict.reason)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ..observability import render_events
 from ..providers.routing import BreakerConfig, BreakerState, CircuitBreaker
 from ..settings import GateSettings, account_digest
 
@@ -87,6 +88,7 @@ class ProviderGate:
         if probe_call:
             self._probe = holder
         self._leases[holder] = now + self.config.lease_s
+        self._publish()
         return Admission.OK
 
     def _refuses(self, now: float) -> bool:
@@ -100,12 +102,14 @@ class ProviderGate:
         """Take a slot whatever the limit: for a task that already exists at the provider
         (a resumed render polling it), which occupies the provider's capacity anyway."""
         self._leases[holder] = self._clock() + self.config.lease_s
+        self._publish()
 
     def release(self, holder: str) -> None:
         self._leases.pop(holder, None)
         if holder == self._probe:  # the trial call ended without an outcome (e.g. a cache hit): allow another
             self._probe = None
             self._breaker.probing = False
+        self._publish()
 
     def release_prefix(self, prefix: str) -> int:
         """Drop every slot of one run (a resumed run after its driver died)."""
@@ -120,7 +124,13 @@ class ProviderGate:
         self._failures += 0 if ok else 1
         self._probe = None
         self._breaker.record(ok, self._clock())
+        self._publish()
         return self._breaker.state.value
+
+    def _publish(self) -> None:
+        """The fleet's view of this account (a gauge each; a no-op outside Ray). The gate
+        publishes it itself: it is the one place that knows, whichever driver asked."""
+        render_events.gate_state(self.provider, self._breaker.state.value, len(self._leases))
 
     def snapshot(self) -> dict:
         now = self._clock()

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import InputError, RenderError
 from ..manifest import RunManifest, RunStatus, reset, transition, with_warnings
+from ..observability.render_events import LoopEvents
 from ..providers._http import is_safety_refusal
 from ..providers.base import ProviderCapabilities
 from ..providers.ledger import CostLedger, EntryState
@@ -79,6 +80,7 @@ class GenerateLoop:
         self.manifest = manifest
         self.needed_seams = {j.conditioned_on for j in jobs if j.conditioned_on is not None}
         self.ledger = CostLedger(self.spec.budget_usd, list(manifest.ledger))
+        self.events = LoopEvents(self.ledger.entries)  # metrics and log lines; earlier invocations' charges already counted
         self.manifest = self._account_for_unanswered_creates()
         self.done = {r.index for r in manifest.segments if r.state is SegmentState.ACCEPTED}
         self.reused = len(self.done)
@@ -206,6 +208,7 @@ class GenerateLoop:
                 self._settle(name, record.task_id, None, "superseded: the request changed; counted at the estimate")
             self._write(reset(self._with_ledger(), index, "its request changed since the task was created"))
         name, why = router.choose(attempt, conditioning is not None, self._budget_left())
+        self.events.gate_answer(index, name)
         if name is None:
             if why == WAIT:
                 return _Start.WAITING
@@ -244,6 +247,7 @@ class GenerateLoop:
                 self._write(self._with_ledger())
             task_id = self.router.client(name).submit(attempt, conditioning)
         except Exception as exc:  # refused by the budget or by the provider's create call
+            self.events.error(index, name, failure_code(exc) or exc.__class__.__name__, failure_reason(name, exc))
             if reserved:
                 if nothing_created(exc):
                     ledger.release(entry, note=f"create call refused: {exc.__class__.__name__}")
@@ -262,6 +266,7 @@ class GenerateLoop:
             return None
         if self._paid(name):
             ledger.attach_task(entry, task_id)
+        self.events.created(index, name, task_id)
         return task_id
 
     def _launch(self, name: str, task_id: str, attempt: SegmentJob, key: str, conditioning: bytes | None) -> None:
@@ -284,6 +289,7 @@ class GenerateLoop:
             return
         self.router.record(name, True)
         self.router.release(name, attempt.index)
+        self.events.collected(attempt.index, name, result.model, result.task_id)
         self.generated += 1
         if self._paid(name):
             self._settle(name, result.task_id, result.cost_usd)
@@ -295,6 +301,7 @@ class GenerateLoop:
         books and then retry, reword, fail over or give up."""
         index = attempt.index
         reason = failure_reason(name, exc)
+        self.events.error(index, name, failure_code(exc) or exc.__class__.__name__, reason)
         record = self.manifest.segments[index]
         tries_key = (index, name)
         self.tries[tries_key] = self.tries.get(tries_key, 0) + 1
@@ -344,6 +351,7 @@ class GenerateLoop:
             self.queue.sort(key=priority)
             return
         self.done.add(index)
+        self.events.segment(index, result.provider, result.model, "cached" if cached else "accepted")
         if cached:
             self.reused += 1
         if result.seam_png is not None and self.manifest.segments[index].clip.sha256 == sha256_hex(result.mp4):
@@ -388,6 +396,7 @@ class GenerateLoop:
         write_model(self.run_folder, MANIFEST, self.manifest)
 
     def _with_ledger(self, manifest: RunManifest | None = None) -> RunManifest:
+        self.events.charged(self.ledger.entries)  # the ledger changed: count new charges once
         return (manifest or self.manifest).model_copy(update={"ledger": list(self.ledger.entries)})
 
     def _settle(self, provider: str, task_id: str | None, cost_usd: float | None, note: str = "") -> None:
@@ -411,6 +420,8 @@ class GenerateLoop:
         self.progress.segment(index, SegmentState.PENDING, detail[:120])
 
     def _give_up(self, index: int, reason: str) -> None:
+        record = self.manifest.segments[index]
+        self.events.segment(index, record.provider, None, "unfinished" if record.state is SegmentState.SUBMITTED else "failed")
         self.failures.append(f"segment {index}: {reason}")
         self.progress.segment(index, SegmentState.FAILED, reason)
 

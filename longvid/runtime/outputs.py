@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..manifest import RunManifest, RunPlan, with_warnings
 from ..media import MergeInput, MergeStats, merge_segments
+from ..observability import render_events
 from ..spec import SegmentJob, Storyboard
 from .protocols import ProgressSink, SegmentJudge
 from .router import SegmentRouter
@@ -60,7 +61,9 @@ def merge_run(run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], str
     ]
     width, height = spec.frame_size
     final = run.scratch_path(FINAL)
+    started = time.perf_counter()
     stats = merge_segments(inputs, final, spec.fps, width, height, stream_copy=stream_copy)
+    render_events.merged(time.perf_counter() - started)
     run.publish(FINAL, final)
     return stats
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import InputError, LongvidError
 from ..manifest import RunManifest, RunPlan, RunStatus, SegmentRecord
+from ..observability.render_events import RenderEvents
 from ..planning import OfflinePlanner, load_storyboard, segment_count, segment_storyboard
 from ..planning.segmentation import DEFAULT_RULES
 from ..providers import create_provider, provider_capabilities, provider_configured
@@ -204,6 +205,7 @@ class RenderPipeline:
                  capabilities: ProviderCapabilities, output: Path | None, started: float,
                  lease: RunLock | None = None) -> RenderResult:
         self.progress.planned(storyboard, jobs, run)
+        events = RenderEvents(run.run_id, manifest.spec.provider)  # metrics, and the run id on this thread's log lines
         try:
             outcome = self.generate(run, manifest, jobs, capabilities, lease)
             manifest = outcome.manifest.model_copy(update={"status": RunStatus.MERGING})
@@ -219,7 +221,9 @@ class RenderPipeline:
             write_report(run, manifest, result, self.judge)
             manifest = write_review(run, manifest, storyboard, jobs)
             write_model(run, MANIFEST, manifest)
-        except (Cancelled, RunLocked):  # RunLocked: another driver owns the run now; write nothing
+            events.finished(manifest.cost_usd)
+        except (Cancelled, RunLocked) as exc:  # RunLocked: another driver owns the run now; write nothing
+            events.failed("cancelled" if isinstance(exc, Cancelled) else "taken_over")
             raise
         except BaseException as exc:
             # The folder holds the latest manifest (every transition is written): mark that
@@ -233,7 +237,9 @@ class RenderPipeline:
             else:
                 status, reason = RunStatus.FAILED, run_failure_reason(exc)
             write_model(run, MANIFEST, latest.model_copy(update={"status": status, "error": reason[:1000]}))
+            events.failed(status.value, reason)
             raise
         finally:
             run.discard_scratch()  # S3 runs: the local copies are done with
+            events.close()
         return result

@@ -6,16 +6,21 @@ and returns the MP4 bytes plus the seam frame that a chained segment starts from
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..media.frames import frame_png
+from ..observability import logs, render_events
+from ..providers.base import TaskState
 from ..settings import Settings
 from ..spec import SegmentJob
 from .gates import LocalGates, RayGates
 from .resources import ClusterCapacity, ResourceRequest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,15 +53,24 @@ def collect_segment(provider_name: str, task_id: str, job: SegmentJob, condition
 
     started = time.perf_counter()
     provider = create_provider(provider_name, settings)
+    log.info("waiting for the task", extra={"segment": job.index, "provider": provider_name, "task_id": task_id})
     if provider.capabilities.idempotent_submit:
         again = provider.submit(job, conditioning_png)
         if again != task_id:
             raise RuntimeError(f"segment {job.index}: the renderer produced task {again}, expected {task_id}")
-    mp4 = wait_for_output(provider, task_id, poll_interval_s=getattr(provider, "poll_interval_s", 5.0),
-                          timeout_s=settings.polling.task_timeout_s)
+    throttled = ThrottleClock()
+    try:
+        mp4 = wait_for_output(provider, task_id, poll_interval_s=getattr(provider, "poll_interval_s", 5.0),
+                              timeout_s=settings.polling.task_timeout_s, on_status=throttled.saw)
+    finally:  # a failed task waited too
+        render_events.throttled(provider.capabilities.name, throttled.seconds)
     seam = seam_frame_png(mp4, job.frames) if want_seam else None
+    log.info("downloaded %d bytes in %.1f s", len(mp4), time.perf_counter() - started,
+             extra={"segment": job.index, "provider": provider_name, "task_id": task_id})
+    resources = _assigned_resources()
+    render_events.gpu_time(provider.capabilities.name, provider.capabilities.model, resources, time.perf_counter() - started)
     return SegmentResult(
-        resources=_assigned_resources(),
+        resources=resources,
         index=job.index,
         provider=provider.capabilities.name,
         model=provider.capabilities.model,
@@ -66,6 +80,28 @@ def collect_segment(provider_name: str, task_id: str, job: SegmentJob, condition
         seconds=time.perf_counter() - started,
         cost_usd=provider.price(job.generate_duration_s),
     )
+
+
+class ThrottleClock:
+    """How long a task was THROTTLED at its provider (waiting for the account's slot there),
+    from the states its polls saw."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock, self._since, self.seconds = clock, None, 0.0
+
+    def saw(self, _task_id: str, status) -> None:
+        now = self._clock()
+        if self._since is not None:
+            self.seconds += now - self._since
+        self._since = now if status.state is TaskState.THROTTLED else None
+
+
+def collect_segment_logged(log_setup: dict | None, provider_name: str, task_id: str, job: SegmentJob,
+                           conditioning_png: bytes | None, want_seam: bool, settings: Settings) -> SegmentResult:
+    """collect_segment in a Ray worker, logging like the driver that launched it (its format,
+    its run id), so one render can be followed across processes in Ray's log files."""
+    with logs.in_worker(log_setup, logs.secret_values(settings)):
+        return collect_segment(provider_name, task_id, job, conditioning_png, want_seam, settings)
 
 
 def _assigned_resources() -> dict[str, float] | None:
@@ -135,7 +171,7 @@ class RaySegmentRunner:
         import ray
 
         self._ray = ray
-        self._remote = ray.remote(collect_segment)
+        self._remote = ray.remote(collect_segment_logged)
         self.gates = RayGates()  # named actors: slots and breakers shared by every driver on the cluster
 
     def capacity(self) -> ClusterCapacity:
@@ -144,7 +180,7 @@ class RaySegmentRunner:
     def collect(self, provider, task_id, job, request, conditioning_png, want_seam, retries, settings):
         options = request.ray_options()
         return self._remote.options(**options, max_retries=retries, name=f"segment-{job.index}").remote(
-            provider, task_id, job, conditioning_png, want_seam, settings
+            logs.worker_setup(), provider, task_id, job, conditioning_png, want_seam, settings
         )
 
     def cancel(self, handle):

@@ -256,6 +256,10 @@ class Clip(_Model):
     cost_usd: float = 0.0
     seconds_spent: float = 0.0
     sha256: str
+    # The file at `path` is in the house format (normalised here, or made so by the renderer):
+    # the merge stream-copies it. False while the provider's original waits to be normalised.
+    normalised: bool = False
+    original: str | None = None  # the provider's own file, kept for provenance, once normalised
 
 
 class SegmentState(str, enum.Enum):

@@ -10,8 +10,10 @@ at each seam change. So, for each segment whose H.264 parameters match our encod
 whole GOPs that no transition touches are stream-copied, and only the frames between them
 (the seam windows) are decoded, blended and re-encoded, each window by a fresh encoder so
 it starts with an IDR. The preview renderer puts IDR frames exactly where the copy ranges
-start and end, which shrinks each window to the transition itself. Segments from other
-encoders (another resolution, frame rate or codec) are decoded, normalised and re-encoded.
+start and end, which shrinks each window to the transition itself, and the runtime
+normalises provider clips into the same form as they arrive (normalise.py). A segment from
+another encoder that reaches the merge anyway (another resolution, frame rate or codec) is
+decoded, resampled and re-encoded whole.
 
 Memory: one segment's packet index (a few MB) and a transition's frames at a time.
 

@@ -514,8 +514,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--pending-polls", type=int, default=1)
     parser.add_argument("--running-polls", type=int, default=2)
+    parser.add_argument("--provider-style", action="store_true", help="clips from another encoder, with AAC audio, as Runway's are")
     args = parser.parse_args(argv)
-    fake = FakeRunway(args.key, scale=args.scale, fps=args.fps, pending_polls=args.pending_polls, running_polls=args.running_polls)
+    fake = FakeRunway(args.key, scale=args.scale, fps=args.fps, pending_polls=args.pending_polls, running_polls=args.running_polls,
+                      provider_style=args.provider_style)
     print(f"fake Runway on http://{args.host}:{args.port}\n"
           f"  export RUNWAYML_BASE_URL=http://{args.host}:{args.port}\n  export RUNWAYML_API_SECRET={args.key}", flush=True)
     import uvicorn

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 MIN_DURATION_S = 5.0
 MAX_DURATION_S = 600.0
@@ -256,6 +256,22 @@ class Clip(_Model):
     cost_usd: float = 0.0
     seconds_spent: float = 0.0
     sha256: str
+    # The file at `path` is in the house format (normalised here, or made so by the renderer):
+    # the merge stream-copies it. False while the provider's original waits to be normalised.
+    normalised: bool = False
+    original: str | None = None  # the provider's own file, kept for provenance, once normalised
+
+    @model_serializer(mode="wrap")
+    def _without_unset_provenance(self, handler):
+        # Written only when they say something, so a manifest from before normalisation writes
+        # back byte for byte (absent reads as the default: nothing is lost).
+        data = handler(self)
+        if isinstance(data, dict):
+            if not self.normalised:
+                data.pop("normalised", None)
+            if self.original is None:
+                data.pop("original", None)
+        return data
 
 
 class SegmentState(str, enum.Enum):

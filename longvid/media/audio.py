@@ -6,6 +6,7 @@ Segments are at most a few seconds, so one segment's PCM is held at a time.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,8 +38,9 @@ def decode_audio(path: Path) -> np.ndarray:
 
 
 class AudioMixer:
-    def __init__(self, container, fps: int):
+    def __init__(self, container, fps: int, lock=None):
         self.fps = fps
+        self.lock = lock or contextlib.nullcontext()  # the container's, when video is muxed from another thread
         self.stream = container.add_stream("aac", rate=SAMPLE_RATE)
         self.stream.layout = "stereo"
         self.stream.format = "fltp"
@@ -50,8 +52,8 @@ class AudioMixer:
         self.container = container
 
     @classmethod
-    def for_inputs(cls, container, paths: Sequence[Path], fps: int) -> AudioMixer | None:
-        return cls(container, fps) if any(has_audio(p) for p in paths) else None
+    def for_inputs(cls, container, paths: Sequence[Path], fps: int, lock=None) -> AudioMixer | None:
+        return cls(container, fps, lock) if any(has_audio(p) for p in paths) else None
 
     def _samples_at(self, frame_index: int) -> int:
         # Cumulative boundaries, so rounding never drifts over a long video.
@@ -85,12 +87,14 @@ class AudioMixer:
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self.samples_written
         self.samples_written += chunk.shape[1]
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
+        packets = self.stream.encode(frame)
+        with self.lock:
+            self.container.mux(packets)
 
     def finish(self) -> None:
         if self.pending.shape[1]:
             self._encode(self.pending)
             self.pending = self.pending[:, :0]
-        for packet in self.stream.encode(None):
-            self.container.mux(packet)
+        packets = self.stream.encode(None)
+        with self.lock:
+            self.container.mux(packets)

@@ -10,10 +10,16 @@ at each seam change. So, for each segment whose H.264 parameters match our encod
 whole GOPs that no transition touches are stream-copied, and only the frames between them
 (the seam windows) are decoded, blended and re-encoded, each window by a fresh encoder so
 it starts with an IDR. The preview renderer puts IDR frames exactly where the copy ranges
-start and end, which shrinks each window to the transition itself. Segments from other
-encoders (another resolution, frame rate or codec) are decoded, normalised and re-encoded.
+start and end, which shrinks each window to the transition itself, and the runtime
+normalises provider clips into the same form as they arrive (normalise.py). A segment from
+another encoder that reaches the merge anyway (another resolution, frame rate or codec) is
+decoded, resampled and re-encoded whole.
 
 Memory: one segment's packet index (a few MB) and a transition's frames at a time.
+
+Audio (decode, crossfade, AAC encode) runs on its own thread beside the video: PyAV releases
+the GIL inside the codecs, and with the video mostly copied, AAC encoding would otherwise be
+most of the merge's time. The two share the output container under one lock.
 
 It reads packets itself rather than through media/frames.py: stream copy needs the packets,
 and the seam windows are decoded from a keyframe inside the file, not from its start.
@@ -22,6 +28,7 @@ and the seam windows are decoded from a keyframe inside the file, not from its s
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -182,8 +189,9 @@ class _Segment:
 class _VideoWriter:
     """Appends re-encoded runs and copied GOPs to one output stream, in timeline order."""
 
-    def __init__(self, container, stream, width: int, height: int, fps: int, settings: H264Settings):
-        self.container, self.stream = container, stream
+    def __init__(self, container, stream, width: int, height: int, fps: int, settings: H264Settings,
+                 lock: threading.Lock):
+        self.container, self.stream, self.lock = container, stream, lock
         self.width, self.height, self.fps, self.settings = width, height, fps, settings
         self.encoder: av.CodecContext | None = None
         self.next_index = 0
@@ -219,14 +227,42 @@ class _VideoWriter:
                 packet.dts = dts + shift if dts is not None else None
                 packet.time_base = tb
                 packet.stream = self.stream
-                self.container.mux(packet)
+                with self.lock:
+                    self.container.mux(packet)
         self.next_index += end - first
         self.copied += end - first
 
     def _mux(self, packets) -> None:
         for packet in packets:
             packet.stream = self.stream
-            self.container.mux(packet)
+            with self.lock:
+                self.container.mux(packet)
+
+
+class _AudioThread(threading.Thread):
+    """The audio track, mixed and encoded beside the video. Each segment's head blends with
+    the tail the previous one carries (its `tail_frames`: the video pass always yields them)."""
+
+    def __init__(self, mixer: AudioMixer, inputs: Sequence[MergeInput]):
+        super().__init__(name="merge-audio", daemon=True)
+        self.mixer, self.inputs = mixer, list(inputs)
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            previous_tail = 0
+            for source in self.inputs:
+                self.mixer.add(source.path, source.frames, min(source.head_frames, previous_tail), source.tail_frames)
+                previous_tail = source.tail_frames
+            self.mixer.finish()
+        except BaseException as exc:  # raised again on the merging thread
+            self.error = exc
+
+    def finish(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
 
 
 def merge_segments(
@@ -246,12 +282,15 @@ def merge_segments(
     partial = output.with_name(f".{output.name}.partial.mp4")
     black = np.full((height * 3 // 2, width), 128, np.float32)
     black[:height] = 16.0
+    audio_thread = None
     try:
         with av.open(str(partial), "w", format="mp4", options={"movflags": "+faststart"}) as container:
             vstream = add_h264_stream(container, width, height, fps, settings)
             reference = parameter_sets(vstream.codec_context.extradata)
-            audio = AudioMixer.for_inputs(container, [i.path for i in inputs], fps)
-            writer = _VideoWriter(container, vstream, width, height, fps, settings)
+            lock = threading.Lock()
+            audio = AudioMixer.for_inputs(container, [i.path for i in inputs], fps, lock)
+            writer = _VideoWriter(container, vstream, width, height, fps, settings, lock)
+            audio_thread = _AudioThread(audio, inputs) if audio is not None else None
             copied_segments = 0
             held: list[np.ndarray] = []
             for position, source in enumerate(inputs):
@@ -282,15 +321,15 @@ def merge_segments(
                         copied_segments += 1
                         emit(end, needed)
                     held = tail
-                    if audio is not None:
-                        audio.add(source.path, source.frames, head_len, len(held))
                 finally:
                     segment.close()
             writer.end_run()
-            if audio is not None:
-                audio.finish()
+            if audio_thread is not None:
+                audio_thread.finish()
         os.replace(partial, output)
     except BaseException:
+        if audio_thread is not None:
+            audio_thread.join()  # before the file goes: it writes into the same container
         partial.unlink(missing_ok=True)
         raise
     return MergeStats(

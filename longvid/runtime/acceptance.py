@@ -17,7 +17,7 @@ from ..observability import render_events
 from ..spec import Clip, SegmentJob, SegmentState
 from .protocols import ProgressSink, SegmentJudge
 from .resume import Action, resume_plan
-from .layout import MANIFEST, attempt_path, segment_path
+from .layout import MANIFEST, attempt_path, original_path, segment_path
 from .store import RunFolder, RunStore, clip_verifies, write_model
 from .tasks import SegmentResult
 
@@ -94,6 +94,7 @@ class Acceptance:
             segment_index=index, provider=result.provider, model=result.model, path=relative,
             frames=int(round(job.generate_duration_s * job.fps)), width=job.width, height=job.height, fps=job.fps,
             cost_usd=result.cost_usd, seconds_spent=round(result.seconds, 3), sha256=sha256_hex(result.mp4),
+            normalised=True,  # the generate step normalises a clip before it is recorded here
         )
         manifest = transition(
             manifest, index, SegmentState.GENERATED,
@@ -104,6 +105,44 @@ class Acceptance:
         if not cached:
             self.store.cache_put(key, result.mp4)
         return manifest, clip
+
+    def record_original(self, manifest: RunManifest, job: SegmentJob, result: SegmentResult, key: str,
+                        cached: bool) -> RunManifest:
+        """A provider's clip that is not in the house format, kept as it arrived and recorded
+        GENERATED (not yet normalised) before it is normalised: a crash from here on resumes
+        from this file, never from a new provider task."""
+        index = job.index
+        record = manifest.segments[index]
+        self.run.write_bytes(original_path(index), result.mp4)
+        clip = Clip(
+            segment_index=index, provider=result.provider, model=result.model, path=original_path(index),
+            frames=int(round(job.generate_duration_s * job.fps)), width=job.width, height=job.height, fps=job.fps,
+            cost_usd=result.cost_usd, seconds_spent=round(result.seconds, 3), sha256=sha256_hex(result.mp4),
+            normalised=False,
+        )
+        if record.state is SegmentState.GENERATED:  # recorded by an earlier version, in its segment file's place
+            manifest = update_record(manifest, index, clip=clip)
+        else:
+            manifest = transition(
+                manifest, index, SegmentState.GENERATED,
+                task_id=result.task_id, clip=clip, cost_usd=record.cost_usd + result.cost_usd, provider=result.provider,
+                resources=result.resources, cached=cached, seed=job.seed, cache_key=key,
+            )
+        write_model(self.run, MANIFEST, manifest)
+        return manifest
+
+    def record_normalised(self, manifest: RunManifest, job: SegmentJob, mp4: bytes, seconds: float, key: str) -> RunManifest:
+        """The normalised file in the segment's place: what the judge, the cache and the merge use."""
+        index = job.index
+        clip = manifest.segments[index].clip
+        self.run.write_bytes(segment_path(index), mp4)
+        clip = clip.model_copy(update={"path": segment_path(index), "sha256": sha256_hex(mp4), "normalised": True,
+                                       "original": clip.path, "seconds_spent": round(clip.seconds_spent + seconds, 3)})
+        manifest = update_record(manifest, index, clip=clip)
+        write_model(self.run, MANIFEST, manifest)
+        if key:
+            self.store.cache_put(key, mp4)
+        return manifest
 
     def keep_best_attempt(self, manifest: RunManifest, job: SegmentJob, scores: list[AttemptRecord], reason: str = "") -> RunManifest:
         """No attempt passed: put the best-scoring one in the segment's place, with a warning."""
@@ -141,8 +180,8 @@ class Acceptance:
         for index, (action, reason) in resume_plan(manifest, file_ok, idempotent).items():
             record = manifest.segments[index]
             state = record.state
-            if action is Action.ACCEPT and judge is not None and state is SegmentState.GENERATED:
-                continue  # the crash came before the judge saw it: the generate step judges it
+            if action is Action.ACCEPT and state is SegmentState.GENERATED and (judge is not None or not record.clip.normalised):
+                continue  # the crash came before the judge saw it, or before it was normalised: the generate step does that
             rejected = (action is Action.ACCEPT and judge is not None and state is SegmentState.JUDGED
                         and bool(record.scores) and not record.scores[-1].passed)
             if rejected and record.regenerations + 1 < judge.max_attempts:

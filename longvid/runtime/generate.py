@@ -11,6 +11,7 @@ Over 400 lines on purpose: the generate loop is one state machine, read and chan
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import io
 import threading
@@ -22,6 +23,7 @@ from typing import Any
 
 from ..errors import InputError, RenderError
 from ..manifest import RunManifest, RunStatus, reset, transition, with_warnings
+from ..observability import render_events
 from ..observability.render_events import LoopEvents
 from ..providers._http import is_safety_refusal
 from ..providers.base import ProviderCapabilities
@@ -34,11 +36,12 @@ from .failures import (
     Cancelled, FailureDecision, failure_code, failure_decision, failure_detail, failure_reason, nothing_created,
 )
 from .protocols import ProgressSink
-from .resources import EstimatorConfig, admit, estimate, fit_to_cluster, priority, total
+from .normalisation import needs_normalising
+from .resources import EstimatorConfig, admit, estimate, fit_to_cluster, normalise_estimate, priority, total
 from .resume import attempt_seed, segment_key
 from .router import WAIT, SegmentRouter
 from .runlock import RunLock, RunLocked
-from .layout import MANIFEST
+from .layout import MANIFEST, original_path
 from .store import RunFolder, RunStore, write_model
 from .tasks import SegmentResult, SegmentRunner, seam_frame_png
 
@@ -88,6 +91,9 @@ class GenerateLoop:
         self.queue = sorted((j for j in jobs if j.index not in self.done), key=priority)
         self.seams: dict[int, bytes] = {}
         self.in_flight: dict[Any, tuple[SegmentJob, str, str]] = {}  # handle -> (attempt, key, provider)
+        # handle -> (attempt, key, the clip as it arrived, from the cache?): being normalised
+        self.normalising: dict[Any, tuple[SegmentJob, str, SegmentResult, bool]] = {}
+        self.estimator = estimator
         self.failures: list[str] = []
         self.tries: dict[tuple[int, str], int] = {}  # failed tries per (segment, provider) in this invocation
         # The user's first reference image starts each scene at a generative provider (its
@@ -114,7 +120,7 @@ class GenerateLoop:
     def run(self) -> GenerateOutcome:
         self.acceptance.remember(self.manifest, self.jobs, self.done)
         idle_waits = 0
-        while self.queue or self.in_flight:
+        while self.queue or self.in_flight or self.normalising:
             if self.stop.is_set():
                 self._stop()
             progressed, waiting = self._start_ready()
@@ -122,7 +128,7 @@ class GenerateLoop:
                 self.queue.sort(key=priority)
                 idle_waits = 0
                 continue
-            if not self.in_flight:
+            if not self.in_flight and not self.normalising:
                 if waiting:  # a provider is full or its breaker is open: its slot or probe comes
                     if idle_waits == 0:
                         for job in self.queue:
@@ -131,8 +137,11 @@ class GenerateLoop:
                     idle_waits += 1
                     continue
                 break  # everything left waits on a failed segment
-            for handle in self.runner.wait(list(self.in_flight)):
-                self._collected(handle)
+            for handle in self.runner.wait([*self.in_flight, *self.normalising]):
+                if handle in self.normalising:
+                    self._normalised(handle)
+                else:
+                    self._collected(handle)
         self.acceptance.save_state()
         if self.failures or self.queue:
             blocked = sorted(j.index for j in self.queue)
@@ -142,6 +151,8 @@ class GenerateLoop:
 
     def _stop(self) -> None:
         """The stop event is set: the user cancelled, or another driver took the run over."""
+        for handle in self.normalising:  # the originals are on disk: resume normalises them
+            self.runner.cancel(handle)
         if self.lease is not None and self.lease.lost:  # another driver owns the run now: leave it alone
             for handle in self.in_flight:
                 self.runner.cancel(handle)
@@ -170,7 +181,8 @@ class GenerateLoop:
         """Start what the cluster has room for. Returns (something changed, something waits
         on a provider's gate)."""
         ready = [j for j in self.queue if j.conditioned_on is None or j.conditioned_on in self.done]
-        used = total(self.requests[j.index] for j, _, _ in self.in_flight.values())
+        used = total([*(self.requests[j.index] for j, _, _ in self.in_flight.values()),
+                      *(self._normalise_request(j) for j, _, _, _ in self.normalising.values())])
         progressed = waiting = False
         for index in admit([(j.index, self.requests[j.index]) for j in ready], used, self.capacity):
             outcome = self._start(self.jobs[index])
@@ -191,7 +203,7 @@ class GenerateLoop:
             result = SegmentResult(index=index, provider=record.clip.provider, model=record.clip.model,
                                    task_id=record.task_id or "resumed", mp4=data, seam_png=seam,
                                    seconds=record.clip.seconds_spent, cost_usd=0.0)  # paid for when it was made
-            self._finished(attempt, record.cache_key or "", result, cached=False, recorded=True)
+            self._arrived(attempt, record.cache_key or "", result, cached=False, recorded=True)
             return _Start.PROGRESSED
         conditioning = self._conditioning(attempt)
         if record.state is SegmentState.SUBMITTED and record.task_id:
@@ -224,7 +236,7 @@ class GenerateLoop:
         if cached is not None:
             router.release(name, index)
             seam = seam_frame_png(cached, job.frames) if index in self.needed_seams else None
-            self._finished(attempt, key, SegmentResult(index, name, caps.model, f"cache:{key[:16]}", cached, seam, 0.0, 0.0), cached=True)
+            self._arrived(attempt, key, SegmentResult(index, name, caps.model, f"cache:{key[:16]}", cached, seam, 0.0, 0.0), cached=True)
             return _Start.PROGRESSED
         task_id = self._create(name, attempt, conditioning)
         if task_id is None:
@@ -294,7 +306,7 @@ class GenerateLoop:
         if self._paid(name):
             self._settle(name, result.task_id, result.cost_usd)
             self.manifest = self._with_ledger()
-        self._finished(attempt, key, result, cached=False)
+        self._arrived(attempt, key, result, cached=False)
 
     def _collect_failed(self, attempt: SegmentJob, key: str, name: str, exc: BaseException) -> None:
         """One branch per decision: poll again, leave it for resume, or close the task's
@@ -341,6 +353,44 @@ class GenerateLoop:
             self._requeue(index, f"failing over from {reason[:80]}")
         else:
             self._give_up(index, reason)
+
+    def _arrived(self, attempt: SegmentJob, key: str, result: SegmentResult, cached: bool, recorded: bool = False) -> None:
+        """A segment's clip is here. In the house format (the preview renderer's, a normalised
+        one) it goes on to the judge; otherwise the original is recorded and a task normalises
+        it while the other segments generate."""
+        index = attempt.index
+        clip = self.manifest.segments[index].clip
+        if (recorded and clip.normalised) or (why := needs_normalising(result.mp4, attempt)) is None:
+            self._finished(attempt, key, result, cached, recorded)
+            return
+        if not recorded or clip.path != original_path(index):
+            self.manifest = self.acceptance.record_original(self.manifest, attempt, result, key, cached)
+        handle = self.runner.normalise(attempt, result.mp4, self._normalise_request(attempt), index in self.needed_seams)
+        self.normalising[handle] = (attempt, key, result, cached)
+        self.progress.segment(index, SegmentState.GENERATED, f"normalising ({why})"[:120])
+
+    def _normalised(self, handle: Any) -> None:
+        attempt, key, result, cached = self.normalising.pop(handle)
+        index = attempt.index
+        try:
+            done = self.runner.result(handle)
+        except Exception as exc:
+            # The provider's clip is on disk and recorded (GENERATED, not normalised): resume
+            # normalises it again from there and never pays the provider a second time.
+            reason = f"{result.provider}: the clip could not be normalised ({failure_detail(exc, 200)}); resume normalises it again"
+            self._write(update_record(self.manifest, index, error=reason[:500]))
+            self._give_up(index, reason)
+            return
+        render_events.normalised(done.seconds)
+        self.manifest = self.acceptance.record_normalised(self.manifest, attempt, done.mp4, done.seconds, key)
+        # Paid for when it arrived (recorded with the original): the normalised file costs nothing more.
+        normalised = dataclasses.replace(result, mp4=done.mp4, seam_png=done.seam_png, cost_usd=0.0,
+                                         seconds=result.seconds + done.seconds)
+        self._finished(attempt, key, normalised, cached, recorded=True)
+
+    def _normalise_request(self, job: SegmentJob):
+        request, _notes = fit_to_cluster(normalise_estimate(job, self.estimator), self.capacity)
+        return request
 
     def _finished(self, attempt: SegmentJob, key: str, result: SegmentResult, cached: bool, recorded: bool = False) -> None:
         index = attempt.index

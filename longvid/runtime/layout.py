@@ -7,6 +7,7 @@ A run folder (paths relative to it, so a run can move between stores):
     manifest.json                   each segment's state, the ledger, the run's status
     segments/seg_0003.mp4           segment 3 as accepted (or being judged)
     segments/seg_0003.attempt1.mp4  a rejected attempt, kept in case none does better
+    segments/seg_0003.original.mp4  the provider's own file, before normalisation (provenance)
     final.mp4, report.json          the merged video and the run's summary
     contact_sheet.png, report.html  the review for people to look at
     characters.npz, context.npz     the judge's character memory and FramePack context
@@ -43,6 +44,12 @@ STATE = "state"
 
 def segment_path(index: int) -> str:
     return f"{SEGMENTS}/seg_{index:04d}.mp4"
+
+
+def original_path(index: int) -> str:
+    """The provider's clip of segment `index` as it arrived, before it was normalised into
+    the house format (the normalised one is `segment_path`)."""
+    return f"{SEGMENTS}/seg_{index:04d}.original.mp4"
 
 
 def attempt_path(index: int, regeneration: int) -> str:

@@ -28,6 +28,12 @@ class EstimatorConfig:
     standard_gpus: float = 0.5
     memory_fraction: float = 0.8  # of the cluster's memory the driver may ask for at once
     remote_cpu_fraction: float = 0.25  # of a core, for a task that waits on a remote provider
+    # Normalising a segment (decode, scale, re-encode with x264): one core, the worker plus
+    # x264's lookahead and a few decoded frames, about half a second of work per second at 720p.
+    normalise_cpus: float = 1.0
+    normalise_base_memory_mb: int = 256
+    normalise_memory_per_megapixel_mb: int = 100
+    normalise_work_seconds_per_video_second: float = 0.5
 
 
 DEFAULT_ESTIMATOR = EstimatorConfig()
@@ -82,6 +88,17 @@ def estimate(
         num_gpus=gpus,
         memory_bytes=int(memory_mb * MB),
         expected_work_s=config.work_seconds_per_video_second * seconds,
+    )
+
+
+def normalise_estimate(job: SegmentJob, config: EstimatorConfig = DEFAULT_ESTIMATOR) -> ResourceRequest:
+    """What re-encoding one arrived segment into the house format needs: CPU only."""
+    megapixels = job.width * job.height / 1e6
+    return ResourceRequest(
+        num_cpus=config.normalise_cpus,
+        num_gpus=0.0,
+        memory_bytes=int((config.normalise_base_memory_mb + config.normalise_memory_per_megapixel_mb * megapixels) * MB),
+        expected_work_s=config.normalise_work_seconds_per_video_second * job.needed_frames / job.fps * max(1.0, megapixels),
     )
 
 

@@ -18,6 +18,7 @@ from ..providers.base import TaskState
 from ..settings import Settings
 from ..spec import SegmentJob
 from .gates import LocalGates, RayGates
+from .normalisation import normalise_segment
 from .resources import ClusterCapacity, ResourceRequest
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,12 @@ class SegmentRunner(Protocol):
     def collect(self, provider: str, task_id: str, job: SegmentJob, request: ResourceRequest, conditioning_png: bytes | None,
                 want_seam: bool, retries: int, settings: Settings) -> Any: ...
 
+    def normalise(self, job: SegmentJob, mp4: bytes, request: ResourceRequest, want_seam: bool) -> Any:
+        """Start re-encoding an arrived segment into the house format (a NormalisedSegment)."""
+
     def wait(self, handles: Sequence[Any]) -> list[Any]: ...
 
-    def result(self, handle: Any) -> SegmentResult: ...
+    def result(self, handle: Any) -> Any: ...  # a SegmentResult, or a NormalisedSegment
 
     def cancel(self, handle: Any) -> None: ...
 
@@ -139,6 +143,7 @@ class InlineSegmentRunner:
     def __init__(self, capacity: ClusterCapacity | None = None):
         self._capacity = capacity or ClusterCapacity(cpus=2, gpus=0, memory_bytes=8 * 1024**3)
         self.submitted: list[tuple[int, ResourceRequest]] = []
+        self.normalised: list[tuple[int, ResourceRequest]] = []
         self.gates = LocalGates()  # one process: provider slots and breakers live here
 
     def capacity(self) -> ClusterCapacity:
@@ -148,6 +153,13 @@ class InlineSegmentRunner:
         self.submitted.append((job.index, request))
         try:
             return ("ok", collect_segment(provider, task_id, job, conditioning_png, want_seam, settings))
+        except Exception as exc:  # surfaced by result(), as Ray would
+            return ("error", exc)
+
+    def normalise(self, job, mp4, request, want_seam):
+        self.normalised.append((job.index, request))
+        try:
+            return ("ok", normalise_segment(job, mp4, want_seam))
         except Exception as exc:  # surfaced by result(), as Ray would
             return ("error", exc)
 
@@ -172,6 +184,7 @@ class RaySegmentRunner:
 
         self._ray = ray
         self._remote = ray.remote(collect_segment_logged)
+        self._normalise = ray.remote(normalise_segment)
         self.gates = RayGates()  # named actors: slots and breakers shared by every driver on the cluster
 
     def capacity(self) -> ClusterCapacity:
@@ -182,6 +195,12 @@ class RaySegmentRunner:
         return self._remote.options(**options, max_retries=retries, name=f"segment-{job.index}").remote(
             logs.worker_setup(), provider, task_id, job, conditioning_png, want_seam, settings
         )
+
+    def normalise(self, job, mp4, request, want_seam):
+        # SPREAD: arrivals come in bursts; packing them onto one node would queue them there.
+        options = request.ray_options()
+        return self._normalise.options(**options, max_retries=2, scheduling_strategy="SPREAD",
+                                       name=f"normalise-{job.index}").remote(job, mp4, want_seam)
 
     def cancel(self, handle):
         self._ray.cancel(handle, force=True)

@@ -139,9 +139,11 @@ def even(value: float, minimum: int = 16) -> int:
     return max(minimum, int(round(value / 2)) * 2)
 
 
-def render_clip(prompt: str, seed: int, width: int, height: int, duration_s: float, fps: int, image: bytes | None = None) -> bytes:
+def render_clip(prompt: str, seed: int, width: int, height: int, duration_s: float, fps: int, image: bytes | None = None,
+                provider_style: bool = False) -> bytes:
     """A real MP4 from longvid's preview renderer: `duration_s` at `fps`, width x height,
-    starting on `image` when one is given."""
+    starting on `image` when one is given. With `provider_style`, encoded as a provider does
+    (another x264 preset, one GOP for the whole clip, AAC audio: testing/provider_clip.py)."""
     from ..media.encoding import encode_mp4
     from ..providers.preview import render_frames
     from ..spec import Scene, SegmentJob
@@ -152,6 +154,10 @@ def render_clip(prompt: str, seed: int, width: int, height: int, duration_s: flo
         index=0, scene_index=0, segment_in_scene=0, prompt=prompt, scene=scene, start_frame=0, frames=frames,
         generate_duration_s=duration_s, fps=fps, width=width, height=height, seed=seed % 2**31,
     )
+    if provider_style:
+        from .provider_clip import encode_provider_style
+
+        return encode_provider_style(render_frames(job, image), fps, width, height)
     return encode_mp4(render_frames(job, image), fps, width, height)
 
 
@@ -236,6 +242,7 @@ class FakeRunway:
         pending_polls: int = 1,
         running_polls: int = 1,
         output_base_url: str | None = None,
+        provider_style: bool = False,
     ):
         self.api_key = api_key
         self.scale = scale
@@ -243,6 +250,7 @@ class FakeRunway:
         self.pending_polls = pending_polls
         self.running_polls = running_polls
         self.output_base_url = output_base_url  # None: the host the request came to
+        self.provider_style = provider_style  # clips from another encoder, as the real service's are
         self.faults = FaultList()
         self.counts: Counter[str] = Counter()
         self.requests: list[Recorded] = []
@@ -455,7 +463,8 @@ class FakeRunway:
             return Response("<Error><Code>AccessDenied</Code></Error>", status_code=403, media_type="application/xml")
         if task.mp4 is None:
             width, height = self._size(task.ratio)
-            task.mp4 = await run_in_threadpool(render_clip, task.prompt, task.seed, width, height, task.duration, self.fps, task.image)
+            task.mp4 = await run_in_threadpool(render_clip, task.prompt, task.seed, width, height, task.duration, self.fps, task.image,
+                                          self.provider_style)
         data = task.mp4
         task.downloaded_at = time.time()
         return await self._finish(fault, mp4_response(data, fault))
@@ -505,8 +514,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--pending-polls", type=int, default=1)
     parser.add_argument("--running-polls", type=int, default=2)
+    parser.add_argument("--provider-style", action="store_true", help="clips from another encoder, with AAC audio, as Runway's are")
     args = parser.parse_args(argv)
-    fake = FakeRunway(args.key, scale=args.scale, fps=args.fps, pending_polls=args.pending_polls, running_polls=args.running_polls)
+    fake = FakeRunway(args.key, scale=args.scale, fps=args.fps, pending_polls=args.pending_polls, running_polls=args.running_polls,
+                      provider_style=args.provider_style)
     print(f"fake Runway on http://{args.host}:{args.port}\n"
           f"  export RUNWAYML_BASE_URL=http://{args.host}:{args.port}\n  export RUNWAYML_API_SECRET={args.key}", flush=True)
     import uvicorn

@@ -1,0 +1,46 @@
+"""The normalisation step: an arrived segment re-encoded into the house format (see
+media/normalise.py), run as a Ray task beside the generation of the others, or inline.
+
+The bytes travel as the task's argument and result, not as paths: the worker may be on
+another node than the run folder.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..media.frames import frame_png
+from ..media.normalise import HouseFormat, house_format_problem, normalise_clip
+from ..spec import SegmentJob
+
+
+def house_format(job: SegmentJob) -> HouseFormat:
+    """The format the merge copies for this segment: its frames and crossfade tail at the
+    output size and rate, with IDR frames where its copy range starts (after the head it
+    blends with the previous segment) and ends (where its own tail starts)."""
+    return HouseFormat(width=job.width, height=job.height, fps=job.fps, frames=job.needed_frames,
+                       keyframes=(job.head_frames, job.frames))
+
+
+def needs_normalising(mp4: bytes, job: SegmentJob) -> str | None:
+    """Why this clip must be normalised, or None when it already is in the house format."""
+    try:
+        return house_format_problem(mp4, house_format(job))
+    except Exception as exc:  # av.error.*: unreadable headers; the normalisation task says what is wrong
+        return f"unreadable headers ({exc.__class__.__name__})"
+
+
+@dataclass(frozen=True)
+class NormalisedSegment:
+    index: int
+    mp4: bytes
+    seam_png: bytes | None  # from the normalised file: the frame the next segment starts from
+    seconds: float
+
+
+def normalise_segment(job: SegmentJob, mp4: bytes, want_seam: bool) -> NormalisedSegment:
+    started = time.perf_counter()
+    normalised = normalise_clip(mp4, house_format(job))
+    seam = frame_png(normalised, job.frames) if want_seam else None
+    return NormalisedSegment(job.index, normalised, seam, time.perf_counter() - started)

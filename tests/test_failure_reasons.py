@@ -53,7 +53,11 @@ def test_every_failure_kind_leaves_a_one_line_reason(kind, runway, ray_session, 
     assert status == 1
     failure = [line for line in err.splitlines() if line.startswith("longvid: error:")]
     assert len(failure) == 1 and f"segment 0: runway: " in failure[0] and code in failure[0], err[-2000:]
-    assert len(err) < 4000 and "Traceback" not in err and not ANSI.search(err)  # no remote tracebacks on stderr
+    assert "Traceback" not in err and not ANSI.search(err)  # no remote tracebacks on stderr
+    # Structured log lines may be there (a JSON handler another test's batch job installed in
+    # this process); what the CLI itself prints stays short.
+    printed = "\n".join(line for line in err.splitlines() if not line.startswith('{"ts"'))
+    assert len(printed) < 4000, printed[-2000:]
     _one_clean_line(failure[0])
 
     manifest = load_manifest((store / "r" / "manifest.json").read_text())

@@ -184,22 +184,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-class _NoProgress:
-    """No progress table: with JSON logs the render's events are the log lines."""
-
-    def planned(self, storyboard, jobs, run):
-        pass
-
-    def segment(self, index, state, detail=""):
-        pass
-
-    def merging(self):
-        pass
-
-    def close(self):
-        pass
-
-
 def _graceful_stop(stop) -> None:
     """First Ctrl-C / SIGTERM: stop submitting, cancel what runs, leave a resumable run.
     A second one interrupts at once."""
@@ -220,11 +204,12 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
     import threading
 
     from .runtime import RaySegmentRunner, ensure_ray
+    from .runtime.protocols import NullProgress
     from .wiring import render_pipeline
 
     console = _console()
     json_logs = args.log_format == "json"  # stderr carries JSON lines only: events instead of the progress table
-    progress = _NoProgress() if json_logs else CliProgress(console, live=console.is_terminal and not args.json)
+    progress = NullProgress() if json_logs else CliProgress(console, live=console.is_terminal and not args.json)
     ensure_ray(args.ray_address or args.settings.ray_address, args.num_cpus)
 
     def say_judge(judge) -> None:

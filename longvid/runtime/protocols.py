@@ -47,6 +47,9 @@ class NullProgress:
     def merging(self):
         pass
 
+    def close(self):  # as the CLI's live table, which has a screen to give back
+        pass
+
 
 @dataclass(frozen=True)
 class JudgeVerdict:

@@ -141,3 +141,25 @@ def test_failed_merge_leaves_the_old_file_and_no_partial(tmp_path):
         merge_segments([missing], out, 24, 64, 48)
     assert out.read_bytes() == b"previous good video"
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+
+def test_a_segment_that_fails_mid_merge_stops_the_audio_side_cleanly(tmp_path):
+    """The audio track is encoded on its own thread into the same container: when the video
+    side fails, the thread stops before the container closes (no write into a closed file),
+    the error is the video's, and no partial output is left."""
+    first, broken = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    write_foreign_clip(first, (200, 0, 0), 48, fps=24, tone_hz=440)
+    with av.open(str(broken), "w") as container:  # audio that mixes fine, and no picture
+        stream = container.add_stream("aac", rate=48000)
+        stream.layout = "stereo"
+        for i in range(60):
+            frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 48000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    inputs = [MergeInput(first, 48, tail_frames=6), MergeInput(broken, 48, head_frames=6, head_transition=Transition.CROSSFADE)]
+    with pytest.raises(ValueError, match="no video stream"):
+        merge_segments(inputs, tmp_path / "out.mp4", 24, 96, 64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4"]

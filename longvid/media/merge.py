@@ -247,12 +247,15 @@ class _AudioThread(threading.Thread):
         super().__init__(name="merge-audio", daemon=True)
         self.mixer, self.inputs = mixer, list(inputs)
         self.error: BaseException | None = None
+        self.stopped = threading.Event()  # the video side failed: stop between segments
         self.start()
 
     def run(self) -> None:
         try:
             previous_tail = 0
             for source in self.inputs:
+                if self.stopped.is_set():
+                    return
                 self.mixer.add(source.path, source.frames, min(source.head_frames, previous_tail), source.tail_frames)
                 previous_tail = source.tail_frames
             self.mixer.finish()
@@ -263,6 +266,51 @@ class _AudioThread(threading.Thread):
         self.join()
         if self.error is not None:
             raise self.error
+
+    def abandon(self) -> None:
+        """Stop after the segment in hand and wait: the container must not close under it."""
+        self.stopped.set()
+        self.join()
+
+
+def _merge_video(inputs: Sequence[MergeInput], writer: _VideoWriter, width: int, height: int, fps: int, reference,
+                 black: np.ndarray, stream_copy: bool) -> int:
+    """The video track: each segment's GOPs between its seams copied, the seam windows blended
+    and encoded. Returns how many segments had a copied span."""
+    copied_segments = 0
+    held: list[np.ndarray] = []
+    for source in inputs:
+        segment = _Segment(source, fps, width, height, reference)
+        try:
+            span = segment.copy_range() if stream_copy else None
+            head_len = min(source.head_frames, len(held))
+            needed = source.frames + source.tail_frames
+
+            def emit(lo: int, hi: int) -> None:
+                for offset, pixels in enumerate(segment.frames(lo, hi)):
+                    k = lo + offset
+                    if k < head_len:
+                        alpha = transition_alpha(k, head_len)
+                        pixels = blend(held[k], pixels, alpha, source.head_transition, black)
+                    if k >= source.frames:
+                        tail.append(pixels)
+                    else:
+                        writer.write(pixels)
+
+            tail: list[np.ndarray] = []
+            if span is None:
+                emit(0, needed)
+            else:
+                first, end, first_pos, end_pos = span
+                emit(0, first)
+                writer.copy(segment, first, end, first_pos, end_pos)
+                copied_segments += 1
+                emit(end, needed)
+            held = tail
+        finally:
+            segment.close()
+    writer.end_run()
+    return copied_segments
 
 
 def merge_segments(
@@ -291,45 +339,16 @@ def merge_segments(
             audio = AudioMixer.for_inputs(container, [i.path for i in inputs], fps, lock)
             writer = _VideoWriter(container, vstream, width, height, fps, settings, lock)
             audio_thread = _AudioThread(audio, inputs) if audio is not None else None
-            copied_segments = 0
-            held: list[np.ndarray] = []
-            for position, source in enumerate(inputs):
-                segment = _Segment(source, fps, width, height, reference)
-                try:
-                    span = segment.copy_range() if stream_copy else None
-                    head_len = min(source.head_frames, len(held))
-                    needed = source.frames + source.tail_frames
-
-                    def emit(lo: int, hi: int) -> None:
-                        for offset, pixels in enumerate(segment.frames(lo, hi)):
-                            k = lo + offset
-                            if k < head_len:
-                                alpha = transition_alpha(k, head_len)
-                                pixels = blend(held[k], pixels, alpha, source.head_transition, black)
-                            if k >= source.frames:
-                                tail.append(pixels)
-                            else:
-                                writer.write(pixels)
-
-                    tail: list[np.ndarray] = []
-                    if span is None:
-                        emit(0, needed)
-                    else:
-                        first, end, first_pos, end_pos = span
-                        emit(0, first)
-                        writer.copy(segment, first, end, first_pos, end_pos)
-                        copied_segments += 1
-                        emit(end, needed)
-                    held = tail
-                finally:
-                    segment.close()
-            writer.end_run()
+            try:
+                copied_segments = _merge_video(inputs, writer, width, height, fps, reference, black, stream_copy)
+            except BaseException:
+                if audio_thread is not None:
+                    audio_thread.abandon()  # inside the `with`: it writes into this container
+                raise
             if audio_thread is not None:
                 audio_thread.finish()
         os.replace(partial, output)
     except BaseException:
-        if audio_thread is not None:
-            audio_thread.join()  # before the file goes: it writes into the same container
         partial.unlink(missing_ok=True)
         raise
     return MergeStats(

@@ -129,10 +129,14 @@ class Acceptance:
                 resources=result.resources, cached=cached, seed=job.seed, cache_key=key,
             )
         write_model(self.run, MANIFEST, manifest)
+        if not cached and key:
+            # The cache keeps what the provider made for this request: the normalised file also
+            # depends on the seams around it (its tail), which the key does not name.
+            self.store.cache_put(key, result.mp4)
         return manifest
 
     def record_normalised(self, manifest: RunManifest, job: SegmentJob, mp4: bytes, seconds: float, key: str) -> RunManifest:
-        """The normalised file in the segment's place: what the judge, the cache and the merge use."""
+        """The normalised file in the segment's place: what the judge and the merge use."""
         index = job.index
         clip = manifest.segments[index].clip
         self.run.write_bytes(segment_path(index), mp4)
@@ -140,8 +144,6 @@ class Acceptance:
                                        "original": clip.path, "seconds_spent": round(clip.seconds_spent + seconds, 3)})
         manifest = update_record(manifest, index, clip=clip)
         write_model(self.run, MANIFEST, manifest)
-        if key:
-            self.store.cache_put(key, mp4)
         return manifest
 
     def keep_best_attempt(self, manifest: RunManifest, job: SegmentJob, scores: list[AttemptRecord], reason: str = "") -> RunManifest:

@@ -199,7 +199,8 @@ class GenerateLoop:
         if record.state is SegmentState.GENERATED and record.clip is not None:  # made, never judged (resumed)
             self.queue.remove(job)
             data = self.run_folder.local_path(record.clip.path).read_bytes()
-            seam = seam_frame_png(data, job.frames) if index in self.needed_seams else None
+            # A clip still to be normalised gets its seam from the normalised file instead.
+            seam = seam_frame_png(data, job.frames) if index in self.needed_seams and record.clip.normalised else None
             result = SegmentResult(index=index, provider=record.clip.provider, model=record.clip.model,
                                    task_id=record.task_id or "resumed", mp4=data, seam_png=seam,
                                    seconds=record.clip.seconds_spent, cost_usd=0.0)  # paid for when it was made
@@ -235,7 +236,8 @@ class GenerateLoop:
         cached = self.store.cache_get(key)
         if cached is not None:
             router.release(name, index)
-            seam = seam_frame_png(cached, job.frames) if index in self.needed_seams else None
+            house = needs_normalising(cached, attempt) is None  # the cache keeps what the provider made
+            seam = seam_frame_png(cached, job.frames) if index in self.needed_seams and house else None
             self._arrived(attempt, key, SegmentResult(index, name, caps.model, f"cache:{key[:16]}", cached, seam, 0.0, 0.0), cached=True)
             return _Start.PROGRESSED
         task_id = self._create(name, attempt, conditioning)

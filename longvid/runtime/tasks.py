@@ -65,7 +65,10 @@ def collect_segment(provider_name: str, task_id: str, job: SegmentJob, condition
                               timeout_s=settings.polling.task_timeout_s, on_status=throttled.saw)
     finally:  # a failed task waited too
         render_events.throttled(provider.capabilities.name, throttled.seconds)
-    seam = seam_frame_png(mp4, job.frames) if want_seam else None
+    try:
+        seam = seam_frame_png(mp4, job.frames) if want_seam else None
+    except Exception:  # a provider's clip we cannot seek: its normalised copy gives the seam
+        seam = None
     log.info("downloaded %d bytes in %.1f s", len(mp4), time.perf_counter() - started,
              extra={"segment": job.index, "provider": provider_name, "task_id": task_id})
     resources = _assigned_resources()

@@ -177,9 +177,19 @@ def transition(manifest: RunManifest, index: int, new_state: SegmentState, **cha
     if new_state is SegmentState.SUBMITTED:
         changes.setdefault("attempts", record.attempts + 1)
     updated = record.model_copy(update={**changes, "state": new_state, "updated_at": _now()})
+    return _with_segment(manifest, index, updated, updated_at=_now())
+
+
+def update_record(manifest: RunManifest, index: int, **changes) -> RunManifest:
+    """Return a new manifest with fields of segment `index` changed, its state unchanged
+    (a new seed, a rewording, a kept attempt's file, the reason it waits)."""
+    return _with_segment(manifest, index, manifest.segments[index].model_copy(update=changes))
+
+
+def _with_segment(manifest: RunManifest, index: int, record: SegmentRecord, **changes) -> RunManifest:
     segments = list(manifest.segments)
-    segments[index] = updated
-    return manifest.model_copy(update={"segments": segments, "updated_at": _now()})
+    segments[index] = record
+    return manifest.model_copy(update={"segments": segments, **changes})
 
 
 def with_warnings(manifest: RunManifest, *texts: str) -> RunManifest:
@@ -206,9 +216,7 @@ def reset(manifest: RunManifest, index: int, reason: str) -> RunManifest:
             "updated_at": _now(),
         }
     )
-    segments = list(manifest.segments)
-    segments[index] = updated
-    return manifest.model_copy(update={"segments": segments, "updated_at": _now()})
+    return _with_segment(manifest, index, updated, updated_at=_now())
 
 
 def load_manifest(text: str, where: str = "manifest.json") -> RunManifest:

@@ -12,25 +12,18 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from ..manifest import AttemptRecord, RunManifest, reset, transition, with_warnings
+from ..manifest import AttemptRecord, RunManifest, reset, transition, update_record, with_warnings
 from ..observability import render_events
 from ..spec import Clip, SegmentJob, SegmentState
+from .layout import MANIFEST, attempt_path, original_path, segment_path
 from .protocols import ProgressSink, SegmentJudge
 from .resume import Action, resume_plan
-from .layout import MANIFEST, attempt_path, original_path, segment_path
 from .store import RunFolder, RunStore, clip_verifies, write_model
 from .tasks import SegmentResult
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def update_record(manifest: RunManifest, index: int, **changes: Any) -> RunManifest:
-    """`manifest` with fields of segment `index` changed (no state transition)."""
-    segments = list(manifest.segments)
-    segments[index] = segments[index].model_copy(update=changes)
-    return manifest.model_copy(update={"segments": segments})
 
 
 class Acceptance:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, RenderError
-from ..manifest import RunManifest, RunStatus, reset, transition, with_warnings
+from ..manifest import RunManifest, RunStatus, reset, transition, update_record, with_warnings
 from ..observability import render_events
 from ..observability.render_events import LoopEvents
 from ..providers._http import is_safety_refusal
@@ -31,7 +31,7 @@ from ..providers.ledger import CostLedger, EntryState
 from ..providers.routing import counts_against_provider
 from ..settings import Settings
 from ..spec import SegmentJob, SegmentState
-from .acceptance import Acceptance, sha256_hex, update_record
+from .acceptance import Acceptance, sha256_hex
 from .failures import (
     Cancelled, FailureDecision, failure_code, failure_decision, failure_detail, failure_reason, nothing_created,
 )
@@ -199,10 +199,9 @@ class GenerateLoop:
         if record.state is SegmentState.GENERATED and record.clip is not None:  # made, never judged (resumed)
             self.queue.remove(job)
             data = self.run_folder.local_path(record.clip.path).read_bytes()
-            # A clip still to be normalised gets its seam from the normalised file instead.
-            seam = seam_frame_png(data, job.frames) if index in self.needed_seams and record.clip.normalised else None
+            # No seam here: when a chained segment needs it, it is read from the accepted file.
             result = SegmentResult(index=index, provider=record.clip.provider, model=record.clip.model,
-                                   task_id=record.task_id or "resumed", mp4=data, seam_png=seam,
+                                   task_id=record.task_id or "resumed", mp4=data, seam_png=None,
                                    seconds=record.clip.seconds_spent, cost_usd=0.0)  # paid for when it was made
             self._arrived(attempt, record.cache_key or "", result, cached=False, recorded=True)
             return _Start.PROGRESSED
@@ -236,9 +235,8 @@ class GenerateLoop:
         cached = self.store.cache_get(key)
         if cached is not None:
             router.release(name, index)
-            house = needs_normalising(cached, attempt) is None  # the cache keeps what the provider made
-            seam = seam_frame_png(cached, job.frames) if index in self.needed_seams and house else None
-            self._arrived(attempt, key, SegmentResult(index, name, caps.model, f"cache:{key[:16]}", cached, seam, 0.0, 0.0), cached=True)
+            # No seam here either (the cache keeps what the provider made, maybe not yet normalised).
+            self._arrived(attempt, key, SegmentResult(index, name, caps.model, f"cache:{key[:16]}", cached, None, 0.0, 0.0), cached=True)
             return _Start.PROGRESSED
         task_id = self._create(name, attempt, conditioning)
         if task_id is None:

@@ -154,7 +154,6 @@ class SegmentRouter:
     def health(self) -> dict[str, dict]:
         return {n: gate.snapshot() for n, gate in self._gates.items()}
 
-
     def cancel_task(self, name: str, task_id: str) -> None:
         """Cancel a created task at its provider; raises when it was not cancelled (it keeps
         running and resume polls it)."""

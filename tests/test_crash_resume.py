@@ -51,8 +51,8 @@ def _kill_when(proc, manifest_path: Path, condition, timeout=180):
 @pytest.mark.parametrize(
     "point, duration, resolution, extra",
     [
-        ("generation", 12, "360p", []),
-        ("merge", 16, "720p", ["--no-stream-copy"]),  # a full re-encode keeps merging long enough to hit
+        ("generation", 8, "360p", []),
+        ("merge", 8, "720p", ["--no-stream-copy"]),  # a full re-encode keeps merging long enough to hit
     ],
 )
 def test_sigkill_then_resume_gives_the_same_video(tmp_path, point, duration, resolution, extra):
@@ -92,7 +92,7 @@ def test_sigkill_then_resume_gives_the_same_video(tmp_path, point, duration, res
 
 def test_sigterm_stops_gracefully_and_resumes(tmp_path):
     store = tmp_path / "store"
-    proc = _cli("render", PROMPT, "-d", "12", "--resolution", "360p", "--store", str(store), "--run-id", "stopped",
+    proc = _cli("render", PROMPT, "-d", "8", "--resolution", "360p", "--store", str(store), "--run-id", "stopped",
                 "--num-cpus", "2", "-o", str(tmp_path / "out.mp4"), cwd=tmp_path)
     manifest_path = store / "stopped" / "manifest.json"
     deadline = time.monotonic() + 120
@@ -119,7 +119,7 @@ def test_sigterm_stops_gracefully_and_resumes(tmp_path):
     resume = _cli("resume", "stopped", "--store", str(store), "--num-cpus", "2", "--json", cwd=tmp_path)
     out, err = resume.communicate(timeout=300)
     assert resume.returncode == 0, err[-1500:]
-    assert len(decode_rgb(tmp_path / "out.mp4")) == 12 * 24
+    assert len(decode_rgb(tmp_path / "out.mp4")) == 8 * 24
 
 
 def test_sigkill_mid_upload_to_s3_then_resume(tmp_path, s3_server, monkeypatch):

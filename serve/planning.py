@@ -13,6 +13,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from longvid.errors import InputError, LongvidError, describe_validation_error
+from longvid.planning.gemini import gemini_available
 from longvid.providers import provider_configured
 from longvid.runtime.router import candidate_providers
 from longvid.settings import Settings
@@ -40,6 +41,10 @@ class PlanService:
         if unavailable is not None:
             return _error("invalid_request", f"provider {unavailable!r} is not available on this server; "
                                              "choose another provider (e.g. preview)")
+        if storyboard is None and self.planner_mode == "gemini" and not gemini_available(self.settings.gemini):
+            # The server's configuration, not the caller's request: which key is missing is the
+            # operator's business, and the same request may succeed on a configured replica.
+            return _error("planner_failed", "this server's planner is not configured; try again later or send a storyboard")
         try:
             options = RenderOptions(planner=self.planner_mode if storyboard is None else "offline")
             planned = planning_pipeline(options=options, settings=self.settings).plan(spec, storyboard)

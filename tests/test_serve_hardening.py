@@ -224,3 +224,15 @@ def test_orphans_are_swept_from_an_s3_store_too(s3_server, tmp_path):
     assert store.sweep_inputs(time.time(), grace_s=3600) == []  # all too young
     assert store.sweep_inputs(time.time() + 7200, grace_s=3600) == [orphan]
     assert [name for name, _ in store.inputs.written()] == [f"{hashlib.sha256(used).hexdigest()}.png"]
+
+
+def test_a_planner_without_its_key_is_the_servers_fault_not_the_callers(tmp_path):
+    settings = ApiSettings.from_env({"LONGVID_API_TOKENS": TOKEN, "LONGVID_STORE": str(tmp_path / "runs")})
+    client = TestClient(create_api(PlanService("gemini"), RecordingRenderer(), settings), base_url="http://127.0.0.1")
+    answer = client.post("/v1/plans", json=SMALL, headers=AUTH)
+    assert answer.status_code == 503
+    error = answer.json()["error"]
+    assert error["code"] == "planner_failed"
+    assert "API_KEY" not in error["message"] and "GOOGLE" not in error["message"]
+    render = client.post("/v1/renders", json=SMALL, headers=AUTH)
+    assert render.status_code == 503 and render.json()["error"]["code"] == "planner_failed"

@@ -2,6 +2,7 @@
 frame rule, the loader and its clear errors, the resident worker, cost, resources, CLI."""
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +200,23 @@ def test_local_model_settings_from_the_environment():
             Settings.from_env({variable: value})
     with pytest.raises(InputError, match="unknown local model 'sora'"):
         provider_capabilities("local", Settings.from_env({"LONGVID_LOCAL_MODEL": "sora"}))
+
+
+def test_cluster_gpu_workers_fit_the_default_model_and_cache_its_weights_on_the_node():
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    need = LTX_VIDEO.vram_gb(1280, 720, LTX_VIDEO.max_frames, "bf16", offload=True)
+    cluster = yaml.safe_load((repo / "cluster.yaml").read_text())
+    for name in ("gpu_l4_spot", "gpu_a10g"):
+        node = cluster["available_node_types"][name]
+        assert node["resources"][VRAM_RESOURCE] >= need and LTX_VIDEO.repo_id in " ".join(node["worker_setup_commands"])
+    assert any("/home/ray/.cache/huggingface" in o for o in cluster["docker"]["run_options"])
+    for manifest in ("rayservice.yaml", "rayjob.yaml"):
+        docs = [d for d in yaml.safe_load_all((repo / "deploy" / "kuberay" / manifest).read_text()) if d]
+        spec = docs[-1]["spec"].get("rayClusterConfig") or docs[-1]["spec"]["rayClusterSpec"]
+        gpu = next(g for g in spec["workerGroupSpecs"] if g["groupName"] == "gpu")
+        assert json.loads(json.loads(gpu["rayStartParams"]["resources"]))[VRAM_RESOURCE] >= need
+        pod = gpu["template"]["spec"]
+        assert pod["volumes"][0]["hostPath"]["path"] and LTX_VIDEO.repo_id in " ".join(pod["initContainers"][0]["command"])
+        assert {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]} == {"/home/ray/.cache/huggingface"}

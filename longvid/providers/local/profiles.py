@@ -2,8 +2,8 @@
 it makes, its native frame rate, default steps and precision, and what GPU memory it needs.
 
 VRAM figures are the authors' or diffusers' PUBLISHED numbers (marked `published`, with
-where they come from), not measured here; `vram_gb` picks the nearest published figure and
-scales it by pixels × frames, with a floor, so the estimate errs on the large side.
+where they come from), not measured here; `vram_gb` scales the nearest one to a clip's
+pixels × frames, an estimate until a GPU run measures it (bench/gpu_check.py).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ PRECISIONS = ("bf16", "fp16", "fp32")
 
 @dataclass(frozen=True)
 class VramFigure:
-    height: int  # 480, 720 (the frame's short side)
+    width: int
+    height: int
     frames: int
     precision: str
     gb: float
-    offload: bool  # with model CPU offload (the text encoder and VAE leave the GPU between uses)
+    offload: bool  # with CPU offload (parts of the model leave the GPU between uses)
     source: str  # "published: <where>"
 
 
@@ -61,14 +62,15 @@ class ModelProfile:
         return DurationRule(min_s=self.frames_for(self.native_fps) / self.native_fps,
                             max_s=self.max_frames / self.native_fps, frame_step=self.frame_step)
 
-    def vram_gb(self, width: int, height: int, frames: int, precision: str, offload: bool = False) -> float:
-        """Estimated GPU memory for one clip, from the nearest published figure."""
+    def vram_gb(self, width: int, height: int, frames: int, precision: str, offload: bool = True) -> float:
+        """Estimated GPU memory for one clip: the nearest published figure scaled by
+        pixels × frames (activations grow with them; never below half the figure, which is
+        mostly weights) and by bytes per weight. An estimate, not a measurement."""
         figures = [f for f in self.vram if f.offload == offload] or list(self.vram)
         nearest = min(figures, key=lambda f: (abs(f.height - min(width, height)), abs(f.frames - frames)))
-        scale = (width * height * frames) / (nearest.height * nearest.height * 16 / 9 * nearest.frames)
-        bytes_per_weight = {"bf16": 1.0, "fp16": 1.0, "fp32": 2.0}[precision] / {"bf16": 1.0, "fp16": 1.0, "fp32": 2.0}[nearest.precision]
-        # Weights dominate at small sizes, activations at large ones: never below the figure's half.
-        return round(max(nearest.gb * 0.5, nearest.gb * scale) * bytes_per_weight, 1)
+        scale = (width * height * frames) / (nearest.width * nearest.height * nearest.frames)
+        width_of = {"bf16": 2, "fp16": 2, "fp32": 4}
+        return round(max(0.5, scale) * nearest.gb * width_of[precision] / width_of[nearest.precision], 1)
 
 
 LTX_VIDEO = ModelProfile(
@@ -84,8 +86,8 @@ LTX_VIDEO = ModelProfile(
     precision="bf16",
     conditioning_frames=9,  # a 9-frame video condition: one 8k+1 latent chunk of the previous segment's tail
     vram=(
-        VramFigure(480, 161, "bf16", 10.0, True, "published: diffusers LTX-Video docs, ~10 GB with group offload (2B model)"),
-        VramFigure(720, 121, "bf16", 24.0, True, "published: LTX-Video card, 24 GB-class GPUs (RTX 4090) at 768x512 to 1216x704"),
+        VramFigure(768, 512, 161, "bf16", 10.0, True,
+                   "published: diffusers' LTX-Video docs, ~10 GB with group offload (at their example's 768x512, 161 frames)"),
     ),
     gpu_seconds_per_video_second=20.0,
     notes="2B parameters; conditions on video frames at any frame index",
@@ -104,32 +106,13 @@ WAN_TI2V_5B = ModelProfile(
     precision="bf16",
     conditioning_frames=1,  # the first frame (and optionally the last)
     vram=(
-        VramFigure(720, 121, "bf16", 24.0, True, "published: Wan 2.2 card, TI2V-5B runs 720p on a 24 GB GPU (RTX 4090) with offload"),
+        VramFigure(1280, 704, 121, "bf16", 24.0, True, "published: Wan 2.2 card, TI2V-5B makes 720p on a 24 GB GPU (RTX 4090) with offload"),
     ),
     gpu_seconds_per_video_second=60.0,
     notes="text+image to video at 720p, 24 fps",
 )
 
-WAN_I2V_14B = ModelProfile(
-    key="wan2.1-i2v-14b-480p",
-    family="wan",
-    repo_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
-    pipeline_class="WanImageToVideoPipeline",
-    frame_step=4,
-    size_multiple=16,
-    native_fps=16,
-    max_frames=81,
-    default_steps=50,
-    precision="bf16",
-    conditioning_frames=1,
-    vram=(
-        VramFigure(480, 81, "bf16", 40.0, True, "published: Wan 2.1 card, the 14B model needs a 40-80 GB GPU without quantisation"),
-    ),
-    gpu_seconds_per_video_second=120.0,
-    notes="14B parameters; image to video at 480p",
-)
-
-PROFILES: dict[str, ModelProfile] = {p.key: p for p in (LTX_VIDEO, WAN_TI2V_5B, WAN_I2V_14B)}
+PROFILES: dict[str, ModelProfile] = {p.key: p for p in (LTX_VIDEO, WAN_TI2V_5B)}
 DEFAULT_MODEL = LTX_VIDEO.key
 
 

@@ -167,6 +167,21 @@ def test_the_tiny_model_loads_through_the_product_loader_once_and_makes_clips(ti
     assert worker.conditioning_seen(0) == []
 
 
+def test_wan_loads_through_the_same_path_and_starts_from_the_seam_image(tiny_wan_dir):
+    from longvid.media.frames import count_frames
+
+    settings = LocalModelSettings(model="wan2.2-ti2v-5b", model_dir=tiny_wan_dir, steps=2, generate_height=32)
+    worker = ModelWorker(load_spec(settings), settings.steps, settings.generate_height)
+    seam = _png(200, 128, 72)
+    job = _job(1, frames=10, tail=2, fps=12, width=128, height=72, duration=WAN_TI2V_5B.durations().fit(12 / 12, 12))
+    clip = worker.generate(job, seam)
+    assert count_frames(clip.mp4) == 13 and worker.stats()["loads"] == 1  # 12 frames snapped to 4k+1
+    from PIL import Image
+
+    (seen,) = worker.conditioning_seen(1)
+    assert np.array_equal(seen, np.asarray(Image.open(io.BytesIO(seam))))
+
+
 # -- cost and resources ---------------------------------------------------------------------------
 
 def test_gpu_time_is_priced_per_gpu_hour(tiny_ltx_dir):

@@ -25,14 +25,16 @@ def _tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
-def _text_encoder():
+def _text_encoder(umt5: bool = False):
+    """A two-layer T5 encoder (UMT5 for Wan, whose pipeline declares that class)."""
     import torch
-    from transformers import T5Config, T5EncoderModel
+    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(0)
-    config = T5Config(vocab_size=1000, d_model=32, d_ff=37, d_kv=8, num_layers=2, num_heads=4,
-                      relative_attention_num_buckets=8)
-    return T5EncoderModel(config)
+    config_class, model_class = (UMT5Config, UMT5EncoderModel) if umt5 else (T5Config, T5EncoderModel)
+    config = config_class(vocab_size=1000, d_model=32, d_ff=37, d_kv=8, num_layers=2, num_heads=4,
+                          relative_attention_num_buckets=8)
+    return model_class(config)
 
 
 def build_tiny_ltx(folder: Path) -> Path:
@@ -54,5 +56,28 @@ def build_tiny_ltx(folder: Path) -> Path:
     )
     pipe = LTXConditionPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=_text_encoder(),
                                 tokenizer=_tokenizer(), transformer=transformer)
+    pipe.save_pretrained(str(folder))
+    return folder
+
+
+def build_tiny_wan(folder: Path) -> Path:
+    """A random WanImageToVideoPipeline (Wan 2.1's image-to-video layout: two transformer
+    layers, a 3-channel VAE, a tiny CLIP image encoder) in `folder`."""
+    import torch
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+    torch.manual_seed(0)
+    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36,
+                                        out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+                                        qk_norm="rms_norm_across_heads", rope_max_seq_len=32, image_dim=4)
+    torch.manual_seed(0)
+    image_encoder = CLIPVisionModel(CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2,
+                                                                   num_attention_heads=2, image_size=32, intermediate_size=16, patch_size=1))
+    pipe = WanImageToVideoPipeline(tokenizer=_tokenizer(), text_encoder=_text_encoder(umt5=True), vae=vae, transformer=transformer,
+                                   scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), image_encoder=image_encoder,
+                                   image_processor=CLIPImageProcessor(crop_size=32, size=32))
     pipe.save_pretrained(str(folder))
     return folder

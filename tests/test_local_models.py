@@ -115,6 +115,10 @@ def test_a_missing_model_folder_says_where_it_looked_and_how_to_get_it(tmp_path)
     missing.mkdir()
     with pytest.raises(InputError, match="not a diffusers model folder"):
         create_provider("local", Settings(local=LocalModelSettings(model_dir=missing)))
+    # A driver on a cluster leaves the check to the GPU nodes, whose load fails with the same line.
+    on_cluster = create_provider("local", Settings(local=LocalModelSettings(model_dir=missing), ray_address="ray://head:10001"))
+    with pytest.raises(InputError, match="not a diffusers model folder"):
+        ModelWorker(on_cluster.spec).pipeline()
 
 
 def test_without_a_folder_the_hugging_face_cache_is_searched_and_named(tmp_path, monkeypatch):
@@ -123,7 +127,7 @@ def test_without_a_folder_the_hugging_face_cache_is_searched_and_named(tmp_path,
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(InputError, match=r"not in the Hugging Face cache .*hub.*--allow-download"):
         load_spec(LocalModelSettings())
-    assert load_spec(LocalModelSettings(allow_download=True)).source == LTX_VIDEO.repo_id  # fetched only when allowed
+    assert load_spec(LocalModelSettings(allow_download=True)).source() == LTX_VIDEO.repo_id  # fetched only when allowed
 
 
 def test_render_with_a_missing_model_exits_2_before_anything_runs(tmp_path, capsys):

@@ -54,7 +54,8 @@ def _local_capabilities(settings: Settings) -> ProviderCapabilities:
 def _local(settings: Settings) -> VideoProvider:
     from .local import LocalProvider
 
-    return LocalProvider(settings.local)
+    # On a cluster (RAY_ADDRESS / --ray-address) the weights live on the GPU nodes, not the driver.
+    return LocalProvider(settings.local, check_weights=settings.ray_address is None)
 
 
 def _local_weights(settings: Settings) -> bool:

@@ -23,10 +23,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """Everything that decides what a loaded pipeline is: two equal specs share one."""
+    """What to load, independent of the machine: two equal specs share one loaded pipeline.
+    Where the weights are is resolved on the machine that loads them (`source`), since a
+    cluster's GPU nodes cache them in their own Hugging Face cache."""
 
     profile: ModelProfile
-    source: str  # a local folder, or the repository id (with allow_download)
+    model_dir: str | None  # --model-dir; None: the profile's repository, from the cache
     allow_download: bool
     precision: str | None  # None: the profile's on a GPU, fp32 on the CPU
     cpu_offload: bool
@@ -36,8 +38,24 @@ class LoadSpec:
     def key(self) -> str:
         import hashlib
 
-        text = repr((self.profile.key, self.source, self.precision, self.cpu_offload, self.vae_tiling))
+        text = repr((self.profile.key, self.model_dir, self.precision, self.cpu_offload, self.vae_tiling))
         return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    def settings(self) -> LocalModelSettings:
+        return LocalModelSettings(model=self.profile.key, model_dir=Path(self.model_dir) if self.model_dir else None,
+                                  allow_download=self.allow_download, precision=self.precision, cpu_offload=self.cpu_offload,
+                                  vae_tiling=self.vae_tiling)
+
+    def source(self) -> str:
+        """The weights' folder on this machine (the repository id when downloading is
+        allowed and they are absent), or an InputError naming where it looked."""
+        settings = self.settings()
+        folder = find_weights(settings)
+        if folder is not None:
+            return str(folder)
+        if self.allow_download and self.model_dir is None:
+            return self.profile.repo_id
+        raise InputError(missing_model_message(settings))
 
 
 def profile_for(settings: LocalModelSettings) -> ModelProfile:
@@ -86,15 +104,16 @@ def missing_model_message(settings: LocalModelSettings) -> str:
             f"or add --allow-download")
 
 
-def load_spec(settings: LocalModelSettings) -> LoadSpec:
-    """What to load, or an InputError naming where the weights were looked for."""
-    profile = profile_for(settings)
-    folder = find_weights(settings)
-    if folder is None and not (settings.allow_download and settings.model_dir is None):
-        raise InputError(missing_model_message(settings))
-    return LoadSpec(profile=profile, source=str(folder) if folder is not None else profile.repo_id,
+def load_spec(settings: LocalModelSettings, check_here: bool = True) -> LoadSpec:
+    """What to load. With `check_here` (the driver, when it runs the model on this machine or
+    in its in-process Ray), weights that are not here are an InputError that says where it
+    looked, before anything starts; a driver on a cluster leaves that to the GPU nodes."""
+    spec = LoadSpec(profile=profile_for(settings), model_dir=str(settings.model_dir) if settings.model_dir else None,
                     allow_download=settings.allow_download, precision=settings.precision,
                     cpu_offload=settings.cpu_offload, vae_tiling=settings.vae_tiling)
+    if check_here:
+        spec.source()
+    return spec
 
 
 def torch_dtype(precision: str | None, profile: ModelProfile, on_gpu: bool):
@@ -111,8 +130,9 @@ def load_pipeline(spec: LoadSpec, device: str):
     import diffusers
 
     started = time.perf_counter()
+    source = spec.source()
     cls = getattr(diffusers, spec.profile.pipeline_class)
-    pipe = cls.from_pretrained(spec.source, dtype=torch_dtype(spec.precision, spec.profile, device == "cuda"),
+    pipe = cls.from_pretrained(source, dtype=torch_dtype(spec.precision, spec.profile, device == "cuda"),
                                local_files_only=not spec.allow_download)
     if device == "cuda" and spec.cpu_offload:
         pipe.enable_model_cpu_offload()  # submodules move to the GPU only while they run
@@ -124,5 +144,5 @@ def load_pipeline(spec: LoadSpec, device: str):
             if hasattr(pipe.vae, switch):
                 getattr(pipe.vae, switch)()
     pipe.set_progress_bar_config(disable=True)
-    log.info("loaded %s from %s on %s in %.1f s", spec.profile.key, spec.source, device, time.perf_counter() - started)
+    log.info("loaded %s from %s on %s in %.1f s", spec.profile.key, source, device, time.perf_counter() - started)
     return pipe

@@ -64,13 +64,15 @@ def local_model_state(settings: LocalModelSettings) -> dict[str, str]:
 
 class LocalProvider:
     """A missing model is an InputError here, when the pipeline's input check builds the
-    client: before Ray starts, before anything is paid."""
+    client: before Ray starts, before anything is paid. A driver connected to a cluster
+    (`check_weights` False) leaves the check to the GPU nodes, which hold the weights; a
+    node without them fails the segment with the same message."""
 
     poll_interval_s = 0.05  # nothing to wait for: fetch does the work
 
-    def __init__(self, settings: LocalModelSettings):
+    def __init__(self, settings: LocalModelSettings, check_weights: bool = True):
         self.settings = settings
-        self.spec = load_spec(settings)
+        self.spec = load_spec(settings, check_here=check_weights)
         self.capabilities = local_capabilities(settings)
         self._jobs: dict[str, tuple[SegmentJob, bytes | None]] = {}
         self._seconds: dict[str, float] = {}

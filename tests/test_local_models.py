@@ -239,3 +239,12 @@ def test_cluster_gpu_workers_fit_the_default_model_and_cache_its_weights_on_the_
         pod = gpu["template"]["spec"]
         assert pod["volumes"][0]["hostPath"]["path"] and LTX_VIDEO.repo_id in " ".join(pod["initContainers"][0]["command"])
         assert {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]} == {"/home/ray/.cache/huggingface"}
+
+
+def test_the_budget_covers_gpu_time(tiny_ltx_dir, capsys):
+    base = ["plan", "a red fox explores a snowy forest", "--provider", "local", "--model-dir", str(tiny_ltx_dir), "-d", "30"]
+    assert main([*base, "--json"]) == 0
+    estimate = json.loads(capsys.readouterr().out)["estimated_cost"]
+    assert estimate["low_usd"] > 0  # GPU-seconds at the GPU-hour price, estimated before anything runs
+    assert main([*base, "--budget", str(estimate["low_usd"] / 2)]) == 2
+    assert "budget" in capsys.readouterr().err

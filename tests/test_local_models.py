@@ -76,6 +76,15 @@ def test_a_chained_ltx_segment_makes_extra_leading_frames_for_its_conditioning()
     assert plan_generation(job, WAN_TI2V_5B, given_frames=1).lead_frames == 0
 
 
+def test_ltx_conditions_on_a_frame_count_it_keeps_whole():
+    from longvid.providers.local.generation import usable_conditioning
+
+    frames = tuple(bytes([i]) for i in range(12))
+    assert usable_conditioning(frames, LTX_VIDEO) == frames[-9:]
+    assert usable_conditioning(frames[:5], LTX_VIDEO) == frames[4:5]  # 5 frames: the pipeline would keep 1
+    assert usable_conditioning(frames, WAN_TI2V_5B) == frames[-1:] and usable_conditioning((), LTX_VIDEO) == ()
+
+
 # -- conditioning ---------------------------------------------------------------------------------
 
 def test_conditioning_is_the_seam_png_for_one_image_providers_and_keeps_its_frames_across_ray():

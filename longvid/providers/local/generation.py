@@ -42,6 +42,16 @@ def plan_generation(job: SegmentJob, profile: ModelProfile, given_frames: int, g
     return GenerationPlan(width=width, height=height, num_frames=profile.frames_for(keep + lead), lead_frames=lead, keep_frames=keep)
 
 
+def usable_conditioning(frames: tuple[bytes, ...], profile: ModelProfile) -> tuple[bytes, ...]:
+    """The newest frames the model conditions on: at most its count, and for LTX a count it
+    keeps whole (k * frame_step + 1; the pipeline trims a video condition to that, and the
+    leading frames dropped afterwards must match what it kept)."""
+    frames = frames[-profile.conditioning_frames:]
+    if profile.family == "ltx" and frames:
+        frames = frames[-((len(frames) - 1) // profile.frame_step * profile.frame_step + 1):]
+    return frames
+
+
 def png_images(frames: tuple[bytes, ...]):
     from PIL import Image
 
@@ -73,7 +83,7 @@ def run_segment(pipe, job: SegmentJob, profile: ModelProfile, conditioning: byte
     """(the segment's MP4 in the house format, the conditioning frames the pipeline got as RGB arrays)."""
     import torch
 
-    given = conditioning_frames(conditioning)[-profile.conditioning_frames:]
+    given = usable_conditioning(conditioning_frames(conditioning), profile)
     plan = plan_generation(job, profile, len(given), generate_height)
     images = png_images(given)
     generator = torch.Generator(device="cpu").manual_seed(job.seed)

@@ -30,8 +30,8 @@ def test_render_with_the_tiny_model_chains_segments_on_one_resident_worker(ray_s
     assert (info.frames, info.fps, info.width, info.height) == (60, 12, 640, 360)
     assert result["providers_used"] == {"local": result["segments"]} and result["cost_usd"] > 0  # GPU time is booked
 
-    settings = LocalModelSettings(model_dir=tiny_ltx_dir)
-    worker = ray.get_actor(worker_name(load_spec(settings), 0))
+    settings = LocalModelSettings(model_dir=tiny_ltx_dir, steps=2, generate_height=32)
+    worker = ray.get_actor(worker_name(load_spec(settings), settings, 0))
     stats = ray.get(worker.stats.remote())
     assert stats["loads"] == 1 and stats["segments"] >= result["segments"] >= 4
 

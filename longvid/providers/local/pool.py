@@ -24,8 +24,9 @@ _ACTOR_CLASS = None  # ModelWorker as a Ray actor class, made once per process
 _HANDLES: dict[str, object] = {}
 
 
-def worker_name(spec: LoadSpec, index: int) -> str:
-    return f"longvid-local-{spec.profile.key}-{spec.key}-{index}"
+def worker_name(spec: LoadSpec, settings: LocalModelSettings, index: int) -> str:
+    """One name per loaded model and the way it generates (steps, height) and pool slot."""
+    return f"longvid-local-{spec.profile.key}-{spec.key}-s{settings.steps or 0}h{settings.generate_height or 0}-{index}"
 
 
 def wants_gpu(settings: LocalModelSettings, cluster_resources) -> bool:
@@ -41,14 +42,14 @@ def ray_worker(spec: LoadSpec, settings: LocalModelSettings, job: SegmentJob):
     from ...runtime.resources import model_worker_request
 
     index = job.index % max(1, settings.workers)
-    name = worker_name(spec, index)
+    name = worker_name(spec, settings, index)
     if name in _HANDLES:
         return _HANDLES[name]
     resources = ray.cluster_resources()
     on_gpu = wants_gpu(settings, resources)
     frames = spec.profile.frames_for(int(round(job.generate_duration_s * job.fps)))
     vram = spec.profile.vram_gb(job.width, job.height, frames, settings.precision or spec.profile.precision, settings.cpu_offload)
-    request, custom = model_worker_request(vram, on_gpu, resources)
+    request, custom = model_worker_request(vram, on_gpu, resources, host_memory_gb=spec.profile.host_memory_gb)
     global _ACTOR_CLASS
     if _ACTOR_CLASS is None:
         _ACTOR_CLASS = ray.remote(ModelWorker)

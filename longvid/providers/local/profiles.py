@@ -45,6 +45,9 @@ class ModelProfile:
     # benchmark: GPU seconds per second of video at 720p on an L4-class GPU.
     gpu_seconds_per_video_second: float
     notes: str = ""
+    # Host memory the worker asks Ray for beside the GPU (a planning figure, not measured):
+    # the process, CUDA's context and what CPU offload keeps off the GPU between uses.
+    host_memory_gb: float = 8.0
 
     def frames_for(self, needed: int) -> int:
         """The fewest frames the model makes that are at least `needed`."""
@@ -110,6 +113,7 @@ WAN_TI2V_5B = ModelProfile(
     ),
     gpu_seconds_per_video_second=110.0,  # the card: 5 s of 720p in under 9 minutes on one consumer GPU
     notes="text+image to video at 720p, 24 fps",
+    host_memory_gb=12.0,
 )
 
 PROFILES: dict[str, ModelProfile] = {p.key: p for p in (LTX_VIDEO, WAN_TI2V_5B)}

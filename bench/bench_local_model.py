@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT))
 
 
 def jobs(count: int):
-    from longvid.planning.segmentation import DurationRule  # noqa: F401  (the rule the profile gives)
     from longvid.providers.local.profiles import LTX_VIDEO
     from longvid.spec import Scene, SegmentJob
 

@@ -2,7 +2,6 @@
 makes the requested length and fps, the model is loaded once by its resident worker (not per
 segment), and each chained segment's pipeline got the previous segment's frames up to the seam."""
 
-import io
 import json
 
 import numpy as np

@@ -12,7 +12,7 @@ from longvid.cli import main
 from longvid.errors import InputError
 from longvid.planning.segmentation import DurationRule, segment_storyboard
 from longvid.providers import create_provider, provider_capabilities
-from longvid.providers.base import Conditioning, conditioning_frames, from_wire, to_wire
+from longvid.providers.base import Conditioning, conditioning_pngs, from_wire, to_wire
 from longvid.providers.local.generation import plan_generation
 from longvid.providers.local.loader import load_spec
 from longvid.providers.local.profiles import LTX_VIDEO, WAN_TI2V_5B
@@ -94,8 +94,8 @@ def test_conditioning_is_the_seam_png_for_one_image_providers_and_keeps_its_fram
 
     frames = (_png(10), _png(20), _png(30))
     conditioning = Conditioning(frames)
-    assert bytes(conditioning) == frames[-1] and conditioning_frames(conditioning) == frames
-    assert conditioning_frames(frames[0]) == (frames[0],) and conditioning_frames(None) == ()
+    assert bytes(conditioning) == frames[-1] and conditioning_pngs(conditioning) == frames
+    assert conditioning_pngs(frames[0]) == (frames[0],) and conditioning_pngs(None) == ()
     for back in (pickle.loads(pickle.dumps(conditioning)), from_wire(cloudpickle.loads(cloudpickle.dumps(to_wire(conditioning))))):
         assert back.frames == frames and bytes(back) == frames[-1]
     assert to_wire(b"png") == b"png" and from_wire(None) is None

@@ -106,7 +106,7 @@ def from_wire(conditioning) -> bytes | None:
     return Conditioning(conditioning.frames) if isinstance(conditioning, ConditioningOnTheWire) else conditioning
 
 
-def conditioning_frames(conditioning: bytes | None) -> tuple[bytes, ...]:
+def conditioning_pngs(conditioning: bytes | None) -> tuple[bytes, ...]:
     """The PNG frames a segment continues from: several for a Conditioning, one for plain bytes."""
     if conditioning is None:
         return ()

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...media.encoding import encode_mp4
 from ...spec import SegmentJob
-from ..base import conditioning_frames
+from ..base import conditioning_pngs
 from .profiles import ModelProfile
 
 
@@ -83,7 +83,7 @@ def run_segment(pipe, job: SegmentJob, profile: ModelProfile, conditioning: byte
     """(the segment's MP4 in the house format, the conditioning frames the pipeline got as RGB arrays)."""
     import torch
 
-    given = usable_conditioning(conditioning_frames(conditioning), profile)
+    given = usable_conditioning(conditioning_pngs(conditioning), profile)
     plan = plan_generation(job, profile, len(given), generate_height)
     images = png_images(given)
     generator = torch.Generator(device="cpu").manual_seed(job.seed)

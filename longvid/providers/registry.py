@@ -53,9 +53,11 @@ def _local_capabilities(settings: Settings) -> ProviderCapabilities:
 
 def _local(settings: Settings) -> VideoProvider:
     from .local import LocalProvider
+    from .local.pool import on_a_cluster
 
-    # On a cluster (RAY_ADDRESS / --ray-address) the weights live on the GPU nodes, not the driver.
-    return LocalProvider(settings.local, check_weights=settings.ray_address is None)
+    # On a cluster (RAY_ADDRESS, or a Serve replica or job among several nodes) the weights
+    # live on the GPU nodes, not where the driver runs: they check them when they load.
+    return LocalProvider(settings.local, check_weights=settings.ray_address is None and not on_a_cluster())
 
 
 def _local_weights(settings: Settings) -> bool:

@@ -79,6 +79,15 @@ def ray_running() -> bool:
         return False
 
 
+def on_a_cluster() -> bool:
+    """Whether this process is connected to a Ray cluster of more than one node."""
+    if not ray_running():
+        return False
+    import ray
+
+    return sum(1 for node in ray.nodes() if node.get("Alive")) > 1
+
+
 def ensure_worker(spec: LoadSpec, settings: LocalModelSettings, job: SegmentJob) -> None:
     """Create the job's worker now (the driver does, at submit, so it owns the actor)."""
     if ray_running():

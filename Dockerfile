@@ -4,6 +4,8 @@
 #   docker run --rm -p 8000:8000 --shm-size=2g -e LONGVID_API_TOKENS=... longvid             # serve run serve.app:app
 #   docker run --rm --shm-size=2g -v "$PWD/work:/work" longvid \
 #       python jobs/batch_render.py /work/specs.jsonl --store /work/runs --out-dir /work/renders
+#   docker run --rm --gpus all --shm-size=2g -v hf:/home/ray/.cache/huggingface -v "$PWD/work:/work" longvid \
+#       longvid render "a fox in the snow" --provider local --allow-download -o /work/fox.mp4   # local model on a GPU
 FROM rayproject/ray:2.60.0-py311-gpu
 
 # Created as the image's user (ray), so the install below can write its build files.
@@ -26,7 +28,9 @@ RUN pip install --no-cache-dir --no-deps -e .
 
 # Runs go to a folder in the image unless LONGVID_STORE says otherwise (s3://bucket/prefix
 # or a mounted volume); Serve listens on every interface of the container.
+# Model weights: the Hugging Face cache, a volume on the node so they download once per node.
 ENV LONGVID_STORE=/home/ray/runs \
+    HF_HOME=/home/ray/.cache/huggingface \
     RAY_SERVE_DEFAULT_HTTP_HOST=0.0.0.0 \
     RAY_USAGE_STATS_ENABLED=0
 EXPOSE 8000 8265

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from .cli_views import CliProgress, print_plan_table, print_providers, print_render_summary, print_runs, print_status
 from .errors import InputError, LongvidError, describe_validation_error
-from .settings import Settings
+from .settings import Settings, with_local_model
 from .spec import (
     DEFAULT_DURATION_S,
     AspectRatio,
@@ -49,6 +49,13 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", dest="images", action="append", default=[], type=Path, help="reference image (repeatable)")
     parser.add_argument("--storyboard", type=Path, default=None, help="a storyboard file (JSON or YAML) to use instead of planning")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    _model_dir_argument(parser)
+
+
+def _model_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="--provider local: a diffusers model folder (default: $LONGVID_LOCAL_MODEL_DIR, else the "
+                             "Hugging Face cache; --allow-download fetches the model)")
 
 
 def _planner_argument(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     _ray_arguments(resume)
     _planner_argument(resume)
     resume.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    _model_dir_argument(resume)
 
     status = sub.add_parser("status", help="show a run's segments, cost so far and what resume would do")
     status.add_argument("run_id", help="a run id, or the run folder's path")
@@ -110,7 +118,8 @@ def _ray_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-model", default=None,
                         help="open_clip architecture for the judge (default: $LONGVID_CLIP_MODEL, else ViT-B-32)")
     parser.add_argument("--clip-checkpoint", type=Path, default=None, help="local CLIP weights file for the judge")
-    parser.add_argument("--allow-download", action="store_true", help="let the judge download CLIP weights if none are cached")
+    parser.add_argument("--allow-download", action="store_true",
+                        help="let the judge download CLIP weights, and --provider local its model, if none are cached")
     parser.add_argument("--no-stream-copy", action="store_true",
                         help="re-encode every frame at merge instead of copying the GOPs no transition touches")
     parser.add_argument("--log-format", choices=["text", "json"], default=None,
@@ -304,6 +313,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
     """Each provider: configured or not (never the key itself), model, lengths, price, and
     its circuit breaker as the last render under this store left it."""
     from .providers import PROVIDER_SETTINGS, available_providers, provider_capabilities, provider_configured
+    from .providers.local import local_model_state
     from .runtime.layout import health_state
 
     store = _open_store(args)
@@ -319,6 +329,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
             "discrete_durations": d.allowed is not None, "usd_per_second": caps.price_per_second_usd,
             "max_concurrent": caps.max_concurrent_tasks,
             "breaker": health["breaker"] if health else "closed", "health": health,
+            **(local_model_state(args.settings.local) if caps.resident_model else {}),
         })
     print_providers(rows, args.json)
     return 0
@@ -343,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"plan": cmd_plan, "render": cmd_render, "resume": cmd_resume, "status": cmd_status, "runs": cmd_runs, "providers": cmd_providers, "review": cmd_review}
     try:
-        args.settings = Settings.from_env()  # the one read of the environment; passed down from here
+        args.settings = with_local_model(Settings.from_env(), getattr(args, "model_dir", None),
+                                         getattr(args, "allow_download", False))  # the one read of the environment; passed down from here
         if getattr(args, "log_format", None):
             from .observability.logs import configure_logging, secret_values
 

@@ -154,4 +154,5 @@ def print_providers(rows: list[dict], as_json: bool) -> None:
         breaker = row["breaker"]
         if health:
             breaker += f" ({health['recent_failures']}/{health['recent_calls']} recent calls failed, as of {health.get('updated_at', '?')})"
-        print(f"{row['name']}\t{state}\tmodel={row['model']}\tdurations={lengths} s\t${row['usd_per_second']:.2f}/s\tbreaker={breaker}")
+        local = f"\tweights={row['weights']}\tgpu={row['gpu']}" if "weights" in row else ""
+        print(f"{row['name']}\t{state}\tmodel={row['model']}\tdurations={lengths} s\t${row['usd_per_second']:.2f}/s\tbreaker={breaker}{local}")

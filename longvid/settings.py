@@ -91,6 +91,22 @@ class ClipSettings(_Frozen):
     checkpoint: Path | None = None  # LONGVID_CLIP_CHECKPOINT
 
 
+class LocalModelSettings(_Frozen):
+    """Open-weights generation through diffusers (the `local` provider)."""
+
+    model: str = "ltx-video"  # LONGVID_LOCAL_MODEL: a profile key (longvid.providers.local.profiles)
+    model_dir: Path | None = None  # LONGVID_LOCAL_MODEL_DIR or --model-dir: a diffusers model folder
+    allow_download: bool = False  # --allow-download: fetch the weights into the Hugging Face cache
+    precision: str | None = None  # LONGVID_LOCAL_PRECISION: bf16/fp16/fp32 (None: the profile's; fp32 on CPU)
+    device: str = "auto"  # LONGVID_LOCAL_DEVICE: auto (a GPU when the cluster has one), cuda, cpu
+    cpu_offload: bool = False  # LONGVID_LOCAL_CPU_OFFLOAD=1: model CPU offload (a 24 GB GPU at 720p)
+    vae_tiling: bool = True  # LONGVID_LOCAL_VAE_TILING=0 turns VAE tiling and slicing off
+    steps: int | None = None  # LONGVID_LOCAL_STEPS (None: the profile's default)
+    generate_height: int | None = None  # LONGVID_LOCAL_HEIGHT: generate at this height, scale to the video's
+    workers: int = 1  # LONGVID_LOCAL_WORKERS: resident model workers (one GPU each)
+    gpu_hour_usd: float = 0.80  # LONGVID_GPU_HOUR_USD: what one GPU-hour costs (an L4 on demand, about)
+
+
 class Settings(_Frozen):
     runway: RunwaySettings = Field(default_factory=RunwaySettings)
     veo: VeoSettings = Field(default_factory=VeoSettings)
@@ -99,6 +115,7 @@ class Settings(_Frozen):
     gates: GateSettings = Field(default_factory=GateSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     clip: ClipSettings = Field(default_factory=ClipSettings)
+    local: LocalModelSettings = Field(default_factory=LocalModelSettings)
     ray_address: str | None = None  # RAY_ADDRESS (None: start Ray in-process)
     debug: bool = False  # LONGVID_DEBUG: tracebacks in the CLI
 
@@ -148,6 +165,7 @@ class Settings(_Frozen):
                 model=env.text("LONGVID_CLIP_MODEL"),
                 checkpoint=Path(env.text("LONGVID_CLIP_CHECKPOINT")) if env.text("LONGVID_CLIP_CHECKPOINT") else None,
             ),
+            local=local_model_settings(env),
             ray_address=env.text("RAY_ADDRESS"),
             debug=bool(env.text("LONGVID_DEBUG")),
         )
@@ -168,6 +186,42 @@ class Settings(_Frozen):
             return {"key": _reveal(self.veo.api_key), "project": self.veo.project or "",
                     "location": self.veo.location if self.veo.project else "", "base_url": self.veo.base_url or ""}
         return {}
+
+
+def with_local_model(settings: Settings, model_dir: Path | None = None, allow_download: bool = False) -> Settings:
+    """The CLI's --model-dir and --allow-download over the environment's local-model settings."""
+    changes: dict = {}
+    if model_dir is not None:
+        changes["model_dir"] = model_dir
+    if allow_download:
+        changes["allow_download"] = True
+    return settings.model_copy(update={"local": settings.local.model_copy(update=changes)}) if changes else settings
+
+
+def local_model_settings(env: _Env) -> LocalModelSettings:
+    precision = env.text("LONGVID_LOCAL_PRECISION")
+    if precision is not None and precision not in ("bf16", "fp16", "fp32"):
+        raise InputError(f"LONGVID_LOCAL_PRECISION must be bf16, fp16 or fp32 (got {precision!r})")
+    device = env.text("LONGVID_LOCAL_DEVICE") or "auto"
+    if device not in ("auto", "cuda", "cpu"):
+        raise InputError(f"LONGVID_LOCAL_DEVICE must be auto, cuda or cpu (got {device!r})")
+    whole = {field: int(value) for field, value in env.numbers(steps="LONGVID_LOCAL_STEPS", generate_height="LONGVID_LOCAL_HEIGHT",
+                                                               workers="LONGVID_LOCAL_WORKERS").items()}
+    price = env.text("LONGVID_GPU_HOUR_USD")
+    try:
+        gpu_hour = float(price) if price is not None else None
+        if gpu_hour is not None and not 0 <= gpu_hour < float("inf"):
+            raise ValueError
+    except ValueError:
+        raise InputError(f"LONGVID_GPU_HOUR_USD must be a price in USD, 0 or more (got {price!r})") from None
+    return LocalModelSettings(
+        model=env.text("LONGVID_LOCAL_MODEL") or "ltx-video",
+        model_dir=Path(env.text("LONGVID_LOCAL_MODEL_DIR")) if env.text("LONGVID_LOCAL_MODEL_DIR") else None,
+        precision=precision, device=device,
+        cpu_offload=(env.text("LONGVID_LOCAL_CPU_OFFLOAD") or "0") not in ("0", "false", "no"),
+        vae_tiling=(env.text("LONGVID_LOCAL_VAE_TILING") or "1") not in ("0", "false", "no"),
+        **whole, **({"gpu_hour_usd": gpu_hour} if gpu_hour is not None else {}),
+    )
 
 
 def account_digest(account: Mapping[str, str]) -> str:

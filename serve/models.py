@@ -54,7 +54,7 @@ class RenderRequest(BaseModel):
     aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
     resolution: Literal["360p", "480p", "720p"] = "720p"
     provider: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.,\- ]+$",
-                                  description="preview (default), runway, veo, auto, or a list: runway,veo")] = "preview"
+                                  description="preview (default), runway, veo, local (open weights), auto, or a list: runway,veo")] = "preview"
     quality: QualityTier = QualityTier.STANDARD
     continuity: ContinuityMode = ContinuityMode.AUTO
     budget_usd: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)] | None = None

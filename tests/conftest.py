@@ -72,3 +72,19 @@ def _restore_provider_registry():
     yield
     registry._FACTORIES.clear()
     registry._FACTORIES.update(saved)
+
+
+@pytest.fixture(scope="session")
+def tiny_ltx_dir(tmp_path_factory):
+    """A tiny random LTX-Video model folder (diffusers layout), built once per session; no download."""
+    from longvid.testing.tiny_models import build_tiny_ltx
+
+    return build_tiny_ltx(tmp_path_factory.mktemp("models") / "tiny-ltx")
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_dir(tmp_path_factory):
+    """A tiny random Wan image-to-video model folder, built once per session; no download."""
+    from longvid.testing.tiny_models import build_tiny_wan
+
+    return build_tiny_wan(tmp_path_factory.mktemp("models") / "tiny-wan")

@@ -14,7 +14,7 @@ from longvid.cli import main
         (["render", ""], "prompt: the prompt is empty"),
         (["render", "a fox", "--duration", "0"], "between 5 and 600 seconds"),
         (["render", "a fox", "--duration", "10000"], "between 5 and 600 seconds"),
-        (["render", "a fox", "--provider", "sora"], "unknown provider 'sora'; choose one of: preview"),
+        (["render", "a fox", "--provider", "sora"], "unknown provider 'sora'; choose one of: local, preview"),
         (["plan", "a fox", "--provider", "nope"], "unknown provider 'nope'"),
         (["render", "a fox", "-o", "out.avi"], "must end in .mp4"),
     ],

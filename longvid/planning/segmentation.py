@@ -23,16 +23,25 @@ class DurationRule:
     min_s: float = 1.0
     max_s: float = 10.0
     allowed: tuple[float, ...] | None = None
+    # Open-weights models make only some frame counts: k * frame_step + 1 (LTX-Video 8k+1,
+    # Wan 4k+1). 1: any count.
+    frame_step: int = 1
 
     def fit(self, needed_s: float, fps: int) -> float:
         """Shortest length this provider can make that covers `needed_s`."""
         if self.allowed is None:
             frames = max(math.ceil(needed_s * fps - 1e-9), math.ceil(self.min_s * fps))
-            return frames / fps
+            return self.snap_frames(frames) / fps
         for option in sorted(self.allowed):
             if option + 1e-9 >= needed_s:
                 return float(option)
         raise ValueError(f"{needed_s:.2f} s is longer than the longest allowed length {max(self.allowed):g} s")
+
+    def snap_frames(self, frames: int) -> int:
+        """The fewest frames the provider makes that are at least `frames`."""
+        if self.frame_step <= 1:
+            return frames
+        return math.ceil(max(frames - 1, 0) / self.frame_step) * self.frame_step + 1
 
     @property
     def longest_s(self) -> float:

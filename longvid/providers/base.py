@@ -64,6 +64,53 @@ class ProviderCapabilities:
     max_concurrent_tasks: int | None = None
     traits: frozenset[Trait] = frozenset()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The model lives in a resident worker (a Ray actor holding the GPU) across segments; the
+    # segment task only waits on it, so it asks for no GPU itself.
+    resident_model: bool = False
+    # How many of the previous segment's last frames it continues from (1: one image).
+    conditioning_frames: int = 1
+
+
+class Conditioning(bytes):
+    """What a segment starts from. The bytes are the PNG of the frame it starts on, what
+    every provider's `conditioning_png` takes, so providers that use one image are unchanged;
+    `frames` carries the frames before it too (PNGs, oldest first, ending with that frame)
+    for models that continue from several."""
+
+    frames: tuple[bytes, ...]
+
+    def __new__(cls, frames: tuple[bytes, ...] | list[bytes]):
+        if not frames:
+            raise ValueError("conditioning needs at least one frame")
+        made = super().__new__(cls, frames[-1])
+        made.frames = tuple(frames)
+        return made
+
+    def __reduce__(self):  # pickled to Ray workers with its frames
+        return (Conditioning, (self.frames,))
+
+
+@dataclass(frozen=True)
+class ConditioningOnTheWire:
+    """A Conditioning as a Ray task or actor argument: Ray sends any `bytes` value, subclass
+    or not, as raw bytes, which would drop the frames before the seam frame."""
+
+    frames: tuple[bytes, ...]
+
+
+def to_wire(conditioning: bytes | None):
+    return ConditioningOnTheWire(conditioning.frames) if isinstance(conditioning, Conditioning) else conditioning
+
+
+def from_wire(conditioning) -> bytes | None:
+    return Conditioning(conditioning.frames) if isinstance(conditioning, ConditioningOnTheWire) else conditioning
+
+
+def conditioning_pngs(conditioning: bytes | None) -> tuple[bytes, ...]:
+    """The PNG frames a segment continues from: several for a Conditioning, one for plain bytes."""
+    if conditioning is None:
+        return ()
+    return getattr(conditioning, "frames", None) or (bytes(conditioning),)
 
 
 @runtime_checkable

@@ -45,10 +45,32 @@ def _veo(settings: Settings) -> VideoProvider:
     return VeoProvider(settings.veo)
 
 
+def _local_capabilities(settings: Settings) -> ProviderCapabilities:
+    from .local import local_capabilities
+
+    return local_capabilities(settings.local)
+
+
+def _local(settings: Settings) -> VideoProvider:
+    from .local import LocalProvider
+    from .local.pool import on_a_cluster
+
+    # On a cluster (RAY_ADDRESS, or a Serve replica or job among several nodes) the weights
+    # live on the GPU nodes, not where the driver runs: they check them when they load.
+    return LocalProvider(settings.local, check_weights=settings.ray_address is None and not on_a_cluster())
+
+
+def _local_weights(settings: Settings) -> bool:
+    from .local import weights_present
+
+    return weights_present(settings.local) or settings.local.allow_download
+
+
 _FACTORIES: dict[str, tuple[CapabilitiesSource, ProviderFactory]] = {
     "preview": (PREVIEW_CAPABILITIES, lambda settings: PreviewProvider()),
     "runway": (_runway_capabilities, _runway),
     "veo": (_veo_capabilities, _veo),
+    "local": (_local_capabilities, _local),
 }
 
 
@@ -57,6 +79,8 @@ PROVIDER_SETTINGS: dict[str, tuple[Callable[[Settings], bool], str]] = {
     "runway": (lambda s: s.runway.api_secret is not None, "set RUNWAYML_API_SECRET"),
     "veo": (lambda s: s.veo.api_key is not None or bool(s.veo.project),
             "set GOOGLE_API_KEY (Vertex express) or GOOGLE_CLOUD_PROJECT"),
+    "local": (_local_weights, "weights: pass --model-dir DIR (LONGVID_LOCAL_MODEL_DIR) or put the model in the "
+                              "Hugging Face cache; --allow-download fetches it"),
 }
 
 

@@ -7,6 +7,7 @@ of capable providers for a segment. The runtime feeds them outcomes and follows 
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -152,7 +153,8 @@ def common_durations(rules: Sequence[DurationRule]) -> DurationRule:
     if not discrete:
         if low > high:
             raise ValueError("these providers share no clip length")
-        return DurationRule(min_s=low, max_s=high)
+        # A frame count every candidate makes (k * step + 1 for each of their steps).
+        return DurationRule(min_s=low, max_s=high, frame_step=math.lcm(*(r.frame_step for r in rules)))
     shared = set.intersection(*discrete)
     allowed = tuple(sorted(s for s in shared if low - 1e-9 <= s <= high + 1e-9))
     if not allowed:

@@ -32,6 +32,7 @@ from ..providers.routing import counts_against_provider
 from ..settings import Settings
 from ..spec import SegmentJob, SegmentState
 from .acceptance import Acceptance, sha256_hex
+from .conditioning import chain_conditioning
 from .failures import (
     Cancelled, FailureDecision, failure_code, failure_decision, failure_detail, failure_reason, nothing_created,
 )
@@ -99,9 +100,13 @@ class GenerateLoop:
         # The user's first reference image starts each scene at a generative provider (its
         # first frame), so the subject looks like the reference. Not for the procedural preview,
         # which cannot animate a photograph.
-        remote = all(router.capabilities(n).runs_remotely and router.capabilities(n).image_conditioning for n in router.names)
+        remote = all((router.capabilities(n).runs_remotely or router.capabilities(n).resident_model)
+                     and router.capabilities(n).image_conditioning for n in router.names)
         self.reference = self.spec.reference_images[0] if remote and self.spec.reference_images else None
         self._reference_png: dict[tuple[int, int], bytes | None] = {}
+        # A model that continues a clip from several of its last frames (a local LTX-Video)
+        # gets them all; every other provider gets the seam frame alone.
+        self.chain_frames = max(router.capabilities(n).conditioning_frames for n in router.names)
 
     def _account_for_unanswered_creates(self) -> RunManifest:
         """A create call whose answer never came (the driver died during it, or the outcome
@@ -426,6 +431,9 @@ class GenerateLoop:
         """The image a segment starts from: the previous segment's seam frame when chained,
         the user's reference image for a scene's first segment at a generative provider."""
         previous = attempt.conditioned_on
+        if previous is not None and self.chain_frames > 1:
+            clip = self.manifest.segments[previous].clip
+            return chain_conditioning(self.run_folder.local_path(clip.path), self.jobs[previous].frames, self.chain_frames)
         if previous is not None:
             if previous not in self.seams:  # accepted in an earlier invocation: read it back
                 clip = self.manifest.segments[previous].clip

@@ -94,6 +94,8 @@ class RenderPipeline:
         """What the spec's provider(s) can do together; refuses unknown or unconfigured ones."""
         capabilities = combined_capabilities(spec.provider, self.settings)  # unknown provider -> InputError
         for name in candidate_providers(spec.provider, self.settings):
+            if provider_capabilities(name, self.settings).resident_model:
+                create_provider(name, self.settings)  # a missing model: an error that says where it looked
             if not provider_configured(name, self.settings):  # refused now, not after Ray has started
                 _needed, hint = PROVIDER_SETTINGS.get(name, ((), ""))
                 raise InputError(f"provider {name!r} is not configured: {hint}")

@@ -45,6 +45,7 @@ class ResourceRequest:
     num_gpus: float
     memory_bytes: int
     expected_work_s: float = 0.0
+    vram_gb: float = 0.0  # GPU memory the work needs (a local model), 0 when none
 
     def ray_options(self) -> dict[str, float | int]:
         return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "memory": self.memory_bytes}
@@ -55,6 +56,7 @@ class ResourceRequest:
             self.num_gpus + other.num_gpus,
             self.memory_bytes + other.memory_bytes,
             self.expected_work_s + other.expected_work_s,
+            self.vram_gb + other.vram_gb,
         )
 
 
@@ -73,7 +75,9 @@ def estimate(
     config: EstimatorConfig = DEFAULT_ESTIMATOR,
 ) -> ResourceRequest:
     seconds = job.generate_duration_s
-    if capabilities.runs_remotely or not capabilities.uses_gpu:
+    if capabilities.resident_model or capabilities.runs_remotely or not capabilities.uses_gpu:
+        # A resident model's GPU is held by its worker actor (model_worker_request): the
+        # segment task only waits on it.
         gpus = 0.0
     elif quality in (QualityTier.HIGH, QualityTier.PREMIUM):
         gpus = config.high_quality_gpus
@@ -82,13 +86,36 @@ def estimate(
     memory_mb = config.base_memory_mb + config.memory_per_second_mb * seconds
     # A remote provider's task mostly waits on the network: holding a whole core would cap
     # in-flight segments at the core count for no work.
-    cpus = complexity(job) * (config.remote_cpu_fraction if capabilities.runs_remotely else 1.0)
+    waits = capabilities.runs_remotely or capabilities.resident_model
+    cpus = complexity(job) * (config.remote_cpu_fraction if waits else 1.0)
     return ResourceRequest(
         num_cpus=cpus,
         num_gpus=gpus,
         memory_bytes=int(memory_mb * MB),
         expected_work_s=config.work_seconds_per_video_second * seconds,
     )
+
+
+# Custom resource a GPU node type may declare (its GPU memory in GB, cluster.yaml and the
+# KubeRay manifest do): when the cluster has it, model workers ask for their VRAM need too.
+VRAM_RESOURCE = "longvid_vram_gb"
+
+
+def model_worker_request(vram_gb: float, on_gpu: bool, cluster_resources: Mapping[str, float],
+                         host_memory_gb: float | None = None) -> tuple[ResourceRequest, dict[str, float]]:
+    """What a resident model worker (one loaded pipeline) asks Ray for, from the model's
+    profile: one GPU, host memory beside it (the profile's figure, default 8 GB), and its
+    VRAM need as the custom resource where the cluster declares one. On the CPU (no GPU
+    asked for: tests and CI) the request is shrunk to what the cluster has, so it always
+    places; a GPU request is kept whole, so an autoscaling cluster's pending demand brings a
+    GPU node. Returns (the request, custom resources)."""
+    memory_gb = host_memory_gb if host_memory_gb is not None else 8.0
+    request = ResourceRequest(num_cpus=1.0, num_gpus=1.0 if on_gpu else 0.0, memory_bytes=int(memory_gb * 1024 * MB),
+                              vram_gb=vram_gb if on_gpu else 0.0)
+    custom = {VRAM_RESOURCE: vram_gb} if on_gpu and float(cluster_resources.get(VRAM_RESOURCE, 0.0)) > 0 else {}
+    if not on_gpu:
+        request, _notes = fit_to_cluster(request, ClusterCapacity.from_ray_resources(cluster_resources))
+    return request, custom
 
 
 def normalise_estimate(job: SegmentJob, config: EstimatorConfig = DEFAULT_ESTIMATOR) -> ResourceRequest:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from ..media.frames import frame_png
 from ..observability import logs, render_events
-from ..providers.base import TaskState
+from ..providers.base import TaskState, from_wire, to_wire
 from ..settings import Settings
 from ..spec import SegmentJob
 from .gates import LocalGates, RayGates
@@ -82,8 +82,16 @@ def collect_segment(provider_name: str, task_id: str, job: SegmentJob, condition
         mp4=mp4,
         seam_png=seam,
         seconds=time.perf_counter() - started,
-        cost_usd=provider.price(job.generate_duration_s),
+        cost_usd=_cost(provider, task_id, job),
     )
+
+
+def _cost(provider, task_id: str, job: SegmentJob) -> float:
+    """What the task cost: the provider's own account of it where it keeps one (a local
+    model's GPU seconds), else its price for the clip's length."""
+    spent = getattr(provider, "spent_usd", None)
+    cost = spent(task_id) if spent is not None else None
+    return cost if cost is not None else provider.price(job.generate_duration_s)
 
 
 class ThrottleClock:
@@ -105,7 +113,7 @@ def collect_segment_logged(log_setup: dict | None, provider_name: str, task_id: 
     """collect_segment in a Ray worker, logging like the driver that launched it (its format,
     its run id), so one render can be followed across processes in Ray's log files."""
     with logs.in_worker(log_setup, logs.secret_values(settings)):
-        return collect_segment(provider_name, task_id, job, conditioning_png, want_seam, settings)
+        return collect_segment(provider_name, task_id, job, from_wire(conditioning_png), want_seam, settings)
 
 
 def _assigned_resources() -> dict[str, float] | None:
@@ -196,7 +204,7 @@ class RaySegmentRunner:
     def collect(self, provider, task_id, job, request, conditioning_png, want_seam, retries, settings):
         options = request.ray_options()
         return self._remote.options(**options, max_retries=retries, name=f"segment-{job.index}").remote(
-            logs.worker_setup(), provider, task_id, job, conditioning_png, want_seam, settings
+            logs.worker_setup(), provider, task_id, job, to_wire(conditioning_png), want_seam, settings
         )
 
     def normalise(self, job, mp4, request, want_seam):

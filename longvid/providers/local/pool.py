@@ -1,0 +1,102 @@
+"""Where the resident model workers live: Ray actors on the cluster (one loaded pipeline
+each, holding a GPU where there is one), or one worker in this process without Ray.
+
+Actors are named by the model and its load options, so the driver (which creates them when
+it submits the first segment, and so owns them for as long as it runs) and every segment
+task reach the same ones; a Serve replica or a long batch driver keeps them across renders.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ...settings import LocalModelSettings
+from ...spec import SegmentJob
+from ..base import to_wire
+from .loader import LoadSpec
+from .worker import GeneratedClip, ModelWorker
+
+_IN_PROCESS: dict[tuple, ModelWorker] = {}
+_LOCK = threading.Lock()
+_ACTOR_CLASS = None  # ModelWorker as a Ray actor class, made once per process
+# Handles held for this process's lifetime: Ray ends a (non-detached) actor once no handle
+# to it is left, and the model must outlive each segment.
+_HANDLES: dict[str, object] = {}
+
+
+def worker_name(spec: LoadSpec, settings: LocalModelSettings, index: int) -> str:
+    """One name per loaded model and the way it generates (steps, height) and pool slot."""
+    return f"longvid-local-{spec.profile.key}-{spec.key}-s{settings.steps or 0}h{settings.generate_height or 0}-{index}"
+
+
+def wants_gpu(settings: LocalModelSettings, cluster_resources) -> bool:
+    if settings.device == "cpu":
+        return False
+    return settings.device == "cuda" or float(cluster_resources.get("GPU", 0.0)) > 0
+
+
+def ray_worker(spec: LoadSpec, settings: LocalModelSettings, job: SegmentJob):
+    """The actor for `job` (segments share the pool's workers round-robin), created if absent."""
+    import ray
+
+    from ...runtime.resources import model_worker_request
+
+    index = job.index % max(1, settings.workers)
+    name = worker_name(spec, settings, index)
+    if name in _HANDLES:
+        return _HANDLES[name]
+    resources = ray.cluster_resources()
+    on_gpu = wants_gpu(settings, resources)
+    frames = spec.profile.frames_for(int(round(job.generate_duration_s * job.fps)))
+    vram = spec.profile.vram_gb(job.width, job.height, frames, settings.precision or spec.profile.precision, settings.cpu_offload)
+    request, custom = model_worker_request(vram, on_gpu, resources, host_memory_gb=spec.profile.host_memory_gb)
+    global _ACTOR_CLASS
+    if _ACTOR_CLASS is None:
+        _ACTOR_CLASS = ray.remote(ModelWorker)
+    actor = _ACTOR_CLASS.options(
+        name=name, get_if_exists=True, max_concurrency=1, max_restarts=1,
+        **request.ray_options(), **({"resources": custom} if custom else {}),
+    )
+    with _LOCK:
+        _HANDLES[name] = _HANDLES.get(name) or actor.remote(spec, settings.steps, settings.generate_height)
+        return _HANDLES[name]
+
+
+def in_process_worker(spec: LoadSpec, settings: LocalModelSettings) -> ModelWorker:
+    key = (spec, settings.steps, settings.generate_height)
+    with _LOCK:
+        if key not in _IN_PROCESS:
+            _IN_PROCESS[key] = ModelWorker(spec, settings.steps, settings.generate_height)
+        return _IN_PROCESS[key]
+
+
+def ray_running() -> bool:
+    try:
+        import ray
+
+        return ray.is_initialized()
+    except ImportError:  # pragma: no cover - ray is a dependency
+        return False
+
+
+def on_a_cluster() -> bool:
+    """Whether this process is connected to a Ray cluster of more than one node."""
+    if not ray_running():
+        return False
+    import ray
+
+    return sum(1 for node in ray.nodes() if node.get("Alive")) > 1
+
+
+def ensure_worker(spec: LoadSpec, settings: LocalModelSettings, job: SegmentJob) -> None:
+    """Create the job's worker now (the driver does, at submit, so it owns the actor)."""
+    if ray_running():
+        ray_worker(spec, settings, job)
+
+
+def generate(spec: LoadSpec, settings: LocalModelSettings, job: SegmentJob, conditioning: bytes | None) -> GeneratedClip:
+    if ray_running():
+        import ray
+
+        return ray.get(ray_worker(spec, settings, job).generate.remote(job, to_wire(conditioning)))
+    return in_process_worker(spec, settings).generate(job, conditioning)

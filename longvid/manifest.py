@@ -51,7 +51,11 @@ class RunStatus(enum.StrEnum):
         return self in (RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
-SCORE_NAMES = ("anchor", "seam", "prompt", "character")  # the judge's checks, in its order
+SCORE_NAMES = ("anchor", "seam", "prompt", "character", "flicker", "smoothness", "jump")  # the judge's checks, in its order
+
+
+def _unmeasured(value: object) -> bool:
+    return value is None
 
 
 class AttemptRecord(BaseModel):
@@ -79,6 +83,11 @@ class AttemptRecord(BaseModel):
     keyframes: tuple[int, ...] = ()  # frame indices that were judged
     seconds: float = 0.0  # the judge's time on it
     notes: str = ""
+    # Weight-free temporal metrics (consistency/temporal.py). Left out of the JSON when not
+    # measured, so manifests from judges without them keep the shape they always had.
+    flicker: float | None = Field(default=None, exclude_if=_unmeasured)
+    smoothness: float | None = Field(default=None, exclude_if=_unmeasured)
+    jump: float | None = Field(default=None, exclude_if=_unmeasured)
 
     @property
     def measured(self) -> dict[str, float]:

@@ -59,6 +59,33 @@ CLIP_THRESHOLDS = Thresholds(anchor=0.70, seam=0.80, prompt=0.20, character=0.65
 STRUCTURAL_THRESHOLDS = Thresholds(anchor=0.75, seam=0.85, prompt=None, character=0.70)
 
 
+class TemporalThresholds(BaseModel):
+    """Lowest acceptable weight-free temporal scores of one segment (consistency/temporal.py).
+
+    flicker: 1 - mean absolute frame difference / 255 (VBench). 0.97 allows real fast pans
+        (~5-8 grey levels a frame on a 64x36 thumbnail) and stops a visible exposure pump;
+        preview renders score >= 0.995 clean (>= 0.999 at 360p) and 0.86-0.96 with a 20%
+        brightness flicker (the lowest on night scenes).
+    smoothness: 1 - mean frame-interpolation error / 255. Clean previews >= 0.996 (0.9997 at
+        360p), a shaking camera (every other frame displaced by 8% of the height) ~0.90; one
+        cut inside a short tiny clip ~0.978, left to `jump`. 0.97, like flicker.
+    jump: a change between consecutive frames over the larger of its neighbours, inverted.
+        Measured on preview renders (3 prompts, 12 and 24 fps): clean 0.14-0.98 (the lowest
+        where a walking subject turns round in one frame), a cut to another scene
+        0.006-0.025, a 7 s jump inside one scene 0.03-0.13, a conditioning morph into a new
+        world 0.23-0.83. 0.05 sits a factor ~2.5 from each side and flags cuts, not morphs.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flicker: float | None = Field(default=0.97, ge=0.0, le=1.0)
+    smoothness: float | None = Field(default=0.97, ge=0.0, le=1.0)
+    jump: float | None = Field(default=0.05, ge=0.0, le=1.0)
+
+
+TEMPORAL_THRESHOLDS = TemporalThresholds()
+
+
 class JudgeConfig(BaseModel):
     """How segments are judged. Frozen and picklable, so it travels to Ray actors."""
 
@@ -90,6 +117,13 @@ class JudgeConfig(BaseModel):
     """Generations per segment (first try + regenerations) before the best one is kept."""
     seam_frames: int = Field(default=3, ge=1, le=24)
     """Frames on each side of a seam that are compared."""
+
+    temporal: bool = True
+    """Weight-free temporal metrics (flicker, smoothness, jump) on every segment: grayscale
+    thumbnails from the judge's own decode pass, a few ms a segment."""
+    temporal_thresholds: TemporalThresholds = TEMPORAL_THRESHOLDS
+    temporal_thumb_size: tuple[int, int] = (64, 36)
+    """(width, height) of the thumbnails the temporal metrics compare."""
 
     def thresholds_for(self, backend: str) -> Thresholds:
         return self.clip_thresholds if backend == "clip" else self.structural_thresholds

@@ -21,6 +21,10 @@ character  for each character of the job's scene present in character_refs: the 
            score is the lowest over characters. The embeddings are whole frames (no
            detector), so this is a look-of-the-shot check per character, not identity.
 
+flicker, smoothness, jump
+           weight-free temporal metrics of the frames the segment contributes (temporal.py),
+           whatever the backend; thresholds in JudgeConfig.temporal_thresholds.
+
 `passed` is every present score >= its threshold (JudgeConfig.thresholds_for(backend)).
 """
 
@@ -37,8 +41,9 @@ from pydantic import BaseModel, ConfigDict
 
 from ..spec import SegmentJob
 from .config import JudgeConfig, Thresholds
-from .keyframes import Source, decode_frames, keyframe_indices
+from .keyframes import Source, keyframe_indices
 from .scorers import best_match, make_scorer
+from .temporal import TemporalMetrics, decode_for_judging, temporal_metrics
 
 
 class SegmentScores(BaseModel):
@@ -55,6 +60,9 @@ class SegmentScores(BaseModel):
     backend: str
     keyframes: list[int] = []  # frame indices that were judged
     seconds: float = 0.0  # decode + embed + score time
+    flicker: float | None = None
+    smoothness: float | None = None
+    jump: float | None = None
 
 
 def fit_aspect(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -161,7 +169,9 @@ class ConsistencyJudge:
         indices = keyframe_indices(0, last, job.keyframe_density, job.fps)
         has_tail = previous_tail is not None and len(previous_tail) > 0
         head_count = self.config.seam_frames if has_tail else 0
-        decoded = decode_frames(segment_path, set(indices) | set(range(head_count)))
+        thumb_size = self.config.temporal_thumb_size if self.config.temporal else None
+        decoded, thumbs = decode_for_judging(segment_path, set(indices) | set(range(head_count)), last, thumb_size)
+        temporal = temporal_metrics(thumbs) if thumb_size else TemporalMetrics(None, None, None)
         indices = [i for i in indices if i in decoded]
         if not indices:
             raise ValueError(f"segment {job.index}: the video has none of frames 0..{last}")
@@ -198,6 +208,12 @@ class ConsistencyJudge:
             ("prompt", prompt_score, th.prompt, "keyframes do not match the prompt"),
             ("character", character, th.character, "a character looks different from its references"),
         )
+        tt = self.config.temporal_thresholds
+        checks += (
+            ("flicker", temporal.flicker, tt.flicker, "the brightness flickers from frame to frame"),
+            ("smoothness", temporal.smoothness, tt.smoothness, "the motion stutters or shakes"),
+            ("jump", temporal.jump, tt.jump, f"a hard cut inside the segment (at frame {temporal.jump_at})"),
+        )
         for name, value, threshold, why in checks:
             if value is not None and threshold is not None and value < threshold:
                 failures.append(f"{name} {value:.3f} < {threshold:.3f}: {why}")
@@ -211,6 +227,9 @@ class ConsistencyJudge:
             backend=self.backend,
             keyframes=indices,
             seconds=round(time.perf_counter() - started, 4),
+            flicker=temporal.flicker,
+            smoothness=temporal.smoothness,
+            jump=temporal.jump,
         )
 
 

@@ -166,9 +166,21 @@ class ConsistencySegmentJudge:
             self.remember_accepted(job, segment)
         data = scores.model_dump(exclude={"passed"})
         data["notes"] = self.notes
-        measured = [v for v in (scores.anchor, scores.seam, scores.prompt, scores.character) if v is not None]
         return JudgeVerdict(passed=scores.passed, scores=data, reason="; ".join(scores.failures),
-                            quality=min(measured) if measured else 1.0)
+                            quality=verdict_quality(scores))
+
+
+TEMPORAL_CHECKS = ("flicker", "smoothness", "jump")
+
+
+def verdict_quality(scores: SegmentScores) -> float:
+    """Which attempt to keep when none passes: the lowest consistency score (anchor, seam,
+    prompt, character; 1.0 when none was measured), less 1 for each failed temporal check
+    (their scales differ, so they rank rather than mix: a flickering or cut attempt comes
+    after every one without)."""
+    measured = [v for v in (scores.anchor, scores.seam, scores.prompt, scores.character) if v is not None]
+    temporal_failures = sum(1 for f in scores.failures if f.split(" ", 1)[0] in TEMPORAL_CHECKS)
+    return (min(measured) if measured else 1.0) - temporal_failures
 
 
 def create_pipeline_judge(config: JudgeConfig, reference_images: Sequence[str | os.PathLike[str]] = ()) -> ConsistencySegmentJudge:

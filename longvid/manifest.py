@@ -51,7 +51,7 @@ class RunStatus(enum.StrEnum):
         return self in (RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
-SCORE_NAMES = ("anchor", "seam", "prompt", "character", "flicker", "smoothness", "jump")  # the judge's checks, in its order
+SCORE_NAMES = ("anchor", "seam", "prompt", "character", "flicker", "smoothness", "jump", "drift")  # the judge's checks, in its order
 
 
 def _unmeasured(value: object) -> bool:
@@ -88,6 +88,7 @@ class AttemptRecord(BaseModel):
     flicker: float | None = Field(default=None, exclude_if=_unmeasured)
     smoothness: float | None = Field(default=None, exclude_if=_unmeasured)
     jump: float | None = Field(default=None, exclude_if=_unmeasured)
+    drift: float | None = Field(default=None, exclude_if=_unmeasured)  # long-range (consistency/longrange.py)
 
     @property
     def measured(self) -> dict[str, float]:

@@ -34,6 +34,9 @@ class Thresholds(BaseModel):
     seam: float = Field(ge=-1.0, le=1.0)
     prompt: float | None = Field(default=None, ge=-1.0, le=1.0)
     character: float = Field(ge=-1.0, le=1.0)
+    drift: float | None = Field(default=None, ge=-1.0, le=1.0)
+    """long-range drift (longrange.py): the keyframes' mean similarity to each of the scene's
+    anchors `drift_lookback`+ segments back and to the characters' first appearances."""
 
 
 # CLIP ViT-B-32 (laion2b) image-image cosines: frames of one shot score ~0.85-0.97,
@@ -42,7 +45,7 @@ class Thresholds(BaseModel):
 # "background consistency"), NOT measured in this repository (no weights offline): treat
 # them as starting points and re-tune on real renders (bench/bench_consistency.py prints
 # the distributions when real weights are present).
-CLIP_THRESHOLDS = Thresholds(anchor=0.70, seam=0.80, prompt=0.20, character=0.65)
+CLIP_THRESHOLDS = Thresholds(anchor=0.70, seam=0.80, prompt=0.20, character=0.65, drift=0.70)
 
 # Structural scorer, tuned on preview renders (`python bench/bench_consistency.py
 # --calibrate`: 4 prompts, 20-60 s; 21 clean segments, 35 rendered with a wrong palette or
@@ -56,7 +59,9 @@ CLIP_THRESHOLDS = Thresholds(anchor=0.70, seam=0.80, prompt=0.20, character=0.65
 # alone (another character, same palette) scores like a clean segment (0.87..0.99): the
 # structural scorer cannot see it; that takes CLIP. character uses the anchor scale, a
 # little lower because appearances come from other scenes and reference photos.
-STRUCTURAL_THRESHOLDS = Thresholds(anchor=0.75, seam=0.85, prompt=None, character=0.70)
+# drift is a mean over keyframes (anchor takes the worst one) against several older anchors:
+# clean previews score 0.93-0.99 against anchors 2-5 segments back in one scene; 0.80.
+STRUCTURAL_THRESHOLDS = Thresholds(anchor=0.75, seam=0.85, prompt=None, character=0.70, drift=0.80)
 
 
 class TemporalThresholds(BaseModel):
@@ -118,6 +123,9 @@ class JudgeConfig(BaseModel):
     seam_frames: int = Field(default=3, ge=1, le=24)
     """Frames on each side of a seam that are compared."""
 
+    drift_lookback: int = Field(default=2, ge=1, le=64)
+    """The long-range check compares a segment with its scene's accepted segments at least
+    this many back (the previous one is the seam check's)."""
     temporal: bool = True
     """Weight-free temporal metrics (flicker, smoothness, jump) on every segment: grayscale
     thumbnails from the judge's own decode pass, a few ms a segment."""

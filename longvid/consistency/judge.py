@@ -21,6 +21,9 @@ character  for each character of the job's scene present in character_refs: the 
            score is the lowest over characters. The embeddings are whole frames (no
            detector), so this is a look-of-the-shot check per character, not identity.
 
+drift      long-range: for each of `long_range` (the scene's accepted segments several back,
+           the first appearance of its characters; longrange.py), the keyframes' mean best
+           match; the score is the lowest over them, so a slow walk away is caught.
 flicker, smoothness, jump
            weight-free temporal metrics of the frames the segment contributes (temporal.py),
            whatever the backend; thresholds in JudgeConfig.temporal_thresholds.
@@ -63,6 +66,7 @@ class SegmentScores(BaseModel):
     flicker: float | None = None
     smoothness: float | None = None
     jump: float | None = None
+    drift: float | None = None
 
 
 def fit_aspect(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -156,6 +160,7 @@ class ConsistencyJudge:
         previous_tail: Sequence[np.ndarray] | None = None,
         prompt: str | None = None,
         character_refs: Mapping[str, np.ndarray] | Any | None = None,
+        long_range: Sequence[np.ndarray] | None = None,
     ) -> SegmentScores:
         """Score one generated segment (a path or the MP4 bytes) against its context.
 
@@ -201,12 +206,17 @@ class ConsistencyJudge:
             scores = [float(best_match(kf_emb, np.atleast_2d(by_name[n])).mean()) for n in wanted if n in by_name and len(by_name[n])]
             character = min(scores) if scores else None
 
+        drift = None
+        if long_range:
+            drift = min(float(best_match(kf_emb, self.embed_images([a], job.width, job.height)).mean()) for a in long_range)
+
         failures = []
         checks = (
             ("anchor", anchor, th.anchor, "keyframes drifted from the anchors (look, palette, lighting)"),
             ("seam", seam, th.seam, "the segment does not continue the previous one"),
             ("prompt", prompt_score, th.prompt, "keyframes do not match the prompt"),
             ("character", character, th.character, "a character looks different from its references"),
+            ("drift", drift, th.drift, "the look drifted from earlier segments of the scene or a character's first appearance"),
         )
         tt = self.config.temporal_thresholds
         checks += (
@@ -230,6 +240,7 @@ class ConsistencyJudge:
             flicker=temporal.flicker,
             smoothness=temporal.smoothness,
             jump=temporal.jump,
+            drift=drift,
         )
 
 
@@ -247,9 +258,10 @@ class JudgeActor:
     def embed(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         return self.judge.embed_frames(frames)
 
-    def score_segment(self, segment: Source, job: SegmentJob, anchors=(), previous_tail=None, prompt=None, character_refs=None) -> SegmentScores:
+    def score_segment(self, segment: Source, job: SegmentJob, anchors=(), previous_tail=None, prompt=None, character_refs=None,
+                      long_range=None) -> SegmentScores:
         # Over Ray, pass the MP4 bytes unless the actor shares the run folder's disk.
-        return self.judge.score_segment(segment, job, anchors, previous_tail, prompt, character_refs)
+        return self.judge.score_segment(segment, job, anchors, previous_tail, prompt, character_refs, long_range)
 
 
 DEFAULT_JUDGE_GPU_FRACTION = 0.25  # four judges share a GPU; ViT-B-32 in fp16 needs < 1 GB

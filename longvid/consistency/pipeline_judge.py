@@ -33,7 +33,10 @@ from ..spec import SegmentJob
 from .config import JudgeConfig
 from .judge import ConsistencyJudge, SegmentScores
 from .keyframes import decode_frames, keyframe_indices, tail_frames
+from .longrange import LongRangeMemory
 from .memory import CharacterMemory
+
+LONG_RANGE_FILE = "longrange.npz"  # in the run folder, beside characters.npz and context.npz
 
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -67,6 +70,7 @@ class ConsistencySegmentJudge:
         self.references = [img if isinstance(img, np.ndarray) else load_image(img) for img in reference_images]
         self._scene_anchor: dict[int, np.ndarray] = {}  # scene index -> embedding (1, D)
         self.memory = CharacterMemory(backend=self.backend)
+        self.long_range = LongRangeMemory(self.config.drift_lookback, cross_scene_characters=self.backend == "clip")
         self.history: list[SegmentScores] = []
         # FramePack context of the accepted video so far (a compressor actor on Ray, or an
         # in-process FramePackCompressor): bounded however long the video gets.
@@ -80,20 +84,25 @@ class ConsistencySegmentJudge:
             return ray.get(self.actor.embed.remote(frames))
         return self._judge.embed_frames(frames)
 
-    def _score(self, segment: Path, job: SegmentJob, anchors, tail, prompt, refs) -> SegmentScores:
+    def _score(self, segment: Path, job: SegmentJob, anchors, tail, prompt, refs, long_range=None) -> SegmentScores:
         if self.actor is not None:
             import ray
 
-            return ray.get(self.actor.score_segment.remote(Path(segment).read_bytes(), job, anchors, tail, prompt, refs))
-        return self._judge.score_segment(segment, job, anchors, tail, prompt, refs)
+            return ray.get(self.actor.score_segment.remote(Path(segment).read_bytes(), job, anchors, tail, prompt, refs, long_range))
+        return self._judge.score_segment(segment, job, anchors, tail, prompt, refs, long_range)
 
     def remember_accepted(self, job: SegmentJob, segment: str | os.PathLike[str]) -> None:
         """Record an accepted segment: its first frame anchors its scene (if none yet), and
         with CLIP its keyframes become its characters' appearances."""
         indices = keyframe_indices(0, job.frames - 1, job.keyframe_density, job.fps)
         frames = decode_frames(segment, indices)
-        if job.scene_index not in self._scene_anchor and 0 in frames:
-            self._scene_anchor[job.scene_index] = self._embed([frames[0]])
+        first = self._embed([frames[0]]) if 0 in frames else None
+        if job.scene_index not in self._scene_anchor and first is not None:
+            self._scene_anchor[job.scene_index] = first
+        if first is not None:
+            new = [c.name for c in job.scene.characters if c.name.strip().casefold() not in self.long_range.characters]
+            seen = self._embed([frames[i] for i in sorted(frames)]) if new else None
+            self.long_range.remember(job.scene_index, job.index, first, {name: seen for name in new})
         if self.backend == "clip" and job.scene.characters and frames:
             emb = self._embed([frames[i] for i in sorted(frames)])
             for character in job.scene.characters:
@@ -128,6 +137,8 @@ class ConsistencySegmentJudge:
         with tempfile.TemporaryDirectory() as folder:
             path = self.memory.save(Path(folder) / CHARACTERS)
             run.write_bytes(CHARACTERS, path.read_bytes())
+        if len(self.long_range):
+            run.write_bytes(LONG_RANGE_FILE, self.long_range.to_bytes())
         levels = self.packed_context()
         if levels:
             buffer = io.BytesIO()
@@ -160,7 +171,8 @@ class ConsistencySegmentJudge:
         if previous is not None and job.conditioned_on == previous[0].index:
             tail = tail_frames(previous[1], previous[0].frames, self.config.seam_frames)
         refs = self.memory.as_refs() if self.backend == "clip" and len(self.memory) else None
-        scores = self._score(segment, job, anchors, tail, job.prompt, refs)
+        long_range = self.long_range.anchors_for(job.scene_index, job.index, [c.name for c in job.scene.characters])
+        scores = self._score(segment, job, anchors, tail, job.prompt, refs, long_range or None)
         self.history.append(scores)
         if scores.passed:
             self.remember_accepted(job, segment)
@@ -175,10 +187,10 @@ TEMPORAL_CHECKS = ("flicker", "smoothness", "jump")
 
 def verdict_quality(scores: SegmentScores) -> float:
     """Which attempt to keep when none passes: the lowest consistency score (anchor, seam,
-    prompt, character; 1.0 when none was measured), less 1 for each failed temporal check
+    prompt, character, drift; 1.0 when none was measured), less 1 for each failed temporal check
     (their scales differ, so they rank rather than mix: a flickering or cut attempt comes
     after every one without)."""
-    measured = [v for v in (scores.anchor, scores.seam, scores.prompt, scores.character) if v is not None]
+    measured = [v for v in (scores.anchor, scores.seam, scores.prompt, scores.character, scores.drift) if v is not None]
     temporal_failures = sum(1 for f in scores.failures if f.split(" ", 1)[0] in TEMPORAL_CHECKS)
     return (min(measured) if measured else 1.0) - temporal_failures
 

@@ -43,9 +43,10 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
                              "between with failover (e.g. runway,veo), or auto (every configured paid provider)")
     parser.add_argument("--budget", type=float, default=None, help="hard limit in USD for paid providers")
     _planner_argument(parser)
-    parser.add_argument("--judge", default="auto", choices=["auto", "clip", "structural", "off"],
+    parser.add_argument("--judge", default="auto", choices=["auto", "clip", "structural", "off", "gemini"],
                         help="consistency judge: auto (CLIP when its weights are on this machine, else a weight-free "
-                             "structural scorer), clip (an error without weights), structural, off (default auto)")
+                             "structural scorer), clip (an error without weights), structural, off, gemini (Gemini's "
+                             "vision verdict on every segment, paid; needs a Gemini key) (default auto)")
     parser.add_argument("--image", dest="images", action="append", default=[], type=Path, help="reference image (repeatable)")
     parser.add_argument("--storyboard", type=Path, default=None, help="a storyboard file (JSON or YAML) to use instead of planning")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -111,6 +112,10 @@ def _ray_arguments(parser: argparse.ArgumentParser) -> None:
                         help="open_clip architecture for the judge (default: $LONGVID_CLIP_MODEL, else ViT-B-32)")
     parser.add_argument("--clip-checkpoint", type=Path, default=None, help="local CLIP weights file for the judge")
     parser.add_argument("--allow-download", action="store_true", help="let the judge download CLIP weights if none are cached")
+    parser.add_argument("--second-opinion", action="store_true",
+                        help="show segments with borderline judge scores to Gemini's vision judge (paid; needs a Gemini key)")
+    parser.add_argument("--judge-model", default=None,
+                        help="Gemini model of the vision judge (default: $LONGVID_GEMINI_MODEL, else the planner's default)")
     parser.add_argument("--no-stream-copy", action="store_true",
                         help="re-encode every frame at merge instead of copying the GOPs no transition touches")
     parser.add_argument("--log-format", choices=["text", "json"], default=None,
@@ -146,7 +151,8 @@ def _options(args: argparse.Namespace):
     clip = args.settings.clip
     return RenderOptions(planner=getattr(args, "planner", "auto"), clip_model=getattr(args, "clip_model", None) or clip.model or DEFAULT_CLIP_MODEL,
                          clip_checkpoint=getattr(args, "clip_checkpoint", None) or clip.checkpoint,
-                         allow_download=getattr(args, "allow_download", False), stream_copy=not getattr(args, "no_stream_copy", False))
+                         allow_download=getattr(args, "allow_download", False), stream_copy=not getattr(args, "no_stream_copy", False),
+                         judge_model=getattr(args, "judge_model", None), second_opinion=getattr(args, "second_opinion", False))
 
 
 def _open_store(args: argparse.Namespace):

@@ -58,6 +58,22 @@ def _unmeasured(value: object) -> bool:
     return value is None
 
 
+class VisionVerdict(BaseModel):
+    """What the Gemini vision judge said of one attempt (consistency/gemini_judge.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    character: float
+    scene: float
+    lighting: float
+    motion: float
+    passed: bool
+    reasons: tuple[str, ...] = ()
+    adjustments: tuple[str, ...] = ()
+    cost_usd: float = 0.0
+
+
 class AttemptRecord(BaseModel):
     """One judged attempt of a segment: the seed it was made with, the judge's verdict and
     checks, and the file it was kept in (written only when the judge rejected it, so a
@@ -89,6 +105,7 @@ class AttemptRecord(BaseModel):
     smoothness: float | None = Field(default=None, exclude_if=_unmeasured)
     jump: float | None = Field(default=None, exclude_if=_unmeasured)
     drift: float | None = Field(default=None, exclude_if=_unmeasured)  # long-range (consistency/longrange.py)
+    vision: VisionVerdict | None = Field(default=None, exclude_if=_unmeasured)  # Gemini's verdict, when it was asked
 
     @property
     def measured(self) -> dict[str, float]:
@@ -123,6 +140,9 @@ class SegmentRecord(BaseModel):
     # safety; used instead of the planned prompt from then on (resume included).
     rephrased_prompt: str | None = None
     updated_at: str = Field(default_factory=_now)
+    # A vision judge's suggested changes, folded into the prompt of this segment's next
+    # attempt (runtime/acceptance.fold_adjustments); left out of the JSON when none.
+    prompt_adjustments: tuple[str, ...] = Field(default=(), exclude_if=lambda value: not value)
 
 
 class RunPlan(BaseModel):

@@ -149,8 +149,9 @@ class RenderSpec(_Model):
     continuity: ContinuityMode = ContinuityMode.AUTO
     provider: Annotated[str, Field(min_length=1, max_length=40)] = "preview"
     # Consistency judge: auto (CLIP if its weights are on this machine, else structural),
-    # clip, structural, or off.
-    judge: Literal["auto", "clip", "structural", "off"] = "auto"
+    # clip, structural, off, or gemini (Gemini's vision verdict on every segment, the local
+    # scorers as its fallback; needs a Gemini key).
+    judge: Literal["auto", "clip", "structural", "off", "gemini"] = "auto"
     budget_usd: Annotated[float, Field(ge=0)] | None = None
     reference_images: Annotated[list[Path], Field(max_length=MAX_REFERENCE_IMAGES)] = []
     storyboard_file: Path | None = None

@@ -126,6 +126,9 @@ class JudgeConfig(BaseModel):
     drift_lookback: int = Field(default=2, ge=1, le=64)
     """The long-range check compares a segment with its scene's accepted segments at least
     this many back (the previous one is the seam check's)."""
+    second_opinion_band: float = Field(default=0.05, ge=0.0, le=1.0)
+    """With the Gemini judge as a second opinion, a segment is shown to it when one of its
+    consistency scores lies within this distance of its threshold (either side)."""
     temporal: bool = True
     """Weight-free temporal metrics (flicker, smoothness, jump) on every segment: grayscale
     thumbnails from the judge's own decode pass, a few ms a segment."""

@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 
 from ..spec import SegmentJob
-from .config import JudgeConfig
+from .config import JudgeConfig, Thresholds
 from .judge import ConsistencyJudge, SegmentScores
 from .keyframes import decode_frames, keyframe_indices, tail_frames
 from .longrange import LongRangeMemory
 from .memory import CharacterMemory
+from .vision_check import VisionCheck, combine
 
 LONG_RANGE_FILE = "longrange.npz"  # in the run folder, beside characters.npz and context.npz
 
@@ -54,6 +55,7 @@ class ConsistencySegmentJudge:
         actor: Any = None,
         judge: ConsistencyJudge | None = None,
         context: Any = None,
+        vision: VisionCheck | None = None,
     ) -> None:
         self.config = config or JudgeConfig()
         self.max_attempts = self.config.max_attempts
@@ -75,6 +77,8 @@ class ConsistencySegmentJudge:
         # FramePack context of the accepted video so far (a compressor actor on Ray, or an
         # in-process FramePackCompressor): bounded however long the video gets.
         self.context = context
+        # Gemini's vision check (--judge gemini, --second-opinion); None: local scorers only.
+        self.vision = vision
 
     # -- helpers ------------------------------------------------------------------------------
     def _embed(self, frames: list[np.ndarray]) -> np.ndarray:
@@ -91,6 +95,11 @@ class ConsistencySegmentJudge:
             return ray.get(self.actor.score_segment.remote(Path(segment).read_bytes(), job, anchors, tail, prompt, refs, long_range))
         return self._judge.score_segment(segment, job, anchors, tail, prompt, refs, long_range)
 
+    def bind_ledger(self, ledger) -> None:
+        """The render's cost ledger: Gemini's calls are reserved and charged there."""
+        if self.vision is not None:
+            self.vision.ledger = ledger
+
     def remember_accepted(self, job: SegmentJob, segment: str | os.PathLike[str]) -> None:
         """Record an accepted segment: its first frame anchors its scene (if none yet), and
         with CLIP its keyframes become its characters' appearances."""
@@ -99,6 +108,8 @@ class ConsistencySegmentJudge:
         first = self._embed([frames[0]]) if 0 in frames else None
         if job.scene_index not in self._scene_anchor and first is not None:
             self._scene_anchor[job.scene_index] = first
+        if first is not None and self.vision is not None:
+            self.vision.remember(job, frames[0])
         if first is not None:
             new = [c.name for c in job.scene.characters if c.name.strip().casefold() not in self.long_range.characters]
             seen = self._embed([frames[i] for i in sorted(frames)]) if new else None
@@ -174,12 +185,18 @@ class ConsistencySegmentJudge:
         long_range = self.long_range.anchors_for(job.scene_index, job.index, [c.name for c in job.scene.characters])
         scores = self._score(segment, job, anchors, tail, job.prompt, refs, long_range or None)
         self.history.append(scores)
-        if scores.passed:
+        vision, unavailable = None, None
+        if self.vision is not None and self.vision.wanted(scores, Thresholds(**self._info["thresholds"])):
+            vision, unavailable = self.vision.review(job, segment, previous, self.references)
+        verdict = combine(scores, verdict_quality(scores), vision, unavailable)
+        if verdict.passed:
             self.remember_accepted(job, segment)
         data = scores.model_dump(exclude={"passed"})
-        data["notes"] = self.notes
-        return JudgeVerdict(passed=scores.passed, scores=data, reason="; ".join(scores.failures),
-                            quality=verdict_quality(scores))
+        data["notes"] = "; ".join(n for n in (self.notes, verdict.notes) if n)
+        if verdict.vision is not None:
+            data["vision"] = verdict.vision
+        return JudgeVerdict(passed=verdict.passed, scores=data, reason=verdict.reason, quality=verdict.quality,
+                            adjustments=verdict.adjustments, warnings=verdict.warnings)
 
 
 TEMPORAL_CHECKS = ("flicker", "smoothness", "jump")
@@ -195,7 +212,8 @@ def verdict_quality(scores: SegmentScores) -> float:
     return (min(measured) if measured else 1.0) - temporal_failures
 
 
-def create_pipeline_judge(config: JudgeConfig, reference_images: Sequence[str | os.PathLike[str]] = ()) -> ConsistencySegmentJudge:
+def create_pipeline_judge(config: JudgeConfig, reference_images: Sequence[str | os.PathLike[str]] = (),
+                          vision: VisionCheck | None = None) -> ConsistencySegmentJudge:
     """The judge and the FramePack compressor as Ray actors on the connected cluster (a
     fraction of a GPU each where there is one). A judge that cannot start (say `clip` with
     no weights) is reported with its own message, not as a Ray error."""
@@ -226,7 +244,7 @@ def create_pipeline_judge(config: JudgeConfig, reference_images: Sequence[str | 
     context = None
     try:
         context = create_compressor_actor(device=config.device if config.device != "auto" else "auto", cluster_resources=resources)
-        return ConsistencySegmentJudge(config, reference_images, actor=actor, context=context)
+        return ConsistencySegmentJudge(config, reference_images, actor=actor, context=context, vision=vision)
     except BaseException:  # no judge to close later: kill what was started here
         for started in (actor, context):
             if started is not None:

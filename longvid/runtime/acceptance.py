@@ -49,6 +49,8 @@ class Acceptance:
             if index > 0 and jobs[index - 1].scene_index == job.scene_index and manifest.segments[index - 1].clip is not None:
                 previous = (jobs[index - 1], run.local_path(manifest.segments[index - 1].clip.path))
             verdict = self.judge.judge(job, run.local_path(segment_path(index)), previous)
+            if getattr(verdict, "warnings", ()):
+                manifest = with_warnings(manifest, *(f"segment {index}: {w}" for w in verdict.warnings))
             render_events.judged(index, self.judge.backend, verdict.passed, verdict.quality, verdict.scores)
             regenerations = manifest.segments[index].regenerations
             kept_at = attempt_path(index, regenerations)
@@ -65,7 +67,8 @@ class Acceptance:
                 run.write_bytes(kept_at, result.mp4)  # kept in case no later attempt does better
                 manifest = reset(manifest, index, f"judge: {verdict.reason}")
                 manifest = update_record(manifest, index, regenerations=regenerations + 1, scores=scores,
-                                         cost_usd=record.cost_usd + result.cost_usd)
+                                         cost_usd=record.cost_usd + result.cost_usd,
+                                         prompt_adjustments=tuple(getattr(verdict, "adjustments", ())))
                 write_model(run, MANIFEST, manifest)
                 self.progress.segment(index, SegmentState.PENDING, f"regenerating: {verdict.reason}")
                 render_events.regenerated(index, result.provider)
@@ -196,6 +199,15 @@ class Acceptance:
                 manifest = reset(manifest, index, reason)
         write_model(self.run, MANIFEST, manifest)
         return manifest
+
+
+def fold_adjustments(prompt: str, adjustments: tuple[str, ...] | list[str]) -> str:
+    """The prompt of a regeneration: the segment's prompt with a vision judge's suggested
+    changes appended (each once, in order), so the next attempt is asked for what was missing."""
+    extra = [a.strip().rstrip(".") for a in dict.fromkeys(adjustments) if a and a.strip()]
+    if not extra:
+        return prompt
+    return f"{prompt.rstrip().rstrip('.')}. Keep consistent: {'; '.join(extra)}."
 
 
 # What a judge may report beside the verdict itself (seed, passed, quality, file and sha256

@@ -31,7 +31,7 @@ from ..providers.ledger import CostLedger, EntryState
 from ..providers.routing import counts_against_provider
 from ..settings import Settings
 from ..spec import SegmentJob, SegmentState
-from .acceptance import Acceptance, sha256_hex
+from .acceptance import Acceptance, fold_adjustments, sha256_hex
 from .failures import (
     Cancelled, FailureDecision, failure_code, failure_decision, failure_detail, failure_reason, nothing_created,
 )
@@ -85,6 +85,8 @@ class GenerateLoop:
         self.ledger = CostLedger(self.spec.budget_usd, list(manifest.ledger))
         self.events = LoopEvents(self.ledger.entries)  # metrics and log lines; earlier invocations' charges already counted
         self.manifest = self._account_for_unanswered_creates()
+        if hasattr(acceptance.judge, "bind_ledger"):  # a paid judge (Gemini) books its calls here too
+            acceptance.judge.bind_ledger(self.ledger)
         self.done = {r.index for r in manifest.segments if r.state is SegmentState.ACCEPTED}
         self.reused = len(self.done)
         self.generated = 0
@@ -396,6 +398,8 @@ class GenerateLoop:
         index = attempt.index
         self.manifest, accepted = self.acceptance.finish(self.manifest, self.jobs, attempt, result, key, cached=cached,
                                                          recorded=recorded)
+        if len(self.ledger.entries) != len(self.manifest.ledger):  # the judge booked a call
+            self._write(self._with_ledger())
         if not accepted:
             self.queue.append(self.jobs[index])
             self.queue.sort(key=priority)
@@ -420,6 +424,8 @@ class GenerateLoop:
             changes["seed"] = attempt_seed(job.seed, record.regenerations)
         if record.rephrased_prompt:
             changes["prompt"] = record.rephrased_prompt
+        if record.prompt_adjustments:  # a vision judge said what the last attempt missed
+            changes["prompt"] = fold_adjustments(changes.get("prompt", job.prompt), record.prompt_adjustments)
         return job.model_copy(update=changes) if changes else job
 
     def _conditioning(self, attempt: SegmentJob) -> bytes | None:

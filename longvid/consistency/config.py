@@ -75,17 +75,18 @@ class TemporalThresholds(BaseModel):
         360p), a shaking camera (every other frame displaced by 8% of the height) ~0.90; one
         cut inside a short tiny clip ~0.978, left to `jump`. 0.97, like flicker.
     jump: a change between consecutive frames over the larger of its neighbours, inverted.
-        Measured on preview renders (3 prompts, 12 and 24 fps): clean 0.14-0.98 (the lowest
-        where a walking subject turns round in one frame), a cut to another scene
-        0.006-0.025, a 7 s jump inside one scene 0.03-0.13, a conditioning morph into a new
-        world 0.23-0.83. 0.05 sits a factor ~2.5 from each side and flags cuts, not morphs.
+        Measured on preview renders at 360p (3 prompts, 12 and 24 fps): clean 0.15-0.82 (the
+        lowest where a walking subject turns round in one frame), a cut to another scene of
+        the video 0.007-0.068, a 7 s jump inside one scene 0.065-0.15, a conditioning morph
+        into a new world 0.25-0.80. 0.10 sits a factor ~1.5 from each side: it flags cuts,
+        some jumps inside a scene, not morphs.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     flicker: float | None = Field(default=0.97, ge=0.0, le=1.0)
     smoothness: float | None = Field(default=0.97, ge=0.0, le=1.0)
-    jump: float | None = Field(default=0.05, ge=0.0, le=1.0)
+    jump: float | None = Field(default=0.10, ge=0.0, le=1.0)
 
 
 TEMPORAL_THRESHOLDS = TemporalThresholds()

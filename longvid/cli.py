@@ -50,6 +50,11 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", dest="images", action="append", default=[], type=Path, help="reference image (repeatable)")
     parser.add_argument("--storyboard", type=Path, default=None, help="a storyboard file (JSON or YAML) to use instead of planning")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    parser.add_argument("--candidates", type=int, default=1,
+                        help="best-of-N: make N candidates of each scene opener in parallel and keep the one the judge "
+                             "scores best (1..8, default 1; lowered with a warning to what --budget allows)")
+    parser.add_argument("--candidates-for", choices=["openers", "all"], default="openers",
+                        help="which segments get --candidates: scene openers (default) or all")
 
 
 def _planner_argument(parser: argparse.ArgumentParser) -> None:
@@ -139,6 +144,8 @@ def _spec_from(args: argparse.Namespace) -> RenderSpec:
             budget_usd=args.budget,
             reference_images=args.images,
             storyboard_file=args.storyboard,
+            candidates=getattr(args, "candidates", 1),
+            candidates_for=getattr(args, "candidates_for", "openers"),
         )
     except ValidationError as exc:
         raise InputError(describe_validation_error(exc)) from None

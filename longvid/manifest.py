@@ -117,6 +117,24 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
+class CandidateRecord(BaseModel):
+    """One of a segment's best-of-N candidates (runtime/candidates.py), as the judge scored it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    k: int  # 0: the planned seed
+    seed: int
+    provider: str
+    passed: bool
+    quality: float
+    file: str  # segments/seg_NNNN.candK.mp4
+    sha256: str
+    cost_usd: float = 0.0
+    kept: bool = False
+    scores: dict[str, float] = {}  # the checks that were measured
+    reason: str = ""
+
+
 class SegmentRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -143,6 +161,8 @@ class SegmentRecord(BaseModel):
     # A vision judge's suggested changes, folded into the prompt of this segment's next
     # attempt (runtime/acceptance.fold_adjustments); left out of the JSON when none.
     prompt_adjustments: tuple[str, ...] = Field(default=(), exclude_if=lambda value: not value)
+    # Best-of-N: every candidate of this segment with its scores; left out of the JSON when none.
+    candidates: tuple[CandidateRecord, ...] = Field(default=(), exclude_if=lambda value: not value)
 
 
 class RunPlan(BaseModel):

@@ -155,6 +155,10 @@ class RenderSpec(_Model):
     budget_usd: Annotated[float, Field(ge=0)] | None = None
     reference_images: Annotated[list[Path], Field(max_length=MAX_REFERENCE_IMAGES)] = []
     storyboard_file: Path | None = None
+    # Best-of-N (runtime/candidates.py): candidates made of each scene opener ("openers") or
+    # of every segment ("all"); the judge keeps the best. Lowered to what the budget allows.
+    candidates: Annotated[int, Field(ge=1, le=8)] = 1
+    candidates_for: Literal["openers", "all"] = "openers"
 
     @field_validator("prompt")
     @classmethod

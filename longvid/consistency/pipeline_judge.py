@@ -170,6 +170,14 @@ class ConsistencySegmentJudge:
 
     # -- the SegmentJudge protocol ---------------------------------------------------------------
     def judge(self, job: SegmentJob, segment: Path, previous: tuple[SegmentJob, Path] | None):
+        return self._verdict(job, segment, previous, remember=True)
+
+    def score_only(self, job: SegmentJob, segment: Path, previous: tuple[SegmentJob, Path] | None):
+        """The verdict `judge` would give, remembering nothing (best-of-N candidates: only the
+        one kept becomes context)."""
+        return self._verdict(job, segment, previous, remember=False)
+
+    def _verdict(self, job: SegmentJob, segment: Path, previous: tuple[SegmentJob, Path] | None, remember: bool):
         from ..runtime.protocols import JudgeVerdict
 
         anchors: list[np.ndarray] = list(self.references)
@@ -184,12 +192,13 @@ class ConsistencySegmentJudge:
         refs = self.memory.as_refs() if self.backend == "clip" and len(self.memory) else None
         long_range = self.long_range.anchors_for(job.scene_index, job.index, [c.name for c in job.scene.characters])
         scores = self._score(segment, job, anchors, tail, job.prompt, refs, long_range or None)
-        self.history.append(scores)
+        if remember:
+            self.history.append(scores)
         vision, unavailable = None, None
         if self.vision is not None and self.vision.wanted(scores, Thresholds(**self._info["thresholds"])):
             vision, unavailable = self.vision.review(job, segment, previous, self.references)
         verdict = combine(scores, verdict_quality(scores), vision, unavailable)
-        if verdict.passed:
+        if verdict.passed and remember:
             self.remember_accepted(job, segment)
         data = scores.model_dump(exclude={"passed"})
         data["notes"] = "; ".join(n for n in (self.notes, verdict.notes) if n)

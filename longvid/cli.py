@@ -250,11 +250,12 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .wiring import planning_pipeline
+    from .wiring import check_vision_judge, planning_pipeline
 
     spec = _spec_from(args)
     if args.output is not None and args.output.suffix.lower() != ".mp4":
         raise InputError(f"output {args.output} must end in .mp4")
+    check_vision_judge(spec, _options(args), args.settings)
     # Planned before Ray starts, so bad input is refused at once; the plan (and its warnings) goes with the render.
     planned = planning_pipeline(_open_store(args), _options(args), args.settings, spec.storyboard_file is not None).plan(spec)
     return _run_pipeline(args, spec, lambda p: p.render(spec, output=args.output, run_id=args.run_id, planned=planned))

@@ -46,18 +46,28 @@ def make_planner(settings: GeminiSettings, choice: str = "auto", storyboard_give
     return GeminiPlanner(settings, allow_fallback=choice == "auto")
 
 
-def make_vision_check(spec: RenderSpec, options: RenderOptions, settings: Settings | None, band: float):
-    """Gemini's vision check for `--judge gemini` (every segment) or `--second-opinion`
-    (borderline ones), or None. Either without a Gemini key is the user's to fix."""
+def check_vision_judge(spec: RenderSpec, options: RenderOptions, settings: Settings | None) -> None:
+    """Refuse `--judge gemini` / `--second-opinion` without a Gemini key (InputError, exit 2),
+    cheaply, before Ray starts or anything is paid."""
     primary = spec.judge == "gemini"
     if not primary and not (options.second_opinion and spec.judge != "off"):
-        return None
+        return
     gemini = settings.gemini if settings is not None else GeminiSettings()
     if gemini.api_key is None:
         from .errors import InputError
 
         what = "--judge gemini" if primary else "--second-opinion"
         raise InputError(f"{what} needs a Gemini key: set GOOGLE_API_KEY or GEMINI_API_KEY (or choose another judge)")
+
+
+def make_vision_check(spec: RenderSpec, options: RenderOptions, settings: Settings | None, band: float):
+    """Gemini's vision check for `--judge gemini` (every segment) or `--second-opinion`
+    (borderline ones), or None. Either without a Gemini key is the user's to fix."""
+    primary = spec.judge == "gemini"
+    if not primary and not (options.second_opinion and spec.judge != "off"):
+        return None
+    check_vision_judge(spec, options, settings)
+    gemini = settings.gemini
     from .consistency.gemini_judge import GeminiVisionJudge
     from .consistency.vision_check import VisionCheck
 

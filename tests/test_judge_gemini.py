@@ -165,3 +165,14 @@ def test_a_render_books_the_judge_and_regenerates_with_its_adjustments(server, f
     assert len(folded) == 1  # the regenerated attempt was asked for, and judged, with the adjustment
     booked = [e for e in manifest.ledger if e.provider == LEDGER_PROVIDER]
     assert len(booked) == len(fake.requests) == len(manifest.segments) + 1 and all(e.state is EntryState.CHARGED for e in booked)
+
+
+def test_the_cli_refuses_judge_gemini_without_a_key_in_one_line(tmp_path, capsys, monkeypatch):
+    from longvid.cli import main
+
+    for name in ("GOOGLE_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    code = main(["render", "a fox", "-d", "5", "--judge", "gemini", "--store", str(tmp_path), "--candidates", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--judge gemini needs a Gemini key" in err
+    assert not any(tmp_path.iterdir())  # nothing started

@@ -41,8 +41,8 @@ class BestOfN:
         in the ledger first); one that cannot be made is skipped with a warning."""
         loop, index = self.loop, attempt.index
         count = self.plan.for_job(attempt)
-        if count <= 1:
-            return
+        if count <= 1 or index in self.pending or index in self.done:
+            return  # none asked for, or made already (the segment's own task is being retried)
         caps, ledger = loop.router.capabilities(name), loop.ledger
         launched = 0
         for k in range(1, count):

@@ -43,12 +43,18 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
                              "between with failover (e.g. runway,veo), or auto (every configured paid provider)")
     parser.add_argument("--budget", type=float, default=None, help="hard limit in USD for paid providers")
     _planner_argument(parser)
-    parser.add_argument("--judge", default="auto", choices=["auto", "clip", "structural", "off"],
+    parser.add_argument("--judge", default="auto", choices=["auto", "clip", "structural", "off", "gemini"],
                         help="consistency judge: auto (CLIP when its weights are on this machine, else a weight-free "
-                             "structural scorer), clip (an error without weights), structural, off (default auto)")
+                             "structural scorer), clip (an error without weights), structural, off, gemini (Gemini's "
+                             "vision verdict on every segment, paid; needs a Gemini key) (default auto)")
     parser.add_argument("--image", dest="images", action="append", default=[], type=Path, help="reference image (repeatable)")
     parser.add_argument("--storyboard", type=Path, default=None, help="a storyboard file (JSON or YAML) to use instead of planning")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    parser.add_argument("--candidates", type=int, default=1,
+                        help="best-of-N: make N candidates of each scene opener in parallel and keep the one the judge "
+                             "scores best (1..8, default 1; lowered with a warning to what --budget allows)")
+    parser.add_argument("--candidates-for", choices=["openers", "all"], default="openers",
+                        help="which segments get --candidates: scene openers (default) or all")
     _model_dir_argument(parser)
 
 
@@ -120,6 +126,10 @@ def _ray_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-checkpoint", type=Path, default=None, help="local CLIP weights file for the judge")
     parser.add_argument("--allow-download", action="store_true",
                         help="let the judge download CLIP weights, and --provider local its model, if none are cached")
+    parser.add_argument("--second-opinion", action="store_true",
+                        help="show segments with borderline judge scores to Gemini's vision judge (paid; needs a Gemini key)")
+    parser.add_argument("--judge-model", default=None,
+                        help="Gemini model of the vision judge (default: $LONGVID_GEMINI_MODEL, else the planner's default)")
     parser.add_argument("--no-stream-copy", action="store_true",
                         help="re-encode every frame at merge instead of copying the GOPs no transition touches")
     parser.add_argument("--log-format", choices=["text", "json"], default=None,
@@ -143,6 +153,8 @@ def _spec_from(args: argparse.Namespace) -> RenderSpec:
             budget_usd=args.budget,
             reference_images=args.images,
             storyboard_file=args.storyboard,
+            candidates=getattr(args, "candidates", 1),
+            candidates_for=getattr(args, "candidates_for", "openers"),
         )
     except ValidationError as exc:
         raise InputError(describe_validation_error(exc)) from None
@@ -155,7 +167,8 @@ def _options(args: argparse.Namespace):
     clip = args.settings.clip
     return RenderOptions(planner=getattr(args, "planner", "auto"), clip_model=getattr(args, "clip_model", None) or clip.model or DEFAULT_CLIP_MODEL,
                          clip_checkpoint=getattr(args, "clip_checkpoint", None) or clip.checkpoint,
-                         allow_download=getattr(args, "allow_download", False), stream_copy=not getattr(args, "no_stream_copy", False))
+                         allow_download=getattr(args, "allow_download", False), stream_copy=not getattr(args, "no_stream_copy", False),
+                         judge_model=getattr(args, "judge_model", None), second_opinion=getattr(args, "second_opinion", False))
 
 
 def _open_store(args: argparse.Namespace):
@@ -246,11 +259,12 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .wiring import planning_pipeline
+    from .wiring import check_vision_judge, planning_pipeline
 
     spec = _spec_from(args)
     if args.output is not None and args.output.suffix.lower() != ".mp4":
         raise InputError(f"output {args.output} must end in .mp4")
+    check_vision_judge(spec, _options(args), args.settings)
     # Planned before Ray starts, so bad input is refused at once; the plan (and its warnings) goes with the render.
     planned = planning_pipeline(_open_store(args), _options(args), args.settings, spec.storyboard_file is not None).plan(spec)
     return _run_pipeline(args, spec, lambda p: p.render(spec, output=args.output, run_id=args.run_id, planned=planned))

@@ -51,7 +51,27 @@ class RunStatus(enum.StrEnum):
         return self in (RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
-SCORE_NAMES = ("anchor", "seam", "prompt", "character")  # the judge's checks, in its order
+SCORE_NAMES = ("anchor", "seam", "prompt", "character", "flicker", "smoothness", "jump", "drift")  # the judge's checks, in its order
+
+
+def _unmeasured(value: object) -> bool:
+    return value is None
+
+
+class VisionVerdict(BaseModel):
+    """What the Gemini vision judge said of one attempt (consistency/gemini_judge.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    character: float
+    scene: float
+    lighting: float
+    motion: float
+    passed: bool
+    reasons: tuple[str, ...] = ()
+    adjustments: tuple[str, ...] = ()
+    cost_usd: float = 0.0
 
 
 class AttemptRecord(BaseModel):
@@ -79,6 +99,13 @@ class AttemptRecord(BaseModel):
     keyframes: tuple[int, ...] = ()  # frame indices that were judged
     seconds: float = 0.0  # the judge's time on it
     notes: str = ""
+    # Weight-free temporal metrics (consistency/temporal.py). Left out of the JSON when not
+    # measured, so manifests from judges without them keep the shape they always had.
+    flicker: float | None = Field(default=None, exclude_if=_unmeasured)
+    smoothness: float | None = Field(default=None, exclude_if=_unmeasured)
+    jump: float | None = Field(default=None, exclude_if=_unmeasured)
+    drift: float | None = Field(default=None, exclude_if=_unmeasured)  # long-range (consistency/longrange.py)
+    vision: VisionVerdict | None = Field(default=None, exclude_if=_unmeasured)  # Gemini's verdict, when it was asked
 
     @property
     def measured(self) -> dict[str, float]:
@@ -88,6 +115,24 @@ class AttemptRecord(BaseModel):
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class CandidateRecord(BaseModel):
+    """One of a segment's best-of-N candidates (runtime/candidates.py), as the judge scored it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    k: int  # 0: the planned seed
+    seed: int
+    provider: str
+    passed: bool
+    quality: float
+    file: str  # segments/seg_NNNN.candK.mp4
+    sha256: str
+    cost_usd: float = 0.0
+    kept: bool = False
+    scores: dict[str, float] = {}  # the checks that were measured
+    reason: str = ""
 
 
 class SegmentRecord(BaseModel):
@@ -113,6 +158,11 @@ class SegmentRecord(BaseModel):
     # safety; used instead of the planned prompt from then on (resume included).
     rephrased_prompt: str | None = None
     updated_at: str = Field(default_factory=_now)
+    # A vision judge's suggested changes, folded into the prompt of this segment's next
+    # attempt (runtime/acceptance.fold_adjustments); left out of the JSON when none.
+    prompt_adjustments: tuple[str, ...] = Field(default=(), exclude_if=lambda value: not value)
+    # Best-of-N: every candidate of this segment with its scores; left out of the JSON when none.
+    candidates: tuple[CandidateRecord, ...] = Field(default=(), exclude_if=lambda value: not value)
 
 
 class RunPlan(BaseModel):

@@ -149,11 +149,16 @@ class RenderSpec(_Model):
     continuity: ContinuityMode = ContinuityMode.AUTO
     provider: Annotated[str, Field(min_length=1, max_length=40)] = "preview"
     # Consistency judge: auto (CLIP if its weights are on this machine, else structural),
-    # clip, structural, or off.
-    judge: Literal["auto", "clip", "structural", "off"] = "auto"
+    # clip, structural, off, or gemini (Gemini's vision verdict on every segment, the local
+    # scorers as its fallback; needs a Gemini key).
+    judge: Literal["auto", "clip", "structural", "off", "gemini"] = "auto"
     budget_usd: Annotated[float, Field(ge=0)] | None = None
     reference_images: Annotated[list[Path], Field(max_length=MAX_REFERENCE_IMAGES)] = []
     storyboard_file: Path | None = None
+    # Best-of-N (runtime/candidates.py): candidates made of each scene opener ("openers") or
+    # of every segment ("all"); the judge keeps the best. Lowered to what the budget allows.
+    candidates: Annotated[int, Field(ge=1, le=8)] = 1
+    candidates_for: Literal["openers", "all"] = "openers"
 
     @field_validator("prompt")
     @classmethod

@@ -26,6 +26,8 @@ class RenderOptions:
     clip_checkpoint: Path | None = None
     allow_download: bool = False  # CLIP weights: only ever downloaded when this is set
     stream_copy: bool = True  # False: re-encode every frame at merge
+    judge_model: str | None = None  # the Gemini vision judge's model (None: the Gemini settings' model)
+    second_opinion: bool = False  # ask the Gemini vision judge about borderline local scores
 
 
 def make_planner(settings: GeminiSettings, choice: str = "auto", storyboard_given: bool = False):
@@ -44,17 +46,48 @@ def make_planner(settings: GeminiSettings, choice: str = "auto", storyboard_give
     return GeminiPlanner(settings, allow_fallback=choice == "auto")
 
 
-def make_judge(spec: RenderSpec, options: RenderOptions = RenderOptions()):
+def check_vision_judge(spec: RenderSpec, options: RenderOptions, settings: Settings | None) -> None:
+    """Refuse `--judge gemini` / `--second-opinion` without a Gemini key (InputError, exit 2),
+    cheaply, before Ray starts or anything is paid."""
+    primary = spec.judge == "gemini"
+    if not primary and not (options.second_opinion and spec.judge != "off"):
+        return
+    gemini = settings.gemini if settings is not None else GeminiSettings()
+    if gemini.api_key is None:
+        from .errors import InputError
+
+        what = "--judge gemini" if primary else "--second-opinion"
+        raise InputError(f"{what} needs a Gemini key: set GOOGLE_API_KEY or GEMINI_API_KEY (or choose another judge)")
+
+
+def make_vision_check(spec: RenderSpec, options: RenderOptions, settings: Settings | None, band: float):
+    """Gemini's vision check for `--judge gemini` (every segment) or `--second-opinion`
+    (borderline ones), or None. Either without a Gemini key is the user's to fix."""
+    primary = spec.judge == "gemini"
+    if not primary and not (options.second_opinion and spec.judge != "off"):
+        return None
+    check_vision_judge(spec, options, settings)
+    gemini = settings.gemini
+    from .consistency.gemini_judge import GeminiVisionJudge
+    from .consistency.vision_check import VisionCheck
+
+    return VisionCheck(GeminiVisionJudge(gemini, model=options.judge_model), mode="primary" if primary else "second_opinion",
+                       band=band)
+
+
+def make_judge(spec: RenderSpec, options: RenderOptions = RenderOptions(), settings: Settings | None = None):
     """The consistency judge (Ray actors) for `spec.judge`, or None when it is off. CLIP
-    weights come from the checkpoint or the local cache; downloads only when allowed."""
+    weights come from the checkpoint or the local cache; downloads only when allowed. With
+    `gemini` the local scorers run as well (backend auto): they are its fallback."""
     if spec.judge == "off":
         return None
     from .consistency import JudgeConfig
     from .consistency.pipeline_judge import create_pipeline_judge
 
-    config = JudgeConfig(backend=spec.judge, model_name=options.clip_model or DEFAULT_CLIP_MODEL,
+    config = JudgeConfig(backend="auto" if spec.judge == "gemini" else spec.judge, model_name=options.clip_model or DEFAULT_CLIP_MODEL,
                          checkpoint_path=options.clip_checkpoint, allow_download=options.allow_download)
-    return create_pipeline_judge(config, spec.reference_images)
+    vision = make_vision_check(spec, options, settings, config.second_opinion_band)
+    return create_pipeline_judge(config, spec.reference_images, vision=vision)
 
 
 def planning_pipeline(store=None, options: RenderOptions = RenderOptions(), settings: Settings | None = None,
@@ -78,7 +111,7 @@ def render_pipeline(spec: RenderSpec, store, runner, options: RenderOptions, set
     from .runtime.pipeline import RenderPipeline
 
     planner = make_planner(settings.gemini, options.planner, spec.storyboard_file is not None)
-    judge = judge_factory(spec) if judge_factory is not None else make_judge(spec, options)
+    judge = judge_factory(spec) if judge_factory is not None else make_judge(spec, options, settings)
     try:
         if judge is not None and on_judge is not None:
             on_judge(judge)

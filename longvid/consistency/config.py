@@ -34,6 +34,9 @@ class Thresholds(BaseModel):
     seam: float = Field(ge=-1.0, le=1.0)
     prompt: float | None = Field(default=None, ge=-1.0, le=1.0)
     character: float = Field(ge=-1.0, le=1.0)
+    drift: float | None = Field(default=None, ge=-1.0, le=1.0)
+    """long-range drift (longrange.py): the keyframes' mean similarity to each of the scene's
+    anchors `drift_lookback`+ segments back and to the characters' first appearances."""
 
 
 # CLIP ViT-B-32 (laion2b) image-image cosines: frames of one shot score ~0.85-0.97,
@@ -42,7 +45,7 @@ class Thresholds(BaseModel):
 # "background consistency"), NOT measured in this repository (no weights offline): treat
 # them as starting points and re-tune on real renders (bench/bench_consistency.py prints
 # the distributions when real weights are present).
-CLIP_THRESHOLDS = Thresholds(anchor=0.70, seam=0.80, prompt=0.20, character=0.65)
+CLIP_THRESHOLDS = Thresholds(anchor=0.70, seam=0.80, prompt=0.20, character=0.65, drift=0.70)
 
 # Structural scorer, tuned on preview renders (`python bench/bench_consistency.py
 # --calibrate`: 4 prompts, 20-60 s; 21 clean segments, 35 rendered with a wrong palette or
@@ -56,7 +59,37 @@ CLIP_THRESHOLDS = Thresholds(anchor=0.70, seam=0.80, prompt=0.20, character=0.65
 # alone (another character, same palette) scores like a clean segment (0.87..0.99): the
 # structural scorer cannot see it; that takes CLIP. character uses the anchor scale, a
 # little lower because appearances come from other scenes and reference photos.
-STRUCTURAL_THRESHOLDS = Thresholds(anchor=0.75, seam=0.85, prompt=None, character=0.70)
+# drift is a mean over keyframes (anchor takes the worst one) against several older anchors:
+# clean previews score 0.93-0.99 against anchors 2-5 segments back in one scene; 0.80.
+STRUCTURAL_THRESHOLDS = Thresholds(anchor=0.75, seam=0.85, prompt=None, character=0.70, drift=0.80)
+
+
+class TemporalThresholds(BaseModel):
+    """Lowest acceptable weight-free temporal scores of one segment (consistency/temporal.py).
+
+    flicker: 1 - mean absolute frame difference / 255 (VBench). 0.97 allows real fast pans
+        (~5-8 grey levels a frame on a 64x36 thumbnail) and stops a visible exposure pump;
+        preview renders score >= 0.995 clean (>= 0.999 at 360p) and 0.86-0.96 with a 20%
+        brightness flicker (the lowest on night scenes).
+    smoothness: 1 - mean frame-interpolation error / 255. Clean previews >= 0.996 (0.9997 at
+        360p), a shaking camera (every other frame displaced by 8% of the height) ~0.90; one
+        cut inside a short tiny clip ~0.978, left to `jump`. 0.97, like flicker.
+    jump: a change between consecutive frames over the larger of its neighbours, inverted.
+        Measured on preview renders at 360p (3 prompts, 12 and 24 fps): clean 0.15-0.82 (the
+        lowest where a walking subject turns round in one frame), a cut to another scene of
+        the video 0.007-0.068, a 7 s jump inside one scene 0.065-0.15, a conditioning morph
+        into a new world 0.25-0.80. 0.10 sits a factor ~1.5 from each side: it flags cuts,
+        some jumps inside a scene, not morphs.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flicker: float | None = Field(default=0.97, ge=0.0, le=1.0)
+    smoothness: float | None = Field(default=0.97, ge=0.0, le=1.0)
+    jump: float | None = Field(default=0.10, ge=0.0, le=1.0)
+
+
+TEMPORAL_THRESHOLDS = TemporalThresholds()
 
 
 class JudgeConfig(BaseModel):
@@ -90,6 +123,19 @@ class JudgeConfig(BaseModel):
     """Generations per segment (first try + regenerations) before the best one is kept."""
     seam_frames: int = Field(default=3, ge=1, le=24)
     """Frames on each side of a seam that are compared."""
+
+    drift_lookback: int = Field(default=2, ge=1, le=64)
+    """The long-range check compares a segment with its scene's accepted segments at least
+    this many back (the previous one is the seam check's)."""
+    second_opinion_band: float = Field(default=0.05, ge=0.0, le=1.0)
+    """With the Gemini judge as a second opinion, a segment is shown to it when one of its
+    consistency scores lies within this distance of its threshold (either side)."""
+    temporal: bool = True
+    """Weight-free temporal metrics (flicker, smoothness, jump) on every segment: grayscale
+    thumbnails from the judge's own decode pass, a few ms a segment."""
+    temporal_thresholds: TemporalThresholds = TEMPORAL_THRESHOLDS
+    temporal_thumb_size: tuple[int, int] = (64, 36)
+    """(width, height) of the thumbnails the temporal metrics compare."""
 
     def thresholds_for(self, backend: str) -> Thresholds:
         return self.clip_thresholds if backend == "clip" else self.structural_thresholds

@@ -21,6 +21,13 @@ character  for each character of the job's scene present in character_refs: the 
            score is the lowest over characters. The embeddings are whole frames (no
            detector), so this is a look-of-the-shot check per character, not identity.
 
+drift      long-range: for each of `long_range` (the scene's accepted segments several back,
+           the first appearance of its characters; longrange.py), the keyframes' mean best
+           match; the score is the lowest over them, so a slow walk away is caught.
+flicker, smoothness, jump
+           weight-free temporal metrics of the frames the segment contributes (temporal.py),
+           whatever the backend; thresholds in JudgeConfig.temporal_thresholds.
+
 `passed` is every present score >= its threshold (JudgeConfig.thresholds_for(backend)).
 """
 
@@ -37,8 +44,9 @@ from pydantic import BaseModel, ConfigDict
 
 from ..spec import SegmentJob
 from .config import JudgeConfig, Thresholds
-from .keyframes import Source, decode_frames, keyframe_indices
+from .keyframes import Source, keyframe_indices
 from .scorers import best_match, make_scorer
+from .temporal import TemporalMetrics, decode_for_judging, temporal_metrics
 
 
 class SegmentScores(BaseModel):
@@ -55,6 +63,10 @@ class SegmentScores(BaseModel):
     backend: str
     keyframes: list[int] = []  # frame indices that were judged
     seconds: float = 0.0  # decode + embed + score time
+    flicker: float | None = None
+    smoothness: float | None = None
+    jump: float | None = None
+    drift: float | None = None
 
 
 def fit_aspect(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -148,6 +160,7 @@ class ConsistencyJudge:
         previous_tail: Sequence[np.ndarray] | None = None,
         prompt: str | None = None,
         character_refs: Mapping[str, np.ndarray] | Any | None = None,
+        long_range: Sequence[np.ndarray] | None = None,
     ) -> SegmentScores:
         """Score one generated segment (a path or the MP4 bytes) against its context.
 
@@ -161,7 +174,9 @@ class ConsistencyJudge:
         indices = keyframe_indices(0, last, job.keyframe_density, job.fps)
         has_tail = previous_tail is not None and len(previous_tail) > 0
         head_count = self.config.seam_frames if has_tail else 0
-        decoded = decode_frames(segment_path, set(indices) | set(range(head_count)))
+        thumb_size = self.config.temporal_thumb_size if self.config.temporal else None
+        decoded, thumbs = decode_for_judging(segment_path, set(indices) | set(range(head_count)), last, thumb_size)
+        temporal = temporal_metrics(thumbs) if thumb_size else TemporalMetrics(None, None, None)
         indices = [i for i in indices if i in decoded]
         if not indices:
             raise ValueError(f"segment {job.index}: the video has none of frames 0..{last}")
@@ -191,12 +206,23 @@ class ConsistencyJudge:
             scores = [float(best_match(kf_emb, np.atleast_2d(by_name[n])).mean()) for n in wanted if n in by_name and len(by_name[n])]
             character = min(scores) if scores else None
 
+        drift = None
+        if long_range:
+            drift = min(float(best_match(kf_emb, self.embed_images([a], job.width, job.height)).mean()) for a in long_range)
+
         failures = []
         checks = (
             ("anchor", anchor, th.anchor, "keyframes drifted from the anchors (look, palette, lighting)"),
             ("seam", seam, th.seam, "the segment does not continue the previous one"),
             ("prompt", prompt_score, th.prompt, "keyframes do not match the prompt"),
             ("character", character, th.character, "a character looks different from its references"),
+            ("drift", drift, th.drift, "the look drifted from earlier segments of the scene or a character's first appearance"),
+        )
+        tt = self.config.temporal_thresholds
+        checks += (
+            ("flicker", temporal.flicker, tt.flicker, "the brightness flickers from frame to frame"),
+            ("smoothness", temporal.smoothness, tt.smoothness, "the motion stutters or shakes"),
+            ("jump", temporal.jump, tt.jump, f"a hard cut inside the segment (at frame {temporal.jump_at})"),
         )
         for name, value, threshold, why in checks:
             if value is not None and threshold is not None and value < threshold:
@@ -211,6 +237,10 @@ class ConsistencyJudge:
             backend=self.backend,
             keyframes=indices,
             seconds=round(time.perf_counter() - started, 4),
+            flicker=temporal.flicker,
+            smoothness=temporal.smoothness,
+            jump=temporal.jump,
+            drift=drift,
         )
 
 
@@ -228,9 +258,10 @@ class JudgeActor:
     def embed(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         return self.judge.embed_frames(frames)
 
-    def score_segment(self, segment: Source, job: SegmentJob, anchors=(), previous_tail=None, prompt=None, character_refs=None) -> SegmentScores:
+    def score_segment(self, segment: Source, job: SegmentJob, anchors=(), previous_tail=None, prompt=None, character_refs=None,
+                      long_range=None) -> SegmentScores:
         # Over Ray, pass the MP4 bytes unless the actor shares the run folder's disk.
-        return self.judge.score_segment(segment, job, anchors, previous_tail, prompt, character_refs)
+        return self.judge.score_segment(segment, job, anchors, previous_tail, prompt, character_refs, long_range)
 
 
 DEFAULT_JUDGE_GPU_FRACTION = 0.25  # four judges share a GPU; ViT-B-32 in fp16 needs < 1 GB

@@ -30,10 +30,14 @@ from typing import Any
 import numpy as np
 
 from ..spec import SegmentJob
-from .config import JudgeConfig
+from .config import JudgeConfig, Thresholds
 from .judge import ConsistencyJudge, SegmentScores
 from .keyframes import decode_frames, keyframe_indices, tail_frames
+from .longrange import LongRangeMemory
 from .memory import CharacterMemory
+from .vision_check import VisionCheck, combine
+
+LONG_RANGE_FILE = "longrange.npz"  # in the run folder, beside characters.npz and context.npz
 
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -51,6 +55,7 @@ class ConsistencySegmentJudge:
         actor: Any = None,
         judge: ConsistencyJudge | None = None,
         context: Any = None,
+        vision: VisionCheck | None = None,
     ) -> None:
         self.config = config or JudgeConfig()
         self.max_attempts = self.config.max_attempts
@@ -67,10 +72,13 @@ class ConsistencySegmentJudge:
         self.references = [img if isinstance(img, np.ndarray) else load_image(img) for img in reference_images]
         self._scene_anchor: dict[int, np.ndarray] = {}  # scene index -> embedding (1, D)
         self.memory = CharacterMemory(backend=self.backend)
+        self.long_range = LongRangeMemory(self.config.drift_lookback, cross_scene_characters=self.backend == "clip")
         self.history: list[SegmentScores] = []
         # FramePack context of the accepted video so far (a compressor actor on Ray, or an
         # in-process FramePackCompressor): bounded however long the video gets.
         self.context = context
+        # Gemini's vision check (--judge gemini, --second-opinion); None: local scorers only.
+        self.vision = vision
 
     # -- helpers ------------------------------------------------------------------------------
     def _embed(self, frames: list[np.ndarray]) -> np.ndarray:
@@ -80,20 +88,32 @@ class ConsistencySegmentJudge:
             return ray.get(self.actor.embed.remote(frames))
         return self._judge.embed_frames(frames)
 
-    def _score(self, segment: Path, job: SegmentJob, anchors, tail, prompt, refs) -> SegmentScores:
+    def _score(self, segment: Path, job: SegmentJob, anchors, tail, prompt, refs, long_range=None) -> SegmentScores:
         if self.actor is not None:
             import ray
 
-            return ray.get(self.actor.score_segment.remote(Path(segment).read_bytes(), job, anchors, tail, prompt, refs))
-        return self._judge.score_segment(segment, job, anchors, tail, prompt, refs)
+            return ray.get(self.actor.score_segment.remote(Path(segment).read_bytes(), job, anchors, tail, prompt, refs, long_range))
+        return self._judge.score_segment(segment, job, anchors, tail, prompt, refs, long_range)
+
+    def bind_ledger(self, ledger) -> None:
+        """The render's cost ledger: Gemini's calls are reserved and charged there."""
+        if self.vision is not None:
+            self.vision.ledger = ledger
 
     def remember_accepted(self, job: SegmentJob, segment: str | os.PathLike[str]) -> None:
         """Record an accepted segment: its first frame anchors its scene (if none yet), and
         with CLIP its keyframes become its characters' appearances."""
         indices = keyframe_indices(0, job.frames - 1, job.keyframe_density, job.fps)
         frames = decode_frames(segment, indices)
-        if job.scene_index not in self._scene_anchor and 0 in frames:
-            self._scene_anchor[job.scene_index] = self._embed([frames[0]])
+        first = self._embed([frames[0]]) if 0 in frames else None
+        if job.scene_index not in self._scene_anchor and first is not None:
+            self._scene_anchor[job.scene_index] = first
+        if first is not None and self.vision is not None:
+            self.vision.remember(job, frames[0])
+        if first is not None:
+            new = [c.name for c in job.scene.characters if c.name.strip().casefold() not in self.long_range.characters]
+            seen = self._embed([frames[i] for i in sorted(frames)]) if new else None
+            self.long_range.remember(job.scene_index, job.index, first, {name: seen for name in new})
         if self.backend == "clip" and job.scene.characters and frames:
             emb = self._embed([frames[i] for i in sorted(frames)])
             for character in job.scene.characters:
@@ -128,6 +148,8 @@ class ConsistencySegmentJudge:
         with tempfile.TemporaryDirectory() as folder:
             path = self.memory.save(Path(folder) / CHARACTERS)
             run.write_bytes(CHARACTERS, path.read_bytes())
+        if len(self.long_range):
+            run.write_bytes(LONG_RANGE_FILE, self.long_range.to_bytes())
         levels = self.packed_context()
         if levels:
             buffer = io.BytesIO()
@@ -148,6 +170,14 @@ class ConsistencySegmentJudge:
 
     # -- the SegmentJudge protocol ---------------------------------------------------------------
     def judge(self, job: SegmentJob, segment: Path, previous: tuple[SegmentJob, Path] | None):
+        return self._verdict(job, segment, previous, remember=True)
+
+    def score_only(self, job: SegmentJob, segment: Path, previous: tuple[SegmentJob, Path] | None):
+        """The verdict `judge` would give, remembering nothing (best-of-N candidates: only the
+        one kept becomes context)."""
+        return self._verdict(job, segment, previous, remember=False)
+
+    def _verdict(self, job: SegmentJob, segment: Path, previous: tuple[SegmentJob, Path] | None, remember: bool):
         from ..runtime.protocols import JudgeVerdict
 
         anchors: list[np.ndarray] = list(self.references)
@@ -160,18 +190,39 @@ class ConsistencySegmentJudge:
         if previous is not None and job.conditioned_on == previous[0].index:
             tail = tail_frames(previous[1], previous[0].frames, self.config.seam_frames)
         refs = self.memory.as_refs() if self.backend == "clip" and len(self.memory) else None
-        scores = self._score(segment, job, anchors, tail, job.prompt, refs)
-        self.history.append(scores)
-        if scores.passed:
+        long_range = self.long_range.anchors_for(job.scene_index, job.index, [c.name for c in job.scene.characters])
+        scores = self._score(segment, job, anchors, tail, job.prompt, refs, long_range or None)
+        if remember:
+            self.history.append(scores)
+        vision, unavailable = None, None
+        if self.vision is not None and self.vision.wanted(scores, Thresholds(**self._info["thresholds"])):
+            vision, unavailable = self.vision.review(job, segment, previous, self.references)
+        verdict = combine(scores, verdict_quality(scores), vision, unavailable)
+        if verdict.passed and remember:
             self.remember_accepted(job, segment)
         data = scores.model_dump(exclude={"passed"})
-        data["notes"] = self.notes
-        measured = [v for v in (scores.anchor, scores.seam, scores.prompt, scores.character) if v is not None]
-        return JudgeVerdict(passed=scores.passed, scores=data, reason="; ".join(scores.failures),
-                            quality=min(measured) if measured else 1.0)
+        data["notes"] = "; ".join(n for n in (self.notes, verdict.notes) if n)
+        if verdict.vision is not None:
+            data["vision"] = verdict.vision
+        return JudgeVerdict(passed=verdict.passed, scores=data, reason=verdict.reason, quality=verdict.quality,
+                            adjustments=verdict.adjustments, warnings=verdict.warnings)
 
 
-def create_pipeline_judge(config: JudgeConfig, reference_images: Sequence[str | os.PathLike[str]] = ()) -> ConsistencySegmentJudge:
+TEMPORAL_CHECKS = ("flicker", "smoothness", "jump")
+
+
+def verdict_quality(scores: SegmentScores) -> float:
+    """Which attempt to keep when none passes: the lowest consistency score (anchor, seam,
+    prompt, character, drift; 1.0 when none was measured), less 1 for each failed temporal check
+    (their scales differ, so they rank rather than mix: a flickering or cut attempt comes
+    after every one without)."""
+    measured = [v for v in (scores.anchor, scores.seam, scores.prompt, scores.character, scores.drift) if v is not None]
+    temporal_failures = sum(1 for f in scores.failures if f.split(" ", 1)[0] in TEMPORAL_CHECKS)
+    return (min(measured) if measured else 1.0) - temporal_failures
+
+
+def create_pipeline_judge(config: JudgeConfig, reference_images: Sequence[str | os.PathLike[str]] = (),
+                          vision: VisionCheck | None = None) -> ConsistencySegmentJudge:
     """The judge and the FramePack compressor as Ray actors on the connected cluster (a
     fraction of a GPU each where there is one). A judge that cannot start (say `clip` with
     no weights) is reported with its own message, not as a Ray error."""
@@ -202,7 +253,7 @@ def create_pipeline_judge(config: JudgeConfig, reference_images: Sequence[str | 
     context = None
     try:
         context = create_compressor_actor(device=config.device if config.device != "auto" else "auto", cluster_resources=resources)
-        return ConsistencySegmentJudge(config, reference_images, actor=actor, context=context)
+        return ConsistencySegmentJudge(config, reference_images, actor=actor, context=context, vision=vision)
     except BaseException:  # no judge to close later: kill what was started here
         for started in (actor, context):
             if started is not None:

@@ -113,6 +113,7 @@ TEMPLATE = """<!doctype html>
         <td class="num">{{ "%.1f s"|format(s.generate_seconds) if s.generate_seconds is not none and not s.cached else "" }}</td>
         <td class="num">{{ s.attempts }}</td>
         <td>{% if s.judged %}<ol class="attempts">{% for a in s.judged %}<li class="{{ 'passed' if a.passed else 'failed' }}">{{ a.describe() }}{% if a.backend %} [{{ a.backend }}]{% endif %}</li>{% endfor %}</ol>{% else %}not judged{% endif %}
+          {% if s.candidates %}<table class="candidates"><caption>best of {{ s.candidates|length }}</caption><tr>{% for c in s.candidates %}<td class="{{ 'passed' if c.passed else 'failed' }}">candidate {{ c.k + 1 }}{% if c.kept %} <span class="badge">kept</span>{% endif %}<br>seed {{ c.seed }} · {{ 'passed' if c.passed else 'failed' }} · quality {{ "%.2f"|format(c.quality) }}<br>{% for name, value in c.scores.items() %}{{ name }} {{ "%.2f"|format(value) }} {% endfor %}<br>{{ money(c.cost_usd) }}</td>{% endfor %}</tr></table>{% endif %}
           {% if s.error %}<div class="error">{{ s.error }}</div>{% endif %}</td>
       </tr>
     {% endfor %}

@@ -70,6 +70,7 @@ class SegmentSummary:
     fps: float
     start_frame: int
     frames: int  # what the segment contributes to the final timeline
+    candidates: tuple = ()  # best-of-N: the manifest's CandidateRecords, side by side in the report
 
     @property
     def start_s(self) -> float:
@@ -161,6 +162,7 @@ def summarise(manifest: RunManifest, plan: RunPlan) -> RunSummary:
                 fps=float(job.fps if job is not None else spec.fps),
                 start_frame=job.start_frame if job is not None else 0,
                 frames=job.frames if job is not None else (record.clip.frames if record.clip else 0),
+                candidates=tuple(record.candidates),
             )
         )
     return RunSummary(

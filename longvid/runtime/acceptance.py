@@ -12,9 +12,10 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from ..manifest import AttemptRecord, RunManifest, reset, transition, update_record, with_warnings
+from ..manifest import SCORE_NAMES, AttemptRecord, CandidateRecord, RunManifest, reset, transition, update_record, with_warnings
 from ..observability import render_events
 from ..spec import Clip, SegmentJob, SegmentState
+from .candidates import candidate_path, pick_best
 from .layout import MANIFEST, attempt_path, original_path, segment_path
 from .protocols import ProgressSink, SegmentJudge
 from .resume import Action, resume_plan
@@ -45,10 +46,10 @@ class Acceptance:
         else:
             manifest, clip = self._record(manifest, job, result, key, cached)
         if self.judge is not None:
-            previous = None
-            if index > 0 and jobs[index - 1].scene_index == job.scene_index and manifest.segments[index - 1].clip is not None:
-                previous = (jobs[index - 1], run.local_path(manifest.segments[index - 1].clip.path))
+            previous = self._previous(manifest, jobs, job)
             verdict = self.judge.judge(job, run.local_path(segment_path(index)), previous)
+            if getattr(verdict, "warnings", ()):
+                manifest = with_warnings(manifest, *(f"segment {index}: {w}" for w in verdict.warnings))
             render_events.judged(index, self.judge.backend, verdict.passed, verdict.quality, verdict.scores)
             regenerations = manifest.segments[index].regenerations
             kept_at = attempt_path(index, regenerations)
@@ -65,7 +66,8 @@ class Acceptance:
                 run.write_bytes(kept_at, result.mp4)  # kept in case no later attempt does better
                 manifest = reset(manifest, index, f"judge: {verdict.reason}")
                 manifest = update_record(manifest, index, regenerations=regenerations + 1, scores=scores,
-                                         cost_usd=record.cost_usd + result.cost_usd)
+                                         cost_usd=record.cost_usd + result.cost_usd,
+                                         prompt_adjustments=tuple(getattr(verdict, "adjustments", ())))
                 write_model(run, MANIFEST, manifest)
                 self.progress.segment(index, SegmentState.PENDING, f"regenerating: {verdict.reason}")
                 render_events.regenerated(index, result.provider)
@@ -76,6 +78,38 @@ class Acceptance:
         write_model(run, MANIFEST, manifest)
         self.progress.segment(index, SegmentState.ACCEPTED, "cached" if cached else f"{result.seconds:.1f}s")
         return manifest, True
+
+    def _previous(self, manifest: RunManifest, jobs: list[SegmentJob], job: SegmentJob):
+        """The segment this one follows inside its scene, when it has a file: the judge's seam."""
+        index = job.index
+        if index > 0 and jobs[index - 1].scene_index == job.scene_index and manifest.segments[index - 1].clip is not None:
+            return jobs[index - 1], self.run.local_path(manifest.segments[index - 1].clip.path)
+        return None
+
+    def choose_candidate(self, manifest: RunManifest, jobs: list[SegmentJob], candidates: list[tuple[int, SegmentJob, SegmentResult, str]]):
+        """Best-of-N: score every candidate (k, attempt, result, cache key) without making it
+        context, record them all in the segment's `candidates`, add the cost of those not kept,
+        and return (manifest, the kept candidate's (attempt, result, key))."""
+        job = candidates[0][1]
+        index, previous = job.index, self._previous(manifest, jobs, job)
+        score = getattr(self.judge, "score_only", None) or self.judge.judge
+        records, scored = [], []
+        for k, attempt, result, key in candidates:
+            path = candidate_path(index, k)
+            self.run.write_bytes(path, result.mp4)
+            verdict = score(attempt, self.run.local_path(path), previous)
+            scored.append((k, verdict.passed, verdict.quality))
+            measured = {name: float(value) for name, value in verdict.scores.items() if name in SCORE_NAMES and value is not None}
+            records.append(CandidateRecord(k=k, seed=attempt.seed, provider=result.provider, passed=verdict.passed,
+                                           quality=verdict.quality, file=path, sha256=sha256_hex(result.mp4),
+                                           cost_usd=result.cost_usd, scores=measured, reason=verdict.reason[:300]))
+        best = pick_best(scored)
+        records = [r.model_copy(update={"kept": r.k == best}) for r in records]
+        not_kept = sum(r.cost_usd for r in records if not r.kept)
+        manifest = update_record(manifest, index, candidates=tuple(records), cost_usd=manifest.segments[index].cost_usd + not_kept)
+        write_model(self.run, MANIFEST, manifest)
+        kept = next(c for c in candidates if c[0] == best)
+        return manifest, (kept[1], kept[2], kept[3])
 
     def _record(self, manifest: RunManifest, job: SegmentJob, result: SegmentResult, key: str,
                 cached: bool) -> tuple[RunManifest, Clip]:
@@ -196,6 +230,15 @@ class Acceptance:
                 manifest = reset(manifest, index, reason)
         write_model(self.run, MANIFEST, manifest)
         return manifest
+
+
+def fold_adjustments(prompt: str, adjustments: tuple[str, ...] | list[str]) -> str:
+    """The prompt of a regeneration: the segment's prompt with a vision judge's suggested
+    changes appended (each once, in order), so the next attempt is asked for what was missing."""
+    extra = [a.strip().rstrip(".") for a in dict.fromkeys(adjustments) if a and a.strip()]
+    if not extra:
+        return prompt
+    return f"{prompt.rstrip().rstrip('.')}. Keep consistent: {'; '.join(extra)}."
 
 
 # What a judge may report beside the verdict itself (seed, passed, quality, file and sha256

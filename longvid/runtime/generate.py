@@ -31,7 +31,8 @@ from ..providers.ledger import CostLedger, EntryState
 from ..providers.routing import counts_against_provider
 from ..settings import Settings
 from ..spec import SegmentJob, SegmentState
-from .acceptance import Acceptance, sha256_hex
+from .acceptance import Acceptance, fold_adjustments, sha256_hex
+from .best_of_n import BestOfN
 from .conditioning import chain_conditioning
 from .failures import (
     Cancelled, FailureDecision, failure_code, failure_decision, failure_detail, failure_reason, nothing_created,
@@ -86,6 +87,9 @@ class GenerateLoop:
         self.ledger = CostLedger(self.spec.budget_usd, list(manifest.ledger))
         self.events = LoopEvents(self.ledger.entries)  # metrics and log lines; earlier invocations' charges already counted
         self.manifest = self._account_for_unanswered_creates()
+        if hasattr(acceptance.judge, "bind_ledger"):  # a paid judge (Gemini) books its calls here too
+            acceptance.judge.bind_ledger(self.ledger)
+        self.candidates = BestOfN(self, capabilities.price_per_second_usd)  # --candidates: see candidates.py
         self.done = {r.index for r in manifest.segments if r.state is SegmentState.ACCEPTED}
         self.reused = len(self.done)
         self.generated = 0
@@ -125,7 +129,7 @@ class GenerateLoop:
     def run(self) -> GenerateOutcome:
         self.acceptance.remember(self.manifest, self.jobs, self.done)
         idle_waits = 0
-        while self.queue or self.in_flight or self.normalising:
+        while self.queue or self.in_flight or self.normalising or self.candidates.extras:
             if self.stop.is_set():
                 self._stop()
             progressed, waiting = self._start_ready()
@@ -133,7 +137,7 @@ class GenerateLoop:
                 self.queue.sort(key=priority)
                 idle_waits = 0
                 continue
-            if not self.in_flight and not self.normalising:
+            if not self.in_flight and not self.normalising and not self.candidates.extras:
                 if waiting:  # a provider is full or its breaker is open: its slot or probe comes
                     if idle_waits == 0:
                         for job in self.queue:
@@ -142,8 +146,10 @@ class GenerateLoop:
                     idle_waits += 1
                     continue
                 break  # everything left waits on a failed segment
-            for handle in self.runner.wait([*self.in_flight, *self.normalising]):
-                if handle in self.normalising:
+            for handle in self.runner.wait([*self.in_flight, *self.normalising, *self.candidates.extras]):
+                if handle in self.candidates.extras:
+                    self.candidates.collected(handle)
+                elif handle in self.normalising:
                     self._normalised(handle)
                 else:
                     self._collected(handle)
@@ -156,7 +162,7 @@ class GenerateLoop:
 
     def _stop(self) -> None:
         """The stop event is set: the user cancelled, or another driver took the run over."""
-        for handle in self.normalising:  # the originals are on disk: resume normalises them
+        for handle in [*self.normalising, *self.candidates.extras]:  # originals are on disk: resume normalises them
             self.runner.cancel(handle)
         if self.lease is not None and self.lease.lost:  # another driver owns the run now: leave it alone
             for handle in self.in_flight:
@@ -249,6 +255,8 @@ class GenerateLoop:
         self._write(transition(self._with_ledger(), index, SegmentState.SUBMITTED,
                                task_id=task_id, cache_key=key, seed=attempt.seed, provider=name))
         self._launch(name, task_id, attempt, key, conditioning)
+        if record.regenerations == 0:
+            self.candidates.launch(name, attempt, conditioning)
         return _Start.STARTED
 
     def _create(self, name: str, attempt: SegmentJob, conditioning: bytes | None) -> str | None:
@@ -399,8 +407,15 @@ class GenerateLoop:
 
     def _finished(self, attempt: SegmentJob, key: str, result: SegmentResult, cached: bool, recorded: bool = False) -> None:
         index = attempt.index
+        if self.candidates.waiting(attempt, key, result, cached, recorded):
+            return  # its other candidates are still coming: judged together when they are in
+        if (chosen := self.candidates.choose(attempt, key, result, recorded)) is not None:
+            attempt, key, result, recorded = chosen
+            cached = cached and chosen[0].seed == self.jobs[index].seed
         self.manifest, accepted = self.acceptance.finish(self.manifest, self.jobs, attempt, result, key, cached=cached,
                                                          recorded=recorded)
+        if len(self.ledger.entries) != len(self.manifest.ledger):  # the judge booked a call
+            self._write(self._with_ledger())
         if not accepted:
             self.queue.append(self.jobs[index])
             self.queue.sort(key=priority)
@@ -425,6 +440,8 @@ class GenerateLoop:
             changes["seed"] = attempt_seed(job.seed, record.regenerations)
         if record.rephrased_prompt:
             changes["prompt"] = record.rephrased_prompt
+        if record.prompt_adjustments:  # a vision judge said what the last attempt missed
+            changes["prompt"] = fold_adjustments(changes.get("prompt", job.prompt), record.prompt_adjustments)
         return job.model_copy(update=changes) if changes else job
 
     def _conditioning(self, attempt: SegmentJob) -> bytes | None:

@@ -113,6 +113,7 @@ def write_report(run: RunFolder, manifest: RunManifest, result: RenderResult, ju
                 "index": r.index, "scene": r.scene_index, "state": r.state.value, "provider": r.provider,
                 "attempts": r.attempts, "regenerations": r.regenerations, "cached": r.cached, "seed": r.seed,
                 "cost_usd": r.cost_usd, "error": r.error, "scores": [attempt.model_dump(mode="json") for attempt in r.scores],
+                **({"candidates": [c.model_dump(mode="json") for c in r.candidates]} if r.candidates else {}),
             }
             for r in manifest.segments
         ],

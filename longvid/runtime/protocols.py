@@ -57,6 +57,8 @@ class JudgeVerdict:
     scores: dict[str, Any]  # the judge's checks: AttemptRecord's fields from `anchor` on
     reason: str = ""
     quality: float = 0.0  # higher is better; picks the attempt to keep when none passes
+    adjustments: tuple[str, ...] = ()  # a vision judge's suggested prompt changes for the regeneration
+    warnings: tuple[str, ...] = ()  # for the run's warnings (e.g. the vision judge fell back)
 
 
 class SegmentJudge(Protocol):

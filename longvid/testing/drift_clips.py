@@ -1,0 +1,136 @@
+"""Labelled clips with known drifts, made with the preview renderer and numpy: the judge's
+tests and bench/bench_drift.py score them against clean controls.
+
+Each maker takes the segment job that was asked for and returns the RGB frames it
+contributes (job.frames of them), drifted one known way:
+
+clean         what the preview renderer makes for the job
+flicker       every other frame 20% darker (an exposure pump)
+shake         every other frame displaced by 8% of the height (a shaking camera)
+cut           the second half is another scene (a hard cut inside the segment)
+palette       rendered with another colour palette
+lighting      rendered at night
+subject_swap  the subject replaced by another shape painted in its own colours, on the
+              same background (what a scorer of colours and layout cannot see)
+gradual       `gradual_drift(jobs)`: six segments of one scene whose palette moves a sixth
+              of the way to another palette per segment
+
+Frames are tiny on purpose (tests use 128x72): the metrics work on thumbnails anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..media.encoding import encode_mp4
+from ..providers.preview import render_frames
+from ..spec import Lighting, SegmentJob
+
+DRIFT_PALETTE = ["#e63946", "#f4a261", "#2a9d8f", "#264653"]
+
+
+def frames_of(job: SegmentJob, conditioning_png: bytes | None = None) -> list[np.ndarray]:
+    return list(render_frames(job, conditioning_png, frame_count=job.frames))
+
+
+def with_scene(job: SegmentJob, **changes) -> SegmentJob:
+    return job.model_copy(update={"scene": job.scene.model_copy(update=changes)})
+
+
+def clean(job: SegmentJob) -> list[np.ndarray]:
+    return frames_of(job)
+
+
+def flicker(job: SegmentJob) -> list[np.ndarray]:
+    return [(f * 0.8).astype(np.uint8) if i % 2 else f for i, f in enumerate(frames_of(job))]
+
+
+def shake(job: SegmentJob) -> list[np.ndarray]:
+    step = max(1, round(0.08 * job.height))
+    return [np.roll(f, step, axis=0) if i % 2 else f for i, f in enumerate(frames_of(job))]
+
+
+def cut(job: SegmentJob, other: SegmentJob | None = None) -> list[np.ndarray]:
+    """The first half of `job`, then `other` (default: the same job in another world)."""
+    if other is None:
+        other = with_scene(job, color_palette=DRIFT_PALETTE, lighting=Lighting.NIGHT, camera_movement="tilt_up")
+    frames, later = frames_of(job), frames_of(other.model_copy(update={"frames": job.frames}))
+    half = len(frames) // 2
+    return frames[:half] + later[half : len(frames)]
+
+
+def palette(job: SegmentJob) -> list[np.ndarray]:
+    return frames_of(with_scene(job, color_palette=DRIFT_PALETTE))
+
+
+def lighting(job: SegmentJob) -> list[np.ndarray]:
+    lit = Lighting.DAY if job.scene.lighting is Lighting.NIGHT else Lighting.NIGHT
+    return frames_of(with_scene(job, lighting=lit))
+
+
+def subject_swap(job: SegmentJob) -> list[np.ndarray]:
+    """The scene without its subject, with an upright block where the subject was, painted
+    in the subject's mean colour: another subject, the same colours, the same layout."""
+    if not job.scene.characters:
+        raise ValueError("subject_swap needs a job whose scene has a character")
+    background = frames_of(with_scene(job, characters=[]))
+    out = []
+    for shot, empty in zip(frames_of(job), background):
+        mask = np.abs(shot.astype(np.int16) - empty.astype(np.int16)).max(axis=2) > 24
+        frame = empty.copy()
+        if mask.any():
+            ys, xs = np.nonzero(mask)
+            colour = shot[mask].mean(axis=0)
+            cy, cx = int(ys.mean()), int(xs.mean())
+            half_w, half_h = max(1, (ys.max() - ys.min()) // 3), max(2, (xs.max() - xs.min()) // 2)
+            frame[max(0, cy - 2 * half_h) : cy + half_h // 2, max(0, cx - half_w) : cx + half_w] = colour.astype(np.uint8)
+        out.append(frame)
+    return out
+
+
+DRIFTS: dict[str, Callable[[SegmentJob], list[np.ndarray]]] = {
+    "flicker": flicker,
+    "shake": shake,
+    "cut": cut,
+    "palette": palette,
+    "lighting": lighting,
+    "subject_swap": subject_swap,
+}
+
+
+def blend_palette(start: list[str], end: list[str], weight: float) -> list[str]:
+    """Hex colours `weight` of the way from `start` to `end`."""
+    out = []
+    for a, b in zip(start, end):
+        ca = np.array([int(a[i : i + 2], 16) for i in (1, 3, 5)], np.float32)
+        cb = np.array([int(b[i : i + 2], 16) for i in (1, 3, 5)], np.float32)
+        c = np.clip(np.round(ca + (cb - ca) * weight), 0, 255).astype(int)
+        out.append("#" + "".join(f"{v:02x}" for v in c))
+    return out
+
+
+def gradual_drift(jobs: list[SegmentJob], end_palette: list[str] = DRIFT_PALETTE) -> list[list[np.ndarray]]:
+    """The frames of each job, job k's palette k/(len-1) of the way to `end_palette`: every
+    step small, the whole walk large."""
+    steps = max(1, len(jobs) - 1)
+    return [frames_of(with_scene(job, color_palette=blend_palette(job.scene.color_palette, end_palette, k / steps)))
+            for k, job in enumerate(jobs)]
+
+
+def mp4(job: SegmentJob, frames: list[np.ndarray]) -> bytes:
+    """The frames as the segment's MP4 (what a provider would return)."""
+    return encode_mp4(frames, job.fps, frames[0].shape[1], frames[0].shape[0])
+
+
+def tiny_jobs(prompt: str = "a red fox explores a snowy forest at dawn", duration_s: float = 12, segments_per_scene: int | None = None,
+              width: int = 128, height: int = 72, fps: int = 12, scenes: int = 2) -> list[SegmentJob]:
+    """Planned segment jobs shrunk to `width` x `height` at `fps` (cheap to render and judge)."""
+    from ..planning import OfflinePlanner, segment_storyboard
+    from ..providers.preview import PREVIEW_CAPABILITIES
+    from ..spec import RenderSpec
+
+    spec = RenderSpec(prompt=prompt, duration_s=duration_s, resolution="360p", fps=fps)
+    jobs = segment_storyboard(OfflinePlanner().plan(spec, scenes), spec, PREVIEW_CAPABILITIES.durations)
+    return [j.model_copy(update={"width": width, "height": height}) for j in jobs]

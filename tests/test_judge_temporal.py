@@ -1,0 +1,65 @@
+"""Weight-free temporal metrics (flicker, smoothness, jump) on labelled clips: each metric
+separates its drift from clean controls, and the judge folds them into its verdict."""
+
+import numpy as np
+import pytest
+
+from longvid.consistency import ConsistencyJudge, JudgeConfig
+from longvid.consistency.pipeline_judge import verdict_quality
+from longvid.consistency.temporal import decode_for_judging, temporal_metrics
+from longvid.testing import drift_clips as dc
+
+TH = JudgeConfig().temporal_thresholds
+
+
+@pytest.fixture(scope="module")
+def jobs():
+    jobs = dc.tiny_jobs(duration_s=12)
+    return [jobs[0], jobs[2]]  # a dolly shot and a still one, in two scenes
+
+
+def metrics(job, frames):
+    _, thumbs = decode_for_judging(dc.mp4(job, frames), {0}, job.frames - 1)
+    assert len(thumbs) == job.frames
+    return temporal_metrics(thumbs)
+
+
+@pytest.mark.parametrize("drift, metric", [("flicker", "flicker"), ("shake", "smoothness"), ("cut", "jump")])
+def test_each_metric_separates_its_drift_from_clean_controls(jobs, drift, metric):
+    for job in jobs:
+        clean = getattr(metrics(job, dc.clean(job)), metric)
+        drifted = getattr(metrics(job, dc.DRIFTS[drift](job)), metric)
+        threshold = getattr(TH, metric)
+        assert clean >= threshold and drifted < threshold, (job.index, clean, drifted)
+
+
+@pytest.mark.parametrize("drift", ["palette", "lighting", "subject_swap"])
+def test_drifts_that_hold_within_the_segment_are_not_temporal_failures(jobs, drift):
+    """A whole segment in the wrong palette is steady in time: the anchor check's business."""
+    m = metrics(jobs[0], dc.DRIFTS[drift](jobs[0]))
+    assert m.flicker >= TH.flicker and m.smoothness >= TH.smoothness and m.jump >= TH.jump, m
+
+
+def test_jump_points_at_the_cut_and_ignores_still_and_flat_frames():
+    moving = np.stack([np.full((36, 64), 100.0) + np.arange(64)[None, :] * 0.5 + k * 0.3 for k in range(20)])
+    assert temporal_metrics(moving).jump > TH.jump
+    cut = moving.copy()
+    cut[12:] = np.roll(cut[12:], 20, axis=2) + 40
+    found = temporal_metrics(cut)
+    assert found.jump < TH.jump and found.jump_at == 12
+    still = np.full((10, 36, 64), 80.0)
+    assert temporal_metrics(still).jump == 1.0 and temporal_metrics(still).flicker == 1.0
+    assert temporal_metrics(still[:1]).flicker is None  # one frame: nothing to compare
+
+
+def test_the_judge_fails_a_cut_and_ranks_it_below_a_clean_attempt(jobs):
+    judge = ConsistencyJudge(JudgeConfig(backend="structural"))
+    job = jobs[0]
+    clean = judge.score_segment(dc.mp4(job, dc.clean(job)), job)
+    cut = judge.score_segment(dc.mp4(job, dc.cut(job)), job)
+    assert clean.passed and clean.jump >= TH.jump and clean.flicker is not None
+    assert not cut.passed and [f.split()[0] for f in cut.failures] == ["jump"]
+    assert "hard cut" in cut.failures[0]
+    assert verdict_quality(cut) < verdict_quality(clean)
+    off = ConsistencyJudge(JudgeConfig(backend="structural", temporal=False)).score_segment(dc.mp4(job, dc.cut(job)), job)
+    assert off.passed and off.jump is None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from .cli_narration import narration_choice, print_narration_timing
 from .cli_views import CliProgress, print_plan_table, print_providers, print_render_summary, print_runs, print_status
 from .errors import InputError, LongvidError, describe_validation_error
 from .settings import Settings
@@ -49,6 +50,14 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", dest="images", action="append", default=[], type=Path, help="reference image (repeatable)")
     parser.add_argument("--storyboard", type=Path, default=None, help="a storyboard file (JSON or YAML) to use instead of planning")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    parser.add_argument("--narration", default="auto", metavar="auto|off|FILE",
+                        help="auto: the planner writes a voice-over for each scene (default); off: silent; FILE: a text "
+                             "file with one narration per scene, scenes separated by a blank line")
+    parser.add_argument("--speech", default="auto", choices=["auto", "espeak", "piper", "gemini"],
+                        help="voice engine: auto (espeak-ng when installed, default), espeak, piper (a local voice file), "
+                             "gemini (Gemini speech, paid, needs a Gemini key)")
+    parser.add_argument("--voice", default=None, help="the engine's voice: an espeak-ng voice (en-us, cmn), a Piper voice "
+                                                      "name or .onnx path, or a Gemini voice (Kore)")
 
 
 def _planner_argument(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +143,9 @@ def _spec_from(args: argparse.Namespace) -> RenderSpec:
             budget_usd=args.budget,
             reference_images=args.images,
             storyboard_file=args.storyboard,
+            narration=narration_choice(args.narration),
+            speech=args.speech,
+            voice=args.voice,
         )
     except ValidationError as exc:
         raise InputError(describe_validation_error(exc)) from None
@@ -174,13 +186,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"storyboard": storyboard.model_dump(mode="json"),
                           "segments": [j.model_dump(mode="json", exclude={"scene"}) for j in jobs],
-                          "estimated_cost": estimate.to_dict()}, ensure_ascii=False, indent=2))
+                          "estimated_cost": estimate.to_dict(),
+                          "narration": planned.narration.record.model_dump(mode="json") if planned.narration else None},
+                         ensure_ascii=False, indent=2))
         return 0
     if estimate.high_usd > 0:  # both bounds: every segment at the cheapest candidate, and all failed over to the dearest
         bounds = f"${estimate.low_usd:.2f}" + (f" to ${estimate.high_usd:.2f}" if estimate.high_usd > estimate.low_usd else "")
         print(f"estimated cost: {bounds} ({estimate.cheapest}" + (f" to {estimate.dearest})" if estimate.dearest != estimate.cheapest else ")"),
               file=sys.stderr)
     print_plan_table(storyboard, jobs, spec.duration_s)
+    if planned.narration is not None:
+        print_narration_timing(planned.narration.record)
     return 0
 
 

@@ -84,7 +84,7 @@ def write_narration(run, manifest: RunManifest, record: NarrationRecord, clips: 
     engine = None
     costs: list[tuple[str, float]] = []
     for phrase in record.phrases:
-        if run.exists(speech_path(phrase.key)):
+        if run.exists(speech_path(phrase.key)):  # stored (a phrase said twice is stored once)
             continue
         data = clips.get(phrase.key) or StoreSpeechCache(store).get(phrase.key)
         if data is None:

@@ -125,10 +125,11 @@ def speak(scenes_narration: list[str], weights: list[float], engine: SpeechEngin
     """Synthesise every phrase (SPEAK_WORKERS at once), then time the scenes around them."""
     phrases = [(scene, text) for scene, narration in enumerate(scenes_narration) for text in split_phrases(narration)]
     keys = [clip_key(engine.identity, language, voice, text) for _scene, text in phrases]
+    text_of = dict(zip(keys, (text for _scene, text in phrases)))  # a phrase said twice is made once
     with ThreadPoolExecutor(max_workers=SPEAK_WORKERS) as pool:
-        made = list(pool.map(lambda i: _clip_bytes(engine, phrases[i][1], language, voice, keys[i], stores),
-                             range(len(phrases))))
-    durations = [SpeechClip.from_wav(data).duration_s for data, _cost in made]
+        made = dict(zip(text_of, pool.map(lambda key: _clip_bytes(engine, text_of[key], language, voice, key, stores),
+                                          text_of)))
+    durations = [SpeechClip.from_wav(made[key][0]).duration_s for key in keys]
     per_scene: list[list[tuple[str, float]]] = [[] for _ in scenes_narration]
     for (scene, text), duration in zip(phrases, durations):
         per_scene[scene].append((text, duration))
@@ -139,8 +140,8 @@ def speak(scenes_narration: list[str], weights: list[float], engine: SpeechEngin
         phrases=[PhraseRecord(scene=p.scene, text=p.text, key=k, start_s=p.start_s, duration_s=p.duration_s)
                  for p, k in zip(timing.phrases, keys)],
     )
-    costs = [(k, cost) for k, (_data, cost) in zip(keys, made) if cost > 0]
-    return Spoken(record, timing, costs, {k: data for k, (data, _cost) in zip(keys, made)})
+    costs = [(key, cost) for key, (_data, cost) in made.items() if cost > 0]
+    return Spoken(record, timing, costs, {key: data for key, (data, _cost) in made.items()})
 
 
 def narration_track(record: NarrationRecord, clip_of: Callable[[str], SpeechClip], total_s: float) -> np.ndarray:

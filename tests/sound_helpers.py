@@ -39,20 +39,25 @@ def write_video(path: Path, seconds: float, fps: int = 12, width: int = 64, heig
     return path
 
 
-def speech_like(spans, seconds: float, rate: int = 22050, level: float = 0.3, seed: int = 1) -> np.ndarray:
-    """A voice stand-in: amplitude-modulated harmonics inside `spans`, silence between."""
+def speech_like(spans, seconds: float, rate: int = 22050, level: float = 0.3, seed: int = 1, pitch: float = 1.0, clicks: float = 0.0) -> np.ndarray:
+    """A voice stand-in: amplitude-modulated harmonics inside `spans`, silence between;
+    `clicks` adds single-sample spikes of that height (plosives, a peaky voice)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
-    voice = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) / k for k, f in enumerate((180, 360, 540, 900, 1800), 1))
+    voice = sum(np.sin(2 * np.pi * f * pitch * t + rng.uniform(0, 6)) / k for k, f in enumerate((180, 360, 540, 900, 1800), 1))
     voice *= 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)  # syllables
     gate = np.zeros_like(t)
     for a, b in spans:
         gate[(t >= a) & (t < b)] = 1.0
-    return (level * voice * gate / np.abs(voice).max()).astype(np.float32)
+    wave = level * voice * gate / np.abs(voice).max()
+    if clicks:
+        spikes = np.flatnonzero(gate)[:: rate // 3]
+        wave[spikes] = clicks
+    return wave.astype(np.float32)
 
 
-def write_narration(path: Path, spans, seconds: float, rate: int = 22050, level: float = 0.3) -> Path:
-    scipy.io.wavfile.write(path, rate, speech_like(spans, seconds, rate, level))  # mono, as TTS engines write
+def write_narration(path: Path, spans, seconds: float, rate: int = 22050, level: float = 0.3, **voice) -> Path:
+    scipy.io.wavfile.write(path, rate, speech_like(spans, seconds, rate, level, **voice))  # mono, as TTS engines write
     return path
 
 
@@ -73,3 +78,16 @@ def write_music(path: Path, seconds: float, codec: str = "aac", rate: int = 4410
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
+
+
+def decode_pcm(path: Path) -> np.ndarray:
+    """The whole audio track of a small file, (samples, 2) float64 at its own rate (48 kHz here)."""
+    with av.open(str(path)) as container:
+        pieces = [f.to_ndarray() for f in container.decode(container.streams.audio[0])]
+    return np.concatenate(pieces, axis=1).T.astype(np.float64)
+
+
+def packets(path: Path, kind: str = "video"):
+    with av.open(str(path)) as container:
+        stream = getattr(container.streams, kind)[0]
+        return [(bytes(p), p.pts * p.time_base, p.dts * p.time_base, p.is_keyframe) for p in container.demux(stream) if p.size]

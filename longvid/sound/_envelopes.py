@@ -30,7 +30,7 @@ def speech_spans_from_levels(levels_db: Sequence[float], hop_s: float, floor_db:
         return []
     loud = levels >= levels.max() + floor_db
     edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(np.int8), [0]])))
-    return merge_spans([(a * hop_s, b * hop_s) for a, b in zip(edges[::2], edges[1::2])], bridge_s)
+    return merge_spans([(float(a * hop_s), float(b * hop_s)) for a, b in zip(edges[::2], edges[1::2])], bridge_s)
 
 
 def duck_gain(start: int, n: int, rate: int, spans: Sequence[Span], depth_db: float, attack_s: float, release_s: float) -> np.ndarray:

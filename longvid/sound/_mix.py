@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _pcm
 from ._envelopes import Span, duck_gain, fade_gain, merge_spans, speech_spans_from_levels
-from ._loudness import LoudnessMeter, db, gain
+from ._loudness import LoudnessMeter, gain
 
 LEVEL_HOP_S = 0.05  # narration level resolution for finding speech without cues
 MAX_BOOST_DB = 30.0  # a near-silent source is not blown up into its noise floor
@@ -40,7 +40,7 @@ def measure(path: Path, limit: int, with_levels: bool = False) -> Measured:
     levels: list[float] = []
     samples = 0
     carry = np.zeros((_pcm.CHANNELS, 0), np.float32)
-    for piece in _pcm.decoded(path):
+    for piece in _pcm.rebatched(_pcm.decoded(path)):
         decoded = piece.shape[1]
         piece = piece[:, : limit - samples]
         samples += piece.shape[1]
@@ -108,5 +108,3 @@ def mixed_blocks(tracks: Sequence[Track], total: int, spans: Sequence[Span], att
         yield mix
         start += n
 
-
-__all__ = ["Measured", "Track", "db", "level_gain", "measure", "mixed_blocks", "speech_spans"]

@@ -28,6 +28,21 @@ def decoded(path: Path, stream_index: int = 0) -> Iterator[np.ndarray]:
             yield out.to_ndarray()
 
 
+def rebatched(pieces: Iterator[np.ndarray], block: int = BLOCK) -> Iterator[np.ndarray]:
+    """The same samples in pieces of at least `block` (the last may be shorter): numpy and
+    scipy pay per call, and decoders hand out ~1000 samples at a time."""
+    pending: list[np.ndarray] = []
+    held = 0
+    for piece in pieces:
+        pending.append(piece)
+        held += piece.shape[1]
+        if held >= block:
+            yield np.concatenate(pending, axis=1)
+            pending, held = [], 0
+    if pending:
+        yield np.concatenate(pending, axis=1)
+
+
 def blocks(pieces: Iterator[np.ndarray], total: int, block: int = BLOCK) -> Iterator[np.ndarray]:
     """Exactly `total` samples in blocks of `block` (the last may be shorter): the pieces
     cut and joined, and silence after they end."""

@@ -58,6 +58,11 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
                              "gemini (Gemini speech, paid, needs a Gemini key)")
     parser.add_argument("--voice", default=None, help="the engine's voice: an espeak-ng voice (en-us, cmn), a Piper voice "
                                                       "name or .onnx path, or a Gemini voice (Kore)")
+    parser.add_argument("--music", type=Path, default=None,
+                        help="background music (any audio file FFmpeg decodes): looped or trimmed to the video, faded, "
+                             "ducked under the narration")
+    parser.add_argument("--burn-subtitles", action="store_true",
+                        help="draw the subtitles into the picture too (re-encodes the video; the soft track is always there)")
 
 
 def _planner_argument(parser: argparse.ArgumentParser) -> None:
@@ -146,6 +151,8 @@ def _spec_from(args: argparse.Namespace) -> RenderSpec:
             narration=narration_choice(args.narration),
             speech=args.speech,
             voice=args.voice,
+            music=args.music,
+            burn_subtitles=args.burn_subtitles,
         )
     except ValidationError as exc:
         raise InputError(describe_validation_error(exc)) from None

@@ -171,6 +171,10 @@ class RenderSpec(_Model):
                          Field(exclude_if=lambda v: v == "auto")] = "auto"
     speech: Annotated[Literal["auto", "espeak", "piper", "gemini"], Field(exclude_if=lambda v: v == "auto")] = "auto"
     voice: Annotated[str | None, Field(max_length=200, exclude_if=lambda v: v is None)] = None
+    # The soundtrack: background music (any file PyAV decodes; checked before anything is
+    # paid) and subtitles drawn into the picture (besides the soft track). See sound/finish.py.
+    music: Annotated[Path | None, Field(exclude_if=lambda v: v is None)] = None
+    burn_subtitles: Annotated[bool, Field(exclude_if=lambda v: v is False)] = False
 
     @field_validator("prompt")
     @classmethod

@@ -55,3 +55,12 @@ def test_narration_off_plans_a_silent_video_cut_as_before(capsys):
     plan = json.loads(capsys.readouterr().out)
     assert plan["narration"] is None and len(plan["segments"]) == 4
     assert all("narration" not in scene for scene in plan["storyboard"]["scenes"])
+
+
+def test_a_bad_music_file_is_a_one_line_error_before_anything_starts(tmp_path, capsys):
+    bad = tmp_path / "song.mp3"
+    bad.write_text("not audio at all")
+    assert main(["render", "a fox", "--music", str(bad), "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "song.mp3" in err[0]
+    assert not (tmp_path / "runs").exists()  # nothing was planned into a run, nothing paid

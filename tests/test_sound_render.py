@@ -5,6 +5,7 @@ resume that synthesises nothing again."""
 import json
 from pathlib import Path
 
+import av
 import pytest
 
 from longvid.cli import main
@@ -23,7 +24,7 @@ def test_a_narrated_render_keeps_its_speech_and_never_pays_for_it_twice(ray_sess
             monkeypatch.setenv(name, value)
         argv = ["render", "a lighthouse on a cliff at night. a ship arrives at dawn.", "-d", "12", "--resolution", "360p",
                 "--planner", "offline", "--speech", "gemini", "--runs-dir", str(tmp_path / "runs"), "--run-id", "narrated",
-                "--json"]
+                "-o", str(tmp_path / "narrated.mp4"), "--json"]
         assert main(argv) == 0
         result = json.loads(capsys.readouterr().out)
         spoken_calls = server.fake.request_count
@@ -39,11 +40,18 @@ def test_a_narrated_render_keeps_its_speech_and_never_pays_for_it_twice(ray_sess
         cues = read_srt((run / "subtitles.srt").read_text())
         assert [c.text for c in cues] == [p.text for p in narration.phrases]
         assert (run / "subtitles.vtt").read_text().startswith("WEBVTT")
+        assert read_srt((tmp_path / "narrated.srt").read_text()) == cues  # beside the output too
+        assert (tmp_path / "narrated.vtt").read_text() == (run / "subtitles.vtt").read_text()
         assert len(list((run / "speech").glob("*.wav"))) == len({p.key for p in narration.phrases})
         manifest = RunManifest.model_validate_json((run / "manifest.json").read_text())
         speech_entries = [e for e in manifest.ledger if e.provider == "gemini-tts"]
         assert len(speech_entries) == len({p.key for p in narration.phrases}) and manifest.cost_usd > 0
         assert server.api_key not in (run / "manifest.json").read_text()
+
+        with av.open(str(run / "final.mp4")) as final:  # the soundtrack and the soft subtitle track are muxed in
+            kinds = sorted(s.type for s in final.streams)
+            assert kinds == ["audio", "subtitle", "video"] and final.streams.subtitles[0].codec_context.name == "mov_text"
+        assert result["sound"]["subtitles"] == len(cues) and abs(result["sound"]["loudness_lufs"] + 14) <= 1
 
         (run / "narration.wav").unlink()  # resume rebuilds the track from the stored clips
         assert main(["resume", "narrated", "--runs-dir", str(tmp_path / "runs"), "--json"]) == 0

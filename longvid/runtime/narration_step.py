@@ -106,3 +106,44 @@ def write_narration(run, manifest: RunManifest, record: NarrationRecord, clips: 
     run.write_bytes(SUBTITLES_SRT, to_srt(cues).encode())
     run.write_bytes(SUBTITLES_VTT, to_vtt(cues).encode())
     return manifest
+
+
+# ISO 639-2 codes for the subtitle track's metadata, by narration language.
+SUBTITLE_LANGUAGES = {"en": "eng", "zh": "chi", "ja": "jpn", "ko": "kor"}
+WITH_SOUND = "final.sound.mp4"  # add_sound's output, published over final.mp4
+
+
+def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None) -> dict | None:
+    """final.mp4 with its soundtrack (narration, music, provider audio; -14 LUFS) and the
+    cues as a soft subtitle track (drawn in with burn_subtitles), the picture stream-copied
+    unless burned. A video with none of these keeps the merge's output as it is. Returns
+    add_sound's figures (None when there was nothing to add)."""
+    import os
+    from dataclasses import asdict
+
+    from ..sound.finish import SoundOptions, add_sound
+    from .layout import FINAL
+
+    if narration is None and spec.music is None:
+        return None
+    cues = narration.cues() if narration is not None else []
+    options = SoundOptions(music=spec.music, burn_subtitles=spec.burn_subtitles,
+                           subtitle_language=SUBTITLE_LANGUAGES.get(narration.language) if narration else None)
+    out = run.scratch_path(WITH_SOUND)
+    stats = add_sound(run.local_path(FINAL), out, narration=run.local_path(NARRATION_WAV) if narration else None,
+                      cues=cues, options=options)
+    final = run.scratch_path(FINAL)  # the merged video's local copy, as merge_run left it
+    os.replace(out, final)  # same folder: atomic; later steps (copy_out, review) read the new one
+    run.publish(FINAL, final)
+    return asdict(stats)
+
+
+def copy_subtitles_out(run, output) -> None:
+    """subtitles.srt / .vtt beside the user's output file (fox.mp4 -> fox.srt, fox.vtt)."""
+    from pathlib import Path
+
+    from .store import atomic_copy
+
+    for name in (SUBTITLES_SRT, SUBTITLES_VTT):
+        if run.exists(name):
+            atomic_copy(run.local_path(name), Path(output).with_suffix(Path(name).suffix))

@@ -33,6 +33,7 @@ from ..providers.base import ProviderCapabilities
 from ..providers.estimate import CostEstimate, budget_verdict, estimate_cost
 from ..providers.registry import PROVIDER_SETTINGS
 from ..settings import Settings
+from ..sound.finish import check_music
 from ..sound.narration import NarrationRecord, Spoken
 from ..spec import RenderSpec, SegmentJob, Storyboard
 from .acceptance import Acceptance
@@ -44,7 +45,8 @@ from .resources import DEFAULT_ESTIMATOR, EstimatorConfig
 from .router import SegmentRouter, candidate_providers, combined_capabilities
 from .runlock import RunLock, RunLocked
 from .layout import FINAL, MANIFEST, PLAN
-from .narration_step import apply_narration_choice, book_speech_costs, speak_storyboard, write_narration
+from .narration_step import (add_soundtrack, apply_narration_choice, book_speech_costs, copy_subtitles_out,
+                             speak_storyboard, write_narration)
 from .store import LocalRunStore, RunFolder, RunStore, new_run_id, read_manifest, write_model
 from .tasks import SegmentRunner
 
@@ -109,6 +111,8 @@ class RenderPipeline:
                 close = getattr(client, "close", None)
                 if close is not None:
                     close()
+        if spec.music is not None:
+            check_music(spec.music)  # a bad music file is refused before anything is paid
         if spec.aspect_ratio not in capabilities.aspect_ratios:
             allowed = ", ".join(a.value for a in capabilities.aspect_ratios)
             raise InputError(f"provider {spec.provider!r} cannot make {spec.aspect_ratio.value} video; use one of {allowed}")
@@ -230,11 +234,13 @@ class RenderPipeline:
             manifest = outcome.manifest.model_copy(update={"status": RunStatus.MERGING})
             write_model(run, MANIFEST, manifest)
             stats = merge_run(run, manifest, jobs, self.stream_copy, self.progress)
+            sound = add_soundtrack(run, manifest.spec, narration)
             if output is not None:
                 copy_out(run, Path(output))
+                copy_subtitles_out(run, Path(output))
             manifest = manifest.model_copy(update={"status": RunStatus.DONE, "output": str(output) if output else run.location(FINAL)})
             result = build_result(run, manifest, storyboard, jobs, stats, outcome.generated, outcome.reused,
-                                  time.perf_counter() - started)
+                                  time.perf_counter() - started, sound)
             # The reports are written before the manifest says done, so whoever sees "done"
             # (the API, the studio) finds them.
             write_report(run, manifest, result, self.judge)

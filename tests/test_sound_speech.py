@@ -58,6 +58,8 @@ def test_espeak_speaks_english_and_mandarin_without_leading_silence():
     engine = EspeakEngine()
     english = engine.synthesise("A red fox explores a snowy forest.", "en", None)
     chinese = engine.synthesise("一只红色的狐狸在雪林中探索。", "zh", None)
+    with pytest.raises(SpeechUnavailable, match="no voice 'nosuchvoice'"):
+        engine.synthesise("Hello.", "en", "nosuchvoice")
     for clip in (english, chinese):
         assert clip.rate == 22050 and 1.0 < clip.duration_s < 6.0 and clip.cost_usd == 0
         assert np.abs(clip.pcm[: int(0.02 * clip.rate)]).max() > 300  # trimmed: the words start at once
@@ -115,6 +117,13 @@ def test_gemini_speech_retries_a_429_through_the_sdk_and_explains_a_500(fake):
     fake.fake.inject(Fault.RATE_LIMIT, times=None)
     with pytest.raises(SpeechFailed, match="429 RESOURCE_EXHAUSTED"):
         engine.synthesise("Still busy.", "en", None)
+
+
+def test_gemini_speech_with_a_rejected_key_is_the_users_to_fix(fake):
+    settings = GeminiSettings(api_key=SecretStr("AIza-wrong-key-0123456789"), base_url=fake.url)
+    with pytest.raises(SpeechUnavailable, match="refused the request \\(400 INVALID_ARGUMENT\\)") as refused:
+        GeminiSpeech(settings, "gemini-3.8-flash-tts", http_attempts=1).synthesise("Hi.", "en", None)
+    assert "AIza-wrong-key" not in str(refused.value)
 
 
 def test_gemini_speech_without_a_key_is_refused_up_front():

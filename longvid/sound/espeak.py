@@ -47,5 +47,7 @@ class EspeakEngine:
                                   timeout=TIMEOUT_S)
             if done.returncode != 0 or not out.is_file():
                 why = done.stderr.decode(errors="replace").strip().splitlines()
+                if any("voice does not exist" in line for line in why):  # the user's --voice: input to fix
+                    raise SpeechUnavailable(f"espeak-ng has no voice {args[2]!r}; `espeak-ng --voices` lists them")
                 raise SpeechFailed(f"espeak-ng failed (exit {done.returncode}): {why[-1] if why else 'no output'}")
             return trim_silence(SpeechClip.from_wav(out.read_bytes()))

@@ -89,6 +89,9 @@ class GeminiSpeech:
                                                           config=config)
         except errors.APIError as exc:
             detail = sanitize(exc.message or str(exc.details), [self._api_key], 300)
+            if exc.code in (400, 401, 403, 404):  # the key, the model or the voice: the user's to fix
+                raise SpeechUnavailable(f"Gemini speech ({self.model}) refused the request ({exc.code} {exc.status or ''}): "
+                                        f"{detail}; check the key, LONGVID_TTS_MODEL and --voice") from None
             raise SpeechFailed(f"Gemini speech ({self.model}) answered {exc.code} {exc.status or ''}: {detail}"
                                f" (after {self.http_attempts} attempt(s))") from None
         except Exception as exc:

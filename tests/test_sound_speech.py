@@ -64,6 +64,13 @@ def test_espeak_speaks_english_and_mandarin_without_leading_silence():
         assert clip.rate == 22050 and 1.0 < clip.duration_s < 6.0 and clip.cost_usd == 0
         assert np.abs(clip.pcm[: int(0.02 * clip.rate)]).max() > 300  # trimmed: the words start at once
     assert SpeechClip.from_wav(english.to_wav()).duration_s == english.duration_s
+    # one process for several phrases (with & and < in them), cut apart at the long pauses
+    texts = ["A red fox explores a snowy forest.", "Fish & chips < soup, said the fox.", "一只红色的狐狸在雪林中探索。"]
+    batch = engine.synthesise_many(texts, "en", None)
+    singles = [engine.synthesise(t, "en", None) for t in texts]
+    assert len(batch) == 3
+    for together, alone in zip(batch, singles):
+        assert abs(together.duration_s - alone.duration_s) < 0.2
 
 
 @needs_espeak

@@ -126,9 +126,15 @@ def speak(scenes_narration: list[str], weights: list[float], engine: SpeechEngin
     phrases = [(scene, text) for scene, narration in enumerate(scenes_narration) for text in split_phrases(narration)]
     keys = [clip_key(engine.identity, language, voice, text) for _scene, text in phrases]
     text_of = dict(zip(keys, (text for _scene, text in phrases)))  # a phrase said twice is made once
-    with ThreadPoolExecutor(max_workers=SPEAK_WORKERS) as pool:
-        made = dict(zip(text_of, pool.map(lambda key: _clip_bytes(engine, text_of[key], language, voice, key, stores),
-                                          text_of)))
+    made: dict[str, tuple[bytes, float]] = {}
+    many = getattr(engine, "synthesise_many", None)
+    if many is not None and not stores:  # a local engine that speaks a batch in one go (espeak-ng)
+        for key, clip in zip(text_of, many(list(text_of.values()), language, voice)):
+            made[key] = (clip.to_wav(), clip.cost_usd)
+    else:
+        with ThreadPoolExecutor(max_workers=SPEAK_WORKERS) as pool:
+            made = dict(zip(text_of, pool.map(lambda key: _clip_bytes(engine, text_of[key], language, voice, key, stores),
+                                              text_of)))
     durations = [SpeechClip.from_wav(made[key][0]).duration_s for key in keys]
     per_scene: list[list[tuple[str, float]]] = [[] for _ in scenes_narration]
     for (scene, text), duration in zip(phrases, durations):

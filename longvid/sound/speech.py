@@ -85,6 +85,24 @@ def trim_silence(clip: SpeechClip) -> SpeechClip:
     return SpeechClip(clip.pcm[loud[0] * window: (loud[-1] + 1) * window], clip.rate, clip.cost_usd)
 
 
+def split_at_silences(clip: SpeechClip, min_silence_s: float) -> list[SpeechClip]:
+    """The audible stretches of `clip` separated by at least `min_silence_s` of silence,
+    each trimmed (phrases spoken in one go with long pauses between them, cut apart)."""
+    window = max(1, int(clip.rate * _WINDOW_S))
+    count = len(clip.pcm) // window
+    if count == 0:
+        return []
+    peaks = np.abs(clip.pcm[: count * window].astype(np.int32)).reshape(count, window).max(axis=1)
+    loud = np.flatnonzero(peaks > 32768 * 10 ** (SILENCE_DBFS / 20))
+    if loud.size == 0:
+        return []
+    gap = int(min_silence_s / _WINDOW_S)
+    breaks = np.flatnonzero(np.diff(loud) > gap)
+    starts = [loud[0], *loud[breaks + 1]]
+    ends = [*loud[breaks], loud[-1]]
+    return [SpeechClip(clip.pcm[a * window:(b + 1) * window], clip.rate) for a, b in zip(starts, ends)]
+
+
 def clip_key(identity: str, language: str, voice: str | None, text: str) -> str:
     """The content key of a phrase's clip: the same text, language, voice and engine always
     sound the same, so a stored clip is reused instead of being synthesised (or paid) again."""

@@ -192,3 +192,10 @@ def test_a_stored_narration_is_never_synthesised_or_paid_twice(fake, tmp_path):
     assert [e.key for e in manifest.ledger] == [f"speech/{spoken.record.phrases[0].key}"]
     assert manifest.ledger[0].provider == "gemini-tts" and manifest.cost_usd > 0
     assert fake.api_key not in manifest.model_dump_json()
+
+
+@needs_espeak
+def test_narration_longer_than_the_longest_video_is_refused():
+    spec = RenderSpec(prompt="a fox", duration_s=20, narration=["The fox runs far away. " * 80] * 6)
+    with pytest.raises(InputError, match="longer than the longest video"):
+        speak_storyboard(spec, OfflinePlanner().plan(spec), Settings(), None)

@@ -20,7 +20,7 @@ from ..sound.narration import (TRACK_RATE, NarrationRecord, RunSpeechFolder, Spo
 from ..sound.phrases import language_of
 from ..sound.speech import SpeechClip, SpeechFailed, SpeechUnavailable
 from ..sound.subtitles import to_srt, to_vtt
-from ..spec import RenderSpec, Storyboard
+from ..spec import MAX_DURATION_S, RenderSpec, Storyboard
 
 NARRATION_WAV = "narration.wav"
 SUBTITLES_SRT = "subtitles.srt"
@@ -64,6 +64,9 @@ def speak_storyboard(spec: RenderSpec, storyboard: Storyboard, settings: Setting
         raise InputError(f"--speech {spec.speech}: {exc}") from None
     except SpeechFailed as exc:
         raise RenderError(f"the narration could not be spoken: {exc}") from None
+    if spoken.timing.total_s > MAX_DURATION_S:
+        raise InputError(f"the narration takes {spoken.timing.total_s:.0f} s to say, longer than the longest video "
+                         f"({MAX_DURATION_S:g} s); shorten it")
     return spoken, [*warnings, *spoken.timing.warnings]
 
 

@@ -64,3 +64,20 @@ def test_a_bad_music_file_is_a_one_line_error_before_anything_starts(tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "song.mp3" in err[0]
     assert not (tmp_path / "runs").exists()  # nothing was planned into a run, nothing paid
+
+
+def test_the_gemini_planner_asks_for_narration_and_keeps_it():
+    from pydantic import SecretStr
+
+    from longvid.planning.gemini import GeminiPlanner
+    from longvid.settings import GeminiSettings
+    from longvid.spec import RenderSpec
+    from longvid.testing.fake_gemini import start_fake_gemini
+
+    with start_fake_gemini() as server:
+        planner = GeminiPlanner(GeminiSettings(api_key=SecretStr(server.api_key), base_url=server.url))
+        board = planner.plan(RenderSpec(prompt="一只红色的狐狸在雪林中探索", duration_s=30))
+        request = server.fake.requests[-1]
+    scene_schema = request.response_schema["properties"]["scenes"]["items"]
+    assert "narration" in scene_schema["properties"] and "narration" in scene_schema["required"]
+    assert board.planner == "gemini" and board.scenes[0].narration.startswith("一只红色的狐狸")

@@ -199,3 +199,9 @@ def test_narration_longer_than_the_longest_video_is_refused():
     spec = RenderSpec(prompt="a fox", duration_s=20, narration=["The fox runs far away. " * 80] * 6)
     with pytest.raises(InputError, match="longer than the longest video"):
         speak_storyboard(spec, OfflinePlanner().plan(spec), Settings(), None)
+
+
+def test_speech_settings_are_read_once_from_the_environment():
+    settings = Settings.from_env({"LONGVID_TTS_MODEL": "models/gemini-3.8-flash-lite-tts", "LONGVID_PIPER_VOICES": "/voices"})
+    assert settings.speech.tts_model == "gemini-3.8-flash-lite-tts" and str(settings.speech.piper_voices) == "/voices"
+    assert Settings.from_env({}).speech == SpeechSettings(tts_model="gemini-3.8-flash-tts", piper_voices=None)

@@ -125,7 +125,9 @@ def _video_facts(video: Path) -> tuple[float, bool]:
         return duration, bool(container.streams.audio)
 
 
-def _tracks(video, has_provider, narration, music, total, options) -> tuple[list[Track], Measured | None, Measured | None]:
+def _tracks(video: Path, has_provider: bool, narration: Path | None, music: Path | None, total: int,
+            options: SoundOptions) -> tuple[list[Track], Measured | None, Measured | None]:
+    """Each source measured and set to its level (see SoundOptions), and the measurements."""
     target = options.target_lufs
     spoken = measure(narration, total, with_levels=True) if narration is not None else None
     tune = measure(music, total) if music is not None else None
@@ -252,7 +254,9 @@ def _measure_output(out: Path) -> tuple[float | None, float | None]:
 
 
 def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[Cue], options: SoundOptions) -> SoundStats:
-    """Write `out`: `video`'s picture with the mixed, normalised sound and the cues as subtitles."""
+    """Write `out`: `video`'s picture with the mixed, normalised sound and the cues as
+    subtitles. `out` is written under a temporary name and renamed, so it may be `video`
+    itself, and no half-written file ever stands where a finished one should."""
     video, out = Path(video), Path(out)
     steps = _Steps()
     duration, has_provider = _video_facts(video)

@@ -71,15 +71,6 @@ def blocks(pieces: Iterator[np.ndarray], total: int, block: int = BLOCK) -> Iter
         yield out
 
 
-def file_blocks(path: Path, total: int, block: int = BLOCK) -> Iterator[np.ndarray]:
-    return blocks(decoded(path), total, block)
-
-
-def has_audio(path: Path) -> bool:
-    with av.open(str(path)) as container:
-        return bool(container.streams.audio)
-
-
 def looped_pieces(path: Path, length: int, seam: int) -> Iterator[np.ndarray]:
     """The file's `length` samples over and over, each repetition faded in and out over
     `seam` samples so the loop point does not click."""

@@ -25,6 +25,11 @@ class Measured:
     loudness_lufs: float  # -inf when silent
     samples: int  # decoded length at 48 kHz, counted up to `limit` + 1
     levels_db: tuple[float, ...] = ()  # per LEVEL_HOP_S, narration only
+    peak: float = 0.0  # largest sample magnitude: 0 when the file holds only zeros (or no audio)
+
+    @property
+    def audible(self) -> bool:
+        return self.peak > 0
 
     @property
     def seconds(self) -> float:
@@ -39,11 +44,13 @@ def measure(path: Path, limit: int, with_levels: bool = False) -> Measured:
     hop = int(LEVEL_HOP_S * _pcm.RATE)
     levels: list[float] = []
     samples = 0
+    peak = 0.0
     carry = np.zeros((_pcm.CHANNELS, 0), np.float32)
     for piece in _pcm.rebatched(_pcm.decoded(path)):
         decoded = piece.shape[1]
         piece = piece[:, : limit - samples]
         samples += piece.shape[1]
+        peak = max(peak, float(np.abs(piece).max(initial=0.0)))
         meter.add(piece)
         if with_levels:
             carry = np.concatenate([carry, piece], axis=1)
@@ -55,7 +62,7 @@ def measure(path: Path, limit: int, with_levels: bool = False) -> Measured:
         if piece.shape[1] < decoded:
             samples = limit + 1  # longer than needed: the rest is never used
             break
-    return Measured(path, meter.integrated(), samples, tuple(levels))
+    return Measured(path, meter.integrated(), samples, tuple(levels), peak)
 
 
 @dataclass(frozen=True)

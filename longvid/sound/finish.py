@@ -11,7 +11,15 @@ measure its loudness, once to encode it at the right gain), so it is kept betwee
 in a scratch file of raw float32 beside `out` (23 MB per minute) rather than in memory.
 
 A video with no narration, no music and no audio of its own still gets a (silent) AAC
-track: players, editors and upload sites expect a finished video to have one.
+track: players, editors and upload sites expect a finished video to have one. Nothing is
+measured or kept for it, and a source that decodes to nothing but zeros is left out of the
+mix.
+
+The written track is not decoded again to report its loudness and true peak: both follow
+from the mix's own measurement (loudness and true peak scale with the gain) or, when the
+limiter worked, are measured on the limited PCM on its way to the encoder. AAC moves them
+by a few hundredths of a LU and a fraction of a dB, which `encoder_headroom_db` allows for;
+the tests measure the written file itself.
 """
 
 from __future__ import annotations
@@ -64,8 +72,8 @@ class SoundOptions:
 
 @dataclass(frozen=True)
 class SoundStats:
-    loudness_lufs: float | None  # measured on the written AAC track; None when it is silent
-    true_peak_dbtp: float | None
+    loudness_lufs: float | None  # of the PCM given to the AAC encoder; None when it is silent
+    true_peak_dbtp: float | None  # the same (the decoded AAC can be a fraction of a dB higher)
     duration_s: float  # the video's
     narration_s: float
     music_s: float  # the music file's own length (as far as it was read: up to the video's)
@@ -132,13 +140,13 @@ def _tracks(video: Path, has_provider: bool, narration: Path | None, music: Path
     spoken = measure(narration, total, with_levels=True) if narration is not None else None
     tune = measure(music, total) if music is not None else None
     tracks: list[Track] = []
-    if spoken is not None:
+    if spoken is not None and spoken.audible:
         tracks.append(Track(spoken.path, level_gain(spoken, target), duck_db=0.0))
-    if has_provider:
-        provider = measure(video, total)
+    provider = measure(video, total) if has_provider else None
+    if provider is not None and provider.audible:
         level = target + (options.provider_level_db if spoken else 0.0)
         tracks.append(Track(video, level_gain(provider, level), duck_db=options.provider_duck_db if spoken else 0.0))
-    if tune is not None:
+    if tune is not None and tune.audible:
         bed = target + (options.music_level_db if (spoken or has_provider) else 0.0)
         tracks.append(Track(
             tune.path, level_gain(tune, bed), duck_db=options.duck_db if spoken else 0.0,
@@ -189,6 +197,19 @@ def _normalised_gain(scratch: Path, total: int, mix_lufs: float, mix_peak: float
         if math.isfinite(lost):
             mix_gain *= gain(max(0.0, min(6.0, lost)))
     return mix_gain, PeakLimiter(ceiling, ramp)
+
+
+def _metered(blocks: Iterator[np.ndarray], meter: LoudnessMeter, peaks: TruePeakMeter, steps) -> Iterator[np.ndarray]:
+    for block in blocks:
+        with steps("verify"):
+            meter.add(block)
+            peaks.add(block)
+        yield block
+
+
+def _silence(total: int) -> Iterator[np.ndarray]:
+    for start in range(0, total, _pcm.BLOCK):
+        yield np.zeros((_pcm.CHANNELS, min(_pcm.BLOCK, total - start)), np.float32)
 
 
 def _aac_packets(stream, blocks: Iterator[np.ndarray]) -> Iterator[av.Packet]:
@@ -244,15 +265,6 @@ def _write(video: Path, out: Path, audio: Iterator[np.ndarray], cues: Sequence[C
         partial.unlink(missing_ok=True)
 
 
-def _measure_output(out: Path) -> tuple[float | None, float | None]:
-    meter, peaks = LoudnessMeter(_pcm.RATE), TruePeakMeter()
-    for piece in _pcm.rebatched(_pcm.decoded(out)):
-        meter.add(piece)
-        peaks.add(piece)
-    lufs, peak = meter.integrated(), peaks.finish()
-    return (lufs if math.isfinite(lufs) else None), (db(peak) if peak > 0 else None)
-
-
 def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[Cue], options: SoundOptions) -> SoundStats:
     """Write `out`: `video`'s picture with the mixed, normalised sound and the cues as
     subtitles. `out` is written under a temporary name and renamed, so it may be `video`
@@ -264,22 +276,36 @@ def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[
     with steps("measure_sources"):
         tracks, spoken, tune = _tracks(video, has_provider, narration, options.music, total, options)
         spans = speech_spans(spoken, [(c.start_s, c.end_s) for c in cues], options.duck_bridge_s)
-    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.stem}.", suffix=".mix.f32") as scratch:
-        with steps("mix"):
-            meter, peaks = LoudnessMeter(_pcm.RATE), TruePeakMeter()
-            for block in mixed_blocks(tracks, total, spans, options.duck_attack_s, options.duck_release_s):
-                meter.add(block)
-                peaks.add(block)
-                np.ascontiguousarray(block.T).tofile(scratch.file)
-            scratch.file.flush()
-            mix_lufs, mix_peak = meter.integrated(), peaks.finish()
-        mix_gain, limiter = _normalised_gain(Path(scratch.name), total, mix_lufs, mix_peak, options, steps)
+    mix_gain, limiter, lufs, peak = 1.0, None, -math.inf, 0.0
+    if not tracks:
         with steps("encode_mux"):
-            _write(video, out, _limited(_raw_blocks(Path(scratch.name), total), mix_gain, limiter), cues, options)
-    with steps("verify"):
-        lufs, peak = _measure_output(out)
+            _write(video, out, _silence(total), cues, options)
+    else:
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.stem}.", suffix=".mix.f32") as scratch:
+            with steps("mix"):
+                meter, peaks = LoudnessMeter(_pcm.RATE), TruePeakMeter()
+                for block in mixed_blocks(tracks, total, spans, options.duck_attack_s, options.duck_release_s):
+                    meter.add(block)
+                    peaks.add(block)
+                    np.ascontiguousarray(block.T).tofile(scratch.file)
+                scratch.file.flush()
+                mix_lufs, mix_peak = meter.integrated(), peaks.finish()
+            mix_gain, limiter = _normalised_gain(Path(scratch.name), total, mix_lufs, mix_peak, options, steps)
+            audio = _limited(_raw_blocks(Path(scratch.name), total), mix_gain, limiter)
+            if limiter is not None:  # what the limiter made is measured on its way to the encoder
+                out_meter, out_peaks = LoudnessMeter(_pcm.RATE), TruePeakMeter()
+                audio = _metered(audio, out_meter, out_peaks, steps)
+            with steps("encode_mux"):  # includes the "verify" metering above, when there is a limiter
+                _write(video, out, audio, cues, options)
+        with steps("verify"):
+            if limiter is None:  # the mix times a gain: its loudness and true peak times the same
+                lufs, peak = meter.integrated(scale=mix_gain), mix_peak * mix_gain
+            else:
+                lufs, peak = out_meter.integrated(), out_peaks.finish()
+    lufs_or_none = lufs if math.isfinite(lufs) else None
+    peak_or_none = db(peak) if peak > 0 else None
     return SoundStats(
-        loudness_lufs=lufs, true_peak_dbtp=peak, duration_s=duration,
+        loudness_lufs=lufs_or_none, true_peak_dbtp=peak_or_none, duration_s=duration,
         narration_s=spoken.seconds if spoken else 0.0, music_s=tune.seconds if tune else 0.0,
         music_looped=any(t.loop_length for t in tracks), gain_db=db(mix_gain),
         limited_s=limiter.reduced_samples / _pcm.RATE if limiter else 0.0, subtitles=len(cues),

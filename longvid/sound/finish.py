@@ -15,9 +15,10 @@ track: players, editors and upload sites expect a finished video to have one. No
 measured or kept for it, and a source that decodes to nothing but zeros is left out of the
 mix.
 
-The written track is not decoded again to report its loudness and true peak: both follow
-from the mix's own measurement (loudness and true peak scale with the gain) or, when the
-limiter worked, are measured on the limited PCM on its way to the encoder. AAC moves them
+The written track is not decoded again to report its loudness and true peak: they are
+measured on the PCM given to the encoder (on the limiter's trial pass when that changed
+nothing, else on the way to the encoder; a loudness that is the mix's times a gain is
+computed from the mix's measurement). AAC moves them
 by a few hundredths of a LU and a fraction of a dB, which `encoder_headroom_db` allows for;
 the tests measure the written file itself.
 """
@@ -39,7 +40,7 @@ import numpy as np
 
 from ..errors import InputError, RenderError
 from . import _pcm
-from ._loudness import LoudnessMeter, PeakLimiter, TruePeakMeter, db, gain
+from ._loudness import LoudnessMeter, PeakLimiter, TruePeakMeter, db, gain, overshoot_bound
 from ._mix import Measured, Track, level_gain, measure, mixed_blocks, speech_spans
 from .cues import Cue
 
@@ -177,32 +178,44 @@ def _limited(blocks: Iterator[np.ndarray], mix_gain: float, limiter: PeakLimiter
         yield from limiter.finish()
 
 
-def _normalised_gain(scratch: Path, total: int, mix_lufs: float, mix_peak: float, options, steps) -> tuple[float, PeakLimiter | None]:
-    """The gain that puts the mix at the target, and a limiter when that gain would take
-    the true peak over the ceiling. The limiter takes some loudness away, so its pass is
-    measured first and the gain raised by what was lost (once: the limiter then works a
-    little harder, and the result lands within a few tenths of a LU)."""
+def _normalised_gain(scratch: Path, total: int, mix_lufs: float, mix_sample_peak: float, options,
+                     steps) -> tuple[float, PeakLimiter | None, tuple[float, float] | None]:
+    """The gain that puts the mix at the target, a limiter when that gain would take the
+    true peak over the ceiling, and the loudness and true peak of the result when this
+    already measured them.
+
+    No true peak can pass the ceiling when the sample peak times overshoot_bound does not:
+    then nothing is read again. Otherwise a first pass runs the limiter over the whole mix
+    at that gain. When it turns nothing down, the mix needs no limiter, and the loudness and
+    true peak measured on that pass are those of the final track. When it does, the limiter
+    has taken some loudness away: the gain is raised by what was lost (once: the limiter
+    then works a little harder, and the result lands within a few tenths of a LU)."""
     if not math.isfinite(mix_lufs):
-        return 1.0, None
+        return 1.0, None, None
     mix_gain = gain(options.target_lufs - mix_lufs)
     ceiling = gain(options.max_true_peak_dbtp - options.encoder_headroom_db)
-    if mix_peak * mix_gain <= ceiling:
-        return mix_gain, None
+    if mix_sample_peak * mix_gain * overshoot_bound() <= ceiling:
+        return mix_gain, None, None
     ramp = max(1, int(options.limiter_ramp_s * _pcm.RATE))
     with steps("normalise"):
-        meter = LoudnessMeter(_pcm.RATE)
-        for block in _limited(_raw_blocks(scratch, total), mix_gain, PeakLimiter(ceiling, ramp)):
+        limiter, meter, peaks = PeakLimiter(ceiling, ramp), LoudnessMeter(_pcm.RATE), TruePeakMeter()
+        for block in _limited(_raw_blocks(scratch, total), mix_gain, limiter):
             meter.add(block)
+            if not limiter.reduced_samples:  # the true peak is only worth knowing while nothing is limited
+                peaks.add(block)
+        if not limiter.reduced_samples:
+            return mix_gain, None, (meter.integrated(), peaks.finish())
         lost = options.target_lufs - meter.integrated()
         if math.isfinite(lost):
             mix_gain *= gain(max(0.0, min(6.0, lost)))
-    return mix_gain, PeakLimiter(ceiling, ramp)
+    return mix_gain, PeakLimiter(ceiling, ramp), None
 
 
-def _metered(blocks: Iterator[np.ndarray], meter: LoudnessMeter, peaks: TruePeakMeter, steps) -> Iterator[np.ndarray]:
+def _metered(blocks: Iterator[np.ndarray], meter: LoudnessMeter | None, peaks: TruePeakMeter, steps) -> Iterator[np.ndarray]:
     for block in blocks:
         with steps("verify"):
-            meter.add(block)
+            if meter is not None:
+                meter.add(block)
             peaks.add(block)
         yield block
 
@@ -231,9 +244,15 @@ def _copied_packets(source_container, source_stream, stream) -> Iterator[av.Pack
         yield packet
 
 
-def _seconds(packet: av.Packet) -> float:
-    stamp = packet.dts if packet.dts is not None else packet.pts
-    return float(stamp * packet.time_base) if stamp is not None and packet.time_base else 0.0
+def _timed(packets: Iterator[av.Packet]) -> Iterator[tuple[float, av.Packet]]:
+    """(seconds, packet) for each packet of one stream: the stream's time base read once
+    (PyAV makes a new Fraction on every read, a third of the muxing loop's time)."""
+    unit = None
+    for packet in packets:
+        if unit is None:
+            unit = float(packet.time_base) if packet.time_base else 0.0
+        stamp = packet.dts if packet.dts is not None else packet.pts
+        yield (stamp * unit if stamp is not None else 0.0), packet
 
 
 def _write(video: Path, out: Path, audio: Iterator[np.ndarray], cues: Sequence[Cue], options: SoundOptions) -> None:
@@ -258,7 +277,7 @@ def _write(video: Path, out: Path, audio: Iterator[np.ndarray], cues: Sequence[C
             streams = [pictures, _aac_packets(sound, audio)]
             if cues:
                 streams.append(MovTextTrack(target, cues, options.subtitle_language).packets())
-            for packet in heapq.merge(*streams, key=_seconds):
+            for _at, packet in heapq.merge(*map(_timed, streams), key=lambda timed: timed[0]):
                 target.mux(packet)
         os.replace(partial, out)
     finally:
@@ -283,23 +302,26 @@ def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[
     else:
         with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.stem}.", suffix=".mix.f32") as scratch:
             with steps("mix"):
-                meter, peaks = LoudnessMeter(_pcm.RATE), TruePeakMeter()
+                meter, sample_peak = LoudnessMeter(_pcm.RATE), 0.0
                 for block in mixed_blocks(tracks, total, spans, options.duck_attack_s, options.duck_release_s):
                     meter.add(block)
-                    peaks.add(block)
+                    sample_peak = max(sample_peak, float(np.abs(block).max(initial=0.0)))
                     np.ascontiguousarray(block.T).tofile(scratch.file)
                 scratch.file.flush()
-                mix_lufs, mix_peak = meter.integrated(), peaks.finish()
-            mix_gain, limiter = _normalised_gain(Path(scratch.name), total, mix_lufs, mix_peak, options, steps)
+                mix_lufs = meter.integrated()
+            mix_gain, limiter, measured = _normalised_gain(Path(scratch.name), total, mix_lufs, sample_peak, options, steps)
             audio = _limited(_raw_blocks(Path(scratch.name), total), mix_gain, limiter)
-            if limiter is not None:  # what the limiter made is measured on its way to the encoder
-                out_meter, out_peaks = LoudnessMeter(_pcm.RATE), TruePeakMeter()
+            if measured is None:  # measured on its way to the encoder (loudness only when limited)
+                out_meter = LoudnessMeter(_pcm.RATE) if limiter is not None else None
+                out_peaks = TruePeakMeter()
                 audio = _metered(audio, out_meter, out_peaks, steps)
-            with steps("encode_mux"):  # includes the "verify" metering above, when there is a limiter
+            with steps("encode_mux"):  # includes the "verify" metering above
                 _write(video, out, audio, cues, options)
         with steps("verify"):
-            if limiter is None:  # the mix times a gain: its loudness and true peak times the same
-                lufs, peak = meter.integrated(scale=mix_gain), mix_peak * mix_gain
+            if measured is not None:
+                lufs, peak = measured
+            elif limiter is None:  # the mix times a gain: its loudness is the mix's at that gain
+                lufs, peak = meter.integrated(scale=mix_gain), out_peaks.finish()
             else:
                 lufs, peak = out_meter.integrated(), out_peaks.finish()
     lufs_or_none = lufs if math.isfinite(lufs) else None

@@ -6,9 +6,12 @@ re-encoded with the subtitles drawn in), an AAC 48 kHz stereo track and a mov_te
 subtitle track.
 
 Memory stays flat with the video's length: every source is decoded, resampled, mixed,
-measured, limited and encoded one block (1 s) at a time. The mix is needed twice (once to
-measure its loudness, once to encode it at the right gain), so it is kept between the two
-in a scratch file of raw float32 beside `out` (23 MB per minute) rather than in memory.
+measured, limited and encoded one block (1 s) at a time. Each source is decoded once: its
+level is measured as it is decoded, and the decoded samples are kept for the mix in a
+scratch file of raw float32 (23 MB per minute). The mix is needed twice (once to measure
+its loudness, once to encode it at the right gain), so it is kept the same way; the
+sources' files are deleted once it is made. All of them live in a temporary folder beside
+`out` and are gone when add_sound returns.
 
 A video with no narration, no music and no audio of its own still gets a (silent) AAC
 track: players, editors and upload sites expect a finished video to have one. Nothing is
@@ -18,9 +21,9 @@ mix.
 The written track is not decoded again to report its loudness and true peak: they are
 measured on the PCM given to the encoder (on the limiter's trial pass when that changed
 nothing, else on the way to the encoder; a loudness that is the mix's times a gain is
-computed from the mix's measurement). AAC moves them
-by a few hundredths of a LU and a fraction of a dB, which `encoder_headroom_db` allows for;
-the tests measure the written file itself.
+computed from the mix's measurement). AAC moves them by a few hundredths of a LU and a
+fraction of a dB, which `encoder_headroom_db` allows for; the tests measure the written
+file itself.
 """
 
 from __future__ import annotations
@@ -135,18 +138,19 @@ def _video_facts(video: Path) -> tuple[float, bool]:
 
 
 def _tracks(video: Path, has_provider: bool, narration: Path | None, music: Path | None, total: int,
-            options: SoundOptions) -> tuple[list[Track], Measured | None, Measured | None]:
-    """Each source measured and set to its level (see SoundOptions), and the measurements."""
+            options: SoundOptions, scratch: Path) -> tuple[list[Track], Measured | None, Measured | None]:
+    """Each source measured and set to its level (see SoundOptions), and the measurements.
+    Each is decoded once: its samples are kept in `scratch` for the mix."""
     target = options.target_lufs
-    spoken = measure(narration, total, with_levels=True) if narration is not None else None
-    tune = measure(music, total) if music is not None else None
+    spoken = measure(narration, total, with_levels=True, keep_in=scratch / "narration.f32") if narration is not None else None
+    tune = measure(music, total, keep_in=scratch / "music.f32") if music is not None else None
     tracks: list[Track] = []
     if spoken is not None and spoken.audible:
         tracks.append(Track(spoken.path, level_gain(spoken, target), duck_db=0.0))
-    provider = measure(video, total) if has_provider else None
+    provider = measure(video, total, keep_in=scratch / "provider.f32") if has_provider else None
     if provider is not None and provider.audible:
         level = target + (options.provider_level_db if spoken else 0.0)
-        tracks.append(Track(video, level_gain(provider, level), duck_db=options.provider_duck_db if spoken else 0.0))
+        tracks.append(Track(provider.path, level_gain(provider, level), duck_db=options.provider_duck_db if spoken else 0.0))
     if tune is not None and tune.audible:
         bed = target + (options.music_level_db if (spoken or has_provider) else 0.0)
         tracks.append(Track(
@@ -155,16 +159,6 @@ def _tracks(video: Path, has_provider: bool, narration: Path | None, music: Path
             fade_in_s=options.fade_in_s, fade_out_s=options.fade_out_s,
         ))
     return tracks, spoken, tune
-
-
-def _raw_blocks(path: Path, total: int) -> Iterator[np.ndarray]:
-    """Read back the scratch file of (samples, 2) float32 in blocks."""
-    with open(path, "rb") as handle:
-        done = 0
-        while done < total:
-            n = min(_pcm.BLOCK, total - done)
-            yield np.fromfile(handle, np.float32, count=n * _pcm.CHANNELS).reshape(n, _pcm.CHANNELS).T
-            done += n
 
 
 def _limited(blocks: Iterator[np.ndarray], mix_gain: float, limiter: PeakLimiter | None) -> Iterator[np.ndarray]:
@@ -178,7 +172,7 @@ def _limited(blocks: Iterator[np.ndarray], mix_gain: float, limiter: PeakLimiter
         yield from limiter.finish()
 
 
-def _normalised_gain(scratch: Path, total: int, mix_lufs: float, mix_sample_peak: float, options,
+def _normalised_gain(scratch: Path, mix_lufs: float, mix_sample_peak: float, options,
                      steps) -> tuple[float, PeakLimiter | None, tuple[float, float] | None]:
     """The gain that puts the mix at the target, a limiter when that gain would take the
     true peak over the ceiling, and the loudness and true peak of the result when this
@@ -199,7 +193,7 @@ def _normalised_gain(scratch: Path, total: int, mix_lufs: float, mix_sample_peak
     ramp = max(1, int(options.limiter_ramp_s * _pcm.RATE))
     with steps("normalise"):
         limiter, meter, peaks = PeakLimiter(ceiling, ramp), LoudnessMeter(_pcm.RATE), TruePeakMeter()
-        for block in _limited(_raw_blocks(scratch, total), mix_gain, limiter):
+        for block in _limited(_pcm.raw_pieces(scratch), mix_gain, limiter):
             meter.add(block)
             if not limiter.reduced_samples:  # the true peak is only worth knowing while nothing is limited
                 peaks.add(block)
@@ -292,38 +286,43 @@ def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[
     steps = _Steps()
     duration, has_provider = _video_facts(video)
     total = int(round(duration * _pcm.RATE))
-    with steps("measure_sources"):
-        tracks, spoken, tune = _tracks(video, has_provider, narration, options.music, total, options)
-        spans = speech_spans(spoken, [(c.start_s, c.end_s) for c in cues], options.duck_bridge_s)
     mix_gain, limiter, lufs, peak = 1.0, None, -math.inf, 0.0
-    if not tracks:
-        with steps("encode_mux"):
-            _write(video, out, _silence(total), cues, options)
-    else:
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.stem}.", suffix=".mix.f32") as scratch:
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.sound.") as folder:
+        folder = Path(folder)
+        with steps("measure_sources"):
+            tracks, spoken, tune = _tracks(video, has_provider, narration, options.music, total, options, folder)
+            spans = speech_spans(spoken, [(c.start_s, c.end_s) for c in cues], options.duck_bridge_s)
+        if not tracks:
+            with steps("encode_mux"):
+                _write(video, out, _silence(total), cues, options)
+        else:
+            mix = folder / "mix.f32"
             with steps("mix"):
                 meter, sample_peak = LoudnessMeter(_pcm.RATE), 0.0
-                for block in mixed_blocks(tracks, total, spans, options.duck_attack_s, options.duck_release_s):
-                    meter.add(block)
-                    sample_peak = max(sample_peak, float(np.abs(block).max(initial=0.0)))
-                    np.ascontiguousarray(block.T).tofile(scratch.file)
-                scratch.file.flush()
+                with open(mix, "wb") as handle:
+                    for block in mixed_blocks(tracks, total, spans, options.duck_attack_s, options.duck_release_s):
+                        meter.add(block)
+                        sample_peak = max(sample_peak, float(np.abs(block).max(initial=0.0)))
+                        _pcm.write_raw(handle, block)
                 mix_lufs = meter.integrated()
-            mix_gain, limiter, measured = _normalised_gain(Path(scratch.name), total, mix_lufs, sample_peak, options, steps)
-            audio = _limited(_raw_blocks(Path(scratch.name), total), mix_gain, limiter)
+                for source in folder.glob("*.f32"):
+                    if source != mix:
+                        source.unlink()  # the sources are in the mix now: only one copy on disk from here
+            mix_gain, limiter, measured = _normalised_gain(mix, mix_lufs, sample_peak, options, steps)
+            audio = _limited(_pcm.raw_pieces(mix), mix_gain, limiter)
             if measured is None:  # measured on its way to the encoder (loudness only when limited)
                 out_meter = LoudnessMeter(_pcm.RATE) if limiter is not None else None
                 out_peaks = TruePeakMeter()
                 audio = _metered(audio, out_meter, out_peaks, steps)
             with steps("encode_mux"):  # includes the "verify" metering above
                 _write(video, out, audio, cues, options)
-        with steps("verify"):
-            if measured is not None:
-                lufs, peak = measured
-            elif limiter is None:  # the mix times a gain: its loudness is the mix's at that gain
-                lufs, peak = meter.integrated(scale=mix_gain), out_peaks.finish()
-            else:
-                lufs, peak = out_meter.integrated(), out_peaks.finish()
+            with steps("verify"):
+                if measured is not None:
+                    lufs, peak = measured
+                elif limiter is None:  # the mix times a gain: its loudness is the mix's at that gain
+                    lufs, peak = meter.integrated(scale=mix_gain), out_peaks.finish()
+                else:
+                    lufs, peak = out_meter.integrated(), out_peaks.finish()
     lufs_or_none = lufs if math.isfinite(lufs) else None
     peak_or_none = db(peak) if peak > 0 else None
     return SoundStats(

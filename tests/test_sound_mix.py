@@ -142,9 +142,11 @@ def test_long_music_is_trimmed_and_faded_out(inputs):
     assert not stats.music_looped
 
 
-def test_nothing_to_hear_still_gives_a_silent_audio_track(inputs):
+def test_nothing_to_hear_still_gives_a_silent_audio_track_in_place(inputs):
     out = inputs["dir"] / "silent.mp4"
-    stats = add_sound(inputs["video"], out, narration=None, cues=[], options=SoundOptions())
+    out.write_bytes(inputs["video"].read_bytes())
+    stats = add_sound(out, out, narration=None, cues=[], options=SoundOptions())  # the video replaced by its finished self
+    assert packets(out) == packets(inputs["video"])
     assert stats.loudness_lufs is None and stats.true_peak_dbtp is None
     pcm = decode_pcm(out)
     assert len(pcm) / RATE == pytest.approx(7.0, abs=0.05) and not pcm.any()

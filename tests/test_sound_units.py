@@ -120,3 +120,17 @@ def test_a_cue_must_end_after_it_starts():
     with pytest.raises(ValueError, match="start"):
         Cue(2.0, 1.0, "backwards")
     assert Cue(0, 1.5, "fine").end_s == 1.5
+
+
+@pytest.mark.parametrize("floor", [0.05, 0.3, 0.6])
+def test_true_peaks_with_a_floor_are_exact_above_it_and_never_above_it_elsewhere(floor):
+    rng = np.random.default_rng(7)
+    x = _signal(1.5, seed=5)
+    x[:, 20_000:20_002] = [[0.7, -0.7], [0.2, -0.2]]  # an overshoot between samples
+    x[1, 50_000:] = np.sign(rng.standard_normal(x.shape[1] - 50_000)) * 0.25  # the bound's worst case
+    whole = np.abs(scipy.signal.resample_poly(x.astype(np.float64), 4, 1, axis=1)).reshape(2, -1, 4).max(axis=(0, 2))
+    got = sample_true_peaks(x, floor=floor)
+    above = whole > floor
+    assert above.any() and (~above).any()
+    assert got[above] == pytest.approx(whole[above], rel=1e-9)
+    assert (got[~above] <= floor).all()

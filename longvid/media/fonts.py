@@ -18,8 +18,6 @@ log = logging.getLogger(__name__)
 FONT_DIRS = (
     Path("/usr/share/fonts"),
     Path("/usr/local/share/fonts"),
-    Path.home() / ".local/share/fonts",
-    Path.home() / ".fonts",
     Path("/Library/Fonts"),
     Path("/System/Library/Fonts"),
     Path("C:/Windows/Fonts"),

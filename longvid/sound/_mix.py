@@ -3,6 +3,8 @@ at a time."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,48 +23,60 @@ LOOP_SEAM_S = 0.05
 
 @dataclass(frozen=True)
 class Measured:
-    path: Path
+    path: Path  # the scratch copy of the decoded samples when one was kept, else the file
     loudness_lufs: float  # -inf when silent
     samples: int  # decoded length at 48 kHz, counted up to `limit` + 1
     levels_db: tuple[float, ...] = ()  # per LEVEL_HOP_S, narration only
+    peak: float = 0.0  # largest sample magnitude: 0 when the file holds only zeros (or no audio)
+
+    @property
+    def audible(self) -> bool:
+        return self.peak > 0
 
     @property
     def seconds(self) -> float:
         return self.samples / _pcm.RATE
 
 
-def measure(path: Path, limit: int, with_levels: bool = False) -> Measured:
+def measure(path: Path, limit: int, with_levels: bool = False, keep_in: Path | None = None) -> Measured:
     """Loudness of the first `limit` samples of a file's audio, its length (a file longer
     than `limit` reads as limit + 1, and is not decoded further) and, when asked, its level
-    every 50 ms."""
+    every 50 ms. With `keep_in`, those samples as decoded (48 kHz stereo float32) are also
+    written there, and the result points at that copy: the mix reads it back instead of
+    decoding the file a second time."""
     meter = LoudnessMeter(_pcm.RATE)
     hop = int(LEVEL_HOP_S * _pcm.RATE)
     levels: list[float] = []
     samples = 0
+    peak = 0.0
     carry = np.zeros((_pcm.CHANNELS, 0), np.float32)
-    for piece in _pcm.rebatched(_pcm.decoded(path)):
-        decoded = piece.shape[1]
-        piece = piece[:, : limit - samples]
-        samples += piece.shape[1]
-        meter.add(piece)
-        if with_levels:
-            carry = np.concatenate([carry, piece], axis=1)
-            whole = carry.shape[1] // hop
-            if whole:
-                power = (carry[:, : whole * hop] ** 2).reshape(_pcm.CHANNELS, whole, hop).mean(axis=(0, 2))
-                levels.extend(10 * math.log10(v) if v > 0 else -math.inf for v in power)
-                carry = carry[:, whole * hop :]
-        if piece.shape[1] < decoded:
-            samples = limit + 1  # longer than needed: the rest is never used
-            break
-    return Measured(path, meter.integrated(), samples, tuple(levels))
+    with open(keep_in, "wb") if keep_in is not None else contextlib.nullcontext() as kept:
+        for piece in _pcm.rebatched(_pcm.decoded(path)):
+            decoded = piece.shape[1]
+            piece = piece[:, : limit - samples]
+            samples += piece.shape[1]
+            peak = max(peak, float(np.abs(piece).max(initial=0.0)))
+            meter.add(piece)
+            if kept is not None:
+                _pcm.write_raw(kept, piece)
+            if with_levels:
+                carry = np.concatenate([carry, piece], axis=1)
+                whole = carry.shape[1] // hop
+                if whole:
+                    power = (carry[:, : whole * hop] ** 2).reshape(_pcm.CHANNELS, whole, hop).mean(axis=(0, 2))
+                    levels.extend(10 * math.log10(v) if v > 0 else -math.inf for v in power)
+                    carry = carry[:, whole * hop :]
+            if piece.shape[1] < decoded:
+                samples = limit + 1  # longer than needed: the rest is never used
+                break
+    return Measured(keep_in or path, meter.integrated(), samples, tuple(levels), peak)
 
 
 @dataclass(frozen=True)
 class Track:
     """One source as it goes into the mix."""
 
-    path: Path
+    path: Path  # its decoded samples, as measure kept them (a scratch file of float32 frames)
     gain: float  # linear
     duck_db: float  # 0: not ducked
     loop_length: int = 0  # > 0: the file repeats every this many samples
@@ -90,9 +104,9 @@ def mixed_blocks(tracks: Sequence[Track], total: int, spans: Sequence[Span], att
     readers = []
     for track in tracks:
         if track.loop_length:
-            pieces = _pcm.looped_pieces(track.path, track.loop_length, int(LOOP_SEAM_S * rate))
+            pieces = _pcm.looped_pieces(functools.partial(_pcm.raw_pieces, track.path), track.loop_length, int(LOOP_SEAM_S * rate))
         else:
-            pieces = _pcm.decoded(track.path)
+            pieces = _pcm.raw_pieces(track.path)
         readers.append(_pcm.blocks(pieces, total))
     start = 0
     while start < total:

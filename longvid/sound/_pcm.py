@@ -3,7 +3,7 @@ resampled by PyAV a packet at a time, so no file is ever held whole in memory.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
@@ -26,6 +26,21 @@ def decoded(path: Path, stream_index: int = 0) -> Iterator[np.ndarray]:
                 yield out.to_ndarray()
         for out in resampler.resample(None):
             yield out.to_ndarray()
+
+
+def write_raw(handle, piece: np.ndarray) -> None:
+    """Append a (2, n) piece to a scratch file of interleaved float32 frames."""
+    np.ascontiguousarray(piece.T, dtype=np.float32).tofile(handle)
+
+
+def raw_pieces(path: Path, block: int = BLOCK) -> Iterator[np.ndarray]:
+    """A scratch file written by write_raw, as (2, n) float32 pieces of `block` samples."""
+    with open(path, "rb") as handle:
+        while True:
+            frames = np.fromfile(handle, np.float32, count=block * CHANNELS)
+            if not frames.size:
+                return
+            yield frames.reshape(-1, CHANNELS).T
 
 
 def rebatched(pieces: Iterator[np.ndarray], block: int = BLOCK) -> Iterator[np.ndarray]:
@@ -71,22 +86,13 @@ def blocks(pieces: Iterator[np.ndarray], total: int, block: int = BLOCK) -> Iter
         yield out
 
 
-def file_blocks(path: Path, total: int, block: int = BLOCK) -> Iterator[np.ndarray]:
-    return blocks(decoded(path), total, block)
-
-
-def has_audio(path: Path) -> bool:
-    with av.open(str(path)) as container:
-        return bool(container.streams.audio)
-
-
-def looped_pieces(path: Path, length: int, seam: int) -> Iterator[np.ndarray]:
-    """The file's `length` samples over and over, each repetition faded in and out over
-    `seam` samples so the loop point does not click."""
+def looped_pieces(pieces: Callable[[], Iterator[np.ndarray]], length: int, seam: int) -> Iterator[np.ndarray]:
+    """The first `length` samples of `pieces()` over and over, each repetition faded in and
+    out over `seam` samples so the loop point does not click."""
     seam = min(seam, length // 2)
     ramp = np.linspace(0.0, 1.0, seam, dtype=np.float32) if seam else None
     while True:
-        for position, piece in _positions(blocks(decoded(path), length)):
+        for position, piece in _positions(blocks(pieces(), length)):
             if ramp is not None:
                 piece = piece.copy()
                 _apply_edge_ramps(piece, position, length, ramp)

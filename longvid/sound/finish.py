@@ -6,12 +6,24 @@ re-encoded with the subtitles drawn in), an AAC 48 kHz stereo track and a mov_te
 subtitle track.
 
 Memory stays flat with the video's length: every source is decoded, resampled, mixed,
-measured, limited and encoded one block (1 s) at a time. The mix is needed twice (once to
-measure its loudness, once to encode it at the right gain), so it is kept between the two
-in a scratch file of raw float32 beside `out` (23 MB per minute) rather than in memory.
+measured, limited and encoded one block (1 s) at a time. Each source is decoded once: its
+level is measured as it is decoded, and the decoded samples are kept for the mix in a
+scratch file of raw float32 (23 MB per minute). The mix is needed twice (once to measure
+its loudness, once to encode it at the right gain), so it is kept the same way; the
+sources' files are deleted once it is made. All of them live in a temporary folder beside
+`out` and are gone when add_sound returns.
 
 A video with no narration, no music and no audio of its own still gets a (silent) AAC
-track: players, editors and upload sites expect a finished video to have one.
+track: players, editors and upload sites expect a finished video to have one. Nothing is
+measured or kept for it, and a source that decodes to nothing but zeros is left out of the
+mix.
+
+The written track is not decoded again to report its loudness and true peak: they are
+measured on the PCM given to the encoder (on the limiter's trial pass when that changed
+nothing, else on the way to the encoder; a loudness that is the mix's times a gain is
+computed from the mix's measurement). AAC moves them by a few hundredths of a LU and a
+fraction of a dB, which `encoder_headroom_db` allows for; the tests measure the written
+file itself.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ import numpy as np
 
 from ..errors import InputError, RenderError
 from . import _pcm
-from ._loudness import LoudnessMeter, PeakLimiter, TruePeakMeter, db, gain
+from ._loudness import LoudnessMeter, PeakLimiter, TruePeakMeter, db, gain, overshoot_bound
 from ._mix import Measured, Track, level_gain, measure, mixed_blocks, speech_spans
 from .cues import Cue
 
@@ -64,8 +76,8 @@ class SoundOptions:
 
 @dataclass(frozen=True)
 class SoundStats:
-    loudness_lufs: float | None  # measured on the written AAC track; None when it is silent
-    true_peak_dbtp: float | None
+    loudness_lufs: float | None  # of the PCM given to the AAC encoder; None when it is silent
+    true_peak_dbtp: float | None  # the same (the decoded AAC can be a fraction of a dB higher)
     duration_s: float  # the video's
     narration_s: float
     music_s: float  # the music file's own length (as far as it was read: up to the video's)
@@ -125,18 +137,21 @@ def _video_facts(video: Path) -> tuple[float, bool]:
         return duration, bool(container.streams.audio)
 
 
-def _tracks(video, has_provider, narration, music, total, options) -> tuple[list[Track], Measured | None, Measured | None]:
+def _tracks(video: Path, has_provider: bool, narration: Path | None, music: Path | None, total: int,
+            options: SoundOptions, scratch: Path) -> tuple[list[Track], Measured | None, Measured | None]:
+    """Each source measured and set to its level (see SoundOptions), and the measurements.
+    Each is decoded once: its samples are kept in `scratch` for the mix."""
     target = options.target_lufs
-    spoken = measure(narration, total, with_levels=True) if narration is not None else None
-    tune = measure(music, total) if music is not None else None
+    spoken = measure(narration, total, with_levels=True, keep_in=scratch / "narration.f32") if narration is not None else None
+    tune = measure(music, total, keep_in=scratch / "music.f32") if music is not None else None
     tracks: list[Track] = []
-    if spoken is not None:
+    if spoken is not None and spoken.audible:
         tracks.append(Track(spoken.path, level_gain(spoken, target), duck_db=0.0))
-    if has_provider:
-        provider = measure(video, total)
+    provider = measure(video, total, keep_in=scratch / "provider.f32") if has_provider else None
+    if provider is not None and provider.audible:
         level = target + (options.provider_level_db if spoken else 0.0)
-        tracks.append(Track(video, level_gain(provider, level), duck_db=options.provider_duck_db if spoken else 0.0))
-    if tune is not None:
+        tracks.append(Track(provider.path, level_gain(provider, level), duck_db=options.provider_duck_db if spoken else 0.0))
+    if tune is not None and tune.audible:
         bed = target + (options.music_level_db if (spoken or has_provider) else 0.0)
         tracks.append(Track(
             tune.path, level_gain(tune, bed), duck_db=options.duck_db if spoken else 0.0,
@@ -144,16 +159,6 @@ def _tracks(video, has_provider, narration, music, total, options) -> tuple[list
             fade_in_s=options.fade_in_s, fade_out_s=options.fade_out_s,
         ))
     return tracks, spoken, tune
-
-
-def _raw_blocks(path: Path, total: int) -> Iterator[np.ndarray]:
-    """Read back the scratch file of (samples, 2) float32 in blocks."""
-    with open(path, "rb") as handle:
-        done = 0
-        while done < total:
-            n = min(_pcm.BLOCK, total - done)
-            yield np.fromfile(handle, np.float32, count=n * _pcm.CHANNELS).reshape(n, _pcm.CHANNELS).T
-            done += n
 
 
 def _limited(blocks: Iterator[np.ndarray], mix_gain: float, limiter: PeakLimiter | None) -> Iterator[np.ndarray]:
@@ -167,26 +172,51 @@ def _limited(blocks: Iterator[np.ndarray], mix_gain: float, limiter: PeakLimiter
         yield from limiter.finish()
 
 
-def _normalised_gain(scratch: Path, total: int, mix_lufs: float, mix_peak: float, options, steps) -> tuple[float, PeakLimiter | None]:
-    """The gain that puts the mix at the target, and a limiter when that gain would take
-    the true peak over the ceiling. The limiter takes some loudness away, so its pass is
-    measured first and the gain raised by what was lost (once: the limiter then works a
-    little harder, and the result lands within a few tenths of a LU)."""
+def _normalised_gain(scratch: Path, mix_lufs: float, mix_sample_peak: float, options,
+                     steps) -> tuple[float, PeakLimiter | None, tuple[float, float] | None]:
+    """The gain that puts the mix at the target, a limiter when that gain would take the
+    true peak over the ceiling, and the loudness and true peak of the result when this
+    already measured them.
+
+    No true peak can pass the ceiling when the sample peak times overshoot_bound does not:
+    then nothing is read again. Otherwise a first pass runs the limiter over the whole mix
+    at that gain. When it turns nothing down, the mix needs no limiter, and the loudness and
+    true peak measured on that pass are those of the final track. When it does, the limiter
+    has taken some loudness away: the gain is raised by what was lost (once: the limiter
+    then works a little harder, and the result lands within a few tenths of a LU)."""
     if not math.isfinite(mix_lufs):
-        return 1.0, None
+        return 1.0, None, None
     mix_gain = gain(options.target_lufs - mix_lufs)
     ceiling = gain(options.max_true_peak_dbtp - options.encoder_headroom_db)
-    if mix_peak * mix_gain <= ceiling:
-        return mix_gain, None
+    if mix_sample_peak * mix_gain * overshoot_bound() <= ceiling:
+        return mix_gain, None, None
     ramp = max(1, int(options.limiter_ramp_s * _pcm.RATE))
     with steps("normalise"):
-        meter = LoudnessMeter(_pcm.RATE)
-        for block in _limited(_raw_blocks(scratch, total), mix_gain, PeakLimiter(ceiling, ramp)):
+        limiter, meter, peaks = PeakLimiter(ceiling, ramp), LoudnessMeter(_pcm.RATE), TruePeakMeter()
+        for block in _limited(_pcm.raw_pieces(scratch), mix_gain, limiter):
             meter.add(block)
+            if not limiter.reduced_samples:  # the true peak is only worth knowing while nothing is limited
+                peaks.add(block)
+        if not limiter.reduced_samples:
+            return mix_gain, None, (meter.integrated(), peaks.finish())
         lost = options.target_lufs - meter.integrated()
         if math.isfinite(lost):
             mix_gain *= gain(max(0.0, min(6.0, lost)))
-    return mix_gain, PeakLimiter(ceiling, ramp)
+    return mix_gain, PeakLimiter(ceiling, ramp), None
+
+
+def _metered(blocks: Iterator[np.ndarray], meter: LoudnessMeter | None, peaks: TruePeakMeter, steps) -> Iterator[np.ndarray]:
+    for block in blocks:
+        with steps("verify"):
+            if meter is not None:
+                meter.add(block)
+            peaks.add(block)
+        yield block
+
+
+def _silence(total: int) -> Iterator[np.ndarray]:
+    for start in range(0, total, _pcm.BLOCK):
+        yield np.zeros((_pcm.CHANNELS, min(_pcm.BLOCK, total - start)), np.float32)
 
 
 def _aac_packets(stream, blocks: Iterator[np.ndarray]) -> Iterator[av.Packet]:
@@ -208,9 +238,15 @@ def _copied_packets(source_container, source_stream, stream) -> Iterator[av.Pack
         yield packet
 
 
-def _seconds(packet: av.Packet) -> float:
-    stamp = packet.dts if packet.dts is not None else packet.pts
-    return float(stamp * packet.time_base) if stamp is not None and packet.time_base else 0.0
+def _timed(packets: Iterator[av.Packet]) -> Iterator[tuple[float, av.Packet]]:
+    """(seconds, packet) for each packet of one stream: the stream's time base read once
+    (PyAV makes a new Fraction on every read, a third of the muxing loop's time)."""
+    unit = None
+    for packet in packets:
+        if unit is None:
+            unit = float(packet.time_base) if packet.time_base else 0.0
+        stamp = packet.dts if packet.dts is not None else packet.pts
+        yield (stamp * unit if stamp is not None else 0.0), packet
 
 
 def _write(video: Path, out: Path, audio: Iterator[np.ndarray], cues: Sequence[Cue], options: SoundOptions) -> None:
@@ -235,47 +271,62 @@ def _write(video: Path, out: Path, audio: Iterator[np.ndarray], cues: Sequence[C
             streams = [pictures, _aac_packets(sound, audio)]
             if cues:
                 streams.append(MovTextTrack(target, cues, options.subtitle_language).packets())
-            for packet in heapq.merge(*streams, key=_seconds):
+            for _at, packet in heapq.merge(*map(_timed, streams), key=lambda timed: timed[0]):
                 target.mux(packet)
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
 
 
-def _measure_output(out: Path) -> tuple[float | None, float | None]:
-    meter, peaks = LoudnessMeter(_pcm.RATE), TruePeakMeter()
-    for piece in _pcm.rebatched(_pcm.decoded(out)):
-        meter.add(piece)
-        peaks.add(piece)
-    lufs, peak = meter.integrated(), peaks.finish()
-    return (lufs if math.isfinite(lufs) else None), (db(peak) if peak > 0 else None)
-
-
 def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[Cue], options: SoundOptions) -> SoundStats:
-    """Write `out`: `video`'s picture with the mixed, normalised sound and the cues as subtitles."""
+    """Write `out`: `video`'s picture with the mixed, normalised sound and the cues as
+    subtitles. `out` is written under a temporary name and renamed, so it may be `video`
+    itself, and no half-written file ever stands where a finished one should."""
     video, out = Path(video), Path(out)
     steps = _Steps()
     duration, has_provider = _video_facts(video)
     total = int(round(duration * _pcm.RATE))
-    with steps("measure_sources"):
-        tracks, spoken, tune = _tracks(video, has_provider, narration, options.music, total, options)
-        spans = speech_spans(spoken, [(c.start_s, c.end_s) for c in cues], options.duck_bridge_s)
-    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.stem}.", suffix=".mix.f32") as scratch:
-        with steps("mix"):
-            meter, peaks = LoudnessMeter(_pcm.RATE), TruePeakMeter()
-            for block in mixed_blocks(tracks, total, spans, options.duck_attack_s, options.duck_release_s):
-                meter.add(block)
-                peaks.add(block)
-                np.ascontiguousarray(block.T).tofile(scratch.file)
-            scratch.file.flush()
-            mix_lufs, mix_peak = meter.integrated(), peaks.finish()
-        mix_gain, limiter = _normalised_gain(Path(scratch.name), total, mix_lufs, mix_peak, options, steps)
-        with steps("encode_mux"):
-            _write(video, out, _limited(_raw_blocks(Path(scratch.name), total), mix_gain, limiter), cues, options)
-    with steps("verify"):
-        lufs, peak = _measure_output(out)
+    mix_gain, limiter, lufs, peak = 1.0, None, -math.inf, 0.0
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.sound.") as folder:
+        folder = Path(folder)
+        with steps("measure_sources"):
+            tracks, spoken, tune = _tracks(video, has_provider, narration, options.music, total, options, folder)
+            spans = speech_spans(spoken, [(c.start_s, c.end_s) for c in cues], options.duck_bridge_s)
+        if not tracks:
+            with steps("encode_mux"):
+                _write(video, out, _silence(total), cues, options)
+        else:
+            mix = folder / "mix.f32"
+            with steps("mix"):
+                meter, sample_peak = LoudnessMeter(_pcm.RATE), 0.0
+                with open(mix, "wb") as handle:
+                    for block in mixed_blocks(tracks, total, spans, options.duck_attack_s, options.duck_release_s):
+                        meter.add(block)
+                        sample_peak = max(sample_peak, float(np.abs(block).max(initial=0.0)))
+                        _pcm.write_raw(handle, block)
+                mix_lufs = meter.integrated()
+                for source in folder.glob("*.f32"):
+                    if source != mix:
+                        source.unlink()  # the sources are in the mix now: only one copy on disk from here
+            mix_gain, limiter, measured = _normalised_gain(mix, mix_lufs, sample_peak, options, steps)
+            audio = _limited(_pcm.raw_pieces(mix), mix_gain, limiter)
+            if measured is None:  # measured on its way to the encoder (loudness only when limited)
+                out_meter = LoudnessMeter(_pcm.RATE) if limiter is not None else None
+                out_peaks = TruePeakMeter()
+                audio = _metered(audio, out_meter, out_peaks, steps)
+            with steps("encode_mux"):  # includes the "verify" metering above
+                _write(video, out, audio, cues, options)
+            with steps("verify"):
+                if measured is not None:
+                    lufs, peak = measured
+                elif limiter is None:  # the mix times a gain: its loudness is the mix's at that gain
+                    lufs, peak = meter.integrated(scale=mix_gain), out_peaks.finish()
+                else:
+                    lufs, peak = out_meter.integrated(), out_peaks.finish()
+    lufs_or_none = lufs if math.isfinite(lufs) else None
+    peak_or_none = db(peak) if peak > 0 else None
     return SoundStats(
-        loudness_lufs=lufs, true_peak_dbtp=peak, duration_s=duration,
+        loudness_lufs=lufs_or_none, true_peak_dbtp=peak_or_none, duration_s=duration,
         narration_s=spoken.seconds if spoken else 0.0, music_s=tune.seconds if tune else 0.0,
         music_looped=any(t.loop_length for t in tracks), gain_db=db(mix_gain),
         limited_s=limiter.reduced_samples / _pcm.RATE if limiter else 0.0, subtitles=len(cues),

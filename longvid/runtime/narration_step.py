@@ -15,8 +15,8 @@ from ..manifest import RunManifest
 from ..providers.ledger import EntryState, LedgerEntry
 from ..settings import Settings
 from ..sound.engines import choose_engine
-from ..sound.narration import (TRACK_RATE, NarrationRecord, RunSpeechFolder, Spoken, StoreSpeechCache, narration_track,
-                               speak, speech_path)
+from ..sound.narration import (NarrationRecord, RunSpeechFolder, Spoken, StoreSpeechCache, speak, speech_path,
+                               write_narration_track)
 from ..sound.phrases import language_of
 from ..sound.speech import SpeechClip, SpeechFailed, SpeechUnavailable
 from ..sound.subtitles import to_srt, to_vtt
@@ -103,8 +103,12 @@ def write_narration(run, manifest: RunManifest, record: NarrationRecord, clips: 
         folder.put(phrase.key, data)
     manifest = book_speech_costs(manifest, costs)
     total_s = sum(record.scene_frames) / record.fps
-    track = narration_track(record, lambda key: SpeechClip.from_wav(folder.get(key)), total_s)
-    run.write_bytes(NARRATION_WAV, SpeechClip(track, TRACK_RATE).to_wav())
+    partial = run.scratch_path(NARRATION_WAV + ".partial")
+    try:
+        write_narration_track(partial, record, lambda key: SpeechClip.from_wav(folder.get(key)), total_s)
+        run.publish(NARRATION_WAV, partial)
+    finally:
+        partial.unlink(missing_ok=True)
     cues = record.cues()
     run.write_bytes(SUBTITLES_SRT, to_srt(cues).encode())
     run.write_bytes(SUBTITLES_VTT, to_vtt(cues).encode())

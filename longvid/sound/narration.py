@@ -10,6 +10,7 @@ resumed run reads it back: a stored phrase is never synthesised, or paid for, tw
 
 from __future__ import annotations
 
+import wave
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -150,18 +151,37 @@ def speak(scenes_narration: list[str], weights: list[float], engine: SpeechEngin
     return Spoken(record, timing, costs, {key: data for key, (data, _cost) in made.items()})
 
 
-def narration_track(record: NarrationRecord, clip_of: Callable[[str], SpeechClip], total_s: float) -> np.ndarray:
-    """The whole narration as int16 mono at TRACK_RATE, each phrase at its start time."""
+def write_narration_track(path, record: NarrationRecord, clip_of: Callable[[str], SpeechClip], total_s: float) -> None:
+    """The whole narration as a WAV file (int16 mono at TRACK_RATE), each phrase at its
+    start time. Written front to back one phrase (or one second of silence) at a time, so
+    memory does not grow with the video's length."""
     from scipy.signal import resample_poly
 
-    track = np.zeros(int(round(total_s * TRACK_RATE)), dtype=np.int16)
-    for phrase in record.phrases:
-        clip = clip_of(phrase.key)
-        samples = clip.pcm
-        if clip.rate != TRACK_RATE:
-            g = np.gcd(clip.rate, TRACK_RATE)
-            samples = np.clip(resample_poly(samples.astype(np.float32), TRACK_RATE // g, clip.rate // g), -32768, 32767)
-        start = int(round(phrase.start_s * TRACK_RATE))
-        piece = samples[: max(0, len(track) - start)].astype(np.int16)
-        track[start:start + len(piece)] = piece
-    return track
+    total = int(round(total_s * TRACK_RATE))
+    silence = np.zeros(TRACK_RATE, dtype="<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(TRACK_RATE)
+        cursor = 0
+
+        def pad_to(end: int) -> int:
+            position = cursor
+            while position < end:
+                step = min(end - position, len(silence))
+                out.writeframes(silence[:step].tobytes())
+                position += step
+            return position
+
+        for phrase in sorted(record.phrases, key=lambda p: p.start_s):
+            clip = clip_of(phrase.key)
+            samples = clip.pcm
+            if clip.rate != TRACK_RATE:
+                g = np.gcd(clip.rate, TRACK_RATE)
+                samples = np.clip(resample_poly(samples.astype(np.float32), TRACK_RATE // g, clip.rate // g), -32768, 32767)
+            start = min(int(round(phrase.start_s * TRACK_RATE)), total)
+            cursor = pad_to(start)
+            piece = samples[max(0, cursor - start):][: max(0, total - cursor)].astype("<i2")
+            out.writeframes(piece.tobytes())
+            cursor += len(piece)
+        pad_to(total)

@@ -2,8 +2,6 @@
 fake (wire format, 429/500, cost), Piper's missing-voice error, cue timing measured on the
 synthesised audio, and a narration stored once never synthesised again. Ray-free."""
 
-import base64
-
 import numpy as np
 import pytest
 from pydantic import SecretStr

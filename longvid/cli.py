@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from .cli_narration import narration_choice, print_narration_timing
 from .cli_views import CliProgress, print_plan_table, print_providers, print_render_summary, print_runs, print_status
 from .errors import InputError, LongvidError, describe_validation_error
 from .settings import Settings, with_local_model
@@ -55,6 +56,19 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
                              "scores best (1..8, default 1; lowered with a warning to what --budget allows)")
     parser.add_argument("--candidates-for", choices=["openers", "all"], default="openers",
                         help="which segments get --candidates: scene openers (default) or all")
+    parser.add_argument("--narration", default="auto", metavar="auto|off|FILE",
+                        help="auto: the planner writes a voice-over for each scene (default); off: silent; FILE: a text "
+                             "file with one narration per scene, scenes separated by a blank line")
+    parser.add_argument("--speech", default="auto", choices=["auto", "espeak", "piper", "gemini"],
+                        help="voice engine: auto (espeak-ng when installed, default), espeak, piper (a local voice file), "
+                             "gemini (Gemini speech, paid, needs a Gemini key)")
+    parser.add_argument("--voice", default=None, help="the engine's voice: an espeak-ng voice (en-us, cmn), a Piper voice "
+                                                      "name or .onnx path, or a Gemini voice (Kore)")
+    parser.add_argument("--music", type=Path, default=None,
+                        help="background music (any audio file FFmpeg decodes): looped or trimmed to the video, faded, "
+                             "ducked under the narration")
+    parser.add_argument("--burn-subtitles", action="store_true",
+                        help="draw the subtitles into the picture too (re-encodes the video; the soft track is always there)")
     _model_dir_argument(parser)
 
 
@@ -155,6 +169,11 @@ def _spec_from(args: argparse.Namespace) -> RenderSpec:
             storyboard_file=args.storyboard,
             candidates=getattr(args, "candidates", 1),
             candidates_for=getattr(args, "candidates_for", "openers"),
+            narration=narration_choice(args.narration),
+            speech=args.speech,
+            voice=args.voice,
+            music=args.music,
+            burn_subtitles=args.burn_subtitles,
         )
     except ValidationError as exc:
         raise InputError(describe_validation_error(exc)) from None
@@ -196,13 +215,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"storyboard": storyboard.model_dump(mode="json"),
                           "segments": [j.model_dump(mode="json", exclude={"scene"}) for j in jobs],
-                          "estimated_cost": estimate.to_dict()}, ensure_ascii=False, indent=2))
+                          "estimated_cost": estimate.to_dict(),
+                          "narration": planned.narration.record.model_dump(mode="json") if planned.narration else None},
+                         ensure_ascii=False, indent=2))
         return 0
     if estimate.high_usd > 0:  # both bounds: every segment at the cheapest candidate, and all failed over to the dearest
         bounds = f"${estimate.low_usd:.2f}" + (f" to ${estimate.high_usd:.2f}" if estimate.high_usd > estimate.low_usd else "")
         print(f"estimated cost: {bounds} ({estimate.cheapest}" + (f" to {estimate.dearest})" if estimate.dearest != estimate.cheapest else ")"),
               file=sys.stderr)
     print_plan_table(storyboard, jobs, spec.duration_s)
+    if planned.narration is not None:
+        print_narration_timing(planned.narration.record)
     return 0
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError, describe_validation_error
 from .providers.ledger import CostLedger, LedgerEntry
+from .sound.narration import NarrationRecord
 from .spec import Clip, RenderSpec, SegmentJob, SegmentState, Storyboard
 
 MANIFEST_VERSION = 1
@@ -174,6 +176,8 @@ class RunPlan(BaseModel):
     version: int = MANIFEST_VERSION
     storyboard: Storyboard
     segments: list[SegmentJob]
+    # Who spoke the narration, what and when (runtime/narration_step.py); absent when silent.
+    narration: Annotated[NarrationRecord | None, Field(exclude_if=lambda v: v is None)] = None
 
 
 class RunManifest(BaseModel):

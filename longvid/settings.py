@@ -33,6 +33,7 @@ RUNWAY_DEFAULT_MODEL = "gen4.5"
 VEO_DEFAULT_MODEL = "veo-3.1-fast-generate-preview"
 VEO_DEFAULT_LOCATION = "us-central1"
 GEMINI_DEFAULT_MODEL = "gemini-3.8-flash"
+GEMINI_DEFAULT_TTS_MODEL = "gemini-3.8-flash-tts"
 DEFAULT_BREAKER_OPEN_S = 30.0  # how long an open breaker refuses calls before a probe
 DEFAULT_RUN_LOCK_TTL_S = 90.0
 DEFAULT_S3_PART_MB = 8.0
@@ -107,6 +108,11 @@ class LocalModelSettings(_Frozen):
     gpu_hour_usd: float = 0.80  # LONGVID_GPU_HOUR_USD: what one GPU-hour costs (an L4 on demand, about)
 
 
+class SpeechSettings(_Frozen):
+    tts_model: str = GEMINI_DEFAULT_TTS_MODEL  # LONGVID_TTS_MODEL: the Gemini speech model
+    piper_voices: Path | None = None  # LONGVID_PIPER_VOICES: the folder of Piper voices (.onnx + .onnx.json)
+
+
 class Settings(_Frozen):
     runway: RunwaySettings = Field(default_factory=RunwaySettings)
     veo: VeoSettings = Field(default_factory=VeoSettings)
@@ -118,6 +124,7 @@ class Settings(_Frozen):
     local: LocalModelSettings = Field(default_factory=LocalModelSettings)
     ray_address: str | None = None  # RAY_ADDRESS (None: start Ray in-process)
     debug: bool = False  # LONGVID_DEBUG: tracebacks in the CLI
+    speech: SpeechSettings = Field(default_factory=SpeechSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -168,6 +175,10 @@ class Settings(_Frozen):
             local=local_model_settings(env),
             ray_address=env.text("RAY_ADDRESS"),
             debug=bool(env.text("LONGVID_DEBUG")),
+            speech=SpeechSettings(
+                tts_model=(env.text("LONGVID_TTS_MODEL") or GEMINI_DEFAULT_TTS_MODEL).removeprefix("models/"),
+                piper_voices=Path(env.text("LONGVID_PIPER_VOICES")) if env.text("LONGVID_PIPER_VOICES") else None,
+            ),
         )
 
     def for_provider(self, provider: str) -> Settings:

@@ -20,6 +20,11 @@ MAX_PROMPT_CHARS = 4000
 MAX_REFERENCE_IMAGES = 8
 
 _HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+MAX_NARRATION_CHARS = 2000
+
+
+def _is_empty(value: str) -> bool:
+    return value == ""
 
 
 class _Model(BaseModel):
@@ -126,6 +131,10 @@ class Scene(_Model):
         "#f1faee",
     ]
     transition: Transition = Transition.CROSSFADE  # into the next scene
+    # What the voice-over says during this scene ("" = silent); spoken in phrases, each a
+    # subtitle cue. Left out of the JSON when empty, so plans from before narration read
+    # and write back unchanged.
+    narration: Annotated[str, Field(max_length=MAX_NARRATION_CHARS, exclude_if=_is_empty)] = ""
 
 
 class Storyboard(_Model):
@@ -159,6 +168,18 @@ class RenderSpec(_Model):
     # of every segment ("all"); the judge keeps the best. Lowered to what the budget allows.
     candidates: Annotated[int, Field(ge=1, le=8)] = 1
     candidates_for: Literal["openers", "all"] = "openers"
+    # Narration: "auto" (the planner writes it), "off", or one text per scene (a narration
+    # file). Speech engine and voice: see longvid/sound/engines.py. Left out of the JSON at
+    # their defaults, so manifests from before narration read and write back unchanged.
+    narration: Annotated[Literal["auto", "off"] | Annotated[list[Annotated[str, Field(max_length=MAX_NARRATION_CHARS)]],
+                                                            Field(min_length=1, max_length=64)],
+                         Field(exclude_if=lambda v: v == "auto")] = "auto"
+    speech: Annotated[Literal["auto", "espeak", "piper", "gemini"], Field(exclude_if=lambda v: v == "auto")] = "auto"
+    voice: Annotated[str | None, Field(max_length=200, exclude_if=lambda v: v is None)] = None
+    # The soundtrack: background music (any file PyAV decodes; checked before anything is
+    # paid) and subtitles drawn into the picture (besides the soft track). See sound/finish.py.
+    music: Annotated[Path | None, Field(exclude_if=lambda v: v is None)] = None
+    burn_subtitles: Annotated[bool, Field(exclude_if=lambda v: v is False)] = False
 
     @field_validator("prompt")
     @classmethod

@@ -97,7 +97,8 @@ def planning_pipeline(store=None, options: RenderOptions = RenderOptions(), sett
     from .runtime.pipeline import RenderPipeline
 
     settings = settings if settings is not None else Settings()
-    return RenderPipeline(store, planner=make_planner(settings.gemini, options.planner, storyboard_given), settings=settings)
+    return RenderPipeline(store, planner=make_planner(settings.gemini, options.planner, storyboard_given), settings=settings,
+                          allow_download=options.allow_download)
 
 
 @contextmanager
@@ -116,7 +117,7 @@ def render_pipeline(spec: RenderSpec, store, runner, options: RenderOptions, set
         if judge is not None and on_judge is not None:
             on_judge(judge)
         yield RenderPipeline(store, runner, planner=planner, progress=progress, judge=judge, stop=stop,
-                             stream_copy=options.stream_copy, settings=settings)
+                             stream_copy=options.stream_copy, settings=settings, allow_download=options.allow_download)
     finally:
         if judge is not None:
             judge.close()

@@ -139,6 +139,7 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
                 prompt=body.prompt, duration_s=body.duration_s, aspect_ratio=body.aspect_ratio, resolution=body.resolution,
                 provider=body.provider, quality=body.quality, continuity=body.continuity, budget_usd=body.budget_usd,
                 seed=body.seed, judge=body.judge, reference_images=await reference_images(submitted, stage),
+                narration=body.narration, speech=body.speech, voice=body.voice, burn_subtitles=body.burn_subtitles,
             )
         except ValidationError as exc:
             raise ApiError(422, "invalid_request", describe_validation_error(exc)) from None
@@ -221,7 +222,8 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
             spec = await spec_for(submitted, stage)
             storyboard = body.storyboard.model_dump(mode="json") if body.storyboard is not None else None
             plan = await plan_for(spec, storyboard)
-            run_plan = RunPlan.model_validate({"storyboard": plan["storyboard"], "segments": plan["segments"]})
+            run_plan = RunPlan.model_validate({"storyboard": plan["storyboard"], "segments": plan["segments"],
+                                               "narration": plan.get("narration")})
             attempt = await run_in_threadpool(
                 admission.start_within_limit, principal,
                 lambda: admission.admit_render(principal, run_id, request_sha, spec, run_plan, plan["warnings"], stage), run_id)

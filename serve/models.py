@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from longvid.spec import ContinuityMode, QualityTier, Storyboard
+from longvid.spec import MAX_NARRATION_CHARS, ContinuityMode, QualityTier, Storyboard
 
 MIN_DURATION_S = 5.0
 MAX_DURATION_S = 120.0
@@ -61,6 +61,14 @@ class RenderRequest(BaseModel):
     seed: Annotated[int, Field(ge=0, lt=2**31)] = 0
     judge: Literal["auto", "clip", "structural", "off"] = "auto"
     reference_images: Annotated[list[ReferenceImage], Field(max_length=MAX_REFERENCE_IMAGES)] = []
+    narration: Annotated[Literal["auto", "off"] | Annotated[list[Annotated[str, Field(max_length=MAX_NARRATION_CHARS)]],
+                                                            Field(min_length=1, max_length=64)],
+                         Field(description="auto: the planner writes a voice-over per scene; off: silent; or one text "
+                                           "per scene (a storyboard's scenes also carry their own `narration`)")] = "auto"
+    speech: Literal["auto", "espeak", "piper", "gemini"] = "auto"
+    voice: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$",
+                                description="the speech engine's voice, e.g. en-us (espeak), Kore (gemini)")] | None = None
+    burn_subtitles: Annotated[bool, Field(description="draw the subtitles into the picture too (the soft track is always there)")] = False
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -112,6 +120,7 @@ class PlanResponse(BaseModel):
     estimated_cost_usd: float
     provider: str
     warnings: list[str] = []
+    narration: dict | None = None  # the narration's engine, scene lengths and phrase times; None when silent
 
 
 class Progress(BaseModel):

@@ -58,6 +58,7 @@ class PlanService:
             "estimated_cost_usd": round(planned.estimate.high_usd, 4),  # the most failover could cost
             "provider": planned.capabilities.name,
             "warnings": list(planned.warnings),
+            "narration": planned.narration.record.model_dump(mode="json") if planned.narration else None,
         }
 
 

@@ -4,6 +4,7 @@ against the Serve app on 127.0.0.1: plan, edit a scene, render, watch the progre
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
@@ -111,6 +112,7 @@ def test_plan_edit_render_watch_play_and_open_the_report(studio, page):
     expect(scene_one).to_be_visible()
     edited = "A ginger cat on the lighthouse gallery, wind in its fur <b>not bold</b>"
     scene_one.fill(edited)
+    page.get_by_label("Narration, scene 1", exact=True).fill("The cat keeps watch.")
     _shot(page, "1_plan_edited")
 
     # Record every value the progress readout takes, to see it move while the render runs.
@@ -143,6 +145,8 @@ def test_plan_edit_render_watch_play_and_open_the_report(studio, page):
 
     run_id = page.locator("#run-title").inner_text().removeprefix("Render ")
     assert store.open(run_id).exists(REPORT_HTML)  # the pipeline wrote the review before "done"
+    narration = json.loads(store.open(run_id).read_bytes("plan.json"))["narration"]  # the edited words were spoken
+    assert [p["text"] for p in narration["phrases"] if p["scene"] == 0] == ["The cat keeps watch."]
     with page.context.expect_page() as opened:
         page.get_by_role("link", name="Open report").click()
     report = opened.value

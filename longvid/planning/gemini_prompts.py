@@ -26,7 +26,10 @@ only that scene's fields, so:
 - `duration_s` is the scene's share of the video in seconds;
 - `color_palette` holds 2 to 6 colours as #rrggbb hex strings that fit the scene;
 - `camera_movement`, `lighting` and `transition` use only the allowed values;
-  `transition` is how the scene hands over to the next one.
+  `transition` is how the scene hands over to the next one;
+- `narration` is what a voice-over says during the scene, in the language of the prompt:
+  whole sentences that fit the scene when spoken (see the rate in the schema), or "" for a
+  silent scene.
 If reference images are attached, they show the characters and the look to keep.
 Write the title and descriptions in the language of the prompt.
 Answer with JSON that follows the response schema exactly, and nothing else."""
@@ -66,6 +69,8 @@ def image_part(path: Path):
 def build_prompt(spec: RenderSpec, max_scenes: int, feedback: list[str] | None = None) -> str:
     lo, hi = scene_bounds(max_scenes)
     count = f"exactly {hi}" if lo == hi else f"between {lo} and {hi}"
+    if isinstance(spec.narration, list) and len(spec.narration) <= hi:  # a narration file: one scene per text
+        count = f"exactly {len(spec.narration)}"
     lines = [
         "Plan a storyboard for this video prompt:",
         PROMPT_BEGIN,

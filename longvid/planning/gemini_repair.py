@@ -9,7 +9,7 @@ import re
 from pydantic import ValidationError
 
 from ..errors import describe_validation_error
-from ..spec import Character, RenderSpec, Scene, Storyboard
+from ..spec import MAX_NARRATION_CHARS, Character, RenderSpec, Scene, Storyboard
 from .gemini_schema import PlanScene, StoryPlan, scene_bounds
 
 
@@ -139,6 +139,7 @@ def to_storyboard(
                 lighting=raw.lighting,
                 color_palette=palette,
                 transition=raw.transition,
+                narration=_clip(raw.narration, MAX_NARRATION_CHARS),
             )
         except ValidationError as exc:
             problems.append(f"scenes.{i}: {describe_validation_error(exc)}")

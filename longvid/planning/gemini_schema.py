@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from ..spec import CameraMove, Lighting, Transition
+from ..sound.phrases import WORDS_PER_SECOND
 from .offline import MAX_SCENES, MIN_SCENES
 
 # -- the response schema ------------------------------------------------------------------
@@ -45,6 +46,18 @@ class PlanScene(BaseModel):
         description="2 to 6 colours as #rrggbb hex strings.", json_schema_extra={"minItems": 2, "maxItems": 6}
     )
     transition: Transition = Field(description="How this scene hands over to the next one.")
+    narration: str = Field(description=(
+        "What the voice-over says during this scene, in the language of the prompt: at most "
+        f"{WORDS_PER_SECOND:g} words (Chinese/Japanese/Korean: characters) per second of the scene, "
+        "whole sentences; an empty string for a silent scene."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _narration_may_be_missing(cls, data: Any) -> Any:
+        # Required in the schema (so Gemini writes it) but a plan without it is still a plan.
+        if isinstance(data, dict) and data.get("narration") is None:
+            data = {**data, "narration": ""}
+        return data
 
     @field_validator("camera_movement", "lighting", "transition", mode="before")
     @classmethod

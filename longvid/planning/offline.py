@@ -13,6 +13,7 @@ import random
 import re
 
 from ..spec import CameraMove, Character, Lighting, RenderSpec, Scene, Storyboard, Transition
+from .narration_text import scene_narration
 from .result import PlanResult
 
 MIN_SCENES = 3
@@ -159,6 +160,8 @@ class OfflinePlanner:
         return softened if softened != text else f"A gentle, family-friendly depiction: {text}"
 
     def scene_count(self, spec: RenderSpec, max_scenes: int) -> int:
+        if isinstance(spec.narration, list):  # a narration file: one scene per text
+            return max(1, min(len(spec.narration), max_scenes))
         clauses = len(split_clauses(spec.prompt))
         wanted = max(clauses, round(spec.duration_s / 10))
         return max(1, min(max(MIN_SCENES, wanted), MAX_SCENES, max_scenes))
@@ -194,16 +197,24 @@ class OfflinePlanner:
                 [Transition.CROSSFADE, Transition.CUT, Transition.FADE], weights=[0.6, 0.25, 0.15]
             )[0]
             scene_hue = hue + (i - count / 2) * 22 + rng.uniform(-6, 6)
+            duration_s = round(spec.duration_s / count * rng.uniform(0.8, 1.2), 3)
+            if isinstance(spec.narration, list):
+                narration = spec.narration[i] if i < len(spec.narration) else ""
+            elif spec.narration == "auto":
+                narration = scene_narration(spec.prompt, clause, arc[i].split(":")[0], duration_s)
+            else:
+                narration = ""
             scenes.append(
                 Scene(
                     description=f"{arc[i]}: {clause}"[:2000],
-                    duration_s=round(spec.duration_s / count * rng.uniform(0.8, 1.2), 3),
+                    duration_s=duration_s,
                     visual_style=style,
                     characters=[character],
                     camera_movement=move,
                     lighting=lighting,
                     color_palette=_palette(scene_hue, sat, val, rng),
                     transition=transition,
+                    narration=narration,
                 )
             )
         title = clauses[0][:80]

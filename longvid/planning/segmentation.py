@@ -104,6 +104,24 @@ def allocate(weights: list[float], count: int) -> list[int]:
     return [1 + s for s in shares]
 
 
+def _cut_scenes(scene_frames: list[int], fps: int, durations: DurationRule,
+                rules: SegmentationRules) -> tuple[list[int], list[int]]:
+    """(segments per scene, frames per segment) for scenes of exactly these lengths: the
+    design's count shared by length, raised so no segment passes the provider's longest
+    clip, lowered so none is far shorter than its shortest; a scene's frames split evenly."""
+    total_frames = sum(scene_frames)
+    count = max(rules.design_count(total_frames / fps), len(scene_frames))
+    longest_frames = int(durations.longest_s * fps) - rules.fade_frames
+    if longest_frames < 1:
+        raise ValueError("the provider's longest segment is shorter than one seam")
+    per_scene = []
+    for frames, share in zip(scene_frames, allocate([float(f) for f in scene_frames], count)):
+        by_shortest = max(1, math.floor(frames / fps / durations.shortest_s + 1e-9))
+        per_scene.append(max(min(share, by_shortest), math.ceil(frames / longest_frames)))
+    cut = [part for frames, n in zip(scene_frames, per_scene) for part in split_evenly(frames, n)]
+    return per_scene, cut
+
+
 def scene_seed(spec_seed: int, scene_index: int) -> int:
     # One seed per scene: a provider given the same seed keeps a scene's look steadier.
     return (spec_seed * 7919 + scene_index * 104729 + 17) % (2**31)
@@ -135,14 +153,24 @@ def segment_storyboard(
     spec: RenderSpec,
     durations: DurationRule = DurationRule(),
     rules: SegmentationRules = DEFAULT_RULES,
+    scene_frames: list[int] | None = None,
 ) -> list[SegmentJob]:
-    """Cut a storyboard into segment jobs that tile the requested duration exactly."""
+    """Cut a storyboard into segment jobs that tile the requested duration exactly.
+
+    `scene_frames` (from the narration's timing) fixes each scene's length exactly: the
+    segments are then cut inside those lengths. Without it, scenes are weights and snap to
+    whole segments of equal length."""
     scenes = storyboard.scenes
-    total_frames = spec.total_frames
-    count = segment_count(spec.duration_s, spec.fps, durations, rules, min_count=len(scenes))
-    weights = [s.duration_s or 1.0 for s in scenes]
-    per_scene = allocate(weights, count)
-    frames = split_evenly(total_frames, count)
+    if scene_frames is not None:
+        if len(scene_frames) != len(scenes) or min(scene_frames) < 1:
+            raise ValueError(f"{len(scenes)} scenes need as many scene lengths of at least one frame, got {scene_frames}")
+        per_scene, frames = _cut_scenes(scene_frames, spec.fps, durations, rules)
+        count = len(frames)
+    else:
+        count = segment_count(spec.duration_s, spec.fps, durations, rules, min_count=len(scenes))
+        weights = [s.duration_s or 1.0 for s in scenes]
+        per_scene = allocate(weights, count)
+        frames = split_evenly(spec.total_frames, count)
     width, height = spec.frame_size
 
     scene_of: list[int] = [i for i, n in enumerate(per_scene) for _ in range(n)]

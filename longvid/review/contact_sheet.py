@@ -8,11 +8,13 @@ work and what it found.
 
 from __future__ import annotations
 
-import functools
 import io
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+# One font lookup for every picture we draw text on: it prefers a CJK-capable face (Noto
+# Sans CJK), so Chinese scene text is drawn, not shown as boxes.
+from ..media.fonts import load_font
 from ..media.frames import decode_frames
 from ..runtime.store import RunFolder
 from .layout import HEADER_H, LINE_H, MARGIN, TEXT_LINES, SheetLayout
@@ -27,22 +29,6 @@ FAIL = (190, 32, 38)
 REGENERATED = (214, 134, 0)
 PLACEHOLDER = (205, 208, 214)
 STATE_BAR = {"accepted": PASS, "failed": FAIL}
-
-# TrueType fonts that are usually on a machine; Pillow searches the system font folders for
-# a bare file name. Without any, Pillow's own scalable default font is used.
-_REGULAR_FONTS = ("DejaVuSans.ttf", "LiberationSans-Regular.ttf", "NotoSans-Regular.ttf", "Arial.ttf")
-_BOLD_FONTS = ("DejaVuSans-Bold.ttf", "LiberationSans-Bold.ttf", "NotoSans-Bold.ttf", "Arial Bold.ttf")
-
-
-@functools.lru_cache(maxsize=16)
-def load_font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    for name in _BOLD_FONTS if bold else _REGULAR_FONTS:
-        try:
-            return ImageFont.truetype(name, size)
-        except OSError:
-            continue
-    return ImageFont.load_default(size=size)
-
 
 def fit_lines(text: str, font, width: int, max_lines: int) -> list[str]:
     """`text` wrapped to `width` pixels in at most `max_lines` lines, the last one ending in

@@ -38,6 +38,7 @@ class RenderResult:
     warnings: list[str] = field(default_factory=list)
     cost_by_provider: dict[str, float] = field(default_factory=dict)
     providers_used: dict[str, int] = field(default_factory=dict)  # segments made by each provider
+    sound: dict | None = None  # the soundtrack's figures (loudness, true peak, cues, step times); None when silent
 
     @property
     def duration_s(self) -> float:
@@ -69,7 +70,7 @@ def merge_run(run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], str
 
 
 def build_result(run: RunFolder, manifest: RunManifest, storyboard: Storyboard, jobs: list[SegmentJob], stats: MergeStats,
-                 generated: int, reused: int, wall_s: float) -> RenderResult:
+                 generated: int, reused: int, wall_s: float, sound: dict | None = None) -> RenderResult:
     width, height = manifest.spec.frame_size
     return RenderResult(
         run_id=run.run_id,
@@ -89,6 +90,7 @@ def build_result(run: RunFolder, manifest: RunManifest, storyboard: Storyboard, 
         warnings=list(manifest.warnings),
         cost_by_provider=manifest.cost_breakdown()["by_provider"],
         providers_used=providers_used(manifest),
+        sound=sound,
     )
 
 
@@ -118,6 +120,7 @@ def write_report(run: RunFolder, manifest: RunManifest, result: RenderResult, ju
             for r in manifest.segments
         ],
         "merge": asdict(result.merge),
+        "sound": result.sound,
         "warnings": list(manifest.warnings),
     }
     run.write_bytes(REPORT, json.dumps(report, indent=2, ensure_ascii=False).encode())

@@ -33,6 +33,8 @@ from ..providers.base import ProviderCapabilities
 from ..providers.estimate import CostEstimate, budget_verdict, estimate_cost
 from ..providers.registry import PROVIDER_SETTINGS
 from ..settings import Settings
+from ..sound.finish import check_music
+from ..sound.narration import NarrationRecord, Spoken
 from ..spec import RenderSpec, SegmentJob, Storyboard
 from .acceptance import Acceptance
 from .failures import Cancelled, FailureDecision, failure_decision, run_failure_reason
@@ -43,6 +45,8 @@ from .resources import DEFAULT_ESTIMATOR, EstimatorConfig
 from .router import SegmentRouter, candidate_providers, combined_capabilities
 from .runlock import RunLock, RunLocked
 from .layout import FINAL, MANIFEST, PLAN
+from .narration_step import (add_soundtrack, apply_narration_choice, book_speech_costs, copy_subtitles_out,
+                             speak_storyboard, write_narration)
 from .store import LocalRunStore, RunFolder, RunStore, new_run_id, read_manifest, write_model
 from .tasks import SegmentRunner
 
@@ -62,6 +66,7 @@ class RenderPlan:
     capabilities: ProviderCapabilities
     estimate: CostEstimate
     warnings: list[str] = field(default_factory=list)
+    narration: Spoken | None = None  # the synthesised narration and its timing; None when silent
 
 
 class RenderPipeline:
@@ -76,6 +81,7 @@ class RenderPipeline:
         stop: threading.Event | None = None,
         stream_copy: bool = True,
         settings: Settings | None = None,
+        allow_download: bool = False,
     ):
         self.store = store if store is not None else LocalRunStore()
         self.runner = runner
@@ -87,6 +93,7 @@ class RenderPipeline:
         self.stream_copy = stream_copy  # False: re-encode every frame at merge
         self.max_tries = 2  # per segment and invocation, for failures worth retrying
         self.settings = settings if settings is not None else Settings()  # defaults: no provider keys
+        self.allow_download = allow_download  # Piper voices: fetched only when the user allowed it
 
     # -- planning steps -------------------------------------------------------------------
 
@@ -106,17 +113,20 @@ class RenderPipeline:
                 close = getattr(client, "close", None)
                 if close is not None:
                     close()
+        if spec.music is not None:
+            check_music(spec.music)  # a bad music file is refused before anything is paid
         if spec.aspect_ratio not in capabilities.aspect_ratios:
             allowed = ", ".join(a.value for a in capabilities.aspect_ratios)
             raise InputError(f"provider {spec.provider!r} cannot make {spec.aspect_ratio.value} video; use one of {allowed}")
         return capabilities
 
-    def prepare_segments(self, spec: RenderSpec, storyboard: Storyboard,
-                         capabilities: ProviderCapabilities) -> tuple[list[SegmentJob], CostEstimate, list[str]]:
+    def prepare_segments(self, spec: RenderSpec, storyboard: Storyboard, capabilities: ProviderCapabilities,
+                         scene_frames: list[int] | None = None) -> tuple[list[SegmentJob], CostEstimate, list[str]]:
         """The segment jobs, their cost bounds, and the budget's warning if any; refuses a
-        storyboard that cannot be cut or a budget even the cheapest candidate passes."""
+        storyboard that cannot be cut or a budget even the cheapest candidate passes.
+        `scene_frames`: each scene's exact length (the narration's timing)."""
         try:
-            jobs = segment_storyboard(storyboard, spec, capabilities.durations)
+            jobs = segment_storyboard(storyboard, spec, capabilities.durations, scene_frames=scene_frames)
         except ValueError as exc:
             raise InputError(f"cannot segment this storyboard: {exc}") from None
         prices = {n: provider_capabilities(n, self.settings).price_per_second_usd
@@ -137,8 +147,11 @@ class RenderPipeline:
             max_scenes = segment_count(spec.duration_s, spec.fps, capabilities.durations, DEFAULT_RULES)
             report = self.planner.plan_with_report(spec, max_scenes=max_scenes)
             storyboard, warnings = report.storyboard, list(report.warnings)
-        jobs, estimate, budget_warnings = self.prepare_segments(spec, storyboard, capabilities)
-        return RenderPlan(storyboard, jobs, capabilities, estimate, [*warnings, *budget_warnings])
+        storyboard = apply_narration_choice(spec, storyboard)
+        spoken, speech_warnings = speak_storyboard(spec, storyboard, self.settings, self.store, self.allow_download)
+        jobs, estimate, budget_warnings = self.prepare_segments(spec, storyboard, capabilities,
+                                                                spoken.timing.scene_frames if spoken else None)
+        return RenderPlan(storyboard, jobs, capabilities, estimate, [*warnings, *speech_warnings, *budget_warnings], spoken)
 
     # -- whole renders --------------------------------------------------------------------
 
@@ -156,7 +169,9 @@ class RenderPipeline:
         planned = planned or self.plan(spec)
         run = self.store.create(run_id or new_run_id(spec.model_dump_json()))
         with RunLock(run, self.settings.store.run_lock_ttl_s, on_lost=self.stop.set) as lease:  # before the manifest exists, so no resume can start on it meanwhile
-            write_model(run, PLAN, RunPlan(storyboard=planned.storyboard, segments=planned.jobs))
+            narration = planned.narration
+            write_model(run, PLAN, RunPlan(storyboard=planned.storyboard, segments=planned.jobs,
+                                           narration=narration.record if narration else None))
             manifest = RunManifest(
                 run_id=run.run_id,
                 spec=spec,
@@ -165,8 +180,11 @@ class RenderPipeline:
                 output=str(output) if output is not None else None,  # so a resumed render writes there too
                 segments=[SegmentRecord(index=j.index, scene_index=j.scene_index, provider=spec.provider) for j in planned.jobs],
             )
+            if narration is not None:
+                manifest = book_speech_costs(manifest, narration.costs)
             write_model(run, MANIFEST, manifest)
-            return self._execute(run, manifest, planned.storyboard, planned.jobs, capabilities, output, started, lease)
+            return self._execute(run, manifest, planned.storyboard, planned.jobs, capabilities, output, started, lease,
+                                 narration.record if narration else None, narration.clips if narration else {})
 
     def resume(self, run_id: str, output: Path | None = None) -> RenderResult:
         """Continue an interrupted (or finished) run from its folder."""
@@ -181,7 +199,8 @@ class RenderPipeline:
                                             lambda name: provider_capabilities(name, self.settings).idempotent_submit)
             if output is None and manifest.output and not manifest.output.startswith(run.location()):
                 output = Path(manifest.output)
-            return self._execute(run, manifest, plan.storyboard, plan.segments, capabilities, output, started, lease)
+            return self._execute(run, manifest, plan.storyboard, plan.segments, capabilities, output, started, lease,
+                                 plan.narration, {})
 
     # -- the render steps -----------------------------------------------------------------
 
@@ -205,19 +224,25 @@ class RenderPipeline:
 
     def _execute(self, run: RunFolder, manifest: RunManifest, storyboard: Storyboard, jobs: list[SegmentJob],
                  capabilities: ProviderCapabilities, output: Path | None, started: float,
-                 lease: RunLock | None = None) -> RenderResult:
+                 lease: RunLock | None = None, narration: NarrationRecord | None = None,
+                 clips: dict[str, bytes] | None = None) -> RenderResult:
         self.progress.planned(storyboard, jobs, run)
         events = RenderEvents(run.run_id, manifest.spec.provider)  # metrics, and the run id on this thread's log lines
         try:
+            if narration is not None:  # speech/, narration.wav, subtitles: before any segment is paid for
+                manifest = write_narration(run, manifest, narration, clips or {}, self.store, self.settings)
+                write_model(run, MANIFEST, manifest)
             outcome = self.generate(run, manifest, jobs, capabilities, lease)
             manifest = outcome.manifest.model_copy(update={"status": RunStatus.MERGING})
             write_model(run, MANIFEST, manifest)
             stats = merge_run(run, manifest, jobs, self.stream_copy, self.progress)
+            sound = add_soundtrack(run, manifest.spec, narration)
             if output is not None:
                 copy_out(run, Path(output))
+                copy_subtitles_out(run, Path(output))
             manifest = manifest.model_copy(update={"status": RunStatus.DONE, "output": str(output) if output else run.location(FINAL)})
             result = build_result(run, manifest, storyboard, jobs, stats, outcome.generated, outcome.reused,
-                                  time.perf_counter() - started)
+                                  time.perf_counter() - started, sound)
             # The reports are written before the manifest says done, so whoever sees "done"
             # (the API, the studio) finds them.
             write_report(run, manifest, result, self.judge)

@@ -9,7 +9,8 @@ or snake_case, as google-genai mixes them), answer
      "usageMetadata":{"promptTokenCount":…,"candidatesTokenCount":…,"totalTokenCount":…},
      "modelVersion":"…"}
 
-By default the JSON is a sensible storyboard plan (the offline planner's, for the prompt
+A request for AUDIO (Gemini speech) gets raw PCM speech (fake_gemini_tts.py). By default
+the JSON is a sensible storyboard plan (the offline planner's, for the prompt
 found in the request, in the planner's response-schema shape). Faults can be queued
 (`fake.inject(Fault.MALFORMED, times=1)`) to test retries and fallbacks; every request is
 recorded in `fake.requests`.
@@ -40,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .fake_gemini_tts import audio_answer, wants_audio
 from .server import LocalServer
 
 DEFAULT_FAKE_KEY = "fake-gemini-key-0123456789"
@@ -238,6 +240,8 @@ class FakeGemini:
                     "modelVersion": self.model_version,
                 }
             )
+        if wants_audio(received.generation_config):  # a speech (TTS) request: fake_gemini_tts answers it
+            return JSONResponse(audio_answer(received.prompt_text, self.model_version))
         text = answer_text(received, fault)
         return JSONResponse(
             {
@@ -334,6 +338,7 @@ def default_plan(received: ReceivedRequest) -> dict[str, Any]:
                 "lighting": s.lighting.value,
                 "color_palette": list(s.color_palette),
                 "transition": s.transition.value,
+                "narration": s.narration,
             }
             for s in board.scenes
         ],

@@ -191,7 +191,18 @@ function renderPlan(plan) {
     text.rows = 2;
     text.maxLength = 2000;
     text.value = scene[sceneTextKey(scene)] || "";
-    item.append(label, " ", details, text);
+    // What the voice-over says in this scene (empty: silent); the API's Scene.narration.
+    const spokenId = `scene-narration-${i}`;
+    const spokenLabel = document.createElement("label");
+    spokenLabel.htmlFor = spokenId;
+    spokenLabel.className = "hint";
+    spokenLabel.textContent = `Narration, scene ${i + 1}`;
+    const spoken = document.createElement("textarea");
+    spoken.id = spokenId;
+    spoken.rows = 2;
+    spoken.maxLength = 2000;
+    spoken.value = scene.narration || "";
+    item.append(label, " ", details, text, spokenLabel, spoken);
     list.append(item);
   });
   $("plan-title").focus();
@@ -203,6 +214,8 @@ function editedStoryboard() {
     const text = $(`scene-text-${i}`).value.trim();
     if (!text) throw new ApiError(0, "invalid", `Scene ${i + 1} is empty; describe it or plan again.`);
     scene[sceneTextKey(scene)] = text;
+    const spoken = $(`scene-narration-${i}`);
+    if (spoken) scene.narration = spoken.value.trim();
   });
   return board;
 }

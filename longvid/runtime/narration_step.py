@@ -1,0 +1,156 @@
+"""The speak step of a render, between planning and segmentation, and its files.
+
+At plan time: the narration choice is applied to the storyboard (`--narration off` silences
+it, a narration file replaces it), each phrase is synthesised, and the timing fixes every
+scene's length (the segmenter then cuts inside them). At render time: the clips go into the
+run folder, with narration.wav (the whole track, aligned to t=0) and subtitles.srt / .vtt;
+what Gemini speech cost is booked in the run's ledger. On resume everything is read back
+from the run folder: nothing is synthesised twice.
+"""
+
+from __future__ import annotations
+
+from ..errors import InputError, RenderError
+from ..manifest import RunManifest
+from ..providers.ledger import EntryState, LedgerEntry
+from ..settings import Settings
+from ..sound.engines import choose_engine
+from ..sound.narration import (NarrationRecord, RunSpeechFolder, Spoken, StoreSpeechCache, speak, speech_path,
+                               write_narration_track)
+from ..sound.phrases import language_of
+from ..sound.speech import SpeechClip, SpeechFailed, SpeechUnavailable
+from ..sound.subtitles import to_srt, to_vtt
+from ..spec import MAX_DURATION_S, RenderSpec, Storyboard
+
+NARRATION_WAV = "narration.wav"
+SUBTITLES_SRT = "subtitles.srt"
+SUBTITLES_VTT = "subtitles.vtt"
+SPEECH_LEDGER_SEGMENT = -1  # ledger entries of the narration belong to no segment
+SPEECH_PROVIDER = "gemini-tts"
+
+
+def apply_narration_choice(spec: RenderSpec, storyboard: Storyboard) -> Storyboard:
+    """The storyboard with the spec's narration: as planned ("auto"), silent ("off"), or
+    the narration file's texts, one per scene (a count that differs is refused)."""
+    if spec.narration == "auto":
+        return storyboard
+    if spec.narration == "off":
+        texts = [""] * len(storyboard.scenes)
+    else:
+        texts = list(spec.narration)
+        if len(texts) != len(storyboard.scenes):
+            raise InputError(f"the narration file has {len(texts)} text(s) but the storyboard has "
+                             f"{len(storyboard.scenes)} scene(s); give one text per scene, separated by blank lines")
+    scenes = [s.model_copy(update={"narration": t.strip()}) for s, t in zip(storyboard.scenes, texts)]
+    return storyboard.model_copy(update={"scenes": scenes})
+
+
+def speak_storyboard(spec: RenderSpec, storyboard: Storyboard, settings: Settings, store,
+                     allow_download: bool = False) -> tuple[Spoken | None, list[str]]:
+    """The storyboard's narration synthesised and timed, or (None, warnings) for a silent one."""
+    if not any(s.narration.strip() for s in storyboard.scenes):
+        return None, []
+    engine, warnings = choose_engine(spec.speech, settings, allow_download)
+    if engine is None:
+        return None, warnings
+    # A paid engine's clips also go to the store-wide cache, so planning and rendering the
+    # same words (or rendering them twice) pays once; free clips travel in memory.
+    stores = [StoreSpeechCache(store)] if engine.name == "gemini" and store is not None else []
+    weights = [s.duration_s or 1.0 for s in storyboard.scenes]
+    try:
+        spoken = speak([s.narration for s in storyboard.scenes], weights, engine, language_of(storyboard.prompt or spec.prompt),
+                       spec.voice, spec.duration_s, spec.fps, stores)
+    except SpeechUnavailable as exc:
+        raise InputError(f"--speech {spec.speech}: {exc}") from None
+    except SpeechFailed as exc:
+        raise RenderError(f"the narration could not be spoken: {exc}") from None
+    if spoken.timing.total_s > MAX_DURATION_S:
+        raise InputError(f"the narration takes {spoken.timing.total_s:.0f} s to say, longer than the longest video "
+                         f"({MAX_DURATION_S:g} s); shorten it")
+    return spoken, [*warnings, *spoken.timing.warnings]
+
+
+def book_speech_costs(manifest: RunManifest, costs: list[tuple[str, float]]) -> RunManifest:
+    """Gemini speech calls in the ledger (charged: their cost is known from the usage tokens)."""
+    known = {e.key for e in manifest.ledger}
+    entries = [LedgerEntry(key=f"speech/{key}", segment=SPEECH_LEDGER_SEGMENT, provider=SPEECH_PROVIDER, estimate_usd=cost,
+                           state=EntryState.CHARGED, cost_usd=cost, note="narration phrase")
+               for key, cost in costs if f"speech/{key}" not in known]
+    return manifest.model_copy(update={"ledger": [*manifest.ledger, *entries]}) if entries else manifest
+
+
+def write_narration(run, manifest: RunManifest, record: NarrationRecord, clips: dict[str, bytes], store,
+                    settings: Settings) -> RunManifest:
+    """speech/<key>.wav for every phrase (from memory, the store's cache, or - only when lost
+    - synthesised again and booked), then narration.wav and the subtitle files."""
+    folder = RunSpeechFolder(run)
+    engine = None
+    costs: list[tuple[str, float]] = []
+    for phrase in record.phrases:
+        if run.exists(speech_path(phrase.key)):  # stored (a phrase said twice is stored once)
+            continue
+        data = clips.get(phrase.key) or StoreSpeechCache(store).get(phrase.key)
+        if data is None:
+            if engine is None:
+                engine, _ = choose_engine(record.engine, settings)
+            try:
+                clip = engine.synthesise(phrase.text, record.language, record.voice)
+            except (SpeechUnavailable, SpeechFailed) as exc:
+                raise RenderError(f"the narration could not be spoken: {exc}") from None
+            data = clip.to_wav()
+            if clip.cost_usd > 0:
+                costs.append((phrase.key, clip.cost_usd))
+        folder.put(phrase.key, data)
+    manifest = book_speech_costs(manifest, costs)
+    total_s = sum(record.scene_frames) / record.fps
+    partial = run.scratch_path(NARRATION_WAV + ".partial")
+    try:
+        write_narration_track(partial, record, lambda key: SpeechClip.from_wav(folder.get(key)), total_s)
+        run.publish(NARRATION_WAV, partial)
+    finally:
+        partial.unlink(missing_ok=True)
+    cues = record.cues()
+    run.write_bytes(SUBTITLES_SRT, to_srt(cues).encode())
+    run.write_bytes(SUBTITLES_VTT, to_vtt(cues).encode())
+    return manifest
+
+
+# ISO 639-2 codes for the subtitle track's metadata, by narration language.
+SUBTITLE_LANGUAGES = {"en": "eng", "zh": "chi", "ja": "jpn", "ko": "kor"}
+WITH_SOUND = "final.sound.mp4"  # add_sound's output, published over final.mp4
+
+
+def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None) -> dict | None:
+    """final.mp4 with its soundtrack (narration, music, provider audio; -14 LUFS) and the
+    cues as a soft subtitle track (drawn in with burn_subtitles), the picture stream-copied
+    unless burned. A video with none of these keeps the merge's output as it is. Returns
+    add_sound's figures (None when there was nothing to add)."""
+    import os
+    from dataclasses import asdict
+
+    from ..sound.finish import SoundOptions, add_sound
+    from .layout import FINAL
+
+    if narration is None and spec.music is None:
+        return None
+    cues = narration.cues() if narration is not None else []
+    options = SoundOptions(music=spec.music, burn_subtitles=spec.burn_subtitles,
+                           subtitle_language=SUBTITLE_LANGUAGES.get(narration.language) if narration else None)
+    out = run.scratch_path(WITH_SOUND)
+    stats = add_sound(run.local_path(FINAL), out, narration=run.local_path(NARRATION_WAV) if narration else None,
+                      cues=cues, options=options)
+    final = run.scratch_path(FINAL)  # the merged video's local copy, as merge_run left it
+    os.replace(out, final)  # same folder: atomic; later steps (copy_out, review) read the new one
+    run.publish(FINAL, final)
+    return asdict(stats)
+
+
+def copy_subtitles_out(run, output) -> None:
+    """subtitles.srt / .vtt beside the user's output file (fox.mp4 -> fox.srt, fox.vtt)."""
+    from pathlib import Path
+
+    from .store import atomic_copy
+
+    for name in (SUBTITLES_SRT, SUBTITLES_VTT):
+        if run.exists(name):
+            atomic_copy(run.local_path(name), Path(output).with_suffix(Path(name).suffix))

@@ -1,0 +1,117 @@
+"""Audio files as a stream of fixed-size float32 blocks at 48 kHz stereo, decoded and
+resampled by PyAV a packet at a time, so no file is ever held whole in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+
+RATE = 48_000
+CHANNELS = 2
+BLOCK = RATE  # one second: big enough for numpy to be fast, small enough to keep memory flat
+
+
+def decoded(path: Path, stream_index: int = 0) -> Iterator[np.ndarray]:
+    """(2, n) float32 pieces of the file's audio stream, resampled to 48 kHz stereo."""
+    with av.open(str(path)) as container:
+        if len(container.streams.audio) <= stream_index:
+            return
+        stream = container.streams.audio[stream_index]
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=RATE)
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                yield out.to_ndarray()
+        for out in resampler.resample(None):
+            yield out.to_ndarray()
+
+
+def write_raw(handle, piece: np.ndarray) -> None:
+    """Append a (2, n) piece to a scratch file of interleaved float32 frames."""
+    np.ascontiguousarray(piece.T, dtype=np.float32).tofile(handle)
+
+
+def raw_pieces(path: Path, block: int = BLOCK) -> Iterator[np.ndarray]:
+    """A scratch file written by write_raw, as (2, n) float32 pieces of `block` samples."""
+    with open(path, "rb") as handle:
+        while True:
+            frames = np.fromfile(handle, np.float32, count=block * CHANNELS)
+            if not frames.size:
+                return
+            yield frames.reshape(-1, CHANNELS).T
+
+
+def rebatched(pieces: Iterator[np.ndarray], block: int = BLOCK) -> Iterator[np.ndarray]:
+    """The same samples in pieces of at least `block` (the last may be shorter): numpy and
+    scipy pay per call, and decoders hand out ~1000 samples at a time."""
+    pending: list[np.ndarray] = []
+    held = 0
+    for piece in pieces:
+        pending.append(piece)
+        held += piece.shape[1]
+        if held >= block:
+            yield np.concatenate(pending, axis=1)
+            pending, held = [], 0
+    if pending:
+        yield np.concatenate(pending, axis=1)
+
+
+def blocks(pieces: Iterator[np.ndarray], total: int, block: int = BLOCK) -> Iterator[np.ndarray]:
+    """Exactly `total` samples in blocks of `block` (the last may be shorter): the pieces
+    cut and joined, and silence after they end."""
+    pending: list[np.ndarray] = []
+    held = 0
+    done = 0
+    for piece in pieces:
+        pending.append(piece.astype(np.float32, copy=False))
+        held += piece.shape[1]
+        while held >= block and done < total:
+            joined = np.concatenate(pending, axis=1)
+            size = min(block, total - done)
+            yield joined[:, :size]
+            done += size
+            pending, held = [joined[:, size:]], joined.shape[1] - size
+        if done >= total:
+            return
+    rest = np.concatenate(pending, axis=1) if pending else np.zeros((CHANNELS, 0), np.float32)
+    while done < total:
+        size = min(block, total - done)
+        out = np.zeros((CHANNELS, size), np.float32)
+        take = rest[:, :size]
+        out[:, : take.shape[1]] = take
+        rest = rest[:, size:]
+        done += size
+        yield out
+
+
+def looped_pieces(pieces: Callable[[], Iterator[np.ndarray]], length: int, seam: int) -> Iterator[np.ndarray]:
+    """The first `length` samples of `pieces()` over and over, each repetition faded in and
+    out over `seam` samples so the loop point does not click."""
+    seam = min(seam, length // 2)
+    ramp = np.linspace(0.0, 1.0, seam, dtype=np.float32) if seam else None
+    while True:
+        for position, piece in _positions(blocks(pieces(), length)):
+            if ramp is not None:
+                piece = piece.copy()
+                _apply_edge_ramps(piece, position, length, ramp)
+            yield piece
+
+
+def _positions(pieces: Iterator[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+    position = 0
+    for piece in pieces:
+        yield position, piece
+        position += piece.shape[1]
+
+
+def _apply_edge_ramps(piece: np.ndarray, position: int, length: int, ramp: np.ndarray) -> None:
+    seam = ramp.shape[0]
+    n = piece.shape[1]
+    head = max(0, min(n, seam - position))  # samples of this piece inside the fade-in
+    if head:
+        piece[:, :head] *= ramp[position : position + head]
+    tail_start = max(0, length - seam - position)
+    if tail_start < n:
+        piece[:, tail_start:] *= ramp[::-1][position + tail_start - (length - seam) : position + n - (length - seam)]

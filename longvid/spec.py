@@ -166,8 +166,10 @@ class RenderSpec(_Model):
     storyboard_file: Path | None = None
     # Best-of-N (runtime/candidates.py): candidates made of each scene opener ("openers") or
     # of every segment ("all"); the judge keeps the best. Lowered to what the budget allows.
-    candidates: Annotated[int, Field(ge=1, le=8)] = 1
-    candidates_for: Literal["openers", "all"] = "openers"
+    # Left out of the JSON at their defaults, so run ids and manifests from before best-of-N
+    # read and write back unchanged.
+    candidates: Annotated[int, Field(ge=1, le=8, exclude_if=lambda v: v == 1)] = 1
+    candidates_for: Annotated[Literal["openers", "all"], Field(exclude_if=lambda v: v == "openers")] = "openers"
     # Narration: "auto" (the planner writes it), "off", or one text per scene (a narration
     # file). Speech engine and voice: see longvid/sound/engines.py. Left out of the JSON at
     # their defaults, so manifests from before narration read and write back unchanged.

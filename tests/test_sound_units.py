@@ -145,3 +145,13 @@ def test_loudness_at_a_gain_equals_pyloudnorm_on_the_scaled_signal_with_silent_g
     for scale in (1.0, 0.3, 2.5):
         whole = pyloudnorm.Meter(RATE).integrated_loudness(scale * x.T.astype(np.float64))
         assert meter.integrated(scale=scale) == pytest.approx(whole, abs=1e-6)
+
+
+def test_true_peak_meter_with_the_sample_peak_as_floor_is_still_exact():
+    x = _signal(2.5, seed=4)
+    x[1, 70_000:70_002] = [0.8, -0.8]
+    meter = TruePeakMeter(floor=float(np.abs(x).max()))
+    for part in _chunks(x, 30_000):
+        meter.add(part)
+    whole = np.abs(scipy.signal.resample_poly(x.astype(np.float64), 4, 1, axis=1)).max()
+    assert meter.finish() == pytest.approx(whole, rel=1e-9)

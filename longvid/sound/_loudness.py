@@ -228,12 +228,19 @@ class Lookaround:
 
 
 class TruePeakMeter:
-    def __init__(self):
+    """The true peak of a signal fed in blocks. With a `floor` known to be under it (a
+    sample peak), nothing that cannot pass the floor is oversampled from the start: the
+    result is exact whenever it is above `floor`, and otherwise says only that the true
+    peak is at most `floor`."""
+
+    def __init__(self, floor: float = 0.0):
         self._peaks = Lookaround(self._true_peaks, _OVERSAMPLE_CONTEXT)
+        self.floor = floor
         self.peak = 0.0
 
     def _true_peaks(self, window: np.ndarray) -> np.ndarray:
-        return sample_true_peaks(window, floor=self.peak)  # only what could beat the peak so far
+        # only what could beat the peak so far
+        return sample_true_peaks(window, floor=max(self.peak, self.floor))
 
     def add(self, pcm: np.ndarray) -> None:
         for _out, values in self._peaks.push(pcm):

@@ -3,12 +3,14 @@ time, and peak memory, for a 60 s and a 600 s video side by side.
 
     python bench/bench_audio.py                 # 60 s and 600 s
     python bench/bench_audio.py --lengths 30 60 --burn
+    python bench/bench_audio.py --no-music      # narration only
 
 Each length gets a tiny-picture video (128x72, 12 fps, no audio of its own), a mono 22.05
 kHz narration WAV of voice-like bursts (2 s on, 1 s off: a phrase every 3 s), a 95 s AAC
 music file (so it loops), and one cue per phrase; they are made once and cached in a temp
 folder. Then `longvid.sound.add_sound` runs in a fresh interpreter per length, so each
-memory figure is its own: peak RSS (wait4's ru_maxrss and the sampled /proc figure), the
+memory figure is its own: CPU time of the whole process (interpreter and imports included)
+and of the add_sound call alone, peak RSS (wait4's ru_maxrss and the sampled /proc figure), the
 RSS after imports, and the growth between them, which is what the sound code itself holds.
 Memory is flat when that growth is the same at 60 s and at 600 s.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -81,16 +84,21 @@ def _peak_rss() -> int:
     return self_maxrss_bytes()
 
 
-def worker(spec: dict, out: Path, burn: bool) -> None:
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def worker(spec: dict, out: Path, burn: bool, music: bool) -> None:
     from longvid.sound import Cue, SoundOptions, add_sound
 
     cues = [Cue(*c) for c in spec["cues"]]
     baseline = _peak_rss()
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), _cpu_s()
     stats = add_sound(Path(spec["video"]), out, narration=Path(spec["narration"]), cues=cues,
-                      options=SoundOptions(music=Path(spec["music"]), burn_subtitles=burn))
+                      options=SoundOptions(music=Path(spec["music"]) if music else None, burn_subtitles=burn))
     print(json.dumps({
-        "op_s": time.perf_counter() - started, "baseline_rss": baseline, "maxrss_self": _peak_rss(),
+        "op_s": time.perf_counter() - started, "op_cpu_s": _cpu_s() - cpu_before, "baseline_rss": baseline, "maxrss_self": _peak_rss(),
         "lufs": stats.loudness_lufs, "true_peak": stats.true_peak_dbtp, "steps": stats.step_s,
         "looped": stats.music_looped, "limited_s": stats.limited_s,
     }))
@@ -100,11 +108,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", type=int, nargs="+", default=[60, 600])
     parser.add_argument("--burn", action="store_true", help="also burn the subtitles in (re-encodes the picture)")
+    parser.add_argument("--no-music", action="store_true", help="narration only (the offline preview's case)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(json.loads(Path(args.worker).read_text()), Path(args.out), args.burn)
+        worker(json.loads(Path(args.worker).read_text()), Path(args.out), args.burn, not args.no_music)
         return 0
 
     cache = Path(tempfile.gettempdir()) / "longvid-bench-audio"
@@ -119,6 +128,8 @@ def main() -> int:
             cmd = [sys.executable, __file__, "--worker", str(spec_file), "--out", str(Path(scratch) / "final.mp4")]
             if args.burn:
                 cmd.append("--burn")
+            if args.no_music:
+                cmd.append("--no-music")
             run = run_measured(cmd, cwd=str(ROOT))
         if run.returncode != 0:
             print(run.stderr[-2000:], file=sys.stderr)
@@ -135,6 +146,8 @@ def main() -> int:
         ["add_sound total (s)", *(f"{results[s]['op_s']:.2f}" for s in args.lengths)],
         ["x realtime", *(f"{s / results[s]['op_s']:.1f}" for s in args.lengths)],
         ["CPU, user + sys (s)", *(f"{results[s]['cpu_s']:.1f}" for s in args.lengths)],
+        ["add_sound CPU, user + sys (s)", *(f"{results[s]['op_cpu_s']:.2f}" for s in args.lengths)],
+        ["add_sound CPU per s of audio", *(f"{results[s]['op_cpu_s'] / s:.3f}" for s in args.lengths)],
         ["peak RSS after imports (MB)", *(f"{results[s]['baseline_rss'] / MB:.0f}" for s in args.lengths)],
         ["peak RSS, VmHWM (MB)", *(f"{results[s]['maxrss_self'] / MB:.0f}" for s in args.lengths)],
         ["peak RSS, sampled (MB)", *(f"{results[s]['sampled_rss'] / MB:.0f}" for s in args.lengths)],

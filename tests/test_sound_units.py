@@ -134,3 +134,24 @@ def test_true_peaks_with_a_floor_are_exact_above_it_and_never_above_it_elsewhere
     assert above.any() and (~above).any()
     assert got[above] == pytest.approx(whole[above], rel=1e-9)
     assert (got[~above] <= floor).all()
+
+
+def test_loudness_at_a_gain_equals_pyloudnorm_on_the_scaled_signal_with_silent_gaps():
+    x = _signal(6.0, seed=2)
+    x[:, RATE : 3 * RATE] = 0.0  # digital silence: where the filters' state would go subnormal
+    meter = LoudnessMeter(RATE)
+    for part in _chunks(x, RATE):
+        meter.add(part)
+    for scale in (1.0, 0.3, 2.5):
+        whole = pyloudnorm.Meter(RATE).integrated_loudness(scale * x.T.astype(np.float64))
+        assert meter.integrated(scale=scale) == pytest.approx(whole, abs=1e-6)
+
+
+def test_true_peak_meter_with_the_sample_peak_as_floor_is_still_exact():
+    x = _signal(2.5, seed=4)
+    x[1, 70_000:70_002] = [0.8, -0.8]
+    meter = TruePeakMeter(floor=float(np.abs(x).max()))
+    for part in _chunks(x, 30_000):
+        meter.add(part)
+    whole = np.abs(scipy.signal.resample_poly(x.astype(np.float64), 4, 1, axis=1)).max()
+    assert meter.finish() == pytest.approx(whole, rel=1e-9)

@@ -41,7 +41,7 @@ _OVERSAMPLE_CONTEXT = 32  # input samples each side; resample_poly's filter span
 _DENORMAL_GUARD = 1e-20
 _SPAN = 512  # samples: the unit sample_true_peaks oversamples or skips (shorter rows cost resample_poly more per sample)
 _EDGE = 16  # real samples each side of a span (resample_poly's filter reaches 10)
-_NEAREST = 6  # taps per phase summed exactly for the closer bound (the rest weigh 0.25-0.35)
+_LOOSE = 0.35  # the closer bound sums a phase's largest taps until the rest weigh at most this
 
 
 def db(value: float) -> float:
@@ -125,23 +125,29 @@ def overshoot_bound() -> float:
 
 @functools.cache
 def _nearest_taps() -> tuple[tuple[tuple[tuple[int, float], ...], float], ...]:
-    """Per phase p: the _NEAREST largest taps as (input offset, weight), where oversampled
-    value 4n + p = sum of weight * x[n + offset] over all 21, and the sum of the others'
-    absolute weights."""
+    """Per phase p: its largest taps as (input offset, weight), where oversampled value
+    4n + p = sum of weight * x[n + offset] over all 21, as few as leave the others' absolute
+    weights summing to at most _LOOSE (1 for phase 0, the input sample itself; 5 or 6 for
+    the others), and that sum."""
     taps = _interpolation_filter() * OVERSAMPLE
     reach = (taps.size - 1) // (2 * OVERSAMPLE)  # 10
     phases = []
     for phase in range(OVERSAMPLE):
         weights = {reach - k: taps[OVERSAMPLE * k + phase] for k in range(-(-(taps.size - phase) // OVERSAMPLE))}
-        largest = sorted(weights, key=lambda offset: -abs(weights[offset]))[:_NEAREST]
-        rest = sum(abs(w) for offset, w in weights.items() if offset not in largest)
+        largest, rest = [], sum(abs(w) for w in weights.values())
+        for offset in sorted(weights, key=lambda offset: -abs(weights[offset])):
+            if rest <= _LOOSE:
+                break
+            largest.append(offset)
+            rest -= abs(weights[offset])
+        rest = sum(abs(w) for offset, w in weights.items() if offset not in largest)  # summed, not subtracted: never under
         phases.append((tuple((offset, float(weights[offset])) for offset in largest), float(rest)))
     return tuple(phases)
 
 
 def _span_bounds(rows: np.ndarray) -> np.ndarray:
     """For rows of span + _EDGE each side: a bound on each span's oversampled magnitudes,
-    tighter than overshoot_bound: the _NEAREST largest taps' sum exactly, plus the other
+    tighter than overshoot_bound: each phase's largest taps summed exactly, plus the other
     taps' absolute weights times the row's largest magnitude."""
     loudest = np.abs(rows).max(axis=1, keepdims=True)
     bound = np.zeros((rows.shape[0], _SPAN))
@@ -222,12 +228,19 @@ class Lookaround:
 
 
 class TruePeakMeter:
-    def __init__(self):
+    """The true peak of a signal fed in blocks. With a `floor` known to be under it (a
+    sample peak), nothing that cannot pass the floor is oversampled from the start: the
+    result is exact whenever it is above `floor`, and otherwise says only that the true
+    peak is at most `floor`."""
+
+    def __init__(self, floor: float = 0.0):
         self._peaks = Lookaround(self._true_peaks, _OVERSAMPLE_CONTEXT)
+        self.floor = floor
         self.peak = 0.0
 
     def _true_peaks(self, window: np.ndarray) -> np.ndarray:
-        return sample_true_peaks(window, floor=self.peak)  # only what could beat the peak so far
+        # only what could beat the peak so far
+        return sample_true_peaks(window, floor=max(self.peak, self.floor))
 
     def add(self, pcm: np.ndarray) -> None:
         for _out, values in self._peaks.push(pcm):

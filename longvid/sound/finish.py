@@ -192,7 +192,8 @@ def _normalised_gain(scratch: Path, mix_lufs: float, mix_sample_peak: float, opt
         return mix_gain, None, None
     ramp = max(1, int(options.limiter_ramp_s * _pcm.RATE))
     with steps("normalise"):
-        limiter, meter, peaks = PeakLimiter(ceiling, ramp), LoudnessMeter(_pcm.RATE), TruePeakMeter()
+        # the true peak is at least the (gained) sample peak: nothing under it need be oversampled
+        limiter, meter, peaks = PeakLimiter(ceiling, ramp), LoudnessMeter(_pcm.RATE), TruePeakMeter(floor=mix_sample_peak * mix_gain)
         for block in _limited(_pcm.raw_pieces(scratch), mix_gain, limiter):
             meter.add(block)
             if not limiter.reduced_samples:  # the true peak is only worth knowing while nothing is limited
@@ -312,7 +313,9 @@ def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[
             audio = _limited(_pcm.raw_pieces(mix), mix_gain, limiter)
             if measured is None:  # measured on its way to the encoder (loudness only when limited)
                 out_meter = LoudnessMeter(_pcm.RATE) if limiter is not None else None
-                out_peaks = TruePeakMeter()
+                # without a limiter the true peak is at least the gained sample peak: nothing
+                # under it need be oversampled
+                out_peaks = TruePeakMeter(floor=sample_peak * mix_gain if limiter is None else 0.0)
                 audio = _metered(audio, out_meter, out_peaks, steps)
             with steps("encode_mux"):  # includes the "verify" metering above
                 _write(video, out, audio, cues, options)

@@ -8,12 +8,13 @@
 #       longvid render "a fox in the snow" --provider local --allow-download -o /work/fox.mp4   # local model on a GPU
 FROM rayproject/ray:2.60.0-py311-gpu
 
-# espeak-ng: the offline narration voice (the default --speech). Installed as root (uid 0),
+# espeak-ng: the offline narration voice (the default --speech); Noto Sans CJK: CJK text on
+# contact sheets and burned-in subtitles. Installed as root (uid 0),
 # then back to the image's user ray (uid 1000); its version is the base image's release's.
 USER 0
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends espeak-ng \
+    && apt-get install -y --no-install-recommends espeak-ng fonts-noto-cjk \
     && rm -rf /var/lib/apt/lists/*
 USER 1000
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 
 from longvid.media import probe
@@ -32,6 +33,11 @@ def test_readme_render_command(tmp_path):
     info = probe(tmp_path / "fox.mp4")
     assert info.frames == 240 and info.fps == 24 and (info.width, info.height) == (640, 360)
     assert summary["output"] == "fox.mp4" and (tmp_path / "runs").is_dir()
+    # narrated by default: an AAC voice track, a soft subtitle track, and the subtitles beside it
+    with av.open(str(tmp_path / "fox.mp4")) as container:
+        assert [s.codec_context.name for s in container.streams.audio] == ["aac"]
+        assert [s.codec_context.name for s in container.streams.subtitles] == ["mov_text"]
+    assert "-->" in (tmp_path / "fox.srt").read_text() and (tmp_path / "fox.vtt").read_text().startswith("WEBVTT")
 
 
 def test_failure_exits_nonzero_with_one_line(tmp_path):

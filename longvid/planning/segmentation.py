@@ -104,6 +104,15 @@ def allocate(weights: list[float], count: int) -> list[int]:
     return [1 + s for s in shares]
 
 
+def segment_fit(durations: DurationRule, fps: int, total_s: float, rules: SegmentationRules = DEFAULT_RULES):
+    """What _cut_scenes will do with scenes of exact lengths, for the narration's timing to
+    plan around: the longest scene one segment holds and the design's segment count."""
+    from ..sound.timing import SegmentFit
+
+    return SegmentFit(capacity_s=(int(durations.longest_s * fps) - rules.fade_frames) / fps,
+                      design_count=rules.design_count(total_s))
+
+
 def _cut_scenes(scene_frames: list[int], fps: int, durations: DurationRule,
                 rules: SegmentationRules) -> tuple[list[int], list[int]]:
     """(segments per scene, frames per segment) for scenes of exactly these lengths: the

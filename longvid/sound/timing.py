@@ -105,6 +105,53 @@ def scene_seconds(weights: list[float], needs: list[float], requested_s: float) 
         fixed |= short
 
 
+@dataclass(frozen=True)
+class SegmentFit:
+    """What the segmenter will do with the scene lengths (segmentation.segment_fit makes it
+    from the provider's durations): scenes are cut into segments of at most `capacity_s`
+    each, and a video gets at least `design_count` segments in all."""
+
+    capacity_s: float
+    design_count: int
+
+
+def fitted_scene_seconds(weights: list[float], needs: list[float], requested_s: float, fit: SegmentFit) -> list[float]:
+    """Scene lengths that cost no more segments than the words and the design need.
+
+    Shared by weight alone, every scene of a 45 s video can come out a little longer than
+    one segment and need two: eight paid clips where six would do. So each scene first gets
+    the segments its words need, the design's remaining segments go to the scenes whose
+    segments would otherwise be longest, and the lengths are then shared by weight inside
+    [need, segments x capacity] (water-filling with both bounds)."""
+    needs = [max(n, MIN_SCENE_S) for n in needs]
+    total = max(requested_s, sum(needs))
+    shares = scene_seconds(weights, needs, requested_s)
+    counts = [max(1, math.ceil(n / fit.capacity_s - 1e-9)) for n in needs]
+    target = max(fit.design_count, math.ceil(total / fit.capacity_s - 1e-9), len(needs))
+    while sum(counts) < target:
+        widest = max(range(len(counts)), key=lambda i: (shares[i] / counts[i], -i))
+        counts[widest] += 1
+    highs = [c * fit.capacity_s for c in counts]
+    return _bounded_shares(weights, needs, highs, total)
+
+
+def _bounded_shares(weights: list[float], lows: list[float], highs: list[float], total: float) -> list[float]:
+    """clamp(level * weight, low, high) per scene, the level found so they add up to `total`
+    (bisection: the sum only grows with the level)."""
+    def at(level: float) -> list[float]:
+        return [min(max(level * w, lo), hi) for w, lo, hi in zip(weights, lows, highs)]
+
+    if sum(highs) <= total:
+        return list(highs)
+    low, high = 0.0, 1.0
+    while sum(at(high)) < total:
+        high *= 2
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (mid, high) if sum(at(mid)) < total else (low, mid)
+    return at(high)
+
+
 def to_frames(seconds: list[float], needs: list[float], fps: int, total_frames: int) -> list[int]:
     """Whole frames per scene that add up to `total_frames` exactly, none below its need
     (largest remainder on what is above the needs)."""
@@ -125,12 +172,13 @@ def to_frames(seconds: list[float], needs: list[float], fps: int, total_frames: 
 
 
 def time_narration(weights: list[float], phrases: list[list[tuple[str, float]]], requested_s: float,
-                   fps: int) -> NarrationTiming:
+                   fps: int, fit: SegmentFit | None = None) -> NarrationTiming:
     """Scene lengths and phrase times for scenes of these weights, each narrated by its
     (text, seconds) phrases, in a video of `requested_s` seconds (stretched if the words
-    need more, with a warning)."""
+    need more, with a warning). With `fit`, the lengths also keep the segment count down."""
     needs = [narration_need_s([d for _t, d in scene]) for scene in phrases]
-    seconds = scene_seconds(weights, needs, requested_s)
+    seconds = (fitted_scene_seconds(weights, needs, requested_s, fit) if fit is not None
+               else scene_seconds(weights, needs, requested_s))
     requested_frames = round(requested_s * fps)
     minimum = sum(max(1, math.ceil(max(n, MIN_SCENE_S) * fps - 1e-6)) for n in needs)
     total_frames = max(requested_frames, minimum)
@@ -140,7 +188,7 @@ def time_narration(weights: list[float], phrases: list[list[tuple[str, float]]],
     for scene, scene_phrases in enumerate(phrases):
         t = start_frame / fps + SCENE_LEAD_S
         for text, duration in scene_phrases:
-            placed.append(PlacedPhrase(scene, text, round(t, 4), duration))
+            placed.append(PlacedPhrase(scene, text, t, duration))
             t += duration + PHRASE_GAP_S
         start_frame += frames[scene]
     warnings = []

@@ -19,6 +19,7 @@ from ..sound.narration import (NarrationRecord, RunSpeechFolder, Spoken, StoreSp
                                write_narration_track)
 from ..sound.phrases import language_of
 from ..sound.speech import SpeechClip, SpeechFailed, SpeechUnavailable
+from ..sound.timing import SegmentFit
 from ..sound.subtitles import to_srt, to_vtt
 from ..spec import MAX_DURATION_S, RenderSpec, Storyboard
 
@@ -46,8 +47,9 @@ def apply_narration_choice(spec: RenderSpec, storyboard: Storyboard) -> Storyboa
 
 
 def speak_storyboard(spec: RenderSpec, storyboard: Storyboard, settings: Settings, store,
-                     allow_download: bool = False) -> tuple[Spoken | None, list[str]]:
-    """The storyboard's narration synthesised and timed, or (None, warnings) for a silent one."""
+                     allow_download: bool = False, fit: SegmentFit | None = None) -> tuple[Spoken | None, list[str]]:
+    """The storyboard's narration synthesised and timed (its scene lengths planned around
+    `fit`, the segmenter's), or (None, warnings) for a silent one."""
     if not any(s.narration.strip() for s in storyboard.scenes):
         return None, []
     engine, warnings = choose_engine(spec.speech, settings, allow_download)
@@ -59,7 +61,7 @@ def speak_storyboard(spec: RenderSpec, storyboard: Storyboard, settings: Setting
     weights = [s.duration_s or 1.0 for s in storyboard.scenes]
     try:
         spoken = speak([s.narration for s in storyboard.scenes], weights, engine, language_of(storyboard.prompt or spec.prompt),
-                       spec.voice, spec.duration_s, spec.fps, stores)
+                       spec.voice, spec.duration_s, spec.fps, stores, fit)
     except SpeechUnavailable as exc:
         raise InputError(f"--speech {spec.speech}: {exc}") from None
     except SpeechFailed as exc:

@@ -27,6 +27,7 @@ from ..errors import InputError, LongvidError
 from ..manifest import RunManifest, RunPlan, RunStatus, SegmentRecord
 from ..observability.render_events import RenderEvents
 from ..planning import OfflinePlanner, load_storyboard, segment_count, segment_storyboard
+from ..planning.segmentation import segment_fit
 from ..planning.segmentation import DEFAULT_RULES
 from ..providers import create_provider, provider_capabilities, provider_configured
 from ..providers.base import ProviderCapabilities
@@ -148,7 +149,8 @@ class RenderPipeline:
             report = self.planner.plan_with_report(spec, max_scenes=max_scenes)
             storyboard, warnings = report.storyboard, list(report.warnings)
         storyboard = apply_narration_choice(spec, storyboard)
-        spoken, speech_warnings = speak_storyboard(spec, storyboard, self.settings, self.store, self.allow_download)
+        fit = segment_fit(capabilities.durations, spec.fps, spec.duration_s)
+        spoken, speech_warnings = speak_storyboard(spec, storyboard, self.settings, self.store, self.allow_download, fit)
         jobs, estimate, budget_warnings = self.prepare_segments(spec, storyboard, capabilities,
                                                                 spoken.timing.scene_frames if spoken else None)
         return RenderPlan(storyboard, jobs, capabilities, estimate, [*warnings, *speech_warnings, *budget_warnings], spoken)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from .cues import Cue
 from .phrases import split_phrases
 from .speech import SpeechClip, SpeechEngine, clip_key
-from .timing import NarrationTiming, PlacedPhrase, time_narration
+from .timing import NarrationTiming, PlacedPhrase, SegmentFit, time_narration
 
 TRACK_RATE = 24000  # narration.wav: 24 kHz mono 16-bit (Gemini's own rate; espeak's 22.05 kHz is resampled)
 SPEAK_WORKERS = 4  # phrases synthesised at once (espeak processes, or Gemini requests)
@@ -122,7 +122,7 @@ def _clip_bytes(engine: SpeechEngine, text: str, language: str, voice: str | Non
 
 
 def speak(scenes_narration: list[str], weights: list[float], engine: SpeechEngine, language: str, voice: str | None,
-          requested_s: float, fps: int, stores: list[ClipStore]) -> Spoken:
+          requested_s: float, fps: int, stores: list[ClipStore], fit: SegmentFit | None = None) -> Spoken:
     """Synthesise every phrase (SPEAK_WORKERS at once), then time the scenes around them."""
     phrases = [(scene, text) for scene, narration in enumerate(scenes_narration) for text in split_phrases(narration)]
     keys = [clip_key(engine.identity, language, voice, text) for _scene, text in phrases]
@@ -140,7 +140,7 @@ def speak(scenes_narration: list[str], weights: list[float], engine: SpeechEngin
     per_scene: list[list[tuple[str, float]]] = [[] for _ in scenes_narration]
     for (scene, text), duration in zip(phrases, durations):
         per_scene[scene].append((text, duration))
-    timing = time_narration(weights, per_scene, requested_s, fps)
+    timing = time_narration(weights, per_scene, requested_s, fps, fit)
     record = NarrationRecord(
         engine=engine.name, identity=engine.identity, language=language, voice=voice, fps=fps, requested_s=requested_s,
         scene_frames=timing.scene_frames,

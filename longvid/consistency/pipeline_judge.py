@@ -168,6 +168,13 @@ class ConsistencySegmentJudge:
                 except Exception:  # already gone
                     pass
 
+    @property
+    def compares_openers(self) -> bool:
+        """Whether candidates of a scene opener can score differently: an opener has no scene
+        anchor, seam or long-range anchor, so only CLIP's prompt score, reference images or
+        Gemini as the primary judge give it something to be compared with."""
+        return self.backend == "clip" or bool(self.references) or (self.vision is not None and self.vision.mode == "primary")
+
     # -- the SegmentJudge protocol ---------------------------------------------------------------
     def judge(self, job: SegmentJob, segment: Path, previous: tuple[SegmentJob, Path] | None):
         return self._verdict(job, segment, previous, remember=True)

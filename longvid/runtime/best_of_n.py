@@ -13,7 +13,7 @@ from typing import Any
 from ..manifest import update_record, with_warnings
 from ..spec import SegmentJob
 from .acceptance import sha256_hex
-from .candidates import CandidatePlan, candidate_seed, plan_candidates
+from .candidates import CandidatePlan, candidate_seed, plan_candidates, without_openers
 from .failures import failure_reason, nothing_created
 from .layout import MANIFEST, segment_path
 from .normalisation import needs_normalising
@@ -28,9 +28,11 @@ class BestOfN:
         plan, note = plan_candidates(loop.spec, loop.jobs, price_per_second_usd, loop.ledger.committed_usd)
         if plan.count > 1 and loop.acceptance.judge is None:
             plan, note = CandidatePlan(1), "--candidates needs a judge to choose between them: making one per segment"
+        plan, blind = without_openers(plan, getattr(loop.acceptance.judge, "compares_openers", True))
         self.plan = plan
-        if note:
-            loop.manifest = with_warnings(loop.manifest, note)
+        for said in (note, blind):
+            if said:
+                loop.manifest = with_warnings(loop.manifest, said)
         self.extras: dict[Any, tuple[int, int, SegmentJob, str, str, str | None]] = {}  # handle -> (index, k, attempt, provider, key, task)
         self.done: dict[int, list[tuple[int, SegmentJob, SegmentResult, str]]] = {}
         self.pending: dict[int, int] = {}  # segment -> candidates still in flight

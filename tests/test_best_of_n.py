@@ -1,6 +1,7 @@
 """Best-of-N: N candidates of a segment, made in parallel, the best kept by the judge, every
 candidate's cost booked; the budget lowers N with a warning."""
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -28,9 +29,17 @@ class PaidPreview(PreviewProvider):
 
     capabilities = replace(PREVIEW_CAPABILITIES, name="paid-preview", price_per_second_usd=PRICE)
     good_extra_k = 2
+    watch = None  # a store folder: each extra candidate's create call looks for its reservation there
+    reserved_first: dict = {}  # (segment, seed) -> its reservation was on disk at the first create call
 
     def submit(self, job, conditioning_png=None):
         planned = scene_seed(0, job.scene_index)
+        if self.watch is not None and job.segment_in_scene == 0 and job.seed != planned and (job.index, job.seed) not in self.reserved_first:
+            ledgers = [json.loads(m.read_text()).get("ledger", []) for m in self.watch.rglob("manifest.json")]
+            self.reserved_first[job.index, job.seed] = (any(e["key"].startswith(f"seg{job.index}/cand") and e.get("task_id") is None
+                                           and e["estimate_usd"] > 0 for entries in ledgers for e in entries))
+        if job.segment_in_scene == 0:  # openers arrive at another size: normalised, so recorded before judging
+            job = job.model_copy(update={"width": job.width + 32})
         bad = {planned, candidate_seed(planned, 1)} if job.segment_in_scene == 0 else set()
         if job.seed in bad:
             job = dc.with_scene(job, color_palette=dc.DRIFT_PALETTE)
@@ -71,6 +80,7 @@ def test_render_keeps_the_best_candidate_and_books_every_one(tmp_path):
         spec = RenderSpec(prompt="a red fox explores a snowy forest at dawn", duration_s=6, fps=12, resolution="360p",
                           provider="paid-preview", candidates=3, budget_usd=10.0)
         store = LocalRunStore(tmp_path / "store")
+        PaidPreview.watch, PaidPreview.reserved_first = tmp_path / "store", {}
         planned = RenderPipeline(store, InlineSegmentRunner()).plan(spec)
         # The look asked for, as reference images (what --image gives): without them the
         # structural judge could not tell openers apart (see the test below).
@@ -79,6 +89,7 @@ def test_render_keeps_the_best_candidate_and_books_every_one(tmp_path):
                                         context=FramePackCompressor(device="cpu"))
         result = RenderPipeline(store, InlineSegmentRunner(), judge=judge).render(spec, planned=planned)
     finally:
+        PaidPreview.watch = None
         registry._FACTORIES.clear()
         registry._FACTORIES.update(saved)
     run = store.open(result.run_id)
@@ -98,6 +109,11 @@ def test_render_keeps_the_best_candidate_and_books_every_one(tmp_path):
         assert len(booked) == 3 and all(e.state is EntryState.CHARGED for e in booked)
         assert record.cost_usd == pytest.approx(sum(e.cost_usd for e in booked))
         assert record.cost_usd == pytest.approx(sum(c.cost_usd for c in record.candidates))
+        # candidate 0 was normalised (recorded before judging): shown at what it cost, not $0
+        assert record.candidates[0].cost_usd == pytest.approx(PRICE * record.clip.frames / record.clip.fps, abs=1e-5)
+        assert record.clip.cost_usd == pytest.approx(kept[0].cost_usd) and record.clip.original
+    # every extra candidate's reservation was on disk before its create call
+    assert len(PaidPreview.reserved_first) == 2 * len(openers) and all(PaidPreview.reserved_first.values())
     inside = [r for r in manifest.segments if not r.candidates]
     assert inside and all(len([e for e in manifest.ledger if e.segment == r.index]) == 1 for r in inside)
     import json

@@ -86,10 +86,12 @@ class Acceptance:
             return jobs[index - 1], self.run.local_path(manifest.segments[index - 1].clip.path)
         return None
 
-    def choose_candidate(self, manifest: RunManifest, jobs: list[SegmentJob], candidates: list[tuple[int, SegmentJob, SegmentResult, str]]):
+    def choose_candidate(self, manifest: RunManifest, jobs: list[SegmentJob], candidates: list[tuple[int, SegmentJob, SegmentResult, str]],
+                         counted_usd: float = 0.0):
         """Best-of-N: score every candidate (k, attempt, result, cache key) without making it
-        context, record them all in the segment's `candidates`, add the cost of those not kept,
-        and return (manifest, the kept candidate's (attempt, result, key))."""
+        context, record them all in the segment's `candidates`, add the cost of those not kept
+        (less `counted_usd`, candidate 0's cost when it is on the record already), and return
+        (manifest, the kept candidate's (attempt, result, key))."""
         job = candidates[0][1]
         index, previous = job.index, self._previous(manifest, jobs, job)
         score = getattr(self.judge, "score_only", None) or self.judge.judge
@@ -105,7 +107,7 @@ class Acceptance:
                                            cost_usd=result.cost_usd, scores=measured, reason=verdict.reason[:300]))
         best = pick_best(scored)
         records = [r.model_copy(update={"kept": r.k == best}) for r in records]
-        not_kept = sum(r.cost_usd for r in records if not r.kept)
+        not_kept = sum(r.cost_usd for r in records if not r.kept) - (counted_usd if best != 0 else 0.0)
         manifest = update_record(manifest, index, candidates=tuple(records), cost_usd=manifest.segments[index].cost_usd + not_kept)
         write_model(self.run, MANIFEST, manifest)
         kept = next(c for c in candidates if c[0] == best)

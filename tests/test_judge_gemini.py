@@ -165,6 +165,16 @@ def test_a_render_books_the_judge_and_regenerates_with_its_adjustments(server, f
     assert len(folded) == 1  # the regenerated attempt was asked for, and judged, with the adjustment
     booked = [e for e in manifest.ledger if e.provider == LEDGER_PROVIDER]
     assert len(booked) == len(fake.requests) == len(manifest.segments) + 1 and all(e.state is EntryState.CHARGED for e in booked)
+    # resuming the finished run does not mistake the judge's calls (no task ids) for unanswered creates
+    from longvid.providers.ledger import TASKLESS_PROVIDERS
+
+    assert LEDGER_PROVIDER in TASKLESS_PROVIDERS
+    judge = adapter(server)
+    judge.context = FramePackCompressor(device="cpu")
+    RenderPipeline(store, InlineSegmentRunner(), judge=judge).resume(result.run_id)
+    resumed = read_manifest(store.open(result.run_id))
+    assert not [w for w in resumed.warnings if "may have been paid for without a result" in w], resumed.warnings
+    assert [e for e in resumed.ledger if e.provider == LEDGER_PROVIDER] == booked
 
 
 def test_the_cli_refuses_judge_gemini_without_a_key_in_one_line(tmp_path, capsys, monkeypatch):

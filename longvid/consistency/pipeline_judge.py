@@ -197,7 +197,10 @@ class ConsistencySegmentJudge:
         if previous is not None and job.conditioned_on == previous[0].index:
             tail = tail_frames(previous[1], previous[0].frames, self.config.seam_frames)
         refs = self.memory.as_refs() if self.backend == "clip" and len(self.memory) else None
-        long_range = self.long_range.anchors_for(job.scene_index, job.index, [c.name for c in job.scene.characters])
+        # The scene anchor is the anchor check's: judged again here, on the mean with the drift
+        # threshold, it would fail segments the anchor check passes on the same frame.
+        long_range = self.long_range.anchors_for(job.scene_index, job.index, [c.name for c in job.scene.characters],
+                                                 without_scene_anchor=scene_anchor is not None)
         scores = self._score(segment, job, anchors, tail, job.prompt, refs, long_range or None)
         if remember:
             self.history.append(scores)

@@ -186,3 +186,17 @@ def test_the_cli_refuses_judge_gemini_without_a_key_in_one_line(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--judge gemini needs a Gemini key" in err
     assert not any(tmp_path.iterdir())  # nothing started
+
+
+def test_the_kept_candidate_is_not_asked_about_twice(server, fake, clips):
+    """Best-of-N scores a candidate (score_only), then judges the kept one for the record:
+    Gemini is asked once about the same bytes, and the verdict is the same."""
+    jobs, paths = clips
+    ledger = CostLedger(budget_usd=1.0)
+    judge = adapter(server, ledger=ledger)
+    scored = judge.score_only(jobs[0], paths[0], None)
+    kept = judge.judge(jobs[0], paths[0], None)
+    assert len(fake.requests) == 1 and len([e for e in ledger.entries if e.provider == LEDGER_PROVIDER]) == 1
+    assert kept.passed == scored.passed and kept.scores["vision"] == scored.scores["vision"]
+    judge.judge(jobs[0], paths[0], None)  # a regeneration of the same bytes later is asked again
+    assert len(fake.requests) == 2

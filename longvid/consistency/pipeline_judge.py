@@ -22,6 +22,7 @@ anchor embeddings, so the actor may run on another node.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,6 +72,7 @@ class ConsistencySegmentJudge:
         self.notes: str = self._info["notes"]
         self.references = [img if isinstance(img, np.ndarray) else load_image(img) for img in reference_images]
         self._scene_anchor: dict[int, np.ndarray] = {}  # scene index -> embedding (1, D)
+        self._vision_seen: dict[tuple, tuple] = {}  # (segment, seed, sha256) -> Gemini's answer to score_only
         self.memory = CharacterMemory(backend=self.backend)
         self.long_range = LongRangeMemory(self.config.drift_lookback, cross_scene_characters=self.backend == "clip")
         self.history: list[SegmentScores] = []
@@ -206,7 +208,15 @@ class ConsistencySegmentJudge:
             self.history.append(scores)
         vision, unavailable = None, None
         if self.vision is not None and self.vision.wanted(scores, Thresholds(**self._info["thresholds"])):
-            vision, unavailable = self.vision.review(job, segment, previous, self.references)
+            # Best-of-N scores each candidate (remember=False), then judges the kept one again
+            # for the record: Gemini's answer on the same bytes is reused, not paid for twice.
+            digest = (job.index, job.seed, hashlib.sha256(Path(segment).read_bytes()).hexdigest())
+            seen = self._vision_seen.get(digest)
+            vision, unavailable = seen if seen is not None else self.vision.review(job, segment, previous, self.references)
+            if not remember:
+                self._vision_seen[digest] = (vision, unavailable)
+        if remember:
+            self._vision_seen.clear()  # the candidates of this segment are decided
         verdict = combine(scores, verdict_quality(scores), vision, unavailable)
         if verdict.passed and remember:
             self.remember_accepted(job, segment)

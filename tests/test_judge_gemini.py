@@ -200,3 +200,14 @@ def test_the_kept_candidate_is_not_asked_about_twice(server, fake, clips):
     assert kept.passed == scored.passed and kept.scores["vision"] == scored.scores["vision"]
     judge.judge(jobs[0], paths[0], None)  # a regeneration of the same bytes later is asked again
     assert len(fake.requests) == 2
+
+
+def test_a_judge_call_is_on_the_books_before_it_is_made(server, fake, clips):
+    """bind_ledger's persist runs after the reservation, before the request: a driver that dies
+    during the call leaves it in the manifest."""
+    jobs, paths = clips
+    ledger, seen = CostLedger(budget_usd=1.0), []
+    judge = adapter(server)
+    judge.bind_ledger(ledger, lambda: seen.append(([(e.key, e.state) for e in ledger.entries], len(fake.requests))))
+    judge.judge(jobs[0], paths[0], None)
+    assert seen == [([("seg0/judge1", EntryState.RESERVED)], 0)] and len(fake.requests) == 1

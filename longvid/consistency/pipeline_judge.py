@@ -97,10 +97,12 @@ class ConsistencySegmentJudge:
             return ray.get(self.actor.score_segment.remote(Path(segment).read_bytes(), job, anchors, tail, prompt, refs, long_range))
         return self._judge.score_segment(segment, job, anchors, tail, prompt, refs, long_range)
 
-    def bind_ledger(self, ledger) -> None:
-        """The render's cost ledger: Gemini's calls are reserved and charged there."""
+    def bind_ledger(self, ledger, persist=None) -> None:
+        """The render's cost ledger: Gemini's calls are reserved and charged there; `persist()`
+        writes it to the run's manifest, called after each reservation, before the call."""
         if self.vision is not None:
             self.vision.ledger = ledger
+            self.vision.persist = persist
 
     def remember_accepted(self, job: SegmentJob, segment: str | os.PathLike[str]) -> None:
         """Record an accepted segment: its first frame anchors its scene (if none yet), and

@@ -211,3 +211,26 @@ def test_a_judge_call_is_on_the_books_before_it_is_made(server, fake, clips):
     judge.bind_ledger(ledger, lambda: seen.append(([(e.key, e.state) for e in ledger.entries], len(fake.requests))))
     judge.judge(jobs[0], paths[0], None)
     assert seen == [([("seg0/judge1", EntryState.RESERVED)], 0)] and len(fake.requests) == 1
+
+
+def test_resume_keeps_the_second_opinion_and_refuses_it_without_a_key(tmp_path, capsys, monkeypatch):
+    """--second-opinion and --judge-model travel with the run (in its spec): resume judges as
+    the render did, and refuses in one line, before Ray, when the key is gone."""
+    from longvid.cli import main
+    from longvid.manifest import RunManifest
+    from longvid.runtime import LocalRunStore
+    from longvid.runtime.layout import MANIFEST
+    from longvid.runtime.store import write_model
+    from longvid.wiring import RenderOptions, make_vision_check
+
+    spec = RenderSpec(prompt="a fox", judge="structural", second_opinion=True, judge_model="gemini-2.5-pro")
+    assert RenderSpec.model_validate_json(spec.model_dump_json()) == spec
+    assert "second_opinion" not in RenderSpec(prompt="a fox").model_dump_json()  # old run ids unchanged
+    check = make_vision_check(spec, RenderOptions(), Settings(gemini=GeminiSettings(api_key=SecretStr("k" * 20))), 0.05)
+    assert check is not None and check.mode == "second_opinion" and check.judge.model == "gemini-2.5-pro"
+    for name in ("GOOGLE_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    write_model(LocalRunStore(tmp_path).create("r1"), MANIFEST, RunManifest(run_id="r1", spec=spec))
+    code = main(["resume", "r1", "--store", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--second-opinion needs a Gemini key" in err

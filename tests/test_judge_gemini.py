@@ -129,6 +129,10 @@ def test_adjustments_are_folded_into_the_regeneration_prompt():
     assert fold_adjustments("a fox in snow.", ["the red fox", "the red fox", " dawn light. "]) == \
         "a fox in snow. Keep consistent: the red fox; dawn light."
     assert fold_adjustments("a fox", []) == "a fox"
+    long = "a red fox walks through deep snow under tall pines " * 30  # ~1500 characters
+    folded = fold_adjustments(long, ["the red fox with a white-tipped tail"])
+    assert len(folded) <= 1000 and folded.endswith("Keep consistent: the red fox with a white-tipped tail.")
+    assert folded.startswith("a red fox walks") and ".. " not in folded  # Runway keeps the adjustments
 
 
 def test_gemini_judge_without_a_key_is_refused_up_front():

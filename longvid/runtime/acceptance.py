@@ -234,13 +234,24 @@ class Acceptance:
         return manifest
 
 
-def fold_adjustments(prompt: str, adjustments: tuple[str, ...] | list[str]) -> str:
+# Runway's prompt limit, the smallest of the providers': a provider cuts a longer prompt at its
+# end, which is where the adjustments are, so the base prompt is shortened instead.
+FOLDED_PROMPT_MAX_CHARS = 1000
+
+
+def fold_adjustments(prompt: str, adjustments: tuple[str, ...] | list[str], max_chars: int = FOLDED_PROMPT_MAX_CHARS) -> str:
     """The prompt of a regeneration: the segment's prompt with a vision judge's suggested
-    changes appended (each once, in order), so the next attempt is asked for what was missing."""
+    changes appended (each once, in order), so the next attempt is asked for what was missing.
+    Within `max_chars`: a long base prompt loses its end (at a word) so the adjustments stay."""
     extra = [a.strip().rstrip(".") for a in dict.fromkeys(adjustments) if a and a.strip()]
     if not extra:
         return prompt
-    return f"{prompt.rstrip().rstrip('.')}. Keep consistent: {'; '.join(extra)}."
+    base, tail = prompt.rstrip().rstrip("."), f". Keep consistent: {'; '.join(extra)}."
+    if len(base) + len(tail) > max_chars:
+        room = max(0, max_chars - len(tail))
+        cut = base[:room]
+        base = cut.rsplit(" ", 1)[0].rstrip(" ,;:.") if " " in cut and room < len(base) else cut
+    return f"{base}{tail}"[:max_chars]
 
 
 # What a judge may report beside the verdict itself (seed, passed, quality, file and sha256

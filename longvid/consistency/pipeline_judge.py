@@ -141,6 +141,12 @@ class ConsistencySegmentJudge:
             return ray.get(packed.remote())
         return packed()
 
+    def load_state(self, run) -> None:
+        """On resume: the long-range memory saved by the earlier invocation (longrange.npz), so
+        the slow side holds what it held then, whichever accepted clips are replayed after."""
+        if run.exists(LONG_RANGE_FILE):
+            self.long_range.load_bytes(run.read_bytes(LONG_RANGE_FILE))
+
     def save_state(self, run) -> None:
         """Character memory and the packed context into the run folder (characters.npz,
         context.npz), written whole, so a later render or a report can read them."""

@@ -193,6 +193,8 @@ class Acceptance:
         """Segments accepted by an earlier invocation become the judge's context again."""
         if self.judge is None:
             return
+        if indices and hasattr(self.judge, "load_state"):
+            self.judge.load_state(self.run)
         for index in sorted(indices):
             self.judge.remember_accepted(jobs[index], self.run.local_path(manifest.segments[index].clip.path))
 

@@ -6,7 +6,8 @@
 Clips (longvid/testing/drift_clips.py, preview renderer + numpy, 256x144 at 12 fps): for every
 segment that continues its scene (so it has a scene anchor and a seam) in two planned videos,
 one clean control and one clip per drift kind: palette, lighting, subject_swap (another shape
-in the subject's own colours), cut (a hard cut inside the segment), flicker, shake. Each is
+in the subject's own colours), cut (a hard cut inside the segment), flicker, shake; and per
+video one more clean control: a 3 px/frame pan over fine texture at 640x360 (libx264). Each is
 judged as the pipeline would: anchors = its scene's first frame, seam = the previous
 segment's tail. Plus a gradual walk: six segments of one scene whose palette moves 5% of the
 way to another palette per segment (30% in all), against six clean ones: caught when any
@@ -47,13 +48,14 @@ PROMPTS = ["a red fox explores a snowy forest at dawn", "a lighthouse keeper wal
 
 def cases(folder: Path):
     """[(label, job, mp4 path, anchor frame, previous tail)] for clean and drifted clips."""
-    out = []
+    out, controls = [], {}
     for p, prompt in enumerate(PROMPTS):
         jobs = dc.tiny_jobs(prompt, duration_s=40, width=256, height=144, scenes=2)
         clean = {j.index: dc.mp4(j, dc.clean(j)) for j in jobs}
         for job in jobs:
             if job.segment_in_scene == 0 or not job.scene.characters:
                 continue
+            controls.setdefault(p, job)
             opener = next(j for j in jobs if j.scene_index == job.scene_index and j.segment_in_scene == 0)
             anchor = decode_frames(clean[opener.index], [0])[0]
             previous = jobs[job.index - 1]
@@ -63,6 +65,13 @@ def cases(folder: Path):
                 path = folder / f"p{p}-s{job.index}-{label}.mp4"
                 path.write_bytes(data)
                 out.append((label, job, path, anchor, tail))
+    # Clean controls of real footage's kind, one per prompt: a textured pan encoded at 360p
+    # (judged against its own first frame, no seam).
+    for p, job in controls.items():
+        pan_job = job.model_copy(update={"width": 640, "height": 360, "frames": 48})
+        pan = dc.mp4(pan_job, dc.textured_pan(pan_job))
+        (folder / f"p{p}-pan.mp4").write_bytes(pan)
+        out.append(("clean", pan_job, folder / f"p{p}-pan.mp4", decode_frames(pan, [0])[0], None))
     return out
 
 

@@ -174,6 +174,8 @@ def _spec_from(args: argparse.Namespace) -> RenderSpec:
             voice=args.voice,
             music=args.music,
             burn_subtitles=args.burn_subtitles,
+            second_opinion=getattr(args, "second_opinion", False),
+            judge_model=getattr(args, "judge_model", None),
         )
     except ValidationError as exc:
         raise InputError(describe_validation_error(exc)) from None
@@ -298,6 +300,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     run = _open_store(args).open(args.run_id)  # a missing run is an input error, before Ray starts
     spec = read_manifest(run).spec
+    from .wiring import check_vision_judge
+
+    check_vision_judge(spec, _options(args), args.settings)  # a Gemini judge without a key: exit 2 before Ray
     return _run_pipeline(args, spec, lambda p: p.resume(args.run_id, output=args.output))
 
 

@@ -182,6 +182,10 @@ class RenderSpec(_Model):
     # paid) and subtitles drawn into the picture (besides the soft track). See sound/finish.py.
     music: Annotated[Path | None, Field(exclude_if=lambda v: v is None)] = None
     burn_subtitles: Annotated[bool, Field(exclude_if=lambda v: v is False)] = False
+    # The Gemini vision judge's extras (--second-opinion on borderline local scores, --judge-model),
+    # kept with the run so a resume judges as the render did. Left out of the JSON at their defaults.
+    second_opinion: Annotated[bool, Field(exclude_if=lambda v: v is False)] = False
+    judge_model: Annotated[str | None, Field(max_length=200, exclude_if=lambda v: v is None)] = None
 
     @field_validator("prompt")
     @classmethod

@@ -50,7 +50,7 @@ def check_vision_judge(spec: RenderSpec, options: RenderOptions, settings: Setti
     """Refuse `--judge gemini` / `--second-opinion` without a Gemini key (InputError, exit 2),
     cheaply, before Ray starts or anything is paid."""
     primary = spec.judge == "gemini"
-    if not primary and not (options.second_opinion and spec.judge != "off"):
+    if not primary and not ((options.second_opinion or spec.second_opinion) and spec.judge != "off"):
         return
     gemini = settings.gemini if settings is not None else GeminiSettings()
     if gemini.api_key is None:
@@ -63,15 +63,15 @@ def check_vision_judge(spec: RenderSpec, options: RenderOptions, settings: Setti
 def make_vision_check(spec: RenderSpec, options: RenderOptions, settings: Settings | None, band: float):
     """Gemini's vision check for `--judge gemini` (every segment) or `--second-opinion`
     (borderline ones), or None. Either without a Gemini key is the user's to fix."""
-    primary = spec.judge == "gemini"
-    if not primary and not (options.second_opinion and spec.judge != "off"):
+    primary = spec.judge == "gemini"  # the spec carries --second-opinion/--judge-model with the run (resume)
+    if not primary and not ((options.second_opinion or spec.second_opinion) and spec.judge != "off"):
         return None
     check_vision_judge(spec, options, settings)
     gemini = settings.gemini
     from .consistency.gemini_judge import GeminiVisionJudge
     from .consistency.vision_check import VisionCheck
 
-    return VisionCheck(GeminiVisionJudge(gemini, model=options.judge_model), mode="primary" if primary else "second_opinion",
+    return VisionCheck(GeminiVisionJudge(gemini, model=options.judge_model or spec.judge_model), mode="primary" if primary else "second_opinion",
                        band=band)
 
 

@@ -129,6 +129,10 @@ def test_adjustments_are_folded_into_the_regeneration_prompt():
     assert fold_adjustments("a fox in snow.", ["the red fox", "the red fox", " dawn light. "]) == \
         "a fox in snow. Keep consistent: the red fox; dawn light."
     assert fold_adjustments("a fox", []) == "a fox"
+    long = "a red fox walks through deep snow under tall pines " * 30  # ~1500 characters
+    folded = fold_adjustments(long, ["the red fox with a white-tipped tail"])
+    assert len(folded) <= 1000 and folded.endswith("Keep consistent: the red fox with a white-tipped tail.")
+    assert folded.startswith("a red fox walks") and ".. " not in folded  # Runway keeps the adjustments
 
 
 def test_gemini_judge_without_a_key_is_refused_up_front():
@@ -165,6 +169,16 @@ def test_a_render_books_the_judge_and_regenerates_with_its_adjustments(server, f
     assert len(folded) == 1  # the regenerated attempt was asked for, and judged, with the adjustment
     booked = [e for e in manifest.ledger if e.provider == LEDGER_PROVIDER]
     assert len(booked) == len(fake.requests) == len(manifest.segments) + 1 and all(e.state is EntryState.CHARGED for e in booked)
+    # resuming the finished run does not mistake the judge's calls (no task ids) for unanswered creates
+    from longvid.providers.ledger import TASKLESS_PROVIDERS
+
+    assert LEDGER_PROVIDER in TASKLESS_PROVIDERS
+    judge = adapter(server)
+    judge.context = FramePackCompressor(device="cpu")
+    RenderPipeline(store, InlineSegmentRunner(), judge=judge).resume(result.run_id)
+    resumed = read_manifest(store.open(result.run_id))
+    assert not [w for w in resumed.warnings if "may have been paid for without a result" in w], resumed.warnings
+    assert [e for e in resumed.ledger if e.provider == LEDGER_PROVIDER] == booked
 
 
 def test_the_cli_refuses_judge_gemini_without_a_key_in_one_line(tmp_path, capsys, monkeypatch):
@@ -176,3 +190,51 @@ def test_the_cli_refuses_judge_gemini_without_a_key_in_one_line(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--judge gemini needs a Gemini key" in err
     assert not any(tmp_path.iterdir())  # nothing started
+
+
+def test_the_kept_candidate_is_not_asked_about_twice(server, fake, clips):
+    """Best-of-N scores a candidate (score_only), then judges the kept one for the record:
+    Gemini is asked once about the same bytes, and the verdict is the same."""
+    jobs, paths = clips
+    ledger = CostLedger(budget_usd=1.0)
+    judge = adapter(server, ledger=ledger)
+    scored = judge.score_only(jobs[0], paths[0], None)
+    kept = judge.judge(jobs[0], paths[0], None)
+    assert len(fake.requests) == 1 and len([e for e in ledger.entries if e.provider == LEDGER_PROVIDER]) == 1
+    assert kept.passed == scored.passed and kept.scores["vision"] == scored.scores["vision"]
+    judge.judge(jobs[0], paths[0], None)  # a regeneration of the same bytes later is asked again
+    assert len(fake.requests) == 2
+
+
+def test_a_judge_call_is_on_the_books_before_it_is_made(server, fake, clips):
+    """bind_ledger's persist runs after the reservation, before the request: a driver that dies
+    during the call leaves it in the manifest."""
+    jobs, paths = clips
+    ledger, seen = CostLedger(budget_usd=1.0), []
+    judge = adapter(server)
+    judge.bind_ledger(ledger, lambda: seen.append(([(e.key, e.state) for e in ledger.entries], len(fake.requests))))
+    judge.judge(jobs[0], paths[0], None)
+    assert seen == [([("seg0/judge1", EntryState.RESERVED)], 0)] and len(fake.requests) == 1
+
+
+def test_resume_keeps_the_second_opinion_and_refuses_it_without_a_key(tmp_path, capsys, monkeypatch):
+    """--second-opinion and --judge-model travel with the run (in its spec): resume judges as
+    the render did, and refuses in one line, before Ray, when the key is gone."""
+    from longvid.cli import main
+    from longvid.manifest import RunManifest
+    from longvid.runtime import LocalRunStore
+    from longvid.runtime.layout import MANIFEST
+    from longvid.runtime.store import write_model
+    from longvid.wiring import RenderOptions, make_vision_check
+
+    spec = RenderSpec(prompt="a fox", judge="structural", second_opinion=True, judge_model="gemini-2.5-pro")
+    assert RenderSpec.model_validate_json(spec.model_dump_json()) == spec
+    assert "second_opinion" not in RenderSpec(prompt="a fox").model_dump_json()  # old run ids unchanged
+    check = make_vision_check(spec, RenderOptions(), Settings(gemini=GeminiSettings(api_key=SecretStr("k" * 20))), 0.05)
+    assert check is not None and check.mode == "second_opinion" and check.judge.model == "gemini-2.5-pro"
+    for name in ("GOOGLE_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    write_model(LocalRunStore(tmp_path).create("r1"), MANIFEST, RunManifest(run_id="r1", spec=spec))
+    code = main(["resume", "r1", "--store", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--second-opinion needs a Gemini key" in err

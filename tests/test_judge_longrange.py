@@ -74,10 +74,24 @@ def test_resume_rebuilds_the_slow_side_and_the_run_folder_keeps_it(six, tmp_path
     run = Folder()
     first.save_state(run)
     assert LONG_RANGE_FILE in run.files
+    run.exists = lambda name: name in run.files
+    run.read_bytes = lambda name: run.files[name]
     resumed = ConsistencySegmentJudge(JudgeConfig(backend="structural"))
+    resumed.load_state(run)  # what acceptance.remember does first, then it replays the accepted segments
+    assert resumed.long_range.to_bytes() == first.long_range.to_bytes()  # the state of the uninterrupted run
     for job in jobs[:5]:  # what acceptance.remember does for segments accepted before the crash
         resumed.remember_accepted(job, paths["clean", job.index])
     again = resumed.judge(jobs[5], paths["clean", 5], (jobs[4], paths["clean", 4]))
     assert again.scores["drift"] == pytest.approx(verdicts[5].scores["drift"], abs=1e-6)
     gradual_last = resumed.judge(jobs[5], paths["gradual", 5], (jobs[4], paths["clean", 4]))
     assert not gradual_last.passed and "drift" in gradual_last.reason
+
+
+def test_the_scene_anchor_is_left_to_the_anchor_check():
+    """Drift (a mean, threshold 0.80) on the scene's first frame would fail segments the anchor
+    check (worst keyframe, 0.75) passes on that same frame: drift looks only at later ones."""
+    memory = LongRangeMemory(lookback=2, keep=2)
+    for index in range(4):
+        memory.remember(0, index, np.full((1, 4), index, np.float32))
+    assert [int(a[0, 0]) for a in memory.anchors_for(0, 3, without_scene_anchor=True)] == [1]
+    assert [int(a[0, 0]) for a in memory.anchors_for(0, 3)] == [0, 1]

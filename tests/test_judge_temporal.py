@@ -63,3 +63,20 @@ def test_the_judge_fails_a_cut_and_ranks_it_below_a_clean_attempt(jobs):
     assert verdict_quality(cut) < verdict_quality(clean)
     off = ConsistencyJudge(JudgeConfig(backend="structural", temporal=False)).score_segment(dc.mp4(job, dc.cut(job)), job)
     assert off.passed and off.jump is None
+
+
+def test_a_smooth_pan_over_fine_texture_is_clean_at_720p_and_360p():
+    """Thumbnails are true block means: sampled ones aliased this pan into flicker (0.87)."""
+    job = dc.tiny_jobs(duration_s=12)[0]
+    for width, height in ((1280, 720), (640, 360)):
+        pan = job.model_copy(update={"width": width, "height": height, "frames": 12})
+        m = metrics(pan, dc.textured_pan(pan))
+        assert m.flicker >= TH.flicker and m.smoothness >= TH.smoothness and m.jump >= TH.jump, (width, m)
+
+
+def test_block_mean_is_the_mean_of_each_block():
+    from longvid.consistency.temporal import block_mean
+
+    luma = np.random.default_rng(1).integers(0, 256, (75, 130), dtype=np.uint8)
+    expected = luma[:72, :128].reshape(18, 4, 32, 4).mean(axis=(1, 3))
+    np.testing.assert_allclose(block_mean(luma, 4), expected, rtol=1e-6)

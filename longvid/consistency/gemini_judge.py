@@ -150,8 +150,10 @@ class GeminiVisionJudge:
         return parts
 
     def judge(self, keyframes: Sequence[np.ndarray], references: Sequence[tuple[str, np.ndarray]], prompt: str,
-              ledger: Any, entry_key: str, segment: int) -> VisionResult:
-        """One verdict, booked in `ledger` under `entry_key`; VisionUnavailable on any failure."""
+              ledger: Any, entry_key: str, segment: int, on_reserved: Any = None) -> VisionResult:
+        """One verdict, booked in `ledger` under `entry_key`; VisionUnavailable on any failure.
+        `on_reserved()` runs after the reservation and before the call (the render writes its
+        ledger there, so a crash during the call leaves the call on the books)."""
         from google.genai import errors, types
 
         from ..providers.ledger import BudgetExceeded
@@ -164,6 +166,8 @@ class GeminiVisionJudge:
                 ledger.reserve(entry_key, segment, LEDGER_PROVIDER, estimate)
             except BudgetExceeded as exc:
                 raise VisionUnavailable(f"not asked: the budget cannot cover the call ({exc})") from None
+            if on_reserved is not None:
+                on_reserved()
         config = types.GenerateContentConfig(
             response_mime_type="application/json", response_schema=VisionAnswer, system_instruction=SYSTEM_INSTRUCTION,
             temperature=0.0, max_output_tokens=MAX_OUTPUT_TOKENS,

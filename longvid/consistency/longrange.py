@@ -50,10 +50,13 @@ class LongRangeMemory:
         for name, emb in (characters or {}).items():
             self.characters.setdefault(name.strip().casefold(), (scene, np.atleast_2d(np.asarray(emb, np.float32))))
 
-    def anchors_for(self, scene: int, segment: int, characters: list[str] = ()) -> list[np.ndarray]:
+    def anchors_for(self, scene: int, segment: int, characters: list[str] = (), without_scene_anchor: bool = False) -> list[np.ndarray]:
         """The slow anchors of segment `segment`: its scene's accepted segments at least
-        `lookback` back, and the first appearances of its characters."""
-        out = [emb for index, emb in self.scenes.get(scene, []) if index <= segment - self.lookback]
+        `lookback` back, and the first appearances of its characters. `without_scene_anchor`
+        leaves out the scene's first accepted segment, which the anchor check already holds
+        the segment against (with its own threshold, on its worst keyframe)."""
+        history = self.scenes.get(scene, [])
+        out = [emb for index, emb in history[1 if without_scene_anchor else 0 :] if index <= segment - self.lookback]
         for name in characters:
             found = self.characters.get(name.strip().casefold())
             if found is not None and (self.cross_scene_characters or found[0] == scene):

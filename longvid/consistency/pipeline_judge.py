@@ -22,6 +22,7 @@ anchor embeddings, so the actor may run on another node.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,6 +72,7 @@ class ConsistencySegmentJudge:
         self.notes: str = self._info["notes"]
         self.references = [img if isinstance(img, np.ndarray) else load_image(img) for img in reference_images]
         self._scene_anchor: dict[int, np.ndarray] = {}  # scene index -> embedding (1, D)
+        self._vision_seen: dict[tuple, tuple] = {}  # (segment, seed, sha256) -> Gemini's answer to score_only
         self.memory = CharacterMemory(backend=self.backend)
         self.long_range = LongRangeMemory(self.config.drift_lookback, cross_scene_characters=self.backend == "clip")
         self.history: list[SegmentScores] = []
@@ -95,10 +97,12 @@ class ConsistencySegmentJudge:
             return ray.get(self.actor.score_segment.remote(Path(segment).read_bytes(), job, anchors, tail, prompt, refs, long_range))
         return self._judge.score_segment(segment, job, anchors, tail, prompt, refs, long_range)
 
-    def bind_ledger(self, ledger) -> None:
-        """The render's cost ledger: Gemini's calls are reserved and charged there."""
+    def bind_ledger(self, ledger, persist=None) -> None:
+        """The render's cost ledger: Gemini's calls are reserved and charged there; `persist()`
+        writes it to the run's manifest, called after each reservation, before the call."""
         if self.vision is not None:
             self.vision.ledger = ledger
+            self.vision.persist = persist
 
     def remember_accepted(self, job: SegmentJob, segment: str | os.PathLike[str]) -> None:
         """Record an accepted segment: its first frame anchors its scene (if none yet), and
@@ -137,6 +141,12 @@ class ConsistencySegmentJudge:
             return ray.get(packed.remote())
         return packed()
 
+    def load_state(self, run) -> None:
+        """On resume: the long-range memory saved by the earlier invocation (longrange.npz), so
+        the slow side holds what it held then, whichever accepted clips are replayed after."""
+        if run.exists(LONG_RANGE_FILE):
+            self.long_range.load_bytes(run.read_bytes(LONG_RANGE_FILE))
+
     def save_state(self, run) -> None:
         """Character memory and the packed context into the run folder (characters.npz,
         context.npz), written whole, so a later render or a report can read them."""
@@ -168,6 +178,13 @@ class ConsistencySegmentJudge:
                 except Exception:  # already gone
                     pass
 
+    @property
+    def compares_openers(self) -> bool:
+        """Whether candidates of a scene opener can score differently: an opener has no scene
+        anchor, seam or long-range anchor, so only CLIP's prompt score, reference images or
+        Gemini as the primary judge give it something to be compared with."""
+        return self.backend == "clip" or bool(self.references) or (self.vision is not None and self.vision.mode == "primary")
+
     # -- the SegmentJudge protocol ---------------------------------------------------------------
     def judge(self, job: SegmentJob, segment: Path, previous: tuple[SegmentJob, Path] | None):
         return self._verdict(job, segment, previous, remember=True)
@@ -190,13 +207,24 @@ class ConsistencySegmentJudge:
         if previous is not None and job.conditioned_on == previous[0].index:
             tail = tail_frames(previous[1], previous[0].frames, self.config.seam_frames)
         refs = self.memory.as_refs() if self.backend == "clip" and len(self.memory) else None
-        long_range = self.long_range.anchors_for(job.scene_index, job.index, [c.name for c in job.scene.characters])
+        # The scene anchor is the anchor check's: judged again here, on the mean with the drift
+        # threshold, it would fail segments the anchor check passes on the same frame.
+        long_range = self.long_range.anchors_for(job.scene_index, job.index, [c.name for c in job.scene.characters],
+                                                 without_scene_anchor=scene_anchor is not None)
         scores = self._score(segment, job, anchors, tail, job.prompt, refs, long_range or None)
         if remember:
             self.history.append(scores)
         vision, unavailable = None, None
         if self.vision is not None and self.vision.wanted(scores, Thresholds(**self._info["thresholds"])):
-            vision, unavailable = self.vision.review(job, segment, previous, self.references)
+            # Best-of-N scores each candidate (remember=False), then judges the kept one again
+            # for the record: Gemini's answer on the same bytes is reused, not paid for twice.
+            digest = (job.index, job.seed, hashlib.sha256(Path(segment).read_bytes()).hexdigest())
+            seen = self._vision_seen.get(digest)
+            vision, unavailable = seen if seen is not None else self.vision.review(job, segment, previous, self.references)
+            if not remember:
+                self._vision_seen[digest] = (vision, unavailable)
+        if remember:
+            self._vision_seen.clear()  # the candidates of this segment are decided
         verdict = combine(scores, verdict_quality(scores), vision, unavailable)
         if verdict.passed and remember:
             self.remember_accepted(job, segment)

@@ -44,25 +44,29 @@ class TemporalMetrics:
 def luma_thumbnail(frame, thumb_size: tuple[int, int]) -> np.ndarray:
     """A small float32 luma picture of a decoded PyAV frame, about `thumb_size` (w, h).
 
-    For YUV frames it is read straight from the luma plane: a 2x2 mean at every k-th pixel
-    (k = width // thumb width), a few microseconds a frame, where swscale's area filter
-    costs ~2 ms a 720p frame and doubled the judge's time. The 2x2 mean tames the aliasing
-    of point sampling; the metrics compare thumbnails of one video with each other only."""
+    For YUV frames it is read straight from the luma plane: the mean of each k x k block
+    (k = width // thumb width), ~0.3 ms a 720p frame, where swscale's area filter costs ~2 ms
+    and doubled the judge's time. A true block mean, not a sample: sampling a few pixels of
+    each block aliases fine texture, and a smooth 3 px/frame pan over it then reads as
+    flicker (0.87 sampled vs 0.995 averaged on a 720p libx264 pan)."""
     name = frame.format.name
     if name.startswith(("yuv", "yuvj", "nv", "gray")) and not name.startswith(("yuva", "gray16")) and "p10" not in name:
         plane = frame.planes[0]
         luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
-        step = max(1, min(plane.width // thumb_size[0], plane.height // thumb_size[1]))
-        if step == 1:
-            return luma.astype(np.float32)
-        h, w = (plane.height - 1) // step * step, (plane.width - 1) // step * step
-        a = luma[:h:step, :w:step].astype(np.float32)
-        a += luma[1 : h + 1 : step, :w:step]
-        a += luma[:h:step, 1 : w + 1 : step]
-        a += luma[1 : h + 1 : step, 1 : w + 1 : step]
-        return a * 0.25
+        return block_mean(luma, max(1, min(plane.width // thumb_size[0], plane.height // thumb_size[1])))
     small = frame.reformat(width=thumb_size[0], height=thumb_size[1], format="gray", interpolation="AREA")
     return small.to_ndarray()[:, : thumb_size[0]].astype(np.float32)  # rows may carry padding
+
+
+def block_mean(luma: np.ndarray, k: int) -> np.ndarray:
+    """The mean of each k x k block of a uint8 picture (the edge rows and columns that do
+    not fill a block are left out), as float32. Rows are summed first in uint16 (exact up to
+    k = 257), which is ~5x faster than a float mean over both block axes."""
+    if k == 1:
+        return luma.astype(np.float32)
+    th, tw = luma.shape[0] // k, luma.shape[1] // k
+    rows = luma[: th * k, : tw * k].reshape(th, k, tw * k).sum(axis=1, dtype=np.uint16 if k <= 257 else np.uint32)
+    return rows.reshape(th, tw, k).sum(axis=2, dtype=np.uint32).astype(np.float32) * np.float32(1.0 / (k * k))
 
 
 def decode_for_judging(

@@ -91,6 +91,7 @@ class VisionCheck:
     mode: str = "second_opinion"  # or "primary"
     band: float = 0.05
     ledger: Any = None  # the render's CostLedger (GenerateLoop binds it); else one of its own
+    persist: Any = None  # writes the ledger to the run's manifest (GenerateLoop binds it): called once a call is reserved
     anchors: dict[int, np.ndarray] = field(default_factory=dict)  # scene -> first accepted frame
     first_seen: dict[str, np.ndarray] = field(default_factory=dict)  # character -> first accepted frame
 
@@ -130,6 +131,6 @@ class VisionCheck:
                 references.append((f"the first appearance of {character.name}", seen))
         key = f"seg{job.index}/judge{sum(1 for e in self.ledger.entries if e.segment == job.index) + 1}"
         try:
-            return self.judge.judge(keyframes, references, job.prompt, self.ledger, key, job.index), None
+            return self.judge.judge(keyframes, references, job.prompt, self.ledger, key, job.index, on_reserved=self.persist), None
         except VisionUnavailable as exc:
             return None, str(exc)

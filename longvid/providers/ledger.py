@@ -19,6 +19,11 @@ class EntryState(str, enum.Enum):
     RELEASED = "released"  # the call was never made or the provider does not charge for it
 
 
+# Ledger providers whose calls answer in the same request and never get a task id (the Gemini
+# vision judge books as "gemini-judge"): an entry of theirs without one is no unanswered create.
+TASKLESS_PROVIDERS = frozenset({"gemini-judge"})
+
+
 class LedgerEntry(BaseModel):
     """One paid call, as the manifest's `ledger` stores it."""
 
@@ -93,8 +98,10 @@ class CostLedger:
 
     def unanswered(self) -> list[LedgerEntry]:
         """Calls that may have made a billed task we never heard of: reserved (or charged at
-        the estimate) with no task id, because the create call's answer never came back."""
-        return [e for e in self.entries if e.task_id is None and e.state is not EntryState.RELEASED]
+        the estimate) with no task id, because the create call's answer never came back.
+        Calls that answer at once and never have a task (TASKLESS_PROVIDERS) are not among them."""
+        return [e for e in self.entries
+                if e.task_id is None and e.state is not EntryState.RELEASED and e.provider not in TASKLESS_PROVIDERS]
 
     def by_segment(self) -> dict[int, float]:
         out: dict[int, float] = {}

@@ -86,10 +86,12 @@ class Acceptance:
             return jobs[index - 1], self.run.local_path(manifest.segments[index - 1].clip.path)
         return None
 
-    def choose_candidate(self, manifest: RunManifest, jobs: list[SegmentJob], candidates: list[tuple[int, SegmentJob, SegmentResult, str]]):
+    def choose_candidate(self, manifest: RunManifest, jobs: list[SegmentJob], candidates: list[tuple[int, SegmentJob, SegmentResult, str]],
+                         counted_usd: float = 0.0):
         """Best-of-N: score every candidate (k, attempt, result, cache key) without making it
-        context, record them all in the segment's `candidates`, add the cost of those not kept,
-        and return (manifest, the kept candidate's (attempt, result, key))."""
+        context, record them all in the segment's `candidates`, add the cost of those not kept
+        (less `counted_usd`, candidate 0's cost when it is on the record already), and return
+        (manifest, the kept candidate's (attempt, result, key))."""
         job = candidates[0][1]
         index, previous = job.index, self._previous(manifest, jobs, job)
         score = getattr(self.judge, "score_only", None) or self.judge.judge
@@ -105,7 +107,7 @@ class Acceptance:
                                            cost_usd=result.cost_usd, scores=measured, reason=verdict.reason[:300]))
         best = pick_best(scored)
         records = [r.model_copy(update={"kept": r.k == best}) for r in records]
-        not_kept = sum(r.cost_usd for r in records if not r.kept)
+        not_kept = sum(r.cost_usd for r in records if not r.kept) - (counted_usd if best != 0 else 0.0)
         manifest = update_record(manifest, index, candidates=tuple(records), cost_usd=manifest.segments[index].cost_usd + not_kept)
         write_model(self.run, MANIFEST, manifest)
         kept = next(c for c in candidates if c[0] == best)
@@ -191,6 +193,8 @@ class Acceptance:
         """Segments accepted by an earlier invocation become the judge's context again."""
         if self.judge is None:
             return
+        if indices and hasattr(self.judge, "load_state"):
+            self.judge.load_state(self.run)
         for index in sorted(indices):
             self.judge.remember_accepted(jobs[index], self.run.local_path(manifest.segments[index].clip.path))
 
@@ -232,13 +236,24 @@ class Acceptance:
         return manifest
 
 
-def fold_adjustments(prompt: str, adjustments: tuple[str, ...] | list[str]) -> str:
+# Runway's prompt limit, the smallest of the providers': a provider cuts a longer prompt at its
+# end, which is where the adjustments are, so the base prompt is shortened instead.
+FOLDED_PROMPT_MAX_CHARS = 1000
+
+
+def fold_adjustments(prompt: str, adjustments: tuple[str, ...] | list[str], max_chars: int = FOLDED_PROMPT_MAX_CHARS) -> str:
     """The prompt of a regeneration: the segment's prompt with a vision judge's suggested
-    changes appended (each once, in order), so the next attempt is asked for what was missing."""
+    changes appended (each once, in order), so the next attempt is asked for what was missing.
+    Within `max_chars`: a long base prompt loses its end (at a word) so the adjustments stay."""
     extra = [a.strip().rstrip(".") for a in dict.fromkeys(adjustments) if a and a.strip()]
     if not extra:
         return prompt
-    return f"{prompt.rstrip().rstrip('.')}. Keep consistent: {'; '.join(extra)}."
+    base, tail = prompt.rstrip().rstrip("."), f". Keep consistent: {'; '.join(extra)}."
+    if len(base) + len(tail) > max_chars:
+        room = max(0, max_chars - len(tail))
+        cut = base[:room]
+        base = cut.rsplit(" ", 1)[0].rstrip(" ,;:.") if " " in cut and room < len(base) else cut
+    return f"{base}{tail}"[:max_chars]
 
 
 # What a judge may report beside the verdict itself (seed, passed, quality, file and sha256

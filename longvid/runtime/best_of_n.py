@@ -13,7 +13,7 @@ from typing import Any
 from ..manifest import update_record, with_warnings
 from ..spec import SegmentJob
 from .acceptance import sha256_hex
-from .candidates import CandidatePlan, candidate_seed, plan_candidates
+from .candidates import CandidatePlan, candidate_seed, plan_candidates, without_openers
 from .failures import failure_reason, nothing_created
 from .layout import MANIFEST, segment_path
 from .normalisation import needs_normalising
@@ -28,9 +28,11 @@ class BestOfN:
         plan, note = plan_candidates(loop.spec, loop.jobs, price_per_second_usd, loop.ledger.committed_usd)
         if plan.count > 1 and loop.acceptance.judge is None:
             plan, note = CandidatePlan(1), "--candidates needs a judge to choose between them: making one per segment"
+        plan, blind = without_openers(plan, getattr(loop.acceptance.judge, "compares_openers", True))
         self.plan = plan
-        if note:
-            loop.manifest = with_warnings(loop.manifest, note)
+        for said in (note, blind):
+            if said:
+                loop.manifest = with_warnings(loop.manifest, said)
         self.extras: dict[Any, tuple[int, int, SegmentJob, str, str, str | None]] = {}  # handle -> (index, k, attempt, provider, key, task)
         self.done: dict[int, list[tuple[int, SegmentJob, SegmentResult, str]]] = {}
         self.pending: dict[int, int] = {}  # segment -> candidates still in flight
@@ -51,6 +53,7 @@ class BestOfN:
             try:
                 if loop._paid(name):
                     ledger.reserve(entry, index, name, caps.price_per_second_usd * cand.generate_duration_s)
+                    loop._write(loop._with_ledger())  # on disk before the create call, like the segment's own
                 task_id = loop.router.client(name).submit(cand, conditioning)
             except Exception as exc:  # the budget or the provider refused: fewer candidates, said once
                 if any(e.key == entry for e in ledger.entries):
@@ -109,16 +112,23 @@ class BestOfN:
         if not extras:
             return None
         loop, index = self.loop, attempt.index
+        # A clip recorded already (normalised, or resumed) arrives here at $0, its cost being on
+        # the record since it arrived: show the candidate at what it cost, and count it once.
+        counted = 0.0
+        if recorded and loop.manifest.segments[index].clip is not None:
+            counted = loop.manifest.segments[index].clip.cost_usd
+            result = dataclasses.replace(result, cost_usd=counted)
         candidates = [(0, attempt, result, key), *sorted(extras, key=lambda c: c[0])]
-        # choose_candidate adds the cost of every candidate not kept; the kept one's is added
-        # when finish() records it, or, when the segment's own clip was recorded already, here.
-        manifest, (kept, kept_result, kept_key) = loop.acceptance.choose_candidate(loop.manifest, loop.jobs, candidates)
+        # choose_candidate adds the cost of every candidate not kept (less `counted`); the kept
+        # one's is added when finish() records it, or, when the segment's own clip was recorded
+        # already, here.
+        manifest, (kept, kept_result, kept_key) = loop.acceptance.choose_candidate(loop.manifest, loop.jobs, candidates, counted)
         if recorded and kept.seed != attempt.seed:  # put the kept candidate in the recorded clip's place
             record = manifest.segments[index]
             loop.run_folder.write_bytes(segment_path(index), kept_result.mp4)
-            clip = record.clip.model_copy(update={"sha256": sha256_hex(kept_result.mp4)})
+            clip = record.clip.model_copy(update={"sha256": sha256_hex(kept_result.mp4), "cost_usd": kept_result.cost_usd})
             manifest = update_record(manifest, index, clip=clip, seed=kept.seed, cache_key=kept_key,
-                                     cost_usd=record.cost_usd + kept_result.cost_usd - result.cost_usd)
+                                     cost_usd=record.cost_usd + kept_result.cost_usd)
             write_model(loop.run_folder, MANIFEST, manifest)
         loop.manifest = manifest
         return kept, kept_key, kept_result, recorded

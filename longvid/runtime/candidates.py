@@ -10,6 +10,11 @@ listed in the segment's record (`candidates`) and in report.json / report.html w
 scores. Every candidate's cost is reserved and charged in the ledger (`segN/candK`) and
 added to the segment's cost.
 
+Openers need a judge that can compare them (`without_openers`): the structural scorer with
+no reference images has nothing to hold an opener against, so openers then get one
+candidate and the render says so up front (a warning, not an error: the render itself is
+fine, only the extra candidates would be wasted).
+
 The budget: before the render, N is lowered (with a warning) to the largest count whose
 extra candidates, at the cheapest provider's price, still fit in the budget next to one
 generation of every segment; `plan`'s estimate shows one. Candidates still in flight when a
@@ -41,12 +46,14 @@ def candidate_path(index: int, k: int) -> str:
 @dataclass(frozen=True)
 class CandidatePlan:
     count: int = 1  # N after the budget
-    scope: str = "openers"  # or "all"
+    scope: str = "openers"  # or "all", or "inside" (all but openers: see without_openers)
 
     def for_job(self, job: SegmentJob) -> int:
         """How many candidates of `job` to make (1: none beyond the segment itself)."""
         if self.count <= 1:
             return 1
+        if self.scope == "inside":
+            return self.count if job.segment_in_scene > 0 else 1
         return self.count if self.scope == "all" or job.segment_in_scene == 0 else 1
 
 
@@ -68,6 +75,20 @@ def plan_candidates(spec: RenderSpec, jobs: Sequence[SegmentJob], price_per_seco
     return CandidatePlan(fits, wanted.scope), (
         f"--candidates {wanted.count} would need up to ${base + extra_each * (wanted.count - 1):.2f} with a "
         f"${spec.budget_usd:.2f} budget: making {fits} candidate{'s' if fits != 1 else ''} per segment instead")
+
+
+def without_openers(plan: CandidatePlan, judge_compares_openers: bool) -> tuple[CandidatePlan, str | None]:
+    """A scene opener has no scene anchor, seam or long-range anchor yet, so unless the judge
+    has something else to compare it with (CLIP's prompt score, reference images, Gemini as
+    the primary judge) every candidate scores alike and the planned seed always wins: paying
+    for the others would be waste. Then openers get one candidate, said once, up front."""
+    if plan.count <= 1 or judge_compares_openers:
+        return plan, None
+    why = ("the judge cannot tell scene openers apart (no CLIP, no --image references, no --judge gemini): "
+           "scene openers get one candidate")
+    if plan.scope == "all":
+        return CandidatePlan(plan.count, "inside"), why
+    return CandidatePlan(1), f"--candidates {plan.count} for scene openers needs a judge that can compare them: {why}"
 
 
 def pick_best(scored: Sequence[tuple[int, bool, float]]) -> int:

@@ -44,7 +44,7 @@ from .resume import attempt_seed, segment_key
 from .router import WAIT, SegmentRouter
 from .runlock import RunLock, RunLocked
 from .layout import MANIFEST, original_path
-from .store import RunFolder, RunStore, write_model
+from .store import RunFolder, RunStore, read_manifest, write_model
 from .tasks import SegmentResult, SegmentRunner, seam_frame_png
 
 
@@ -88,7 +88,7 @@ class GenerateLoop:
         self.events = LoopEvents(self.ledger.entries)  # metrics and log lines; earlier invocations' charges already counted
         self.manifest = self._account_for_unanswered_creates()
         if hasattr(acceptance.judge, "bind_ledger"):  # a paid judge (Gemini) books its calls here too
-            acceptance.judge.bind_ledger(self.ledger)
+            acceptance.judge.bind_ledger(self.ledger, self._persist_ledger)
         self.candidates = BestOfN(self, capabilities.price_per_second_usd)  # --candidates: see candidates.py
         self.done = {r.index for r in manifest.segments if r.state is SegmentState.ACCEPTED}
         self.reused = len(self.done)
@@ -469,6 +469,11 @@ class GenerateLoop:
         if manifest is not None:
             self.manifest = manifest
         write_model(self.run_folder, MANIFEST, self.manifest)
+
+    def _persist_ledger(self) -> None:
+        """The ledger into the manifest on disk, whatever else is newer there (the judge calls
+        this mid-acceptance, when acceptance has written records the loop does not hold yet)."""
+        write_model(self.run_folder, MANIFEST, read_manifest(self.run_folder).model_copy(update={"ledger": list(self.ledger.entries)}))
 
     def _with_ledger(self, manifest: RunManifest | None = None) -> RunManifest:
         self.events.charged(self.ledger.entries)  # the ledger changed: count new charges once

@@ -15,6 +15,12 @@ subject_swap  the subject replaced by another shape painted in its own colours, 
 gradual       `gradual_drift(jobs)`: six segments of one scene whose palette moves a sixth
               of the way to another palette per segment
 
+Clean controls beyond the preview renderer's own clips (they must pass):
+textured_pan  a steady 3 px/frame pan over fine (2 px) random texture: what aliasing
+              thumbnails mistake for flicker
+lights_on     the clean clip whose second half is 40% brighter (lights switching on, a
+              lightning flash): a change of brightness, not a cut
+
 Frames are tiny on purpose (tests use 128x72): the metrics work on thumbnails anyway.
 """
 
@@ -88,6 +94,29 @@ def subject_swap(job: SegmentJob) -> list[np.ndarray]:
             frame[max(0, cy - 2 * half_h) : cy + half_h // 2, max(0, cx - half_w) : cx + half_w] = colour.astype(np.uint8)
         out.append(frame)
     return out
+
+
+def textured_pan(job: SegmentJob, px_per_frame: int = 3, seed: int = 0) -> list[np.ndarray]:
+    """A smooth horizontal pan over 2 px random texture (under a left-to-right shading), the
+    job's size: real footage's fine detail, which sampled thumbnails alias."""
+    width, height, frames = job.width, job.height, job.frames
+    span = width + px_per_frame * frames + 2
+    texels = np.random.default_rng(seed).integers(0, 256, (height // 2 + 1, span // 2 + 1, 3)).astype(np.float32)
+    texture = np.repeat(np.repeat(texels, 2, axis=0), 2, axis=1)[:height, :span]
+    texture = (texture * np.linspace(0.6, 1.0, span)[None, :, None]).astype(np.uint8)
+    return [np.ascontiguousarray(texture[:, k * px_per_frame : k * px_per_frame + width]) for k in range(frames)]
+
+
+def lights_on(job: SegmentJob, gain: float = 1.4) -> list[np.ndarray]:
+    frames = frames_of(job)
+    half = len(frames) // 2
+    return frames[:half] + [np.clip(f.astype(np.float32) * gain, 0, 255).astype(np.uint8) for f in frames[half:]]
+
+
+CLEAN_CONTROLS: dict[str, Callable[[SegmentJob], list[np.ndarray]]] = {
+    "textured_pan": textured_pan,
+    "lights_on": lights_on,
+}
 
 
 DRIFTS: dict[str, Callable[[SegmentJob], list[np.ndarray]]] = {

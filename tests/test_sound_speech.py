@@ -203,3 +203,19 @@ def test_speech_settings_are_read_once_from_the_environment():
     settings = Settings.from_env({"LONGVID_TTS_MODEL": "models/gemini-3.8-flash-lite-tts", "LONGVID_PIPER_VOICES": "/voices"})
     assert settings.speech.tts_model == "gemini-3.8-flash-lite-tts" and str(settings.speech.piper_voices) == "/voices"
     assert Settings.from_env({}).speech == SpeechSettings(tts_model="gemini-3.8-flash-tts", piper_voices=None)
+
+
+def test_booked_speech_is_never_taken_for_an_unanswered_create_call():
+    """A speech call was answered (its clip is stored): ledger.unanswered must not list it,
+    or every narrated render warns that a gemini-tts task may have been paid for unseen."""
+    from longvid.providers.ledger import CostLedger, LedgerEntry
+    from longvid.runtime.narration_step import book_speech_costs
+
+    manifest = RunManifest(run_id="r1", spec=RenderSpec(prompt="a fox", duration_s=20), segments=[])
+    booked = book_speech_costs(manifest, [("k1", 0.01), ("k2", 0.02)])
+    assert [e.task_id for e in booked.ledger] == ["speech/k1", "speech/k2"]
+    assert CostLedger(entries=list(booked.ledger)).unanswered() == []
+    # an entry booked before task ids were given (a run resumed after upgrading) gets one too
+    old = manifest.model_copy(update={"ledger": [LedgerEntry(key="speech/k0", segment=-1, provider="gemini-tts",
+                                                             estimate_usd=0.01, state="charged", cost_usd=0.01)]})
+    assert CostLedger(entries=list(book_speech_costs(old, []).ledger)).unanswered() == []

@@ -71,12 +71,19 @@ def speak_storyboard(spec: RenderSpec, storyboard: Storyboard, settings: Setting
 
 
 def book_speech_costs(manifest: RunManifest, costs: list[tuple[str, float]]) -> RunManifest:
-    """Gemini speech calls in the ledger (charged: their cost is known from the usage tokens)."""
+    """Gemini speech calls in the ledger (charged: their cost is known from the usage tokens).
+    Each carries its clip's key as its task id: the call was answered (the clip is stored),
+    so it is no create call whose task may be billed unseen (ledger.unanswered). Entries
+    booked before that rule get their task id here too, so a resumed run does not warn."""
     known = {e.key for e in manifest.ledger}
     entries = [LedgerEntry(key=f"speech/{key}", segment=SPEECH_LEDGER_SEGMENT, provider=SPEECH_PROVIDER, estimate_usd=cost,
-                           state=EntryState.CHARGED, cost_usd=cost, note="narration phrase")
+                           state=EntryState.CHARGED, cost_usd=cost, task_id=f"speech/{key}", note="narration phrase")
                for key, cost in costs if f"speech/{key}" not in known]
-    return manifest.model_copy(update={"ledger": [*manifest.ledger, *entries]}) if entries else manifest
+    ledger = [e.model_copy(update={"task_id": e.key}) if e.provider == SPEECH_PROVIDER and e.task_id is None else e
+              for e in manifest.ledger]
+    if not entries and ledger == manifest.ledger:
+        return manifest
+    return manifest.model_copy(update={"ledger": [*ledger, *entries]})
 
 
 def write_narration(run, manifest: RunManifest, record: NarrationRecord, clips: dict[str, bytes], store,

@@ -219,3 +219,14 @@ def test_booked_speech_is_never_taken_for_an_unanswered_create_call():
     old = manifest.model_copy(update={"ledger": [LedgerEntry(key="speech/k0", segment=-1, provider="gemini-tts",
                                                              estimate_usd=0.01, state="charged", cost_usd=0.01)]})
     assert CostLedger(entries=list(book_speech_costs(old, []).ledger)).unanswered() == []
+
+
+def test_espeak_that_hangs_is_a_speech_failure_with_a_reason(tmp_path, monkeypatch):
+    import longvid.sound.espeak as espeak
+
+    hanging = tmp_path / "espeak-ng"
+    hanging.write_text("#!/bin/sh\nexec sleep 5\n")
+    hanging.chmod(0o755)
+    monkeypatch.setattr(espeak, "TIMEOUT_S", 0.2)
+    with pytest.raises(SpeechFailed, match=r"did not finish within 0\.2 s"):
+        EspeakEngine(binary=str(hanging)).synthesise("hello", "en", None)

@@ -20,6 +20,8 @@ from longvid.settings import Settings
 from longvid.spec import RenderSpec, Storyboard
 from longvid.wiring import RenderOptions, planning_pipeline
 
+from .models import MAX_DURATION_S as API_MAX_DURATION_S
+
 
 class PlanService:
     def __init__(self, planner_mode: str = "auto", settings: Settings | None = None):
@@ -47,7 +49,9 @@ class PlanService:
             return _error("planner_failed", "this server's planner is not configured; try again later or send a storyboard")
         try:
             options = RenderOptions(planner=self.planner_mode if storyboard is None else "offline")
-            planned = planning_pipeline(options=options, settings=self.settings).plan(spec, storyboard)
+            # the API's own maximum length holds for narrated videos too (narration stretches them)
+            planned = planning_pipeline(options=options, settings=self.settings).plan(spec, storyboard,
+                                                                                    max_duration_s=API_MAX_DURATION_S)
         except InputError as exc:  # unknown provider, missing key, budget too small, unsegmentable storyboard
             return _error("invalid_request", str(exc))
         except LongvidError as exc:  # the planner itself failed (e.g. Gemini, with no fallback)

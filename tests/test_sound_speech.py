@@ -230,3 +230,55 @@ def test_espeak_that_hangs_is_a_speech_failure_with_a_reason(tmp_path, monkeypat
     monkeypatch.setattr(espeak, "TIMEOUT_S", 0.2)
     with pytest.raises(SpeechFailed, match=r"did not finish within 0\.2 s"):
         EspeakEngine(binary=str(hanging)).synthesise("hello", "en", None)
+
+
+LONG_TEXT = "The fox runs far across the frozen river and into the dark pines. " * 6  # ~50 s to say
+
+
+def test_a_paid_voice_refuses_narration_too_long_before_any_speech_is_paid(fake):
+    spec = RenderSpec(prompt="a fox", duration_s=20, speech="gemini", narration=[LONG_TEXT, LONG_TEXT])
+    with pytest.raises(InputError, match=r"would take about \d+ s to say, longer than the longest video \(60 s\)"):
+        speak_storyboard(spec, OfflinePlanner().plan(spec), _gemini_settings(fake), None, max_s=60)
+    assert fake.fake.request_count == 0
+
+
+def test_a_paid_voice_refused_by_the_budget_makes_no_speech_call(fake, tmp_path):
+    from dataclasses import replace
+
+    from longvid.providers import registry
+    from longvid.providers.preview import PREVIEW_CAPABILITIES, PreviewProvider
+    from longvid.runtime import InlineSegmentRunner, RenderPipeline
+
+    class PaidPreview(PreviewProvider):
+        capabilities = replace(PREVIEW_CAPABILITIES, name="paid-preview", price_per_second_usd=0.5)
+
+    saved = dict(registry._FACTORIES)
+    registry.register_provider("paid-preview", PaidPreview.capabilities, lambda settings: PaidPreview())
+    try:
+        spec = RenderSpec(prompt="a fox", duration_s=8, provider="paid-preview", budget_usd=1.0, speech="gemini",
+                          narration=["The fox wakes.", "It runs."])
+        pipeline = RenderPipeline(LocalRunStore(tmp_path / "runs"), InlineSegmentRunner(), settings=_gemini_settings(fake))
+        with pytest.raises(InputError, match="budget"):
+            pipeline.plan(spec)
+    finally:
+        registry._FACTORIES.clear()
+        registry._FACTORIES.update(saved)
+    assert fake.fake.request_count == 0
+
+
+@needs_espeak
+def test_a_callers_lower_maximum_holds_for_the_narrated_length():
+    # the API's 120 s is lower than the CLI's 600 s: a short request must not grow past it
+    spec = RenderSpec(prompt="a fox", duration_s=5, narration=["The fox runs far across the frozen river. " * 3])
+    with pytest.raises(InputError, match=r"longer than the longest video \(5 s\)"):
+        speak_storyboard(spec, OfflinePlanner().plan(spec), Settings(), None, max_s=5)
+
+
+def test_the_api_refuses_a_short_request_whose_narration_passes_its_maximum(fake):
+    from serve.planning import PlanService
+
+    answer = PlanService("offline", _gemini_settings(fake)).plan(
+        {"prompt": "a fox", "duration_s": 5, "speech": "gemini", "narration": [LONG_TEXT] * 4})
+    assert answer["error"]["code"] == "invalid_request"  # the API answers it 422
+    assert "longer than the longest video (120 s)" in answer["error"]["message"]
+    assert fake.fake.request_count == 0

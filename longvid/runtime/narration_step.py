@@ -10,13 +10,15 @@ from the run folder: nothing is synthesised twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..errors import InputError, RenderError
 from ..manifest import RunManifest
 from ..providers.ledger import EntryState, LedgerEntry
 from ..settings import Settings
 from ..sound.engines import choose_engine
-from ..sound.narration import (NarrationRecord, RunSpeechFolder, Spoken, StoreSpeechCache, speak, speech_path,
-                               write_narration_track)
+from ..sound.narration import (NarrationRecord, RunSpeechFolder, Spoken, StoreSpeechCache, estimated_timing, speak,
+                               speech_path, write_narration_track)
 from ..sound.phrases import language_of
 from ..sound.speech import SpeechClip, SpeechFailed, SpeechUnavailable
 from ..sound.subtitles import to_srt, to_vtt
@@ -45,29 +47,49 @@ def apply_narration_choice(spec: RenderSpec, storyboard: Storyboard) -> Storyboa
     return storyboard.model_copy(update={"scenes": scenes})
 
 
+PAID_ENGINES = ("gemini",)
+
+
 def speak_storyboard(spec: RenderSpec, storyboard: Storyboard, settings: Settings, store,
-                     allow_download: bool = False) -> tuple[Spoken | None, list[str]]:
-    """The storyboard's narration synthesised and timed, or (None, warnings) for a silent one."""
+                     allow_download: bool = False, max_s: float = MAX_DURATION_S,
+                     check_scene_frames: Callable[[list[int]], object] | None = None) -> tuple[Spoken | None, list[str]]:
+    """The storyboard's narration synthesised and timed, or (None, warnings) for a silent one.
+
+    Refused (InputError) when the narration would make the video longer than `max_s` (the
+    API's maximum is lower than the CLI's). With a paid engine, the request is first checked
+    against the timing estimated at the planners' speaking rate (length, and
+    `check_scene_frames`: the budget) so that nothing is paid for a request that is refused;
+    free engines are checked on the measured timing alone (exact, and refusing costs nothing)."""
     if not any(s.narration.strip() for s in storyboard.scenes):
         return None, []
     engine, warnings = choose_engine(spec.speech, settings, allow_download)
     if engine is None:
         return None, warnings
+    language = language_of(storyboard.prompt or spec.prompt)
+    texts = [s.narration for s in storyboard.scenes]
+    weights = [s.duration_s or 1.0 for s in storyboard.scenes]
+    if engine.name in PAID_ENGINES:
+        estimate = estimated_timing(texts, weights, language, spec.duration_s, spec.fps)
+        _refuse_longer_than(estimate.total_s, max_s, "would take about")
+        if check_scene_frames is not None:
+            check_scene_frames(estimate.scene_frames)
     # A paid engine's clips also go to the store-wide cache, so planning and rendering the
     # same words (or rendering them twice) pays once; free clips travel in memory.
-    stores = [StoreSpeechCache(store)] if engine.name == "gemini" and store is not None else []
-    weights = [s.duration_s or 1.0 for s in storyboard.scenes]
+    stores = [StoreSpeechCache(store)] if engine.name in PAID_ENGINES and store is not None else []
     try:
-        spoken = speak([s.narration for s in storyboard.scenes], weights, engine, language_of(storyboard.prompt or spec.prompt),
-                       spec.voice, spec.duration_s, spec.fps, stores)
+        spoken = speak(texts, weights, engine, language, spec.voice, spec.duration_s, spec.fps, stores)
     except SpeechUnavailable as exc:
         raise InputError(f"--speech {spec.speech}: {exc}") from None
     except SpeechFailed as exc:
         raise RenderError(f"the narration could not be spoken: {exc}") from None
-    if spoken.timing.total_s > MAX_DURATION_S:
-        raise InputError(f"the narration takes {spoken.timing.total_s:.0f} s to say, longer than the longest video "
-                         f"({MAX_DURATION_S:g} s); shorten it")
+    _refuse_longer_than(spoken.timing.total_s, max_s, "takes")
     return spoken, [*warnings, *spoken.timing.warnings]
+
+
+def _refuse_longer_than(total_s: float, max_s: float, verb: str) -> None:
+    if total_s > max_s:
+        raise InputError(f"the narration {verb} {total_s:.0f} s to say, longer than the longest video "
+                         f"({max_s:g} s); shorten it")
 
 
 def book_speech_costs(manifest: RunManifest, costs: list[tuple[str, float]]) -> RunManifest:

@@ -35,7 +35,7 @@ from ..providers.registry import PROVIDER_SETTINGS
 from ..settings import Settings
 from ..sound.finish import check_music
 from ..sound.narration import NarrationRecord, Spoken
-from ..spec import RenderSpec, SegmentJob, Storyboard
+from ..spec import MAX_DURATION_S, RenderSpec, SegmentJob, Storyboard
 from .acceptance import Acceptance
 from .failures import Cancelled, FailureDecision, failure_decision, run_failure_reason
 from .generate import GenerateLoop, GenerateOutcome
@@ -137,8 +137,10 @@ class RenderPipeline:
             raise InputError(refusal)
         return jobs, estimate, [warning] if warning else []
 
-    def plan(self, spec: RenderSpec, storyboard: Storyboard | None = None) -> RenderPlan:
-        """The plan for `spec`: the given storyboard, the spec's storyboard file, or the planner's."""
+    def plan(self, spec: RenderSpec, storyboard: Storyboard | None = None,
+             max_duration_s: float = MAX_DURATION_S) -> RenderPlan:
+        """The plan for `spec`: the given storyboard, the spec's storyboard file, or the planner's.
+        `max_duration_s`: the longest video the caller allows, narration included (the API's is lower)."""
         capabilities = self.check_inputs(spec)
         warnings: list[str] = []
         if storyboard is None and spec.storyboard_file is not None:
@@ -148,7 +150,9 @@ class RenderPipeline:
             report = self.planner.plan_with_report(spec, max_scenes=max_scenes)
             storyboard, warnings = report.storyboard, list(report.warnings)
         storyboard = apply_narration_choice(spec, storyboard)
-        spoken, speech_warnings = speak_storyboard(spec, storyboard, self.settings, self.store, self.allow_download)
+        spoken, speech_warnings = speak_storyboard(
+            spec, storyboard, self.settings, self.store, self.allow_download, max_duration_s,
+            check_scene_frames=lambda frames: self.prepare_segments(spec, storyboard, capabilities, frames))
         jobs, estimate, budget_warnings = self.prepare_segments(spec, storyboard, capabilities,
                                                                 spoken.timing.scene_frames if spoken else None)
         return RenderPlan(storyboard, jobs, capabilities, estimate, [*warnings, *speech_warnings, *budget_warnings], spoken)

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from .cues import Cue
-from .phrases import split_phrases
+from .phrases import estimated_seconds, split_phrases
 from .speech import SpeechClip, SpeechEngine, clip_key
 from .timing import NarrationTiming, PlacedPhrase, time_narration
 
@@ -149,6 +149,15 @@ def speak(scenes_narration: list[str], weights: list[float], engine: SpeechEngin
     )
     costs = [(key, cost) for key, (_data, cost) in made.items() if cost > 0]
     return Spoken(record, timing, costs, {key: data for key, (data, _cost) in made.items()})
+
+
+def estimated_timing(scenes_narration: list[str], weights: list[float], language: str, requested_s: float,
+                     fps: int) -> NarrationTiming:
+    """The timing `speak` would give if every phrase took its estimated time (the planners'
+    speaking rate): what a paid engine's request is checked against before it is paid."""
+    per_scene = [[(text, estimated_seconds(text, language)) for text in split_phrases(narration)]
+                 for narration in scenes_narration]
+    return time_narration(weights, per_scene, requested_s, fps)
 
 
 def write_narration_track(path, record: NarrationRecord, clip_of: Callable[[str], SpeechClip], total_s: float) -> None:

@@ -24,9 +24,12 @@ from .models import MAX_DURATION_S as API_MAX_DURATION_S
 
 
 class PlanService:
-    def __init__(self, planner_mode: str = "auto", settings: Settings | None = None):
+    def __init__(self, planner_mode: str = "auto", settings: Settings | None = None, store=None):
         self.planner_mode = planner_mode
         self.settings = settings if settings is not None else Settings()  # defaults: no keys, so offline
+        # The API's run store: paid speech made while planning goes to its speech cache, where
+        # the renderer finds it (none: paid speech would be made again at render time).
+        self.store = store
 
     def plan(self, spec_json: dict, storyboard_json: dict | None = None) -> dict:
         """{"storyboard", "segments" (full jobs), "estimated_cost_usd", "provider", "warnings"}
@@ -50,7 +53,7 @@ class PlanService:
         try:
             options = RenderOptions(planner=self.planner_mode if storyboard is None else "offline")
             # the API's own maximum length holds for narrated videos too (narration stretches them)
-            planned = planning_pipeline(options=options, settings=self.settings).plan(spec, storyboard,
+            planned = planning_pipeline(self.store, options=options, settings=self.settings).plan(spec, storyboard,
                                                                                     max_duration_s=API_MAX_DURATION_S)
         except InputError as exc:  # unknown provider, missing key, budget too small, unsegmentable storyboard
             return _error("invalid_request", str(exc))
@@ -63,6 +66,9 @@ class PlanService:
             "provider": planned.capabilities.name,
             "warnings": list(planned.warnings),
             "narration": planned.narration.record.model_dump(mode="json") if planned.narration else None,
+            # what speech this plan paid for, [clip key, USD]: a render admitted with it books it
+            # in its ledger (the renderer finds the clips in the store's cache and pays nothing)
+            "speech_costs": [[key, cost] for key, cost in planned.narration.costs] if planned.narration else [],
         }
 
 

@@ -46,6 +46,9 @@ class PlanService:
         if unavailable is not None:
             return _error("invalid_request", f"provider {unavailable!r} is not available on this server; "
                                              "choose another provider (e.g. preview)")
+        if spec.speech == "gemini" and not gemini_available(self.settings.gemini):
+            return _error("invalid_request", "speech 'gemini' is not available on this server; "
+                                             "choose another speech engine (e.g. espeak)")
         if storyboard is None and self.planner_mode == "gemini" and not gemini_available(self.settings.gemini):
             # The server's configuration, not the caller's request: which key is missing is the
             # operator's business, and the same request may succeed on a configured replica.

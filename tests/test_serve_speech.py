@@ -50,3 +50,13 @@ def test_speech_paid_while_planning_is_booked_in_the_run_once_and_not_paid_again
         assert [e for e in after.ledger if e.provider == "gemini-tts"] == booked
         assert server.api_key not in run.read_bytes("manifest.json").decode()
         assert "speech_costs" not in client.post("/v1/plans", json=NARRATED, headers=AUTH).json()
+
+
+def test_gemini_speech_on_a_server_without_its_key_is_not_available_here(tmp_path):
+    client, _ = _api(tmp_path, Settings())
+    answer = client.post("/v1/plans", json=NARRATED, headers=AUTH)
+    assert answer.status_code == 422
+    message = answer.json()["error"]["message"]
+    assert "not available on this server" in message
+    for secret_name in ("GOOGLE_API_KEY", "GEMINI_API_KEY", "--speech"):  # the operator's business, and no CLI flags
+        assert secret_name not in answer.text

@@ -282,3 +282,33 @@ def test_the_api_refuses_a_short_request_whose_narration_passes_its_maximum(fake
     assert answer["error"]["code"] == "invalid_request"  # the API answers it 422
     assert "longer than the longest video (120 s)" in answer["error"]["message"]
     assert fake.fake.request_count == 0
+
+
+def test_a_clip_longer_than_recorded_loses_its_own_tail_never_the_next_phrases_start(tmp_path):
+    from longvid.sound.narration import TRACK_RATE, NarrationRecord, PhraseRecord, write_narration_track
+
+    first = SpeechClip(np.full(int(1.5 * TRACK_RATE), 1000, np.int16), TRACK_RATE)  # recorded as 1.0 s: 0.25 s too long
+    second = SpeechClip(np.arange(1, TRACK_RATE + 1, dtype=np.int16) % 30000 + 1, TRACK_RATE)
+    record = NarrationRecord(engine="espeak", identity="espeak-ng/default", language="en", fps=24, requested_s=4.0,
+                             scene_frames=[96], phrases=[PhraseRecord(scene=0, text="a.", key="a", start_s=0.3, duration_s=1.0),
+                                                         PhraseRecord(scene=0, text="b.", key="b", start_s=1.55, duration_s=1.0)])
+    path = tmp_path / "n.wav"
+    write_narration_track(path, record, {"a": first, "b": second}.__getitem__, 4.0)
+    track = SpeechClip.from_wav(path.read_bytes())
+    assert len(track.pcm) == 4 * TRACK_RATE
+    b = int(1.55 * TRACK_RATE)
+    assert np.array_equal(track.pcm[b : b + len(second.pcm)], second.pcm)  # the second phrase whole, at its cue
+    assert (track.pcm[int(0.3 * TRACK_RATE) : b] == 1000).all()  # the first one up to it
+
+
+@needs_espeak
+def test_lost_espeak_clips_are_spoken_again_as_a_batch_matching_the_recorded_timing(tmp_path):
+    spec = RenderSpec(prompt="a fox", duration_s=20, narration=["The fox wakes. It runs to the river.", "It sleeps."])
+    board = OfflinePlanner().plan(spec)
+    spoken, _ = speak_storyboard(spec, board, Settings(), None)
+    store = LocalRunStore(tmp_path / "runs")
+    run = store.create("r1")
+    write_narration(run, RunManifest(run_id="r1", spec=spec, segments=[]), spoken.record, {}, store, Settings())  # a crash lost them
+    for phrase in spoken.record.phrases:
+        again = SpeechClip.from_wav((run.path / f"speech/{phrase.key}.wav").read_bytes())
+        assert again.duration_s == pytest.approx(phrase.duration_s, abs=0.005)

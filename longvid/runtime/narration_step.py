@@ -113,23 +113,16 @@ def write_narration(run, manifest: RunManifest, record: NarrationRecord, clips: 
     """speech/<key>.wav for every phrase (from memory, the store's cache, or - only when lost
     - synthesised again and booked), then narration.wav and the subtitle files."""
     folder = RunSpeechFolder(run)
-    engine = None
-    costs: list[tuple[str, float]] = []
+    missing: dict[str, str] = {}  # key -> text of the phrases no store has
     for phrase in record.phrases:
-        if run.exists(speech_path(phrase.key)):  # stored (a phrase said twice is stored once)
+        if run.exists(speech_path(phrase.key)) or phrase.key in missing:  # stored (a phrase said twice is stored once)
             continue
         data = clips.get(phrase.key) or StoreSpeechCache(store).get(phrase.key)
         if data is None:
-            if engine is None:
-                engine, _ = choose_engine(record.engine, settings)
-            try:
-                clip = engine.synthesise(phrase.text, record.language, record.voice)
-            except (SpeechUnavailable, SpeechFailed) as exc:
-                raise RenderError(f"the narration could not be spoken: {exc}") from None
-            data = clip.to_wav()
-            if clip.cost_usd > 0:
-                costs.append((phrase.key, clip.cost_usd))
-        folder.put(phrase.key, data)
+            missing[phrase.key] = phrase.text
+        else:
+            folder.put(phrase.key, data)
+    costs = _synthesise_again(missing, record, settings, folder) if missing else []
     manifest = book_speech_costs(manifest, costs)
     total_s = sum(record.scene_frames) / record.fps
     partial = run.scratch_path(NARRATION_WAV + ".partial")
@@ -142,6 +135,28 @@ def write_narration(run, manifest: RunManifest, record: NarrationRecord, clips: 
     run.write_bytes(SUBTITLES_SRT, to_srt(cues).encode())
     run.write_bytes(SUBTITLES_VTT, to_vtt(cues).encode())
     return manifest
+
+
+def _synthesise_again(texts: dict[str, str], record: NarrationRecord, settings: Settings,
+                      folder: RunSpeechFolder) -> list[tuple[str, float]]:
+    """Lost clips made again and stored in the run folder; their costs. A local engine that
+    speaks a batch in one process (espeak-ng) speaks them as `speak` did, so their lengths
+    match the recorded timing as closely as they can."""
+    engine, _ = choose_engine(record.engine, settings)
+    many = getattr(engine, "synthesise_many", None)
+    costs: list[tuple[str, float]] = []
+    try:
+        if many is not None:
+            made = zip(texts, many(list(texts.values()), record.language, record.voice))
+        else:  # one at a time, each stored as soon as it is made: a paid clip is never made twice
+            made = ((key, engine.synthesise(text, record.language, record.voice)) for key, text in texts.items())
+        for key, clip in made:
+            folder.put(key, clip.to_wav())
+            if clip.cost_usd > 0:
+                costs.append((key, clip.cost_usd))
+    except (SpeechUnavailable, SpeechFailed) as exc:
+        raise RenderError(f"the narration could not be spoken: {exc}") from None
+    return costs
 
 
 # ISO 639-2 codes for the subtitle track's metadata, by narration language.

@@ -163,7 +163,9 @@ def estimated_timing(scenes_narration: list[str], weights: list[float], language
 def write_narration_track(path, record: NarrationRecord, clip_of: Callable[[str], SpeechClip], total_s: float) -> None:
     """The whole narration as a WAV file (int16 mono at TRACK_RATE), each phrase at its
     start time. Written front to back one phrase (or one second of silence) at a time, so
-    memory does not grow with the video's length."""
+    memory does not grow with the video's length. A clip longer than its recorded duration
+    (one synthesised again after a crash can come out a little longer) loses its own tail
+    where it would run into the next phrase: every phrase starts whole, at its cue."""
     from scipy.signal import resample_poly
 
     total = int(round(total_s * TRACK_RATE))
@@ -182,15 +184,17 @@ def write_narration_track(path, record: NarrationRecord, clip_of: Callable[[str]
                 position += step
             return position
 
-        for phrase in sorted(record.phrases, key=lambda p: p.start_s):
+        ordered = sorted(record.phrases, key=lambda p: p.start_s)
+        for i, phrase in enumerate(ordered):
             clip = clip_of(phrase.key)
             samples = clip.pcm
             if clip.rate != TRACK_RATE:
                 g = np.gcd(clip.rate, TRACK_RATE)
                 samples = np.clip(resample_poly(samples.astype(np.float32), TRACK_RATE // g, clip.rate // g), -32768, 32767)
             start = min(int(round(phrase.start_s * TRACK_RATE)), total)
-            cursor = pad_to(start)
-            piece = samples[max(0, cursor - start):][: max(0, total - cursor)].astype("<i2")
+            end = min(int(round(ordered[i + 1].start_s * TRACK_RATE)), total) if i + 1 < len(ordered) else total
+            cursor = pad_to(start)  # never past `start`: the phrase before was cut at it
+            piece = samples[: max(0, end - cursor)].astype("<i2")
             out.writeframes(piece.tobytes())
             cursor += len(piece)
         pad_to(total)

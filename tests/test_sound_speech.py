@@ -312,3 +312,23 @@ def test_lost_espeak_clips_are_spoken_again_as_a_batch_matching_the_recorded_tim
     for phrase in spoken.record.phrases:
         again = SpeechClip.from_wav((run.path / f"speech/{phrase.key}.wav").read_bytes())
         assert again.duration_s == pytest.approx(phrase.duration_s, abs=0.005)
+
+
+def test_a_video_with_nothing_to_hear_still_gets_a_silent_audio_track(tmp_path):
+    import av
+    from sound_helpers import write_video
+
+    from longvid.runtime.layout import FINAL
+    from longvid.runtime.narration_step import add_soundtrack
+
+    run = LocalRunStore(tmp_path / "runs").create("r1")
+    write_video(run.path / FINAL, 2.0)
+    stats = add_soundtrack(run, RenderSpec(prompt="a fox", duration_s=5, narration="off"), None)
+    assert stats is not None and stats["loudness_lufs"] is None
+    with av.open(str(run.path / FINAL)) as final:
+        assert [s.type for s in final.streams] == ["video", "audio"]
+    # a video with its provider's own audio and nothing to add is kept as the merge wrote it
+    write_video(run.path / FINAL, 2.0, tone_hz=440)
+    before = (run.path / FINAL).read_bytes()
+    assert add_soundtrack(run, RenderSpec(prompt="a fox", duration_s=5, narration="off"), None) is None
+    assert (run.path / FINAL).read_bytes() == before

@@ -167,15 +167,18 @@ WITH_SOUND = "final.sound.mp4"  # add_sound's output, published over final.mp4
 def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None) -> dict | None:
     """final.mp4 with its soundtrack (narration, music, provider audio; -14 LUFS) and the
     cues as a soft subtitle track (drawn in with burn_subtitles), the picture stream-copied
-    unless burned. A video with none of these keeps the merge's output as it is. Returns
-    add_sound's figures (None when there was nothing to add)."""
+    unless burned. A video with only its provider's audio keeps the merge's output as it is;
+    one with nothing to hear at all gets a silent AAC track (players, editors and upload
+    sites expect one; add_sound encodes silence without measuring anything). Returns
+    add_sound's figures (None when the merge's output was kept)."""
     import os
     from dataclasses import asdict
 
+    from ..media.audio import has_audio
     from ..sound.finish import SoundOptions, add_sound
     from .layout import FINAL
 
-    if narration is None and spec.music is None:
+    if narration is None and spec.music is None and has_audio(run.local_path(FINAL)):
         return None
     cues = narration.cues() if narration is not None else []
     options = SoundOptions(music=spec.music, burn_subtitles=spec.burn_subtitles,

@@ -223,7 +223,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         bounds = f"${estimate.low_usd:.2f}" + (f" to ${estimate.high_usd:.2f}" if estimate.high_usd > estimate.low_usd else "")
         print(f"estimated cost: {bounds} ({estimate.cheapest}" + (f" to {estimate.dearest})" if estimate.dearest != estimate.cheapest else ")"),
               file=sys.stderr)
-    print_plan_table(storyboard, jobs, spec.duration_s)
+    print_plan_table(storyboard, jobs, planned.narration.timing.total_s if planned.narration else spec.duration_s)
     if planned.narration is not None:
         print_narration_timing(planned.narration.record)
     return 0
@@ -325,7 +325,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for run_id in store.list_runs():
         try:
             manifest = read_manifest(store.open(run_id))
-            rows.append({"run_id": run_id, "status": manifest.status, "duration_s": manifest.spec.duration_s,
+            rows.append({"run_id": run_id, "status": manifest.status, "duration_s": manifest.duration_s,
                          "segments": len(manifest.segments), "cost_usd": manifest.cost_usd, "prompt": manifest.spec.prompt[:60]})
         except LongvidError as exc:
             rows.append({"run_id": run_id, "status": "unreadable", "error": str(exc)})

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from longvid.errors import InputError, LongvidError
-from longvid.manifest import RunManifest, RunPlan, RunStatus, SegmentRecord
+from longvid.manifest import RunManifest, RunPlan, RunStatus, SegmentRecord, stretched_s
 from longvid.runtime.layout import CANCEL, MANIFEST, PLAN, REQUEST, WORKER
 from longvid.runtime.narration_step import book_speech_costs
 from longvid.runtime.store import read_manifest, write_model
@@ -218,7 +218,7 @@ class RenderStore:
         attempt = secrets.token_hex(8)
         run.write_bytes(WORKER, worker_record(attempt))
         manifest = RunManifest(
-            run_id=run_id, spec=spec, status=RunStatus.PLANNED, warnings=warnings,
+            run_id=run_id, spec=spec, status=RunStatus.PLANNED, warnings=warnings, stretched_s=stretched_s(plan, spec),
             segments=[SegmentRecord(index=j.index, scene_index=j.scene_index, provider=spec.provider) for j in plan.segments],
         )
         manifest = book_speech_costs(manifest, [(str(key), float(cost)) for key, cost in speech_costs])

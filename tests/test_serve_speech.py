@@ -60,3 +60,35 @@ def test_gemini_speech_on_a_server_without_its_key_is_not_available_here(tmp_pat
     assert "not available on this server" in message
     for secret_name in ("GOOGLE_API_KEY", "GEMINI_API_KEY", "--speech"):  # the operator's business, and no CLI flags
         assert secret_name not in answer.text
+
+
+def test_a_video_stretched_by_its_narration_reports_its_planned_length(tmp_path):
+    from longvid.manifest import RunManifest, stretched_s
+    from longvid.review.summary import summarise
+    from longvid.sound.espeak import espeak_binary
+
+    if espeak_binary() is None:
+        import pytest
+
+        pytest.skip("espeak-ng is not installed")
+    client, store = _api(tmp_path, Settings())
+    long = {**NARRATED, "speech": "espeak", "duration_s": 5,
+            "narration": ["The fox wakes in the snow and runs across the frozen river to the dark pines. " * 3]}
+    run_id = client.post("/v1/renders", json=long, headers=AUTH).json()["id"]
+    run = store.open(run_id)
+    plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
+    planned = sum(plan.narration.scene_frames) / plan.narration.fps
+    assert planned > 5
+    listed = client.get("/v1/renders", headers=AUTH).json()["renders"][0]
+    assert listed["duration_s"] == pytest_approx(planned)
+    manifest = read_manifest(run)
+    assert manifest.duration_s == pytest_approx(planned)
+    older = RunManifest(run_id=run_id, spec=manifest.spec, segments=manifest.segments)  # made before stretched_s existed
+    assert summarise(older, plan).duration_s == pytest_approx(planned)
+    assert "stretched_s" not in older.model_dump_json() and stretched_s(plan.model_copy(update={"narration": None}), manifest.spec) is None
+
+
+def pytest_approx(value):
+    import pytest
+
+    return pytest.approx(value, abs=1e-6)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, LongvidError
-from ..manifest import RunManifest, RunPlan, RunStatus, SegmentRecord
+from ..manifest import RunManifest, RunPlan, RunStatus, SegmentRecord, stretched_s
 from ..observability.render_events import RenderEvents
 from ..planning import OfflinePlanner, load_storyboard, segment_count, segment_storyboard
 from ..planning.segmentation import DEFAULT_RULES
@@ -174,9 +174,11 @@ class RenderPipeline:
         run = self.store.create(run_id or new_run_id(spec.model_dump_json()))
         with RunLock(run, self.settings.store.run_lock_ttl_s, on_lost=self.stop.set) as lease:  # before the manifest exists, so no resume can start on it meanwhile
             narration = planned.narration
-            write_model(run, PLAN, RunPlan(storyboard=planned.storyboard, segments=planned.jobs,
-                                           narration=narration.record if narration else None))
+            run_plan = RunPlan(storyboard=planned.storyboard, segments=planned.jobs,
+                               narration=narration.record if narration else None)
+            write_model(run, PLAN, run_plan)
             manifest = RunManifest(
+                stretched_s=stretched_s(run_plan, spec),
                 run_id=run.run_id,
                 spec=spec,
                 status=RunStatus.RENDERING,

@@ -69,6 +69,8 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
                              "ducked under the narration")
     parser.add_argument("--burn-subtitles", action="store_true",
                         help="draw the subtitles into the picture too (re-encodes the video; the soft track is always there)")
+    parser.add_argument("--subtitles", default="on", choices=["on", "off"],
+                        help="off: no subtitle track in the video and no .srt/.vtt beside -o (the run folder keeps them)")
     _model_dir_argument(parser)
 
 
@@ -174,6 +176,7 @@ def _spec_from(args: argparse.Namespace) -> RenderSpec:
             voice=args.voice,
             music=args.music,
             burn_subtitles=args.burn_subtitles,
+            subtitles=args.subtitles == "on",
         )
     except ValidationError as exc:
         raise InputError(describe_validation_error(exc)) from None

@@ -182,6 +182,9 @@ class RenderSpec(_Model):
     # paid) and subtitles drawn into the picture (besides the soft track). See sound/finish.py.
     music: Annotated[Path | None, Field(exclude_if=lambda v: v is None)] = None
     burn_subtitles: Annotated[bool, Field(exclude_if=lambda v: v is False)] = False
+    # False: no subtitle track in the video and no .srt/.vtt beside the output (the run
+    # folder keeps its subtitle files all the same).
+    subtitles: Annotated[bool, Field(exclude_if=lambda v: v is True)] = True
 
     @field_validator("prompt")
     @classmethod
@@ -223,6 +226,12 @@ class RenderSpec(_Model):
     def _storyboard_exists(self) -> RenderSpec:
         if self.storyboard_file is not None and not self.storyboard_file.is_file():
             raise ValueError(f"storyboard file {self.storyboard_file} does not exist or is not a file")
+        return self
+
+    @model_validator(mode="after")
+    def _burned_subtitles_are_subtitles(self) -> RenderSpec:
+        if self.burn_subtitles and not self.subtitles:
+            raise ValueError("burned subtitles need subtitles: drop --burn-subtitles or --subtitles off")
         return self
 
     @property

@@ -92,3 +92,13 @@ def pytest_approx(value):
     import pytest
 
     return pytest.approx(value, abs=1e-6)
+
+
+def test_subtitles_off_reaches_the_render_and_burning_them_is_refused(tmp_path):
+    client, store = _api(tmp_path, Settings())
+    quiet = {"prompt": "a red fox in the snow", "duration_s": 5, "resolution": "360p", "judge": "off", "narration": "off"}
+    answer = client.post("/v1/renders", json={**quiet, "subtitles": False}, headers=AUTH)
+    assert answer.status_code == 202, answer.text
+    assert read_manifest(store.open(answer.json()["id"])).spec.subtitles is False
+    refused = client.post("/v1/renders", json={**quiet, "subtitles": False, "burn_subtitles": True}, headers=AUTH)
+    assert refused.status_code == 422 and "burned subtitles need subtitles" in refused.json()["error"]["message"]

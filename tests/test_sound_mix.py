@@ -212,3 +212,16 @@ def test_damaged_packets_met_during_the_mix_are_played_as_silence_with_a_warning
     assert any("the music" in w and "damaged packet" in w for w in stats.warnings)
     assert len(decode_pcm(out)) / RATE == pytest.approx(7.0, abs=0.05)
     assert stats.loudness_lufs == pytest.approx(-14.0, abs=1.0)
+
+
+def test_soft_subtitles_off_leaves_no_subtitle_track_but_still_ducks_under_the_cues(inputs):
+    out = inputs["dir"] / "no_subs.mp4"
+    stats = add_sound(inputs["video"], out, narration=inputs["high_narration"], cues=CUES,
+                      options=SoundOptions(music=inputs["music"], fade_in_s=0.3, fade_out_s=0.5, soft_subtitles=False))
+    with av.open(str(out)) as container:
+        assert not container.streams.subtitles and container.streams.audio
+    assert stats.subtitles == 0
+    low = scipy.signal.sosfiltfilt(scipy.signal.butter(8, 500, "low", fs=RATE, output="sos"), decode_pcm(out)[:, 0])
+    under_speech = [level_db(low, 1.5, 2.3), level_db(low, 4.5, 5.3)]
+    between = [level_db(low, 0.4, 0.7), level_db(low, 3.1, 3.7)]
+    assert max(under_speech) - min(between) <= -10.0

@@ -181,7 +181,7 @@ def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None) -> 
     if narration is None and spec.music is None and has_audio(run.local_path(FINAL)):
         return None
     cues = narration.cues() if narration is not None else []
-    options = SoundOptions(music=spec.music, burn_subtitles=spec.burn_subtitles,
+    options = SoundOptions(music=spec.music, burn_subtitles=spec.burn_subtitles, soft_subtitles=spec.subtitles,
                            subtitle_language=SUBTITLE_LANGUAGES.get(narration.language) if narration else None)
     out = run.scratch_path(WITH_SOUND)
     stats = add_sound(run.local_path(FINAL), out, narration=run.local_path(NARRATION_WAV) if narration else None,

@@ -245,7 +245,8 @@ class RenderPipeline:
             sound = add_soundtrack(run, manifest.spec, narration)
             if output is not None:
                 copy_out(run, Path(output))
-                copy_subtitles_out(run, Path(output))
+                if manifest.spec.subtitles:
+                    copy_subtitles_out(run, Path(output))
             manifest = manifest.model_copy(update={"status": RunStatus.DONE, "output": str(output) if output else run.location(FINAL)})
             result = build_result(run, manifest, storyboard, jobs, stats, outcome.generated, outcome.reused,
                                   time.perf_counter() - started, sound)

@@ -75,6 +75,7 @@ class SoundOptions:
     fade_in_s: float = 1.0
     fade_out_s: float = 2.0
     subtitle_language: str | None = None  # ISO 639-2 code for the track's metadata ("eng", "chi")
+    soft_subtitles: bool = True  # False: the cues still time the ducking (and any burning), but no subtitle track
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,7 @@ def _write(video: Path, out: Path, audio: Iterator[np.ndarray], cues: Sequence[C
             # 192 kb/s nothing a listener hears
             sound.codec_context.options = {"aac_coder": "fast"}
             streams = [pictures, _aac_packets(sound, audio)]
-            if cues:
+            if cues and options.soft_subtitles:
                 streams.append(MovTextTrack(target, cues, options.subtitle_language).packets())
             for _at, packet in heapq.merge(*map(_timed, streams), key=lambda timed: timed[0]):
                 target.mux(packet)
@@ -349,6 +350,7 @@ def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[
         loudness_lufs=lufs_or_none, true_peak_dbtp=peak_or_none, duration_s=duration,
         narration_s=spoken.seconds if spoken else 0.0, music_s=tune.seconds if tune else 0.0,
         music_looped=any(t.loop_length for t in tracks), gain_db=db(mix_gain),
-        limited_s=limiter.reduced_samples / _pcm.RATE if limiter else 0.0, subtitles=len(cues),
+        limited_s=limiter.reduced_samples / _pcm.RATE if limiter else 0.0,
+        subtitles=len(cues) if options.soft_subtitles or options.burn_subtitles else 0,
         burned=bool(options.burn_subtitles and cues), step_s=dict(steps.seconds), warnings=warnings,
     )

@@ -69,6 +69,8 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
                              "ducked under the narration")
     parser.add_argument("--burn-subtitles", action="store_true",
                         help="draw the subtitles into the picture too (re-encodes the video; the soft track is always there)")
+    parser.add_argument("--subtitles", default="on", choices=["on", "off"],
+                        help="off: no subtitle track in the video and no .srt/.vtt beside -o (the run folder keeps them)")
     _model_dir_argument(parser)
 
 
@@ -176,6 +178,7 @@ def _spec_from(args: argparse.Namespace) -> RenderSpec:
             burn_subtitles=args.burn_subtitles,
             second_opinion=getattr(args, "second_opinion", False),
             judge_model=getattr(args, "judge_model", None),
+            subtitles=args.subtitles == "on",
         )
     except ValidationError as exc:
         raise InputError(describe_validation_error(exc)) from None
@@ -225,7 +228,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         bounds = f"${estimate.low_usd:.2f}" + (f" to ${estimate.high_usd:.2f}" if estimate.high_usd > estimate.low_usd else "")
         print(f"estimated cost: {bounds} ({estimate.cheapest}" + (f" to {estimate.dearest})" if estimate.dearest != estimate.cheapest else ")"),
               file=sys.stderr)
-    print_plan_table(storyboard, jobs, spec.duration_s)
+    print_plan_table(storyboard, jobs, planned.narration.timing.total_s if planned.narration else spec.duration_s)
     if planned.narration is not None:
         print_narration_timing(planned.narration.record)
     return 0
@@ -330,7 +333,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for run_id in store.list_runs():
         try:
             manifest = read_manifest(store.open(run_id))
-            rows.append({"run_id": run_id, "status": manifest.status, "duration_s": manifest.spec.duration_s,
+            rows.append({"run_id": run_id, "status": manifest.status, "duration_s": manifest.duration_s,
                          "segments": len(manifest.segments), "cost_usd": manifest.cost_usd, "prompt": manifest.spec.prompt[:60]})
         except LongvidError as exc:
             rows.append({"run_id": run_id, "status": "unreadable", "error": str(exc)})

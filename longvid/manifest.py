@@ -180,6 +180,14 @@ class RunPlan(BaseModel):
     narration: Annotated[NarrationRecord | None, Field(exclude_if=lambda v: v is None)] = None
 
 
+def stretched_s(plan: RunPlan, spec: RenderSpec) -> float | None:
+    """The planned length in seconds when the narration made it longer than requested, else None."""
+    if plan.narration is None:
+        return None
+    planned = sum(plan.narration.scene_frames) / plan.narration.fps
+    return round(planned, 6) if planned > spec.duration_s + 1e-9 else None
+
+
 class RunManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -194,6 +202,14 @@ class RunManifest(BaseModel):
     ledger: list[LedgerEntry] = []  # every paid call: reserved before it is made, charged after
     created_at: str = Field(default_factory=_now)
     updated_at: str = Field(default_factory=_now)
+    # The video's planned length when narration stretched it past spec.duration_s (absent
+    # otherwise, so manifests without it write back byte for byte).
+    stretched_s: Annotated[float | None, Field(exclude_if=lambda v: v is None)] = None
+
+    @property
+    def duration_s(self) -> float:
+        """How long the video is planned to be: the requested length, or the narration's."""
+        return self.stretched_s if self.stretched_s is not None else self.spec.duration_s
 
     @property
     def cost_usd(self) -> float:

@@ -186,6 +186,9 @@ class RenderSpec(_Model):
     # kept with the run so a resume judges as the render did. Left out of the JSON at their defaults.
     second_opinion: Annotated[bool, Field(exclude_if=lambda v: v is False)] = False
     judge_model: Annotated[str | None, Field(max_length=200, exclude_if=lambda v: v is None)] = None
+    # False: no subtitle track in the video and no .srt/.vtt beside the output (the run
+    # folder keeps its subtitle files all the same).
+    subtitles: Annotated[bool, Field(exclude_if=lambda v: v is True)] = True
 
     @field_validator("prompt")
     @classmethod
@@ -227,6 +230,12 @@ class RenderSpec(_Model):
     def _storyboard_exists(self) -> RenderSpec:
         if self.storyboard_file is not None and not self.storyboard_file.is_file():
             raise ValueError(f"storyboard file {self.storyboard_file} does not exist or is not a file")
+        return self
+
+    @model_validator(mode="after")
+    def _burned_subtitles_are_subtitles(self) -> RenderSpec:
+        if self.burn_subtitles and not self.subtitles:
+            raise ValueError("burned subtitles need subtitles: drop --burn-subtitles or --subtitles off")
         return self
 
     @property

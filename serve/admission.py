@@ -58,7 +58,7 @@ class Admission:
             return 0.0, record.run_id
 
     def admit_render(self, principal: Principal, run_id: str, request_sha: str, spec: RenderSpec, run_plan: RunPlan,
-                     warnings: list[str], stage: StagedImages) -> str | None:
+                     warnings: list[str], stage: StagedImages, speech_costs=()) -> str | None:
         """Keep the request's staged images in the store for this render (within the token's
         quota), then create the render; its attempt id, or None if the id was taken."""
         if stage.images:
@@ -66,7 +66,7 @@ class Admission:
             if refusal is not None:
                 raise refusal
             spec = spec.model_copy(update={"reference_images": [self.records.inputs.save(image) for image in stage.images]})
-        return self.records.admit(run_id, principal.owner, request_sha, spec, run_plan, warnings)
+        return self.records.admit(run_id, principal.owner, request_sha, spec, run_plan, warnings, speech_costs)
 
     def start_within_limit(self, principal: Principal, make_active: Callable[[], str | None], run_id: str) -> str | None:
         """Run `make_active` (admit or requeue `run_id`; returns the attempt, or None) only

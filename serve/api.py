@@ -140,6 +140,7 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
                 provider=body.provider, quality=body.quality, continuity=body.continuity, budget_usd=body.budget_usd,
                 seed=body.seed, judge=body.judge, reference_images=await reference_images(submitted, stage),
                 narration=body.narration, speech=body.speech, voice=body.voice, burn_subtitles=body.burn_subtitles,
+                subtitles=body.subtitles,
             )
         except ValidationError as exc:
             raise ApiError(422, "invalid_request", describe_validation_error(exc)) from None
@@ -191,6 +192,7 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
         finally:
             await run_in_threadpool(stage.discard)
         plan["segments"] = [{k: v for k, v in s.items() if k != "scene"} for s in plan["segments"]]
+        plan.pop("speech_costs", None)  # the planner's bookkeeping, not the answer's
         return plan
 
     @app.post("/v1/renders", status_code=202, response_model=None, tags=["renders"],
@@ -226,7 +228,8 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
                                                "narration": plan.get("narration")})
             attempt = await run_in_threadpool(
                 admission.start_within_limit, principal,
-                lambda: admission.admit_render(principal, run_id, request_sha, spec, run_plan, plan["warnings"], stage), run_id)
+                lambda: admission.admit_render(principal, run_id, request_sha, spec, run_plan, plan["warnings"], stage,
+                                               plan.get("speech_costs", [])), run_id)
         finally:
             await run_in_threadpool(stage.discard)
         if attempt is None:  # another request took this id first

@@ -51,12 +51,16 @@ RENDERER_ACTOR = {"num_cpus": 0.25}
     health_check_timeout_s=30,
 )
 class Planner:
-    def __init__(self):
+    def __init__(self, store: str | None = None):
+        from longvid.runtime import open_store
+
         from .planning import PlanService
 
         settings = ApiSettings.from_env()  # this replica's environment: LONGVID_PLANNER and the Gemini key
         _json_logs(settings)
-        self.service = PlanService(settings.planner, settings.longvid)
+        # the renderers' store: speech paid for while planning is cached where they look for it
+        runs = open_store(store, settings.longvid.store.s3_part_mb) if store is not None else None
+        self.service = PlanService(settings.planner, settings.longvid, runs)
 
     def plan(self, spec: dict, storyboard: dict | None = None) -> dict:
         return self.service.plan(spec, storyboard)
@@ -174,7 +178,7 @@ def build_app(args: dict | None = None, *, runtime_env: dict | None = None, num_
             out["runtime_env"] = runtime_env
         return out
 
-    planner = Planner.options(ray_actor_options=actor(PLANNER_ACTOR)).bind()
+    planner = Planner.options(ray_actor_options=actor(PLANNER_ACTOR)).bind(store)
     renderer = Renderer.options(ray_actor_options=actor(RENDERER_ACTOR)).bind(store)
     return LongvidAPI.options(ray_actor_options=actor(INGRESS_ACTOR)).bind(planner, renderer, store)
 

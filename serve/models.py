@@ -69,6 +69,8 @@ class RenderRequest(BaseModel):
     voice: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$",
                                 description="the speech engine's voice, e.g. en-us (espeak), Kore (gemini)")] | None = None
     burn_subtitles: Annotated[bool, Field(description="draw the subtitles into the picture too (the soft track is always there)")] = False
+    subtitles: Annotated[bool, Field(description="false: no subtitle track in the video (the render keeps its "
+                                                 ".srt/.vtt files all the same)")] = True
 
     @field_validator("prompt", mode="before")
     @classmethod

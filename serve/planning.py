@@ -20,11 +20,16 @@ from longvid.settings import Settings
 from longvid.spec import RenderSpec, Storyboard
 from longvid.wiring import RenderOptions, planning_pipeline
 
+from .models import MAX_DURATION_S as API_MAX_DURATION_S
+
 
 class PlanService:
-    def __init__(self, planner_mode: str = "auto", settings: Settings | None = None):
+    def __init__(self, planner_mode: str = "auto", settings: Settings | None = None, store=None):
         self.planner_mode = planner_mode
         self.settings = settings if settings is not None else Settings()  # defaults: no keys, so offline
+        # The API's run store: paid speech made while planning goes to its speech cache, where
+        # the renderer finds it (none: paid speech would be made again at render time).
+        self.store = store
 
     def plan(self, spec_json: dict, storyboard_json: dict | None = None) -> dict:
         """{"storyboard", "segments" (full jobs), "estimated_cost_usd", "provider", "warnings"}
@@ -41,13 +46,18 @@ class PlanService:
         if unavailable is not None:
             return _error("invalid_request", f"provider {unavailable!r} is not available on this server; "
                                              "choose another provider (e.g. preview)")
+        if spec.speech == "gemini" and not gemini_available(self.settings.gemini):
+            return _error("invalid_request", "speech 'gemini' is not available on this server; "
+                                             "choose another speech engine (e.g. espeak)")
         if storyboard is None and self.planner_mode == "gemini" and not gemini_available(self.settings.gemini):
             # The server's configuration, not the caller's request: which key is missing is the
             # operator's business, and the same request may succeed on a configured replica.
             return _error("planner_failed", "this server's planner is not configured; try again later or send a storyboard")
         try:
             options = RenderOptions(planner=self.planner_mode if storyboard is None else "offline")
-            planned = planning_pipeline(options=options, settings=self.settings).plan(spec, storyboard)
+            # the API's own maximum length holds for narrated videos too (narration stretches them)
+            planned = planning_pipeline(self.store, options=options, settings=self.settings).plan(spec, storyboard,
+                                                                                    max_duration_s=API_MAX_DURATION_S)
         except InputError as exc:  # unknown provider, missing key, budget too small, unsegmentable storyboard
             return _error("invalid_request", str(exc))
         except LongvidError as exc:  # the planner itself failed (e.g. Gemini, with no fallback)
@@ -59,6 +69,9 @@ class PlanService:
             "provider": planned.capabilities.name,
             "warnings": list(planned.warnings),
             "narration": planned.narration.record.model_dump(mode="json") if planned.narration else None,
+            # what speech this plan paid for, [clip key, USD]: a render admitted with it books it
+            # in its ledger (the renderer finds the clips in the store's cache and pays nothing)
+            "speech_costs": [[key, cost] for key, cost in planned.narration.costs] if planned.narration else [],
         }
 
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from longvid.errors import InputError, LongvidError
-from longvid.manifest import RunManifest, RunPlan, RunStatus, SegmentRecord
+from longvid.manifest import RunManifest, RunPlan, RunStatus, SegmentRecord, stretched_s
 from longvid.runtime.layout import CANCEL, MANIFEST, PLAN, REQUEST, WORKER
+from longvid.runtime.narration_step import book_speech_costs
 from longvid.runtime.store import read_manifest, write_model
 
 from .images import InputImages
@@ -200,10 +201,12 @@ class RenderStore:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def admit(self, run_id: str, owner: str, request_sha256: str, spec, plan: RunPlan, warnings: list[str]) -> str | None:
+    def admit(self, run_id: str, owner: str, request_sha256: str, spec, plan: RunPlan, warnings: list[str],
+              speech_costs=()) -> str | None:
         """Create the run folder of a new render, ready for a worker: request.json (made
-        exclusively), plan.json, worker.json and a 'planned' manifest. Returns the attempt id,
-        or None if a render with this id exists already (or is being created)."""
+        exclusively), plan.json, worker.json and a 'planned' manifest, whose ledger holds the
+        speech paid for while planning it (`speech_costs`: (clip key, USD) pairs). Returns the
+        attempt id, or None if a render with this id exists already (or is being created)."""
         try:
             run = self.store.create(run_id)
         except FileExistsError:
@@ -215,9 +218,10 @@ class RenderStore:
         attempt = secrets.token_hex(8)
         run.write_bytes(WORKER, worker_record(attempt))
         manifest = RunManifest(
-            run_id=run_id, spec=spec, status=RunStatus.PLANNED, warnings=warnings,
+            run_id=run_id, spec=spec, status=RunStatus.PLANNED, warnings=warnings, stretched_s=stretched_s(plan, spec),
             segments=[SegmentRecord(index=j.index, scene_index=j.scene_index, provider=spec.provider) for j in plan.segments],
         )
+        manifest = book_speech_costs(manifest, [(str(key), float(cost)) for key, cost in speech_costs])
         write_model(run, MANIFEST, manifest)
         return attempt
 

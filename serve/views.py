@@ -121,7 +121,7 @@ def summary_view(run_id: str, manifest: RunManifest, heartbeat_at: float | None,
         "status": status,
         "prompt": manifest.spec.prompt,
         "created_at": manifest.created_at,
-        "duration_s": manifest.spec.duration_s,
+        "duration_s": manifest.duration_s,  # as planned: narration may have stretched it
         "cost_usd": manifest.cost_usd,
         "progress": progress(manifest, status),
     }

@@ -81,3 +81,15 @@ def test_the_gemini_planner_asks_for_narration_and_keeps_it():
     scene_schema = request.response_schema["properties"]["scenes"]["items"]
     assert "narration" in scene_schema["properties"] and "narration" in scene_schema["required"]
     assert board.planner == "gemini" and board.scenes[0].narration.startswith("一只红色的狐狸")
+
+
+def test_subtitles_off_reaches_the_spec_and_cannot_be_burned(tmp_path, capsys):
+    from longvid.cli import _spec_from, build_parser
+
+    args = build_parser().parse_args(["render", "a fox", "--subtitles", "off"])
+    spec = _spec_from(args)
+    assert spec.subtitles is False and "subtitles" in spec.model_dump_json()
+    assert "subtitles" not in _spec_from(build_parser().parse_args(["render", "a fox"])).model_dump_json()  # run ids unchanged
+    assert main(["render", "a fox", "--subtitles", "off", "--burn-subtitles", "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "burned subtitles need subtitles" in err[0]

@@ -185,3 +185,43 @@ def test_good_music_files_pass_the_check(inputs):
     check_music(inputs["music"])
     check_music(inputs["long_music"])
     check_music(inputs["video_with_audio"])  # a video's soundtrack is music too
+
+
+def _damaged_in_the_middle(good, path):
+    """`good` with 4 kB of its middle overwritten: its first packets still decode."""
+    data = bytearray(good.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4000] = b"\xff" * 4000
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_music_damaged_in_its_middle_is_refused_by_the_check(inputs):
+    path = _damaged_in_the_middle(inputs["long_music"], inputs["dir"] / "damaged.mp3")
+    with pytest.raises(InputError) as caught:
+        check_music(path)
+    message = str(caught.value)
+    assert "damaged at" in message and str(path) in message and "\n" not in message
+
+
+def test_damaged_packets_met_during_the_mix_are_played_as_silence_with_a_warning(inputs):
+    # the video's own audio, or a music file changed after the check: the mix still finishes
+    music = _damaged_in_the_middle(write_music(inputs["dir"] / "mid.m4a", 6.0), inputs["dir"] / "damaged.m4a")
+    out = inputs["dir"] / "damaged_music.mp4"
+    stats = add_sound(inputs["video"], out, narration=None, cues=[], options=SoundOptions(music=music))
+    assert any("the music" in w and "damaged packet" in w for w in stats.warnings)
+    assert len(decode_pcm(out)) / RATE == pytest.approx(7.0, abs=0.05)
+    assert stats.loudness_lufs == pytest.approx(-14.0, abs=1.0)
+
+
+def test_soft_subtitles_off_leaves_no_subtitle_track_but_still_ducks_under_the_cues(inputs):
+    out = inputs["dir"] / "no_subs.mp4"
+    stats = add_sound(inputs["video"], out, narration=inputs["high_narration"], cues=CUES,
+                      options=SoundOptions(music=inputs["music"], fade_in_s=0.3, fade_out_s=0.5, soft_subtitles=False))
+    with av.open(str(out)) as container:
+        assert not container.streams.subtitles and container.streams.audio
+    assert stats.subtitles == 0
+    low = scipy.signal.sosfiltfilt(scipy.signal.butter(8, 500, "low", fs=RATE, output="sos"), decode_pcm(out)[:, 0])
+    under_speech = [level_db(low, 1.5, 2.3), level_db(low, 4.5, 5.3)]
+    between = [level_db(low, 0.4, 0.7), level_db(low, 3.1, 3.7)]
+    assert max(under_speech) - min(between) <= -10.0

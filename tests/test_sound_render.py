@@ -46,6 +46,7 @@ def test_a_narrated_render_keeps_its_speech_and_never_pays_for_it_twice(ray_sess
         manifest = RunManifest.model_validate_json((run / "manifest.json").read_text())
         speech_entries = [e for e in manifest.ledger if e.provider == "gemini-tts"]
         assert len(speech_entries) == len({p.key for p in narration.phrases}) and manifest.cost_usd > 0
+        assert not [w for w in manifest.warnings if "may have been paid for without a result" in w]
         assert server.api_key not in (run / "manifest.json").read_text()
 
         with av.open(str(run / "final.mp4")) as final:  # the soundtrack and the soft subtitle track are muxed in

@@ -203,3 +203,132 @@ def test_speech_settings_are_read_once_from_the_environment():
     settings = Settings.from_env({"LONGVID_TTS_MODEL": "models/gemini-3.8-flash-lite-tts", "LONGVID_PIPER_VOICES": "/voices"})
     assert settings.speech.tts_model == "gemini-3.8-flash-lite-tts" and str(settings.speech.piper_voices) == "/voices"
     assert Settings.from_env({}).speech == SpeechSettings(tts_model="gemini-3.8-flash-tts", piper_voices=None)
+
+
+def test_booked_speech_is_never_taken_for_an_unanswered_create_call():
+    """A speech call was answered (its clip is stored): ledger.unanswered must not list it,
+    or every narrated render warns that a gemini-tts task may have been paid for unseen."""
+    from longvid.providers.ledger import CostLedger, LedgerEntry
+    from longvid.runtime.narration_step import book_speech_costs
+
+    manifest = RunManifest(run_id="r1", spec=RenderSpec(prompt="a fox", duration_s=20), segments=[])
+    booked = book_speech_costs(manifest, [("k1", 0.01), ("k2", 0.02)])
+    assert [e.task_id for e in booked.ledger] == ["speech/k1", "speech/k2"]
+    assert CostLedger(entries=list(booked.ledger)).unanswered() == []
+    # an entry booked before task ids were given (a run resumed after upgrading) gets one too
+    old = manifest.model_copy(update={"ledger": [LedgerEntry(key="speech/k0", segment=-1, provider="gemini-tts",
+                                                             estimate_usd=0.01, state="charged", cost_usd=0.01)]})
+    assert CostLedger(entries=list(book_speech_costs(old, []).ledger)).unanswered() == []
+
+
+def test_espeak_that_hangs_is_a_speech_failure_with_a_reason(tmp_path, monkeypatch):
+    import longvid.sound.espeak as espeak
+
+    hanging = tmp_path / "espeak-ng"
+    hanging.write_text("#!/bin/sh\nexec sleep 5\n")
+    hanging.chmod(0o755)
+    monkeypatch.setattr(espeak, "TIMEOUT_S", 0.2)
+    with pytest.raises(SpeechFailed, match=r"did not finish within 0\.2 s"):
+        EspeakEngine(binary=str(hanging)).synthesise("hello", "en", None)
+
+
+LONG_TEXT = "The fox runs far across the frozen river and into the dark pines. " * 6  # ~50 s to say
+
+
+def test_a_paid_voice_refuses_narration_too_long_before_any_speech_is_paid(fake):
+    spec = RenderSpec(prompt="a fox", duration_s=20, speech="gemini", narration=[LONG_TEXT, LONG_TEXT])
+    with pytest.raises(InputError, match=r"would take about \d+ s to say, longer than the longest video \(60 s\)"):
+        speak_storyboard(spec, OfflinePlanner().plan(spec), _gemini_settings(fake), None, max_s=60)
+    assert fake.fake.request_count == 0
+
+
+def test_a_paid_voice_refused_by_the_budget_makes_no_speech_call(fake, tmp_path):
+    from dataclasses import replace
+
+    from longvid.providers import registry
+    from longvid.providers.preview import PREVIEW_CAPABILITIES, PreviewProvider
+    from longvid.runtime import InlineSegmentRunner, RenderPipeline
+
+    class PaidPreview(PreviewProvider):
+        capabilities = replace(PREVIEW_CAPABILITIES, name="paid-preview", price_per_second_usd=0.5)
+
+    saved = dict(registry._FACTORIES)
+    registry.register_provider("paid-preview", PaidPreview.capabilities, lambda settings: PaidPreview())
+    try:
+        spec = RenderSpec(prompt="a fox", duration_s=8, provider="paid-preview", budget_usd=1.0, speech="gemini",
+                          narration=["The fox wakes.", "It runs."])
+        pipeline = RenderPipeline(LocalRunStore(tmp_path / "runs"), InlineSegmentRunner(), settings=_gemini_settings(fake))
+        with pytest.raises(InputError, match="budget"):
+            pipeline.plan(spec)
+    finally:
+        registry._FACTORIES.clear()
+        registry._FACTORIES.update(saved)
+    assert fake.fake.request_count == 0
+
+
+@needs_espeak
+def test_a_callers_lower_maximum_holds_for_the_narrated_length():
+    # the API's 120 s is lower than the CLI's 600 s: a short request must not grow past it
+    spec = RenderSpec(prompt="a fox", duration_s=5, narration=["The fox runs far across the frozen river. " * 3])
+    with pytest.raises(InputError, match=r"longer than the longest video \(5 s\)"):
+        speak_storyboard(spec, OfflinePlanner().plan(spec), Settings(), None, max_s=5)
+
+
+def test_the_api_refuses_a_short_request_whose_narration_passes_its_maximum(fake):
+    from serve.planning import PlanService
+
+    answer = PlanService("offline", _gemini_settings(fake)).plan(
+        {"prompt": "a fox", "duration_s": 5, "speech": "gemini", "narration": [LONG_TEXT] * 4})
+    assert answer["error"]["code"] == "invalid_request"  # the API answers it 422
+    assert "longer than the longest video (120 s)" in answer["error"]["message"]
+    assert fake.fake.request_count == 0
+
+
+def test_a_clip_longer_than_recorded_loses_its_own_tail_never_the_next_phrases_start(tmp_path):
+    from longvid.sound.narration import TRACK_RATE, NarrationRecord, PhraseRecord, write_narration_track
+
+    first = SpeechClip(np.full(int(1.5 * TRACK_RATE), 1000, np.int16), TRACK_RATE)  # recorded as 1.0 s: 0.25 s too long
+    second = SpeechClip(np.arange(1, TRACK_RATE + 1, dtype=np.int16) % 30000 + 1, TRACK_RATE)
+    record = NarrationRecord(engine="espeak", identity="espeak-ng/default", language="en", fps=24, requested_s=4.0,
+                             scene_frames=[96], phrases=[PhraseRecord(scene=0, text="a.", key="a", start_s=0.3, duration_s=1.0),
+                                                         PhraseRecord(scene=0, text="b.", key="b", start_s=1.55, duration_s=1.0)])
+    path = tmp_path / "n.wav"
+    write_narration_track(path, record, {"a": first, "b": second}.__getitem__, 4.0)
+    track = SpeechClip.from_wav(path.read_bytes())
+    assert len(track.pcm) == 4 * TRACK_RATE
+    b = int(1.55 * TRACK_RATE)
+    assert np.array_equal(track.pcm[b : b + len(second.pcm)], second.pcm)  # the second phrase whole, at its cue
+    assert (track.pcm[int(0.3 * TRACK_RATE) : b] == 1000).all()  # the first one up to it
+
+
+@needs_espeak
+def test_lost_espeak_clips_are_spoken_again_as_a_batch_matching_the_recorded_timing(tmp_path):
+    spec = RenderSpec(prompt="a fox", duration_s=20, narration=["The fox wakes. It runs to the river.", "It sleeps."])
+    board = OfflinePlanner().plan(spec)
+    spoken, _ = speak_storyboard(spec, board, Settings(), None)
+    store = LocalRunStore(tmp_path / "runs")
+    run = store.create("r1")
+    write_narration(run, RunManifest(run_id="r1", spec=spec, segments=[]), spoken.record, {}, store, Settings())  # a crash lost them
+    for phrase in spoken.record.phrases:
+        again = SpeechClip.from_wav((run.path / f"speech/{phrase.key}.wav").read_bytes())
+        assert again.duration_s == pytest.approx(phrase.duration_s, abs=0.005)
+
+
+def test_a_video_with_nothing_to_hear_still_gets_a_silent_audio_track(tmp_path):
+    import av
+    from sound_helpers import write_video
+
+    from longvid.runtime.layout import FINAL
+    from longvid.runtime.narration_step import add_soundtrack
+
+    run = LocalRunStore(tmp_path / "runs").create("r1")
+    write_video(run.path / FINAL, 2.0)
+    stats = add_soundtrack(run, RenderSpec(prompt="a fox", duration_s=5, narration="off"), None)
+    assert stats is not None and stats["loudness_lufs"] is None
+    with av.open(str(run.path / FINAL)) as final:
+        assert [s.type for s in final.streams] == ["video", "audio"]
+    # a video with its provider's own audio and nothing to add is kept as the merge wrote it
+    write_video(run.path / FINAL, 2.0, tone_hz=440)
+    before = (run.path / FINAL).read_bytes()
+    assert add_soundtrack(run, RenderSpec(prompt="a fox", duration_s=5, narration="off"), None) is None
+    assert (run.path / FINAL).read_bytes() == before

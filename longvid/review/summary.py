@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..manifest import AttemptRecord, RunManifest, RunPlan, RunStatus
+from ..manifest import AttemptRecord, RunManifest, RunPlan, RunStatus, stretched_s
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def summarise(manifest: RunManifest, plan: RunPlan) -> RunSummary:
         prompt=spec.prompt,
         status=manifest.status,
         planner=plan.storyboard.planner,
-        duration_s=spec.duration_s,
+        duration_s=stretched_s(plan, spec) or manifest.duration_s,  # as planned: narration may have stretched it
         fps=spec.fps,
         width=width,
         height=height,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, LongvidError
-from ..manifest import RunManifest, RunPlan, RunStatus, SegmentRecord
+from ..manifest import RunManifest, RunPlan, RunStatus, SegmentRecord, stretched_s
 from ..observability.render_events import RenderEvents
 from ..planning import OfflinePlanner, load_storyboard, segment_count, segment_storyboard
 from ..planning.segmentation import segment_fit
@@ -36,7 +36,7 @@ from ..providers.registry import PROVIDER_SETTINGS
 from ..settings import Settings
 from ..sound.finish import check_music
 from ..sound.narration import NarrationRecord, Spoken
-from ..spec import RenderSpec, SegmentJob, Storyboard
+from ..spec import MAX_DURATION_S, RenderSpec, SegmentJob, Storyboard
 from .acceptance import Acceptance
 from .failures import Cancelled, FailureDecision, failure_decision, run_failure_reason
 from .generate import GenerateLoop, GenerateOutcome
@@ -138,8 +138,10 @@ class RenderPipeline:
             raise InputError(refusal)
         return jobs, estimate, [warning] if warning else []
 
-    def plan(self, spec: RenderSpec, storyboard: Storyboard | None = None) -> RenderPlan:
-        """The plan for `spec`: the given storyboard, the spec's storyboard file, or the planner's."""
+    def plan(self, spec: RenderSpec, storyboard: Storyboard | None = None,
+             max_duration_s: float = MAX_DURATION_S) -> RenderPlan:
+        """The plan for `spec`: the given storyboard, the spec's storyboard file, or the planner's.
+        `max_duration_s`: the longest video the caller allows, narration included (the API's is lower)."""
         capabilities = self.check_inputs(spec)
         warnings: list[str] = []
         if storyboard is None and spec.storyboard_file is not None:
@@ -150,7 +152,9 @@ class RenderPipeline:
             storyboard, warnings = report.storyboard, list(report.warnings)
         storyboard = apply_narration_choice(spec, storyboard)
         fit = segment_fit(capabilities.durations, spec.fps, spec.duration_s)
-        spoken, speech_warnings = speak_storyboard(spec, storyboard, self.settings, self.store, self.allow_download, fit)
+        spoken, speech_warnings = speak_storyboard(
+            spec, storyboard, self.settings, self.store, self.allow_download, max_duration_s,
+            check_scene_frames=lambda frames: self.prepare_segments(spec, storyboard, capabilities, frames), fit=fit)
         jobs, estimate, budget_warnings = self.prepare_segments(spec, storyboard, capabilities,
                                                                 spoken.timing.scene_frames if spoken else None)
         return RenderPlan(storyboard, jobs, capabilities, estimate, [*warnings, *speech_warnings, *budget_warnings], spoken)
@@ -172,9 +176,11 @@ class RenderPipeline:
         run = self.store.create(run_id or new_run_id(spec.model_dump_json()))
         with RunLock(run, self.settings.store.run_lock_ttl_s, on_lost=self.stop.set) as lease:  # before the manifest exists, so no resume can start on it meanwhile
             narration = planned.narration
-            write_model(run, PLAN, RunPlan(storyboard=planned.storyboard, segments=planned.jobs,
-                                           narration=narration.record if narration else None))
+            run_plan = RunPlan(storyboard=planned.storyboard, segments=planned.jobs,
+                               narration=narration.record if narration else None)
+            write_model(run, PLAN, run_plan)
             manifest = RunManifest(
+                stretched_s=stretched_s(run_plan, spec),
                 run_id=run.run_id,
                 spec=spec,
                 status=RunStatus.RENDERING,
@@ -241,7 +247,8 @@ class RenderPipeline:
             sound = add_soundtrack(run, manifest.spec, narration)
             if output is not None:
                 copy_out(run, Path(output))
-                copy_subtitles_out(run, Path(output))
+                if manifest.spec.subtitles:
+                    copy_subtitles_out(run, Path(output))
             manifest = manifest.model_copy(update={"status": RunStatus.DONE, "output": str(output) if output else run.location(FINAL)})
             result = build_result(run, manifest, storyboard, jobs, stats, outcome.generated, outcome.reused,
                                   time.perf_counter() - started, sound)

@@ -28,6 +28,7 @@ class Measured:
     samples: int  # decoded length at 48 kHz, counted up to `limit` + 1
     levels_db: tuple[float, ...] = ()  # per LEVEL_HOP_S, narration only
     peak: float = 0.0  # largest sample magnitude: 0 when the file holds only zeros (or no audio)
+    damaged_s: tuple[float, ...] = ()  # where packets the decoder refused were (played as silence)
 
     @property
     def audible(self) -> bool:
@@ -50,8 +51,9 @@ def measure(path: Path, limit: int, with_levels: bool = False, keep_in: Path | N
     samples = 0
     peak = 0.0
     carry = np.zeros((_pcm.CHANNELS, 0), np.float32)
+    damaged: list[float] = []
     with open(keep_in, "wb") if keep_in is not None else contextlib.nullcontext() as kept:
-        for piece in _pcm.rebatched(_pcm.decoded(path)):
+        for piece in _pcm.rebatched(_pcm.decoded(path, damaged=damaged)):
             decoded = piece.shape[1]
             piece = piece[:, : limit - samples]
             samples += piece.shape[1]
@@ -69,7 +71,7 @@ def measure(path: Path, limit: int, with_levels: bool = False, keep_in: Path | N
             if piece.shape[1] < decoded:
                 samples = limit + 1  # longer than needed: the rest is never used
                 break
-    return Measured(keep_in or path, meter.integrated(), samples, tuple(levels), peak)
+    return Measured(keep_in or path, meter.integrated(), samples, tuple(levels), peak, tuple(damaged))
 
 
 @dataclass(frozen=True)

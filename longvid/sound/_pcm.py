@@ -14,18 +14,38 @@ CHANNELS = 2
 BLOCK = RATE  # one second: big enough for numpy to be fast, small enough to keep memory flat
 
 
-def decoded(path: Path, stream_index: int = 0) -> Iterator[np.ndarray]:
-    """(2, n) float32 pieces of the file's audio stream, resampled to 48 kHz stereo."""
-    with av.open(str(path)) as container:
-        if len(container.streams.audio) <= stream_index:
-            return
-        stream = container.streams.audio[stream_index]
-        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=RATE)
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
+def decoded(path: Path, stream_index: int = 0, damaged: list[float] | None = None) -> Iterator[np.ndarray]:
+    """(2, n) float32 pieces of the file's audio stream, resampled to 48 kHz stereo.
+
+    A packet the decoder refuses (a file damaged in its middle) becomes silence
+    of its length, so the rest keeps its place in time; its position in seconds is added to
+    `damaged` when given. Any other failure to read the file is a RenderError naming it."""
+    try:
+        with av.open(str(path)) as container:
+            if len(container.streams.audio) <= stream_index:
+                return
+            stream = container.streams.audio[stream_index]
+            resampler = av.AudioResampler(format="fltp", layout="stereo", rate=RATE)
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:  # InvalidDataError, or an AAC decoder's own error code
+                    if damaged is not None:
+                        damaged.append(float(packet.pts * packet.time_base) if packet.pts is not None else 0.0)
+                    gap = int(round(float(packet.duration * packet.time_base) * RATE)) if packet.duration else 0
+                    if gap:
+                        yield np.zeros((CHANNELS, gap), np.float32)
+                    continue
+                for frame in frames:
+                    for out in resampler.resample(frame):
+                        yield out.to_ndarray()
+            for out in resampler.resample(None):
                 yield out.to_ndarray()
-        for out in resampler.resample(None):
-            yield out.to_ndarray()
+    except av.FFmpegError as exc:
+        from ..errors import RenderError
+
+        reason = " ".join(str(exc.strerror or type(exc).__name__).split())
+        raise RenderError(f"{path}: its audio could not be decoded ({reason})") from None
 
 
 def write_raw(handle, piece: np.ndarray) -> None:

@@ -64,8 +64,11 @@ class EspeakEngine:
         with tempfile.TemporaryDirectory(prefix="longvid-espeak-") as folder:
             out = Path(folder) / "phrase.wav"
             # The text goes on stdin, never through a shell; "--" would not stop a leading "-".
-            done = subprocess.run([*args, "-w", str(out), "--stdin"], input=text.encode(), capture_output=True,
-                                  timeout=TIMEOUT_S)
+            try:
+                done = subprocess.run([*args, "-w", str(out), "--stdin"], input=text.encode(), capture_output=True,
+                                      timeout=TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise SpeechFailed(f"espeak-ng did not finish within {TIMEOUT_S:g} s ({len(text)} characters)") from None
             if done.returncode != 0 or not out.is_file():
                 why = done.stderr.decode(errors="replace").strip().splitlines()
                 if any("voice does not exist" in line for line in why):  # the user's --voice: input to fix

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import logging
 import math
 import os
 import tempfile
@@ -46,6 +47,8 @@ from . import _pcm
 from ._loudness import LoudnessMeter, PeakLimiter, TruePeakMeter, db, gain, overshoot_bound
 from ._mix import Measured, Track, level_gain, measure, mixed_blocks, speech_spans
 from .cues import Cue
+
+log = logging.getLogger(__name__)
 
 TARGET_LUFS = -14.0  # integrated loudness of the final mix (what streaming platforms play at)
 MAX_TRUE_PEAK_DBTP = -1.0
@@ -72,6 +75,7 @@ class SoundOptions:
     fade_in_s: float = 1.0
     fade_out_s: float = 2.0
     subtitle_language: str | None = None  # ISO 639-2 code for the track's metadata ("eng", "chi")
+    soft_subtitles: bool = True  # False: the cues still time the ducking (and any burning), but no subtitle track
 
 
 @dataclass(frozen=True)
@@ -87,10 +91,12 @@ class SoundStats:
     subtitles: int  # cues in the soft track (and drawn in, when burned)
     burned: bool
     step_s: dict[str, float] = field(default_factory=dict)  # seconds per step
+    warnings: list[str] = field(default_factory=list)  # e.g. damaged packets played as silence
 
 
 def check_music(path: Path) -> None:
-    """A one-line InputError unless PyAV decodes audio from the file's first packets."""
+    """A one-line InputError unless PyAV decodes the file's whole audio stream: a file
+    damaged anywhere is refused here, before anything is paid, not found at the mix."""
     path = Path(path)
     where = f"music file {path}"
     if not path.is_file():
@@ -99,15 +105,21 @@ def check_music(path: Path) -> None:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise InputError(f"{where}: has no audio stream")
+            stream = container.streams.audio[0]
             samples = 0
-            for frame in container.decode(container.streams.audio[0]):
-                samples += frame.samples
-                if samples >= 1024:
-                    return
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as exc:
+                    at = f" at {float(packet.pts * packet.time_base):.1f} s" if packet.pts is not None else ""
+                    reason = " ".join(str(exc.strerror or type(exc).__name__).split())
+                    raise InputError(f"{where}: damaged{at} ({reason}); repair or re-encode it") from None
+                samples += sum(frame.samples for frame in frames)
     except av.FFmpegError as exc:
         reason = " ".join(str(exc.strerror or type(exc).__name__).split())
         raise InputError(f"{where}: not audio that can be decoded ({reason})") from None
-    raise InputError(f"{where}: contains no audio samples")
+    if samples < 1024:
+        raise InputError(f"{where}: contains no audio samples")
 
 
 class _Steps:
@@ -138,8 +150,9 @@ def _video_facts(video: Path) -> tuple[float, bool]:
 
 
 def _tracks(video: Path, has_provider: bool, narration: Path | None, music: Path | None, total: int,
-            options: SoundOptions, scratch: Path) -> tuple[list[Track], Measured | None, Measured | None]:
-    """Each source measured and set to its level (see SoundOptions), and the measurements.
+            options: SoundOptions, scratch: Path) -> tuple[list[Track], Measured | None, Measured | None, list[str]]:
+    """Each source measured and set to its level (see SoundOptions), the measurements, and
+    a warning for each source with damaged packets (played as silence).
     Each is decoded once: its samples are kept in `scratch` for the mix."""
     target = options.target_lufs
     spoken = measure(narration, total, with_levels=True, keep_in=scratch / "narration.f32") if narration is not None else None
@@ -158,7 +171,10 @@ def _tracks(video: Path, has_provider: bool, narration: Path | None, music: Path
             loop_length=tune.samples if 0 < tune.samples <= total else 0,
             fade_in_s=options.fade_in_s, fade_out_s=options.fade_out_s,
         ))
-    return tracks, spoken, tune
+    warnings = [f"{name}: {len(m.damaged_s)} damaged packet(s) from {m.damaged_s[0]:.1f} s played as silence"
+                for name, m in (("the narration", spoken), ("the video's own audio", provider), ("the music", tune))
+                if m is not None and m.damaged_s]
+    return tracks, spoken, tune, warnings
 
 
 def _limited(blocks: Iterator[np.ndarray], mix_gain: float, limiter: PeakLimiter | None) -> Iterator[np.ndarray]:
@@ -270,7 +286,7 @@ def _write(video: Path, out: Path, audio: Iterator[np.ndarray], cues: Sequence[C
             # 192 kb/s nothing a listener hears
             sound.codec_context.options = {"aac_coder": "fast"}
             streams = [pictures, _aac_packets(sound, audio)]
-            if cues:
+            if cues and options.soft_subtitles:
                 streams.append(MovTextTrack(target, cues, options.subtitle_language).packets())
             for _at, packet in heapq.merge(*map(_timed, streams), key=lambda timed: timed[0]):
                 target.mux(packet)
@@ -291,7 +307,7 @@ def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.sound.") as folder:
         folder = Path(folder)
         with steps("measure_sources"):
-            tracks, spoken, tune = _tracks(video, has_provider, narration, options.music, total, options, folder)
+            tracks, spoken, tune, warnings = _tracks(video, has_provider, narration, options.music, total, options, folder)
             spans = speech_spans(spoken, [(c.start_s, c.end_s) for c in cues], options.duck_bridge_s)
         if not tracks:
             with steps("encode_mux"):
@@ -326,12 +342,15 @@ def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[
                     lufs, peak = meter.integrated(scale=mix_gain), out_peaks.finish()
                 else:
                     lufs, peak = out_meter.integrated(), out_peaks.finish()
+    for line in warnings:
+        log.warning(line)
     lufs_or_none = lufs if math.isfinite(lufs) else None
     peak_or_none = db(peak) if peak > 0 else None
     return SoundStats(
         loudness_lufs=lufs_or_none, true_peak_dbtp=peak_or_none, duration_s=duration,
         narration_s=spoken.seconds if spoken else 0.0, music_s=tune.seconds if tune else 0.0,
         music_looped=any(t.loop_length for t in tracks), gain_db=db(mix_gain),
-        limited_s=limiter.reduced_samples / _pcm.RATE if limiter else 0.0, subtitles=len(cues),
-        burned=bool(options.burn_subtitles and cues), step_s=dict(steps.seconds),
+        limited_s=limiter.reduced_samples / _pcm.RATE if limiter else 0.0,
+        subtitles=len(cues) if options.soft_subtitles or options.burn_subtitles else 0,
+        burned=bool(options.burn_subtitles and cues), step_s=dict(steps.seconds), warnings=warnings,
     )

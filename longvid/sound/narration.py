@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from .cues import Cue
-from .phrases import split_phrases
+from .phrases import estimated_seconds, split_phrases
 from .speech import SpeechClip, SpeechEngine, clip_key
 from .timing import NarrationTiming, PlacedPhrase, SegmentFit, time_narration
 
@@ -151,10 +151,21 @@ def speak(scenes_narration: list[str], weights: list[float], engine: SpeechEngin
     return Spoken(record, timing, costs, {key: data for key, (data, _cost) in made.items()})
 
 
+def estimated_timing(scenes_narration: list[str], weights: list[float], language: str, requested_s: float,
+                     fps: int, fit: SegmentFit | None = None) -> NarrationTiming:
+    """The timing `speak` would give if every phrase took its estimated time (the planners'
+    speaking rate): what a paid engine's request is checked against before it is paid."""
+    per_scene = [[(text, estimated_seconds(text, language)) for text in split_phrases(narration)]
+                 for narration in scenes_narration]
+    return time_narration(weights, per_scene, requested_s, fps, fit)
+
+
 def write_narration_track(path, record: NarrationRecord, clip_of: Callable[[str], SpeechClip], total_s: float) -> None:
     """The whole narration as a WAV file (int16 mono at TRACK_RATE), each phrase at its
     start time. Written front to back one phrase (or one second of silence) at a time, so
-    memory does not grow with the video's length."""
+    memory does not grow with the video's length. A clip longer than its recorded duration
+    (one synthesised again after a crash can come out a little longer) loses its own tail
+    where it would run into the next phrase: every phrase starts whole, at its cue."""
     from scipy.signal import resample_poly
 
     total = int(round(total_s * TRACK_RATE))
@@ -173,15 +184,17 @@ def write_narration_track(path, record: NarrationRecord, clip_of: Callable[[str]
                 position += step
             return position
 
-        for phrase in sorted(record.phrases, key=lambda p: p.start_s):
+        ordered = sorted(record.phrases, key=lambda p: p.start_s)
+        for i, phrase in enumerate(ordered):
             clip = clip_of(phrase.key)
             samples = clip.pcm
             if clip.rate != TRACK_RATE:
                 g = np.gcd(clip.rate, TRACK_RATE)
                 samples = np.clip(resample_poly(samples.astype(np.float32), TRACK_RATE // g, clip.rate // g), -32768, 32767)
             start = min(int(round(phrase.start_s * TRACK_RATE)), total)
-            cursor = pad_to(start)
-            piece = samples[max(0, cursor - start):][: max(0, total - cursor)].astype("<i2")
+            end = min(int(round(ordered[i + 1].start_s * TRACK_RATE)), total) if i + 1 < len(ordered) else total
+            cursor = pad_to(start)  # never past `start`: the phrase before was cut at it
+            piece = samples[: max(0, end - cursor)].astype("<i2")
             out.writeframes(piece.tobytes())
             cursor += len(piece)
         pad_to(total)

@@ -20,7 +20,11 @@ from dataclasses import dataclass, field
 
 from .cues import Cue
 
-SCENE_LEAD_S = 0.3  # silence at a scene's start, so a cut or a crossfade settles before the words
+# Silence at a scene's start: a cut, or a crossfade (SegmentationRules.overlap_frames, 6
+# frames: 0.25 s at 24 fps), has settled before the words. A fade through black (fade_frames,
+# 12: 0.5 s at 24 fps) has not: its picture is still coming up from black for the first
+# 0.2 s of the words (the scene lengths, not this lead, keep every phrase inside its scene).
+SCENE_LEAD_S = 0.3
 PHRASE_GAP_S = 0.25  # a breath between phrases
 SCENE_TAIL_S = 0.5  # after a scene's last phrase, before the next scene (and its transition) starts
 MIN_SCENE_S = 1.0  # no scene is squeezed shorter than this by its neighbours' narration

@@ -257,3 +257,21 @@ def test_the_budget_covers_gpu_time(tiny_ltx_dir, capsys):
     assert estimate["low_usd"] > 0  # GPU-seconds at the GPU-hour price, estimated before anything runs
     assert main([*base, "--budget", str(estimate["low_usd"] / 2)]) == 2
     assert "budget" in capsys.readouterr().err
+
+
+def test_a_cluster_driver_without_the_weights_passes_the_input_check(tmp_path, monkeypatch):
+    """The weights live on the GPU nodes: a driver with RAY_ADDRESS and an empty cache is not refused."""
+    from huggingface_hub import constants
+
+    from longvid.providers.registry import provider_configured
+    from longvid.runtime.pipeline import RenderPipeline
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    here = Settings()
+    assert not provider_configured("local", here)  # no weights on a lone machine: refused
+    on_cluster = Settings(ray_address="ray://head:10001")
+    assert provider_configured("local", on_cluster)
+    spec = RenderSpec(prompt="a fox", duration_s=5, provider="local")
+    assert RenderPipeline(settings=on_cluster).check_inputs(spec).name == "local"
+    with pytest.raises(InputError, match="not in the Hugging Face cache"):
+        RenderPipeline(settings=here).check_inputs(spec)

@@ -1,0 +1,85 @@
+"""Where the local model worker goes beside the judge and the context compressor, and a
+bounded wait when it cannot go anywhere (issue 12 review: a one-GPU render hung forever)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from longvid.consistency import JudgeConfig, compressor_actor_options, judge_actor_options
+from longvid.providers.local.placement import MODEL_WORKER_GPU_SHARE, unplaced_reason, wants_gpu
+
+
+def test_the_model_worker_leaves_room_for_a_judge_and_a_compressor_on_one_gpu():
+    one_gpu = {"CPU": 8, "GPU": 1, "memory": 32e9}
+    helpers = judge_actor_options(one_gpu, JudgeConfig(backend="clip"))["num_gpus"] + compressor_actor_options(one_gpu)["num_gpus"]
+    assert helpers > 0 and MODEL_WORKER_GPU_SHARE + helpers <= 1.0
+    assert MODEL_WORKER_GPU_SHARE > 0.5  # two model workers never share a GPU
+
+
+def test_auto_asks_for_a_gpu_only_where_one_is_declared_and_cuda_always():
+    assert wants_gpu("auto", {"GPU": 1}) and not wants_gpu("auto", {"CPU": 4})
+    assert wants_gpu("cuda", {"CPU": 4})  # an autoscaler's pending demand brings the GPU node
+    assert not wants_gpu("cpu", {"GPU": 4})
+
+
+def test_the_unplaced_reason_names_what_was_asked_and_what_the_cluster_has():
+    line = unplaced_reason("longvid-local-x-0", {"num_cpus": 1, "num_gpus": 0.7, "memory": 8 * 1024**3,
+                                                 "resources": {"longvid_vram_gb": 28.1}}, 5,
+                           {"CPU": 4, "GPU": 1, "memory": 16 * 1024**3, "longvid_vram_gb": 24}, {"CPU": 3, "GPU": 0.2})
+    assert "\n" not in line and "within 5 s" in line
+    assert "asks for CPU 1, GPU 0.7, memory 8.0 GB, longvid_vram_gb 28.1" in line
+    assert "has CPU 4, GPU 1, memory 16.0 GB, longvid_vram_gb 24 in all, CPU 3, GPU 0.2, memory 0.0 GB free" in line
+
+
+_ONE_GPU_MACHINE = textwrap.dedent("""
+    import ray
+    from longvid.consistency import JudgeConfig, compressor_actor_options, judge_actor_options
+    from longvid.providers.base import GenerationFailed
+    from longvid.providers.local import pool
+    from longvid.providers.local.loader import load_spec
+    from longvid.settings import LocalModelSettings
+    from longvid.spec import Scene, SegmentJob
+
+    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
+    resources = ray.cluster_resources()
+
+    @ray.remote
+    class Helper:
+        def ready(self):
+            return True
+
+    # What a render with the CLIP judge places before its first segment.
+    helpers = [Helper.options(**judge_actor_options(resources, JudgeConfig(backend="clip"))).remote(),
+               Helper.options(**compressor_actor_options(resources)).remote()]
+    ray.get([h.ready.remote() for h in helpers])
+    settings = LocalModelSettings(model_dir="/nonexistent", workers=2, placement_timeout_s=2)
+    spec = load_spec(settings, check_here=False)
+    job = SegmentJob(index=0, scene_index=0, segment_in_scene=0, prompt="p", scene=Scene(description="p"), start_frame=0,
+                     frames=16, generate_duration_s=2.0, fps=8, width=64, height=32, seed=1)
+    first = pool.ray_worker(spec, settings, job)
+    pool.wait_placed(pool.worker_name(spec, settings, 0), first, 60)
+    print("PLACED", ray.get(first.stats.remote())["loads"])
+    second = pool.ray_worker(spec, settings, job.model_copy(update={"index": 1}))
+    try:
+        pool.wait_placed(pool.worker_name(spec, settings, 1), second, 2)
+    except GenerationFailed as exc:
+        print("REFUSED", exc.failure_code, str(exc))
+""")
+
+
+@pytest.mark.slow
+def test_on_a_one_gpu_machine_the_worker_is_placed_beside_the_judge_and_an_unplaceable_one_says_why():
+    """A Ray of its own (num_gpus=1 declared, no CUDA needed), so a subprocess: the judge and
+    compressor take their slices first, the model worker still places; a second worker (no
+    GPU left for it) fails within its timeout with the resources it wanted, not a hang."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, RAY_ADDRESS="", PYTHONPATH=str(root), RAY_AUTH_MODE="disabled")
+    out = subprocess.run([sys.executable, "-c", _ONE_GPU_MACHINE], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=240)
+    assert "PLACED 0" in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]
+    refused = next(line for line in out.stdout.splitlines() if line.startswith("REFUSED"))
+    assert "LOCAL.UNPLACED" in refused and "within 2 s" in refused and "GPU 0.7" in refused and "GPU 1" in refused

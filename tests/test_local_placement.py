@@ -83,3 +83,37 @@ def test_on_a_one_gpu_machine_the_worker_is_placed_beside_the_judge_and_an_unpla
     assert "PLACED 0" in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]
     refused = next(line for line in out.stdout.splitlines() if line.startswith("REFUSED"))
     assert "LOCAL.UNPLACED" in refused and "within 2 s" in refused and "GPU 0.7" in refused and "GPU 1" in refused
+
+
+def _manifests(root: Path):
+    import yaml
+
+    return [d for path in sorted((root / "deploy" / "kuberay").glob("*.yaml")) for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def test_the_deploy_files_set_local_model_settings_where_the_driver_runs_and_own_the_weights_cache():
+    """Settings are read by the driver (the head, the Serve replicas): on the GPU workers alone
+    they did nothing. cuda makes the pending model worker bring a GPU node up; the weights'
+    host folder must be writable by the container's uid 1000."""
+    import yaml
+
+    from longvid.settings import Settings
+
+    root = Path(__file__).resolve().parent.parent
+    docs = _manifests(root)
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "longvid-config")["data"]
+    local = Settings.from_env(config).local
+    assert local.device == "cuda" and local.cpu_offload and wants_gpu(local.device, {"CPU": 0})  # no GPU node up yet
+    for doc in docs:
+        if doc["kind"] not in ("RayJob", "RayService"):
+            continue
+        spec = doc["spec"].get("rayClusterConfig") or doc["spec"]["rayClusterSpec"]
+        gpu = next(g for g in spec["workerGroupSpecs"] if g["groupName"] == "gpu")["template"]["spec"]
+        assert not [e for e in gpu["containers"][0].get("env", []) if e["name"].startswith("LONGVID_LOCAL_")]
+        fetch = gpu["initContainers"][0]
+        assert fetch["securityContext"]["runAsUser"] == 0 and "chown -R 1000:" in " ".join(fetch["command"])
+    cluster = yaml.safe_load((root / "cluster.yaml").read_text())
+    options = " ".join(cluster["docker"]["run_options"])
+    assert "-e LONGVID_LOCAL_DEVICE=cuda" in options and "-e LONGVID_LOCAL_CPU_OFFLOAD=1" in options
+    host_cache = next(o for o in cluster["docker"]["run_options"] if ".cache/huggingface" in o).split()[-1].split(":")[0]
+    assert f"mkdir -p {host_cache}" in cluster["initialization_commands"]

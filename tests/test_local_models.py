@@ -275,3 +275,41 @@ def test_a_cluster_driver_without_the_weights_passes_the_input_check(tmp_path, m
     assert RenderPipeline(settings=on_cluster).check_inputs(spec).name == "local"
     with pytest.raises(InputError, match="not in the Hugging Face cache"):
         RenderPipeline(settings=here).check_inputs(spec)
+
+
+def test_a_failing_local_model_is_tried_again_then_fails_over_not_left_for_resume(tmp_path):
+    """A local segment's task lives only in our worker: a crash (no provider verdict) is tried
+    once more and then failed over, never left "submitted" for a resume to poll."""
+    import dataclasses
+
+    from longvid.manifest import load_manifest
+    from longvid.providers import register_provider
+    from longvid.providers.preview import PREVIEW_CAPABILITIES, PreviewProvider
+    from longvid.runtime import InlineSegmentRunner
+    from longvid.runtime.failures import FailureDecision, failure_decision
+    from longvid.runtime.pipeline import RenderPipeline
+    from longvid.runtime.store import LocalRunStore
+    from longvid.spec import SegmentState
+
+    crash = RuntimeError("CUDA error: an illegal memory access")
+    assert failure_decision(crash, 1, 2, paid_task=True) is FailureDecision.LEAVE_SUBMITTED  # a paid remote task
+    assert failure_decision(crash, 1, 2, resident=True) is FailureDecision.NEW_TASK
+    assert failure_decision(crash, 2, 2, resident=True) is FailureDecision.GIVE_UP
+
+    broken = tmp_path / "broken-model"  # found (model_index.json) but it does not load
+    broken.mkdir()
+    (broken / "model_index.json").write_text('{"_class_name": "LTXConditionPipeline", "transformer": ["diffusers", "Nope"]}')
+    settings = Settings(local=LocalModelSettings(model_dir=broken))
+
+    class Spare(PreviewProvider):  # a provider dearer than local, so local goes first
+        capabilities = dataclasses.replace(PREVIEW_CAPABILITIES, name="spare", price_per_second_usd=1.0)
+
+    register_provider("spare", Spare.capabilities, lambda _settings: Spare())
+    spec = RenderSpec(prompt="a fox in snow", duration_s=5, resolution="360p", fps=12, provider="local,spare", judge="off",
+                      continuity="anchor")
+    result = RenderPipeline(LocalRunStore(tmp_path / "runs"), InlineSegmentRunner(), settings=settings).render(spec, run_id="r")
+    manifest = load_manifest((tmp_path / "runs" / "r" / "manifest.json").read_text())
+    assert result.frames == 5 * 12 and {r.provider for r in manifest.segments} == {"spare"}
+    assert all(r.state is SegmentState.ACCEPTED for r in manifest.segments)
+    local_tries = [e for e in manifest.ledger if e.provider == "local"]
+    assert len(local_tries) == 2 * len(manifest.segments)  # tried again once, then failed over

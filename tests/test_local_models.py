@@ -313,3 +313,32 @@ def test_a_failing_local_model_is_tried_again_then_fails_over_not_left_for_resum
     assert all(r.state is SegmentState.ACCEPTED for r in manifest.segments)
     local_tries = [e for e in manifest.ledger if e.provider == "local"]
     assert len(local_tries) == 2 * len(manifest.segments)  # tried again once, then failed over
+
+
+def test_cached_local_clips_are_reused_only_when_made_with_the_same_weights_and_settings(tiny_ltx_dir, tmp_path):
+    """The segment cache keys a local clip on the weights, steps, height and precision too:
+    a 2-step render's clips are not reused by a 4-step one (remote providers' keys unchanged)."""
+    from longvid.manifest import load_manifest
+    from longvid.runtime import InlineSegmentRunner
+    from longvid.runtime.pipeline import RenderPipeline
+    from longvid.runtime.resume import segment_key
+    from longvid.runtime.store import LocalRunStore
+
+    runway = provider_capabilities("runway", Settings())
+    assert runway.cache_model == runway.model  # runs made before keep their keys
+    two, four = (provider_capabilities("local", Settings(local=LocalModelSettings(model_dir=tiny_ltx_dir, steps=n)))
+                 for n in (2, 4))
+    assert segment_key("local", two.cache_model, _job(), None) != segment_key("local", four.cache_model, _job(), None)
+
+    store = LocalRunStore(tmp_path / "runs")
+    spec = RenderSpec(prompt="a fox in snow", duration_s=5, resolution="360p", fps=12, provider="local", judge="off",
+                      continuity="anchor")
+
+    def render(run_id, steps):
+        settings = Settings(local=LocalModelSettings(model_dir=tiny_ltx_dir, steps=steps, generate_height=32))
+        RenderPipeline(store, InlineSegmentRunner(), settings=settings).render(spec, run_id=run_id)
+        return [r.task_id.startswith("cache:") for r in load_manifest((tmp_path / "runs" / run_id / "manifest.json").read_text()).segments]
+
+    assert not any(render("one", 1))
+    assert not any(render("two", 2))  # made again, not the 1-step clips
+    assert all(render("one-again", 1))  # the same settings do reuse them

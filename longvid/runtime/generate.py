@@ -219,7 +219,7 @@ class GenerateLoop:
         conditioning = self._conditioning(attempt)
         if record.state is SegmentState.SUBMITTED and record.task_id:
             name = record.provider
-            key = segment_key(name, router.capabilities(name).model, attempt, conditioning)
+            key = segment_key(name, router.capabilities(name).cache_model, attempt, conditioning)
             if record.cache_key == key:  # created before a crash: wait for it, do not pay again
                 self.queue.remove(job)
                 router.hold(name, index)
@@ -242,7 +242,7 @@ class GenerateLoop:
             return _Start.PROGRESSED
         self.queue.remove(job)
         caps = router.capabilities(name)
-        key = segment_key(name, caps.model, attempt, conditioning)
+        key = segment_key(name, caps.cache_model, attempt, conditioning)
         cached = self.store.cache_get(key)
         if cached is not None:
             router.release(name, index)

@@ -15,7 +15,7 @@ from ...settings import LocalModelSettings
 from ...spec import SegmentJob
 from ..base import ProviderCapabilities, TaskState, TaskStatus
 from . import pool
-from .loader import find_weights, load_spec, profile_for
+from .loader import cached_snapshot, find_weights, load_spec, profile_for
 
 
 def local_capabilities(settings: LocalModelSettings) -> ProviderCapabilities:
@@ -31,9 +31,24 @@ def local_capabilities(settings: LocalModelSettings) -> ProviderCapabilities:
         idempotent_submit=True,
         resident_model=True,
         conditioning_frames=profile.conditioning_frames,
+        generation_identity=generation_identity(settings),
         notes=(f"{profile.repo_id} through diffusers {profile.pipeline_class}",
                f"GPU time at ${settings.gpu_hour_usd:.2f}/GPU-hour; estimate {profile.gpu_seconds_per_video_second:g} GPU-s per video second"),
     )
+
+
+def generation_identity(settings: LocalModelSettings) -> str:
+    """The weights (folder, or Hub repo at its cached revision) and the settings that change
+    the pixels: what a cached clip must match to be reused."""
+    profile = profile_for(settings)
+    if settings.model_dir is not None:
+        weights = str(settings.model_dir)
+    else:
+        snapshot = cached_snapshot(profile.repo_id)  # .../snapshots/<commit>: the revision
+        weights = f"{profile.repo_id}@{snapshot.name if snapshot else 'latest'}"
+    steps = settings.steps or profile.default_steps
+    precision = settings.precision or profile.precision
+    return f"{weights};steps={steps};height={settings.generate_height or 0};precision={precision};device={settings.device}"
 
 
 def weights_present(settings: LocalModelSettings) -> bool:

@@ -117,3 +117,16 @@ def test_the_deploy_files_set_local_model_settings_where_the_driver_runs_and_own
     assert "-e LONGVID_LOCAL_DEVICE=cuda" in options and "-e LONGVID_LOCAL_CPU_OFFLOAD=1" in options
     host_cache = next(o for o in cluster["docker"]["run_options"] if ".cache/huggingface" in o).split()[-1].split(":")[0]
     assert f"mkdir -p {host_cache}" in cluster["initialization_commands"]
+
+
+def test_a_local_segments_gpu_seconds_are_its_model_workers_not_its_waiting_tasks():
+    """The segment task of a resident model holds no GPU (it waits): the metric takes the
+    seconds the worker ran, the figure the ledger bills; a GPU-holding task counts as before."""
+    from longvid.observability.render_events import gpu_seconds
+    from longvid.providers.local import LocalProvider
+    from longvid.settings import LocalModelSettings
+
+    assert gpu_seconds({"CPU": 0.25}, 30.0, 12.5) == 12.5
+    assert gpu_seconds({"GPU": 0.5}, 30.0, None) == 15.0 and gpu_seconds({"CPU": 1}, 30.0, None) == 0.0
+    provider = LocalProvider(LocalModelSettings(model_dir=Path("/nonexistent")), check_weights=False)
+    assert provider.worker_seconds("never-fetched") is None

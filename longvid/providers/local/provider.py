@@ -117,6 +117,10 @@ class LocalProvider:
         """The estimate, before a segment runs (what the ledger reserves)."""
         return self.capabilities.price_per_second_usd * duration_s
 
+    def worker_seconds(self, task_id: str) -> float | None:
+        """The seconds the model worker ran for a fetched task (the GPU-time metric's figure)."""
+        return self._seconds.get(task_id)
+
     def spent_usd(self, task_id: str) -> float | None:
         """What a fetched task cost: the seconds its model worker ran, at the GPU-hour price."""
         seconds = self._seconds.get(task_id)

@@ -104,6 +104,7 @@ def test_the_deploy_files_set_local_model_settings_where_the_driver_runs_and_own
     config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "longvid-config")["data"]
     local = Settings.from_env(config).local
     assert local.device == "cuda" and local.cpu_offload and wants_gpu(local.device, {"CPU": 0})  # no GPU node up yet
+    assert local.max_vram_gb == 24
     for doc in docs:
         if doc["kind"] not in ("RayJob", "RayService"):
             continue
@@ -115,6 +116,7 @@ def test_the_deploy_files_set_local_model_settings_where_the_driver_runs_and_own
     cluster = yaml.safe_load((root / "cluster.yaml").read_text())
     options = " ".join(cluster["docker"]["run_options"])
     assert "-e LONGVID_LOCAL_DEVICE=cuda" in options and "-e LONGVID_LOCAL_CPU_OFFLOAD=1" in options
+    assert "-e LONGVID_LOCAL_MAX_VRAM_GB=24" in options
     host_cache = next(o for o in cluster["docker"]["run_options"] if ".cache/huggingface" in o).split()[-1].split(":")[0]
     assert f"mkdir -p {host_cache}" in cluster["initialization_commands"]
 
@@ -130,3 +132,30 @@ def test_a_local_segments_gpu_seconds_are_its_model_workers_not_its_waiting_task
     assert gpu_seconds({"GPU": 0.5}, 30.0, None) == 15.0 and gpu_seconds({"CPU": 1}, 30.0, None) == 0.0
     provider = LocalProvider(LocalModelSettings(model_dir=Path("/nonexistent")), check_weights=False)
     assert provider.worker_seconds("never-fetched") is None
+
+
+def test_segments_no_gpu_node_could_hold_are_refused_before_anything_runs(tmp_path, capsys, monkeypatch):
+    """The VRAM need comes from the size and frames really generated (lead frames, the
+    generate height); above LONGVID_LOCAL_MAX_VRAM_GB the render exits 2 with one line."""
+    from longvid.cli import main
+    from longvid.providers.local.placement import clip_vram_gb, oversized_reason
+    from longvid.providers.local.profiles import LTX_VIDEO
+
+    longest = int(round(LTX_VIDEO.durations().max_s * 24))
+    assert LTX_VIDEO.frames_for(longest + LTX_VIDEO.lead_frames) <= LTX_VIDEO.max_frames  # what is made fits the model
+    assert clip_vram_gb(LTX_VIDEO, 1280, 720, 153, None, True) > LTX_VIDEO.vram_gb(1280, 720, 153, "bf16")  # + lead frames
+    assert clip_vram_gb(LTX_VIDEO, 1280, 720, 153, None, True, generate_height=480) < 16  # made smaller, scaled up
+    assert oversized_reason(LTX_VIDEO, 1280, 720, 24, None, True, None, 24) is None  # the default fits a 24 GB node
+    assert oversized_reason(LTX_VIDEO, 1920, 1080, 24, None, True, None, None) is None  # no limit configured
+    reason = oversized_reason(LTX_VIDEO, 1280, 720, 30, None, True, None, 24)
+    assert "193 frames at 30 fps" in reason and "LONGVID_LOCAL_MAX_VRAM_GB=24" in reason
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model_index.json").write_text("{}")  # found; never loaded: the check comes first
+    monkeypatch.setenv("LONGVID_LOCAL_MAX_VRAM_GB", "24")
+    code = main(["render", "a fox", "--provider", "local", "--model-dir", str(model), "-d", "5", "--resolution", "1080p",
+                 "--store", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "GB of GPU memory for 1920x1080" in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -10,6 +10,7 @@ helpers leave, and the driver waits for its placement only so long.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from ...consistency.framepack import DEFAULT_COMPRESSOR_GPU_FRACTION
@@ -51,3 +52,30 @@ def unplaced_reason(name: str, options: Mapping[str, object], waited_s: float,
             f"the cluster has {_amounts(cluster_total)} in all, {_amounts(cluster_free)} free "
             f"(add a node that fits, lower LONGVID_LOCAL_WORKERS or LONGVID_LOCAL_HEIGHT, "
             f"or raise LONGVID_LOCAL_PLACEMENT_TIMEOUT_S for a cluster still scaling up)")
+
+
+def clip_vram_gb(profile, width: int, height: int, frames: int, precision: str | None, offload: bool,
+                 generate_height: int | None = None) -> float:
+    """The model's GPU memory need for a clip of `frames` frames for a `width`×`height` video,
+    at the size it is really generated (LONGVID_LOCAL_HEIGHT, the model's size multiple) and
+    with the leading frames a chained LTX segment makes for its conditioning."""
+    lead = profile.lead_frames
+    made_height = min(generate_height or height, height)
+    made_width, made_height = profile.size_for(math.ceil(width * made_height / height), made_height)
+    return profile.vram_gb(made_width, made_height, profile.frames_for(frames + lead), precision or profile.precision, offload)
+
+
+def oversized_reason(profile, width: int, height: int, fps: int, precision: str | None, offload: bool,
+                     generate_height: int | None, max_vram_gb: float | None) -> str | None:
+    """Why the longest segment of a `width`×`height` render at `fps` would need more GPU
+    memory than any node has (LONGVID_LOCAL_MAX_VRAM_GB), or None: such a worker would wait forever."""
+    if max_vram_gb is None:
+        return None
+    longest = profile.durations().fit(profile.durations().max_s, fps)
+    frames = int(round(longest * fps))
+    need = clip_vram_gb(profile, width, height, frames, precision, offload, generate_height)
+    if need <= max_vram_gb:
+        return None
+    return (f"local model {profile.key!r} needs ~{need:g} GB of GPU memory for {width}x{height} segments of "
+            f"{frames} frames at {fps} fps ({precision or profile.precision}{', offload' if offload else ''}), more than "
+            f"LONGVID_LOCAL_MAX_VRAM_GB={max_vram_gb:g}; lower --resolution, --fps or LONGVID_LOCAL_HEIGHT")

@@ -14,7 +14,7 @@ from ...settings import LocalModelSettings
 from ...spec import SegmentJob
 from ..base import GenerationFailed, to_wire
 from .loader import LoadSpec
-from .placement import MODEL_WORKER_GPU_SHARE, unplaced_reason, wants_gpu
+from .placement import MODEL_WORKER_GPU_SHARE, clip_vram_gb, unplaced_reason, wants_gpu
 from .worker import GeneratedClip, ModelWorker
 
 _IN_PROCESS: dict[tuple, ModelWorker] = {}
@@ -45,8 +45,8 @@ def ray_worker(spec: LoadSpec, settings: LocalModelSettings, job: SegmentJob):
         return _HANDLES[name]
     resources = ray.cluster_resources()
     on_gpu = wants_gpu(settings.device, resources)
-    frames = spec.profile.frames_for(int(round(job.generate_duration_s * job.fps)))
-    vram = spec.profile.vram_gb(job.width, job.height, frames, settings.precision or spec.profile.precision, settings.cpu_offload)
+    vram = clip_vram_gb(spec.profile, job.width, job.height, int(round(job.generate_duration_s * job.fps)),
+                        settings.precision, settings.cpu_offload, settings.generate_height)
     request, custom = model_worker_request(vram, on_gpu, resources, host_memory_gb=spec.profile.host_memory_gb,
                                            gpu_share=MODEL_WORKER_GPU_SHARE)
     global _ACTOR_CLASS

@@ -62,8 +62,15 @@ class ModelProfile:
     def durations(self) -> DurationRule:
         """The lengths it makes, for the segmenter (at its native rate; the segmenter snaps
         frame counts to the frame rule at the video's rate)."""
+        # A chained LTX segment also makes the leading frames it conditions on: the longest
+        # segment leaves room for them, so what is made stays within max_frames at its rate.
         return DurationRule(min_s=self.frames_for(self.native_fps) / self.native_fps,
-                            max_s=self.max_frames / self.native_fps, frame_step=self.frame_step)
+                            max_s=(self.max_frames - self.lead_frames) / self.native_fps, frame_step=self.frame_step)
+
+    @property
+    def lead_frames(self) -> int:
+        """Frames a chained segment makes before its own (LTX regenerates its conditioning frames)."""
+        return self.conditioning_frames - 1 if self.family == "ltx" else 0
 
     def vram_gb(self, width: int, height: int, frames: int, precision: str, offload: bool = True) -> float:
         """Estimated GPU memory for one clip: the nearest published figure scaled by

@@ -14,7 +14,9 @@ import hashlib
 from ...settings import LocalModelSettings
 from ...spec import SegmentJob
 from ..base import ProviderCapabilities, TaskState, TaskStatus
+from ...errors import InputError
 from . import pool
+from .placement import oversized_reason
 from .loader import cached_snapshot, find_weights, load_spec, profile_for
 
 
@@ -91,6 +93,14 @@ class LocalProvider:
         self.capabilities = local_capabilities(settings)
         self._jobs: dict[str, tuple[SegmentJob, bytes | None]] = {}
         self._seconds: dict[str, float] = {}
+
+    def check_render(self, width: int, height: int, fps: int) -> None:
+        """Refuse (InputError, before anything runs) a render whose segments no GPU node could hold."""
+        s = self.settings
+        reason = oversized_reason(self.spec.profile, width, height, fps, s.precision, s.cpu_offload, s.generate_height,
+                                  s.max_vram_gb)
+        if reason:
+            raise InputError(reason)
 
     def submit(self, job: SegmentJob, conditioning_png: bytes | None = None) -> str:
         frames = getattr(conditioning_png, "frames", None) or ((conditioning_png,) if conditioning_png else ())

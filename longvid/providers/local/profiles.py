@@ -62,10 +62,8 @@ class ModelProfile:
     def durations(self) -> DurationRule:
         """The lengths it makes, for the segmenter (at its native rate; the segmenter snaps
         frame counts to the frame rule at the video's rate)."""
-        # A chained LTX segment also makes the leading frames it conditions on: the longest
-        # segment leaves room for them, so what is made stays within max_frames at its rate.
         return DurationRule(min_s=self.frames_for(self.native_fps) / self.native_fps,
-                            max_s=(self.max_frames - self.lead_frames) / self.native_fps, frame_step=self.frame_step)
+                            max_s=self.max_frames / self.native_fps, frame_step=self.frame_step)
 
     @property
     def lead_frames(self) -> int:

@@ -106,6 +106,12 @@ class LocalModelSettings(_Frozen):
     generate_height: int | None = None  # LONGVID_LOCAL_HEIGHT: generate at this height, scale to the video's
     workers: int = 1  # LONGVID_LOCAL_WORKERS: resident model workers (one GPU each)
     gpu_hour_usd: float = 0.80  # LONGVID_GPU_HOUR_USD: what one GPU-hour costs (an L4 on demand, about)
+    # LONGVID_LOCAL_PLACEMENT_TIMEOUT_S: how long a segment waits for Ray to place its model
+    # worker before failing with what it asked for (an autoscaler brings a GPU node in minutes)
+    placement_timeout_s: float = 900.0
+    # LONGVID_LOCAL_MAX_VRAM_GB: the largest GPU memory a node has (the deploy files set it):
+    # a render whose segments would need more is refused at check time (None: not checked)
+    max_vram_gb: float | None = None
 
 
 class SpeechSettings(_Frozen):
@@ -232,6 +238,7 @@ def local_model_settings(env: _Env) -> LocalModelSettings:
         cpu_offload=(env.text("LONGVID_LOCAL_CPU_OFFLOAD") or "0") not in ("0", "false", "no"),
         vae_tiling=(env.text("LONGVID_LOCAL_VAE_TILING") or "1") not in ("0", "false", "no"),
         **whole, **({"gpu_hour_usd": gpu_hour} if gpu_hour is not None else {}),
+        **env.numbers(placement_timeout_s="LONGVID_LOCAL_PLACEMENT_TIMEOUT_S", max_vram_gb="LONGVID_LOCAL_MAX_VRAM_GB"),
     )
 
 

@@ -64,7 +64,7 @@ def test_cluster_has_a_cpu_head_and_autoscaling_gpu_workers_one_on_spot(cluster)
     assert head["resources"] == {"CPU": 0}  # no tasks on the head
     assert not head["node_config"]["InstanceType"].startswith(("g", "p"))
     gpu = {name: t for name, t in types.items() if t["node_config"]["InstanceType"].split(".")[0] in ("g5", "g6")}
-    assert {t["node_config"]["InstanceType"] for t in gpu.values()} == {"g5.xlarge", "g6.xlarge"}
+    assert {t["node_config"]["InstanceType"] for t in gpu.values()} == {"g5.2xlarge", "g6.2xlarge"}  # 32 GiB host memory
     assert all(t["min_workers"] == 0 < t["max_workers"] for t in gpu.values())  # scale from zero
     spot = [n for n, t in gpu.items() if t["node_config"].get("InstanceMarketOptions", {}).get("MarketType") == "spot"]
     assert len(spot) == 1 and types[spot[0]]["priority"] > max(t.get("priority", 0) for n, t in gpu.items() if n != spot[0])

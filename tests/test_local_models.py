@@ -257,3 +257,88 @@ def test_the_budget_covers_gpu_time(tiny_ltx_dir, capsys):
     assert estimate["low_usd"] > 0  # GPU-seconds at the GPU-hour price, estimated before anything runs
     assert main([*base, "--budget", str(estimate["low_usd"] / 2)]) == 2
     assert "budget" in capsys.readouterr().err
+
+
+def test_a_cluster_driver_without_the_weights_passes_the_input_check(tmp_path, monkeypatch):
+    """The weights live on the GPU nodes: a driver with RAY_ADDRESS and an empty cache is not refused."""
+    from huggingface_hub import constants
+
+    from longvid.providers.registry import provider_configured
+    from longvid.runtime.pipeline import RenderPipeline
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    here = Settings()
+    assert not provider_configured("local", here)  # no weights on a lone machine: refused
+    on_cluster = Settings(ray_address="ray://head:10001")
+    assert provider_configured("local", on_cluster)
+    spec = RenderSpec(prompt="a fox", duration_s=5, provider="local")
+    assert RenderPipeline(settings=on_cluster).check_inputs(spec).name == "local"
+    with pytest.raises(InputError, match="not in the Hugging Face cache"):
+        RenderPipeline(settings=here).check_inputs(spec)
+
+
+def test_a_failing_local_model_is_tried_again_then_fails_over_not_left_for_resume(tmp_path):
+    """A local segment's task lives only in our worker: a crash (no provider verdict) is tried
+    once more and then failed over, never left "submitted" for a resume to poll."""
+    import dataclasses
+
+    from longvid.manifest import load_manifest
+    from longvid.providers import register_provider
+    from longvid.providers.preview import PREVIEW_CAPABILITIES, PreviewProvider
+    from longvid.runtime import InlineSegmentRunner
+    from longvid.runtime.failures import FailureDecision, failure_decision
+    from longvid.runtime.pipeline import RenderPipeline
+    from longvid.runtime.store import LocalRunStore
+    from longvid.spec import SegmentState
+
+    crash = RuntimeError("CUDA error: an illegal memory access")
+    assert failure_decision(crash, 1, 2, paid_task=True) is FailureDecision.LEAVE_SUBMITTED  # a paid remote task
+    assert failure_decision(crash, 1, 2, resident=True) is FailureDecision.NEW_TASK
+    assert failure_decision(crash, 2, 2, resident=True) is FailureDecision.GIVE_UP
+
+    broken = tmp_path / "broken-model"  # found (model_index.json) but it does not load
+    broken.mkdir()
+    (broken / "model_index.json").write_text('{"_class_name": "LTXConditionPipeline", "transformer": ["diffusers", "Nope"]}')
+    settings = Settings(local=LocalModelSettings(model_dir=broken))
+
+    class Spare(PreviewProvider):  # a provider dearer than local, so local goes first
+        capabilities = dataclasses.replace(PREVIEW_CAPABILITIES, name="spare", price_per_second_usd=1.0)
+
+    register_provider("spare", Spare.capabilities, lambda _settings: Spare())
+    spec = RenderSpec(prompt="a fox in snow", duration_s=5, resolution="360p", fps=12, provider="local,spare", judge="off",
+                      continuity="anchor")
+    result = RenderPipeline(LocalRunStore(tmp_path / "runs"), InlineSegmentRunner(), settings=settings).render(spec, run_id="r")
+    manifest = load_manifest((tmp_path / "runs" / "r" / "manifest.json").read_text())
+    assert result.frames == 5 * 12 and {r.provider for r in manifest.segments} == {"spare"}
+    assert all(r.state is SegmentState.ACCEPTED for r in manifest.segments)
+    local_tries = [e for e in manifest.ledger if e.provider == "local"]
+    assert len(local_tries) == 2 * len(manifest.segments)  # tried again once, then failed over
+
+
+def test_cached_local_clips_are_reused_only_when_made_with_the_same_weights_and_settings(tiny_ltx_dir, tmp_path):
+    """The segment cache keys a local clip on the weights, steps, height and precision too:
+    a 2-step render's clips are not reused by a 4-step one (remote providers' keys unchanged)."""
+    from longvid.manifest import load_manifest
+    from longvid.runtime import InlineSegmentRunner
+    from longvid.runtime.pipeline import RenderPipeline
+    from longvid.runtime.resume import segment_key
+    from longvid.runtime.store import LocalRunStore
+
+    runway = provider_capabilities("runway", Settings())
+    assert runway.cache_model == runway.model  # runs made before keep their keys
+    two, four = (provider_capabilities("local", Settings(local=LocalModelSettings(model_dir=tiny_ltx_dir, steps=n)))
+                 for n in (2, 4))
+    assert segment_key("local", two.cache_model, _job(), None) != segment_key("local", four.cache_model, _job(), None)
+
+    store = LocalRunStore(tmp_path / "runs")
+    spec = RenderSpec(prompt="a fox in snow", duration_s=5, resolution="360p", fps=12, provider="local", judge="off",
+                      continuity="anchor")
+
+    def render(run_id, steps):
+        settings = Settings(local=LocalModelSettings(model_dir=tiny_ltx_dir, steps=steps, generate_height=32))
+        RenderPipeline(store, InlineSegmentRunner(), settings=settings).render(spec, run_id=run_id)
+        return [r.task_id.startswith("cache:") for r in load_manifest((tmp_path / "runs" / run_id / "manifest.json").read_text()).segments]
+
+    assert not any(render("one", 1))
+    assert not any(render("two", 2))  # made again, not the 1-step clips
+    assert all(render("one-again", 1))  # the same settings do reuse them

@@ -62,11 +62,18 @@ def normalised(seconds: float) -> None:
     metrics.observe("longvid_normalise_seconds", seconds)
 
 
-def gpu_time(provider: str, model: str, resources: dict[str, float] | None, seconds: float) -> None:
-    """A segment task that held GPUs (a local model) for `seconds`."""
-    gpus = (resources or {}).get("GPU", 0.0)
-    if gpus > 0:
-        metrics.inc("longvid_gpu_seconds", gpus * seconds, provider=provider, model=model)
+def gpu_time(provider: str, model: str, resources: dict[str, float] | None, seconds: float,
+             worker_seconds: float | None = None) -> None:
+    """A segment's GPU time: a task that held GPUs for `seconds`, or, for a resident model
+    (whose task holds none and only waits), the seconds its model worker ran (`worker_seconds`,
+    what the ledger bills)."""
+    metrics.inc("longvid_gpu_seconds", gpu_seconds(resources, seconds, worker_seconds), provider=provider, model=model)
+
+
+def gpu_seconds(resources: dict[str, float] | None, seconds: float, worker_seconds: float | None) -> float:
+    if worker_seconds is not None:
+        return worker_seconds
+    return (resources or {}).get("GPU", 0.0) * seconds
 
 
 def throttled(provider: str, seconds: float) -> None:

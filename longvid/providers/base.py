@@ -69,6 +69,15 @@ class ProviderCapabilities:
     resident_model: bool = False
     # How many of the previous segment's last frames it continues from (1: one image).
     conditioning_frames: int = 1
+    # What else decides its output beyond `model` (a local model's weights, steps, height,
+    # precision): part of a segment's cache key, so a clip is reused only when made the same way.
+    generation_identity: str = ""
+
+    @property
+    def cache_model(self) -> str:
+        """`model` as the segment cache keys it (unchanged where nothing else decides the output,
+        so runs made before keep their keys)."""
+        return f"{self.model}|{self.generation_identity}" if self.generation_identity else self.model
 
 
 class Conditioning(bytes):

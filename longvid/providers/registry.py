@@ -51,19 +51,25 @@ def _local_capabilities(settings: Settings) -> ProviderCapabilities:
     return local_capabilities(settings.local)
 
 
-def _local(settings: Settings) -> VideoProvider:
-    from .local import LocalProvider
+def _weights_on_the_nodes(settings: Settings) -> bool:
+    """On a cluster (RAY_ADDRESS, or a Serve replica or job among several nodes) the weights
+    live on the GPU nodes, not where the driver runs: they check them when they load."""
     from .local.pool import on_a_cluster
 
-    # On a cluster (RAY_ADDRESS, or a Serve replica or job among several nodes) the weights
-    # live on the GPU nodes, not where the driver runs: they check them when they load.
-    return LocalProvider(settings.local, check_weights=settings.ray_address is None and not on_a_cluster())
+    return settings.ray_address is not None or on_a_cluster()
+
+
+def _local(settings: Settings) -> VideoProvider:
+    from .local import LocalProvider
+
+    return LocalProvider(settings.local, check_weights=not _weights_on_the_nodes(settings))
 
 
 def _local_weights(settings: Settings) -> bool:
     from .local import weights_present
 
-    return weights_present(settings.local) or settings.local.allow_download
+    # A cluster driver without the weights is configured: the same rule as _local's check.
+    return _weights_on_the_nodes(settings) or weights_present(settings.local) or settings.local.allow_download
 
 
 _FACTORIES: dict[str, tuple[CapabilitiesSource, ProviderFactory]] = {

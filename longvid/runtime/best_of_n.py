@@ -67,7 +67,7 @@ class BestOfN:
                 ledger.attach_task(entry, task_id)
             handle = loop.runner.collect(name, task_id, cand, loop.requests[index], conditioning, False,
                                          2 if caps.idempotent_submit else 0, loop.settings.for_provider(name))
-            self.extras[handle] = (index, k, cand, name, segment_key(name, caps.model, cand, conditioning), task_id)
+            self.extras[handle] = (index, k, cand, name, segment_key(name, caps.cache_model, cand, conditioning), task_id)
             launched += 1
         if launched:
             self.pending[index] = launched

@@ -34,13 +34,17 @@ def failure_code(exc: BaseException) -> str | None:
     return getattr(exc, "failure_code", None)
 
 
-def failure_decision(exc: BaseException, tries: int, max_tries: int, paid_task: bool = False) -> FailureDecision:
+def failure_decision(exc: BaseException, tries: int, max_tries: int, paid_task: bool = False,
+                     resident: bool = False) -> FailureDecision:
     """What to do after collecting a segment failed. Only provider errors are retried, and
     never one whose advice is to change the input (SAFETY is not retried verbatim). A paid
     task that failed on our side (a crashed worker, no provider verdict) stays submitted, so
-    resume polls it instead of paying for another."""
+    resume polls it instead of paying for another; a resident (local) model's task lives
+    nowhere else, so it is tried again instead (`resident`)."""
     code = getattr(exc, "failure_code", None)
     if code is None:
+        if resident:  # a local model worker's crash: no task lives on elsewhere to poll, so try again
+            return FailureDecision.NEW_TASK if tries < max_tries else FailureDecision.GIVE_UP
         return FailureDecision.LEAVE_SUBMITTED if paid_task else FailureDecision.GIVE_UP
     advice = retry_advice(code)
     if advice is RetryAdvice.CHECK:

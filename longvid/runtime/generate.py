@@ -219,7 +219,7 @@ class GenerateLoop:
         conditioning = self._conditioning(attempt)
         if record.state is SegmentState.SUBMITTED and record.task_id:
             name = record.provider
-            key = segment_key(name, router.capabilities(name).model, attempt, conditioning)
+            key = segment_key(name, router.capabilities(name).cache_model, attempt, conditioning)
             if record.cache_key == key:  # created before a crash: wait for it, do not pay again
                 self.queue.remove(job)
                 router.hold(name, index)
@@ -242,7 +242,7 @@ class GenerateLoop:
             return _Start.PROGRESSED
         self.queue.remove(job)
         caps = router.capabilities(name)
-        key = segment_key(name, caps.model, attempt, conditioning)
+        key = segment_key(name, caps.cache_model, attempt, conditioning)
         cached = self.store.cache_get(key)
         if cached is not None:
             router.release(name, index)
@@ -330,7 +330,9 @@ class GenerateLoop:
         record = self.manifest.segments[index]
         tries_key = (index, name)
         self.tries[tries_key] = self.tries.get(tries_key, 0) + 1
-        decision = failure_decision(exc, self.tries[tries_key], self.max_tries, paid_task=self._paid(name) and bool(record.task_id))
+        resident = self._resident(name)
+        decision = failure_decision(exc, self.tries[tries_key], self.max_tries,
+                                    paid_task=self._paid(name) and not resident and bool(record.task_id), resident=resident)
         if decision is FailureDecision.COLLECT_AGAIN:  # the task is fine; reaching it was not
             self._launch(name, record.task_id, attempt, key, self._conditioning(attempt))
             self.progress.segment(index, SegmentState.SUBMITTED, f"polling again: {reason[:80]}")
@@ -362,7 +364,7 @@ class GenerateLoop:
                 self._requeue(index, f"reworded after {code}")
             else:
                 self._give_up(index, reason)
-        elif code is not None and self.router.exclude(index, name, failure_detail(exc)):
+        elif (code is not None or self._resident(name)) and self.router.exclude(index, name, failure_detail(exc)):
             self._requeue(index, f"failing over from {reason[:80]}")
         else:
             self._give_up(index, reason)
@@ -489,6 +491,11 @@ class GenerateLoop:
 
     def _paid(self, name: str) -> bool:
         return self.router.capabilities(name).price_per_second_usd > 0
+
+    def _resident(self, name: str) -> bool:
+        """A local model: its task lives only in our worker, so a failure is retried or failed
+        over, never left "submitted" for resume to poll (it would fail the same way)."""
+        return self.router.capabilities(name).resident_model
 
     def _budget_left(self) -> float | None:
         return None if self.ledger.budget_usd is None else self.ledger.budget_usd - self.ledger.committed_usd

@@ -103,7 +103,9 @@ class RenderPipeline:
         capabilities = combined_capabilities(spec.provider, self.settings)  # unknown provider -> InputError
         for name in candidate_providers(spec.provider, self.settings):
             if provider_capabilities(name, self.settings).resident_model:
-                create_provider(name, self.settings)  # a missing model: an error that says where it looked
+                resident = create_provider(name, self.settings)  # a missing model: an error that says where it looked
+                if hasattr(resident, "check_render"):  # segments no GPU node could hold: refused now
+                    resident.check_render(*spec.frame_size, spec.fps)
             if not provider_configured(name, self.settings):  # refused now, not after Ray has started
                 _needed, hint = PROVIDER_SETTINGS.get(name, ((), ""))
                 raise InputError(f"provider {name!r} is not configured: {hint}")

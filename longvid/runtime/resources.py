@@ -102,15 +102,15 @@ VRAM_RESOURCE = "longvid_vram_gb"
 
 
 def model_worker_request(vram_gb: float, on_gpu: bool, cluster_resources: Mapping[str, float],
-                         host_memory_gb: float | None = None) -> tuple[ResourceRequest, dict[str, float]]:
+                         host_memory_gb: float | None = None, gpu_share: float = 1.0) -> tuple[ResourceRequest, dict[str, float]]:
     """What a resident model worker (one loaded pipeline) asks Ray for, from the model's
-    profile: one GPU, host memory beside it (the profile's figure, default 8 GB), and its
+    profile: one GPU (or `gpu_share` of one, to leave room for helpers beside it), host memory beside it (the profile's figure, default 8 GB), and its
     VRAM need as the custom resource where the cluster declares one. On the CPU (no GPU
     asked for: tests and CI) the request is shrunk to what the cluster has, so it always
     places; a GPU request is kept whole, so an autoscaling cluster's pending demand brings a
     GPU node. Returns (the request, custom resources)."""
     memory_gb = host_memory_gb if host_memory_gb is not None else 8.0
-    request = ResourceRequest(num_cpus=1.0, num_gpus=1.0 if on_gpu else 0.0, memory_bytes=int(memory_gb * 1024 * MB),
+    request = ResourceRequest(num_cpus=1.0, num_gpus=gpu_share if on_gpu else 0.0, memory_bytes=int(memory_gb * 1024 * MB),
                               vram_gb=vram_gb if on_gpu else 0.0)
     custom = {VRAM_RESOURCE: vram_gb} if on_gpu and float(cluster_resources.get(VRAM_RESOURCE, 0.0)) > 0 else {}
     if not on_gpu:

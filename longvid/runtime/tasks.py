@@ -72,7 +72,9 @@ def collect_segment(provider_name: str, task_id: str, job: SegmentJob, condition
     log.info("downloaded %d bytes in %.1f s", len(mp4), time.perf_counter() - started,
              extra={"segment": job.index, "provider": provider_name, "task_id": task_id})
     resources = _assigned_resources()
-    render_events.gpu_time(provider.capabilities.name, provider.capabilities.model, resources, time.perf_counter() - started)
+    worker_seconds = getattr(provider, "worker_seconds", None)  # a resident model's worker: what it ran
+    render_events.gpu_time(provider.capabilities.name, provider.capabilities.model, resources, time.perf_counter() - started,
+                           worker_seconds(task_id) if worker_seconds else None)
     return SegmentResult(
         resources=resources,
         index=job.index,

@@ -65,6 +65,11 @@ class ModelProfile:
         return DurationRule(min_s=self.frames_for(self.native_fps) / self.native_fps,
                             max_s=self.max_frames / self.native_fps, frame_step=self.frame_step)
 
+    @property
+    def lead_frames(self) -> int:
+        """Frames a chained segment makes before its own (LTX regenerates its conditioning frames)."""
+        return self.conditioning_frames - 1 if self.family == "ltx" else 0
+
     def vram_gb(self, width: int, height: int, frames: int, precision: str, offload: bool = True) -> float:
         """Estimated GPU memory for one clip: the nearest published figure scaled by
         pixels × frames (activations grow with them; never below half the figure, which is

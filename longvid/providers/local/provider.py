@@ -14,8 +14,10 @@ import hashlib
 from ...settings import LocalModelSettings
 from ...spec import SegmentJob
 from ..base import ProviderCapabilities, TaskState, TaskStatus
+from ...errors import InputError
 from . import pool
-from .loader import find_weights, load_spec, profile_for
+from .placement import oversized_reason
+from .loader import cached_snapshot, find_weights, load_spec, profile_for
 
 
 def local_capabilities(settings: LocalModelSettings) -> ProviderCapabilities:
@@ -31,9 +33,24 @@ def local_capabilities(settings: LocalModelSettings) -> ProviderCapabilities:
         idempotent_submit=True,
         resident_model=True,
         conditioning_frames=profile.conditioning_frames,
+        generation_identity=generation_identity(settings),
         notes=(f"{profile.repo_id} through diffusers {profile.pipeline_class}",
                f"GPU time at ${settings.gpu_hour_usd:.2f}/GPU-hour; estimate {profile.gpu_seconds_per_video_second:g} GPU-s per video second"),
     )
+
+
+def generation_identity(settings: LocalModelSettings) -> str:
+    """The weights (folder, or Hub repo at its cached revision) and the settings that change
+    the pixels: what a cached clip must match to be reused."""
+    profile = profile_for(settings)
+    if settings.model_dir is not None:
+        weights = str(settings.model_dir)
+    else:
+        snapshot = cached_snapshot(profile.repo_id)  # .../snapshots/<commit>: the revision
+        weights = f"{profile.repo_id}@{snapshot.name if snapshot else 'latest'}"
+    steps = settings.steps or profile.default_steps
+    precision = settings.precision or profile.precision
+    return f"{weights};steps={steps};height={settings.generate_height or 0};precision={precision};device={settings.device}"
 
 
 def weights_present(settings: LocalModelSettings) -> bool:
@@ -77,6 +94,14 @@ class LocalProvider:
         self._jobs: dict[str, tuple[SegmentJob, bytes | None]] = {}
         self._seconds: dict[str, float] = {}
 
+    def check_render(self, width: int, height: int, fps: int) -> None:
+        """Refuse (InputError, before anything runs) a render whose segments no GPU node could hold."""
+        s = self.settings
+        reason = oversized_reason(self.spec.profile, width, height, fps, s.precision, s.cpu_offload, s.generate_height,
+                                  s.max_vram_gb)
+        if reason:
+            raise InputError(reason)
+
     def submit(self, job: SegmentJob, conditioning_png: bytes | None = None) -> str:
         frames = getattr(conditioning_png, "frames", None) or ((conditioning_png,) if conditioning_png else ())
         digest = hashlib.sha256(job.model_dump_json().encode() + self.spec.key.encode())
@@ -101,6 +126,10 @@ class LocalProvider:
     def price(self, duration_s: float) -> float:
         """The estimate, before a segment runs (what the ledger reserves)."""
         return self.capabilities.price_per_second_usd * duration_s
+
+    def worker_seconds(self, task_id: str) -> float | None:
+        """The seconds the model worker ran for a fetched task (the GPU-time metric's figure)."""
+        return self._seconds.get(task_id)
 
     def spent_usd(self, task_id: str) -> float | None:
         """What a fetched task cost: the seconds its model worker ran, at the GPU-hour price."""

@@ -61,6 +61,11 @@ class ModelWorker:
             self._seen.popitem(last=False)
         return GeneratedClip(mp4=mp4, seconds=time.perf_counter() - started, device=self.device)
 
+    def placed(self) -> bool:
+        """Answers at once (the pool calls it in its own concurrency group, beside a running
+        segment): that Ray has placed and started this worker."""
+        return True
+
     def stats(self) -> dict:
         return {"loads": self.loads, "segments": self.segments, "pid": os.getpid(), "device": self.device}
 

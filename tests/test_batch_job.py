@@ -16,8 +16,10 @@ from longvid.media import probe
 from longvid.runtime import LocalRunStore
 from longvid.spec import RenderSpec
 
-KITE = {"prompt": "a kite over a beach", "duration_s": 5, "resolution": "360p", "judge": "off"}
-LIGHTHOUSE = {"prompt": "a lighthouse at night", "duration_s": 5, "resolution": "360p", "judge": "structural"}
+# Silent (narration off): these check the job's bookkeeping on a known four-segment plan; a
+# narrated 5 s plan cuts one segment per scene instead.
+KITE = {"prompt": "a kite over a beach", "duration_s": 5, "resolution": "360p", "judge": "off", "narration": "off"}
+LIGHTHOUSE = {"prompt": "a lighthouse at night", "duration_s": 5, "resolution": "360p", "judge": "structural", "narration": "off"}
 
 
 def jsonl(*lines) -> str:
@@ -28,7 +30,7 @@ def jsonl(*lines) -> str:
 
 def test_run_id_depends_on_job_and_content_not_on_formatting():
     spec = RenderSpec.model_validate(KITE)
-    same = RenderSpec.model_validate_json('{ "resolution": "360p", "judge": "off", "duration_s": 5.0, "prompt": "a kite over a beach" }')
+    same = RenderSpec.model_validate_json('{ "resolution": "360p", "judge": "off", "duration_s": 5.0, "prompt": "a kite over a beach", "narration": "off" }')
     assert stable_run_id("may", spec) == stable_run_id("may", same)
     assert stable_run_id("may", spec) != stable_run_id("june", spec)
     assert stable_run_id("may", spec) != stable_run_id("may", spec.model_copy(update={"seed": 1}))

@@ -80,3 +80,16 @@ def test_block_mean_is_the_mean_of_each_block():
     luma = np.random.default_rng(1).integers(0, 256, (75, 130), dtype=np.uint8)
     expected = luma[:72, :128].reshape(18, 4, 32, 4).mean(axis=(1, 3))
     np.testing.assert_allclose(block_mean(luma, 4), expected, rtol=1e-6)
+
+
+def test_a_dark_scenes_small_step_is_not_a_cut():
+    # A night preview at 360p: ~0.03 grey levels a frame, one step of about half a grey level
+    # (it read as a cut at jump 0.091 and cost a regeneration); a real cut changes tens.
+    base = np.full((12, 36, 64), 20.0, np.float32)
+    steps = np.full(11, 0.03)
+    steps[5] = 0.55
+    thumbs = base + np.concatenate([[0.0], np.cumsum(steps)])[:, None, None]
+    assert temporal_metrics(thumbs).jump >= TH.jump
+    thumbs[6:] += 60.0  # the same clip with a hard cut at frame 6
+    found = temporal_metrics(thumbs)
+    assert found.jump < TH.jump and found.jump_at == 6

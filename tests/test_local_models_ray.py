@@ -20,7 +20,7 @@ def test_render_with_the_tiny_model_chains_segments_on_one_resident_worker(ray_s
     monkeypatch.setenv("LONGVID_LOCAL_HEIGHT", "32")  # the model makes 64x32; clips are scaled to 360p
     store = tmp_path / "runs"
     code = main(["render", "a red fox explores a snowy forest", "--provider", "local", "--model-dir", str(tiny_ltx_dir),
-                 "-d", "5", "--fps", "12", "--resolution", "360p", "--continuity", "chain", "--judge", "off",
+                 "-d", "5", "--fps", "12", "--resolution", "360p", "--continuity", "chain", "--judge", "off", "--narration", "off",
                  "--store", str(store), "--json"])
     out = capsys.readouterr().out
     assert code == 0, out

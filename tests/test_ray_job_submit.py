@@ -28,9 +28,9 @@ from longvid.media import probe
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SPECS = [
-    {"prompt": "a kite over a beach", "duration_s": 5, "resolution": "360p", "judge": "off", "seed": 1},
-    {"prompt": "a lighthouse at night", "duration_s": 5, "resolution": "360p", "judge": "off", "seed": 2},
-    {"prompt": "a red fox in the snow", "duration_s": 5, "resolution": "360p", "judge": "structural", "seed": 3},
+    {"prompt": "a kite over a beach", "duration_s": 5, "resolution": "360p", "judge": "off", "seed": 1, "narration": "off"},
+    {"prompt": "a lighthouse at night", "duration_s": 5, "resolution": "360p", "judge": "off", "seed": 2, "narration": "off"},
+    {"prompt": "a red fox in the snow", "duration_s": 5, "resolution": "360p", "judge": "structural", "seed": 3, "narration": "off"},
 ]
 
 

@@ -31,6 +31,10 @@ DEFAULT_THUMB_SIZE = (64, 36)
 # Mean absolute difference (0..255) below which consecutive thumbnails count as still: an
 # H.264 encode of a still shot wobbles by ~0.01-0.1.
 JUMP_DIFF_FLOOR = 0.05
+# A change smaller than this (mean absolute grey levels on the thumbnail) is never a cut,
+# however still its neighbours: a dark preview scene moves ~0.03 a frame and steps by ~0.1
+# now and then (a ratio that read as a cut), while a cut to another shot changes tens.
+JUMP_MIN_CHANGE = 2.0
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def temporal_metrics(thumbs: np.ndarray) -> TemporalMetrics:
     # still shot's tiny wobble does not turn noise into a "cut".
     padded = np.concatenate([[0.0], diffs, [0.0]])
     around = np.maximum(np.maximum(padded[:-2], padded[2:]), JUMP_DIFF_FLOOR)
-    ratios = around / np.maximum(diffs, 1e-9)
+    ratios = np.where(diffs >= JUMP_MIN_CHANGE, around / np.maximum(diffs, 1e-9), 1.0)
     worst = int(np.argmin(ratios))
     jump = float(ratios[worst])
     return TemporalMetrics(

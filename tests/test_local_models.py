@@ -215,6 +215,7 @@ def test_the_segment_task_waits_and_the_model_worker_holds_the_gpu(tiny_ltx_dir)
     assert model_worker_request(16.0, True, {"CPU": 8, "memory": 64e9})[0].num_gpus == 1  # autoscaler demand
     cpu, custom = model_worker_request(16.0, False, {"CPU": 2, "memory": 2e9})
     assert cpu.num_gpus == 0 and cpu.memory_bytes <= 2e9 * 0.8 and custom == {}
+    assert cpu.num_cpus == 0 and cpu.memory_bytes == 0  # a third worker for other settings still places
 
 
 def test_local_model_settings_from_the_environment():

@@ -106,15 +106,18 @@ def model_worker_request(vram_gb: float, on_gpu: bool, cluster_resources: Mappin
     """What a resident model worker (one loaded pipeline) asks Ray for, from the model's
     profile: one GPU (or `gpu_share` of one, to leave room for helpers beside it), host memory beside it (the profile's figure, default 8 GB), and its
     VRAM need as the custom resource where the cluster declares one. On the CPU (no GPU
-    asked for: tests and CI) the request is shrunk to what the cluster has, so it always
-    places; a GPU request is kept whole, so an autoscaling cluster's pending demand brings a
+    asked for: tests and CI) it reserves nothing, so it always places; a GPU request is kept whole, so an autoscaling cluster's pending demand brings a
     GPU node. Returns (the request, custom resources)."""
     memory_gb = host_memory_gb if host_memory_gb is not None else 8.0
     request = ResourceRequest(num_cpus=1.0, num_gpus=gpu_share if on_gpu else 0.0, memory_bytes=int(memory_gb * 1024 * MB),
                               vram_gb=vram_gb if on_gpu else 0.0)
     custom = {VRAM_RESOURCE: vram_gb} if on_gpu and float(cluster_resources.get(VRAM_RESOURCE, 0.0)) > 0 else {}
     if not on_gpu:
-        request, _notes = fit_to_cluster(request, ClusterCapacity.from_ray_resources(cluster_resources))
+        # On the CPU (tests, CI, a laptop) a worker reserves nothing, so a worker made for other
+        # settings always places beside the ones a process already holds (each reserving a core
+        # and the memory left them stalled a third until the placement timeout); the segment
+        # task that drives it holds the CPU.
+        request = ResourceRequest(num_cpus=0.0, num_gpus=0.0, memory_bytes=0, vram_gb=0.0)
     return request, custom
 
 

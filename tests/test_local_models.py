@@ -164,7 +164,7 @@ def test_providers_shows_whether_weights_and_a_gpu_are_present(tiny_ltx_dir, mon
 
 def test_the_tiny_model_loads_through_the_product_loader_once_and_makes_clips(tiny_ltx_dir):
     from longvid.media.frames import count_frames
-    from longvid.media.probe import probe
+    from longvid.media import probe
 
     settings = LocalModelSettings(model_dir=tiny_ltx_dir, steps=2, generate_height=32)
     worker = ModelWorker(load_spec(settings), settings.steps, settings.generate_height)

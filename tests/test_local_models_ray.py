@@ -9,7 +9,7 @@ import ray
 
 from longvid.cli import main
 from longvid.media.frames import decode_frames
-from longvid.media.probe import probe
+from longvid.media import probe
 from longvid.providers.local.loader import load_spec
 from longvid.providers.local.pool import worker_name
 from longvid.settings import LocalModelSettings

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import InputError, RenderError, describe_validation_error
+from ..providers._http import is_transport_error
 from ..redaction import sanitize
 from ..settings import GEMINI_DEFAULT_MODEL, GeminiSettings
 from ..spec import RenderSpec, Storyboard
@@ -337,7 +338,7 @@ class GeminiPlanner:
             hint = f"; is the model id right? set {MODEL_ENV} to change it" if code == 404 else ""
             raise _ApiFailure(f"the Gemini API answered {code} {exc.status or ''}: {detail}{hint}") from None
         except Exception as exc:
-            if not _is_transport_error(exc):
+            if not is_transport_error(exc):
                 raise
             kind = "timed out" if "Timeout" in type(exc).__name__ else "could not be reached"
             raise _ApiFailure(
@@ -366,14 +367,3 @@ class GeminiPlanner:
             if any(e.get("type") == "json_invalid" for e in exc.errors()):
                 raise PlanRejected(f"the answer is not valid JSON ({exc.errors()[0].get('msg', 'invalid')})") from None
             raise PlanRejected(describe_validation_error(exc)) from None
-
-
-def _is_transport_error(exc: Exception) -> bool:
-    """Network trouble from either HTTP client the SDK may use (httpx or httpx2)."""
-    classes: list[type] = [OSError]
-    for module in ("httpx", "httpx2"):
-        try:
-            classes.append(__import__(module).HTTPError)
-        except (ImportError, AttributeError):
-            pass
-    return isinstance(exc, tuple(classes))

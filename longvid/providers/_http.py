@@ -334,6 +334,15 @@ def _transport_classes(*names: str) -> tuple[type[BaseException], ...]:
     return tuple(classes)
 
 
+# Any transport failure of either client (what google-genai's calls raise for network trouble).
+HTTP_ERRORS = _transport_classes("HTTPError")
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """Network trouble from either HTTP client the SDK may use (httpx or httpx2), or the OS."""
+    return isinstance(exc, (OSError, *HTTP_ERRORS))
+
+
 # Errors that prove the request never reached the server: safe to repeat even for a create.
 NOT_SENT_ERRORS = _transport_classes("ConnectError", "ConnectTimeout", "PoolTimeout")
 # Errors that may hit a request the server did get: only safe calls repeat them.

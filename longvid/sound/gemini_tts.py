@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..providers._http import is_transport_error
 from ..redaction import sanitize
 from ..settings import GeminiSettings
 from .speech import SpeechClip, SpeechFailed, SpeechUnavailable, trim_silence
@@ -95,7 +96,7 @@ class GeminiSpeech:
             raise SpeechFailed(f"Gemini speech ({self.model}) answered {exc.code} {exc.status or ''}: {detail}"
                                f" (after {self.http_attempts} attempt(s))") from None
         except Exception as exc:
-            if not _is_transport_error(exc):
+            if not is_transport_error(exc):
                 raise
             raise SpeechFailed(f"Gemini speech could not be reached ({type(exc).__name__} after {self.http_attempts} attempt(s))") from None
         pcm, rate = _audio_of(response)
@@ -122,13 +123,3 @@ def _cost(model: str, usage) -> float:
         return 0.0
     price_in, price_out = PRICES_PER_MTOK_USD.get(model, FALLBACK_PRICE)
     return round((usage.prompt_token_count or 0) * price_in / 1e6 + (usage.candidates_token_count or 0) * price_out / 1e6, 8)
-
-
-def _is_transport_error(exc: Exception) -> bool:
-    classes: list[type] = [OSError]
-    for module in ("httpx", "httpx2"):
-        try:
-            classes.append(__import__(module).HTTPError)
-        except (ImportError, AttributeError):
-            pass
-    return isinstance(exc, tuple(classes))

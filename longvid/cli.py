@@ -8,6 +8,7 @@ machine-readable summary (or error) on stdout. What each command prints: cli_vie
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -251,15 +252,34 @@ def _graceful_stop(stop) -> None:
 
 def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
     """Start Ray, run `work(pipeline)` with live progress and graceful stop, print the summary."""
-    import threading
-
-    from .runtime import RaySegmentRunner, ensure_ray
     from .runtime.protocols import NullProgress
-    from .wiring import render_pipeline
 
     console = _console()
     json_logs = args.log_format == "json"  # stderr carries JSON lines only: events instead of the progress table
     progress = NullProgress() if json_logs else CliProgress(console, live=console.is_terminal and not args.json)
+    # stdout carries only the summary: Ray's workers and raylet print to the driver's stdout
+    # while it runs, which would break `--json`, so it goes to stderr until the render ends.
+    answer = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        result = _render_with_ray(args, spec, work, progress, console, json_logs)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2), file=answer, flush=True)
+    elif json_logs:
+        import logging
+
+        logging.getLogger("longvid.cli").info("done %s: %.2f s, cost $%.2f", result.output, result.duration_s, result.cost_usd,
+                                              extra={"run_id": result.run_id})
+    else:
+        print_render_summary(console, result)
+    return 0
+
+
+def _render_with_ray(args: argparse.Namespace, spec: RenderSpec, work, progress, console, json_logs: bool):
+    import threading
+
+    from .runtime import RaySegmentRunner, ensure_ray
+    from .wiring import render_pipeline
+
     ensure_ray(args.ray_address or args.settings.ray_address, args.num_cpus)
 
     def say_judge(judge) -> None:
@@ -274,16 +294,7 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
             result = work(pipeline)
     finally:
         progress.close()
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    elif json_logs:
-        import logging
-
-        logging.getLogger("longvid.cli").info("done %s: %.2f s, cost $%.2f", result.output, result.duration_s, result.cost_usd,
-                                              extra={"run_id": result.run_id})
-    else:
-        print_render_summary(console, result)
-    return 0
+    return result
 
 
 def cmd_render(args: argparse.Namespace) -> int:

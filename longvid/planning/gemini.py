@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import InputError, RenderError, describe_validation_error
-from ..providers._http import is_transport_error
+from ..transport_errors import is_transport_error
 from ..redaction import sanitize
 from ..settings import GEMINI_DEFAULT_MODEL, GeminiSettings
 from ..spec import RenderSpec, Storyboard

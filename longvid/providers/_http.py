@@ -39,6 +39,7 @@ from typing import TypeVar
 import tenacity
 
 from ..redaction import Secret, safe_url, sanitize  # noqa: F401  (the clients import them from here)
+from ..transport_errors import HTTP_ERRORS, NOT_SENT_ERRORS, TRANSIENT_ERRORS, is_transport_error  # noqa: F401
 from .base import GenerationFailed
 
 T = TypeVar("T")
@@ -320,33 +321,6 @@ def describe_exception(exc: BaseException | None) -> str:
     if isinstance(exc, ProviderError):
         return f"{exc.__class__.__name__}: {exc}"
     return exc.__class__.__name__
-
-
-# Transport errors of httpx and of httpx2 (google-genai 3.x's default backend).
-def _transport_classes(*names: str) -> tuple[type[BaseException], ...]:
-    classes: list[type[BaseException]] = []
-    for module_name in ("httpx", "httpx2"):
-        try:
-            module = __import__(module_name)
-        except ImportError:
-            continue
-        classes.extend(getattr(module, n) for n in names if hasattr(module, n))
-    return tuple(classes)
-
-
-# Any transport failure of either client (what google-genai's calls raise for network trouble).
-HTTP_ERRORS = _transport_classes("HTTPError")
-
-
-def is_transport_error(exc: BaseException) -> bool:
-    """Network trouble from either HTTP client the SDK may use (httpx or httpx2), or the OS."""
-    return isinstance(exc, (OSError, *HTTP_ERRORS))
-
-
-# Errors that prove the request never reached the server: safe to repeat even for a create.
-NOT_SENT_ERRORS = _transport_classes("ConnectError", "ConnectTimeout", "PoolTimeout")
-# Errors that may hit a request the server did get: only safe calls repeat them.
-TRANSIENT_ERRORS = _transport_classes("TimeoutException", "NetworkError", "RemoteProtocolError")
 
 
 # -- MP4 check --------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..providers._http import is_transport_error
+from ..transport_errors import is_transport_error
 from ..redaction import sanitize
 from ..settings import GeminiSettings
 from .speech import SpeechClip, SpeechFailed, SpeechUnavailable, trim_silence

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
+import logging
+import re
 import sys
 from pathlib import Path
 
@@ -258,20 +261,39 @@ def _run_pipeline(args: argparse.Namespace, spec: RenderSpec, work) -> int:
     json_logs = args.log_format == "json"  # stderr carries JSON lines only: events instead of the progress table
     progress = NullProgress() if json_logs else CliProgress(console, live=console.is_terminal and not args.json)
     # stdout carries only the summary: Ray's workers and raylet print to the driver's stdout
-    # while it runs, which would break `--json`, so it goes to stderr until the render ends.
+    # while it runs, which would break `--json`, so that goes to stderr until the render ends
+    # (as log lines with `--log-format json`, whose stderr is JSON lines only).
     answer = sys.stdout
-    with contextlib.redirect_stdout(sys.stderr):
+    ray_output = _LinesToLog(logging.getLogger("longvid.ray")) if json_logs else sys.stderr
+    with contextlib.redirect_stdout(ray_output):
         result = _render_with_ray(args, spec, work, progress, console, json_logs)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2), file=answer, flush=True)
     elif json_logs:
-        import logging
-
         logging.getLogger("longvid.cli").info("done %s: %.2f s, cost $%.2f", result.output, result.duration_s, result.cost_usd,
                                               extra={"run_id": result.run_id})
     else:
         print_render_summary(console, result)
     return 0
+
+
+class _LinesToLog(io.TextIOBase):
+    """A text stream that logs each line written to it (what Ray prints on the driver)."""
+
+    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger, self._pending = logger, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                self._logger.info(self._ANSI.sub("", line))
+        return len(text)
 
 
 def _render_with_ray(args: argparse.Namespace, spec: RenderSpec, work, progress, console, json_logs: bool):
@@ -394,16 +416,12 @@ def cmd_providers(args: argparse.Namespace) -> int:
 def _say_error(args: argparse.Namespace, line: str) -> None:
     """The one error line on stderr: a JSON log line when the logs are JSON."""
     if getattr(args, "log_format", None) == "json":
-        import logging
-
         logging.getLogger("longvid.cli").error(line)
     else:
         print(line, file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    import logging
-
     # httpx logs whole URLs at INFO, and providers' download URLs carry signed tokens.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = build_parser()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from longvid.cli import main
+from longvid.cli import _LinesToLog, main
 from longvid.observability import logs
 from longvid.settings import Settings
 from longvid.testing.fake_runway import DEFAULT_KEY, Fault, start_fake_runway
@@ -98,3 +98,15 @@ def test_a_render_logs_json_lines_with_its_run_id_and_no_secret(ray_session, tmp
     assert {line["message"].split(" ")[0] for line in worker_lines} >= {"waiting", "downloaded"}
     assert all(line["run_id"] == RUN_ID and line["task_id"] in fake.tasks and line["provider"] == "runway"
                for line in worker_lines)
+
+
+def test_what_ray_prints_on_the_driver_becomes_json_log_lines(clean_logging, capsys):
+    # During a render the CLI points stdout here: with --log-format json stderr stays JSON lines only.
+    logs.configure_logging("json")
+    stream = _LinesToLog(logging.getLogger("longvid.ray"))
+    stream.write("\x1b[33m(raylet)\x1b[0m WARNING: 10 PYTHON worker processes have been started\n(task pid=1) hel")
+    stream.write("lo\n\n")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["message"] for line in lines] == ["(raylet) WARNING: 10 PYTHON worker processes have been started",
+                                                   "(task pid=1) hello"]
+    assert {line["logger"] for line in lines} == {"longvid.ray"}

@@ -1,0 +1,166 @@
+"""Editing a finished render end to end, Ray-free (the inline runner counts provider tasks):
+only the edited span is made again, every version stays, locks hold against the judge, and
+an interrupted edit finishes under the same version number without paying twice."""
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import decode_rgb
+from longvid.editing import parse_edit_request
+from longvid.errors import InputError
+from longvid.manifest import RunPlan
+from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
+from longvid.runtime.edit_run import _write_prepared, apply_prepared, prepare_edit, run_edit, set_locks
+from longvid.runtime.protocols import JudgeVerdict
+from longvid.runtime.versions import read_history
+from longvid.spec import RenderSpec
+
+STORYBOARD = """\
+- description: a lighthouse on a cliff at night
+  lighting: night
+- description: a ship arrives at dawn
+  lighting: dawn
+- description: gulls over the harbour
+- description: the ship leaves at dusk
+  lighting: dusk
+"""
+
+
+class RejectEverything:
+    """A judge that fails every attempt it sees (twice, then the best is kept)."""
+
+    max_attempts, backend, notes = 2, "reject-all", ""
+
+    def __init__(self):
+        self.judged = []
+
+    def judge(self, job, segment, previous):
+        self.judged.append(job.index)
+        return JudgeVerdict(passed=False, scores={}, reason="rejected by the test judge", quality=0.0)
+
+    def remember_accepted(self, job, segment):
+        pass
+
+    def save_state(self, run):
+        pass
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """One 4-scene chained preview render (one segment per scene), copied for each test."""
+    root = tmp_path_factory.mktemp("edit")
+    (root / "board.yaml").write_text(STORYBOARD)
+    spec = RenderSpec(prompt="a harbour", duration_s=8, fps=12, resolution="360p", narration="off", continuity="chain",
+                      storyboard_file=root / "board.yaml")
+    result = RenderPipeline(LocalRunStore(root / "store"), InlineSegmentRunner()).render(spec, run_id="harbour")
+    return root / "store", result.run_id
+
+
+@pytest.fixture
+def store(rendered, tmp_path):
+    source, _ = rendered
+    shutil.copytree(source, tmp_path / "store")
+    return LocalRunStore(tmp_path / "store")
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _edit(store, edits, judge=None):
+    runner = InlineSegmentRunner()
+    pipeline = RenderPipeline(store, runner, judge=judge)
+    prepared = prepare_edit(pipeline, "harbour", parse_edit_request(edits))
+    return prepared, runner, pipeline
+
+
+def test_editing_scene_2_regenerates_only_its_chain_and_keeps_every_version(store):
+    run = store.root / "harbour"
+    v1_final = _sha(run / "final.mp4")
+    v1_frames = decode_rgb(run / "final.mp4")
+    lock, _, pipeline = _edit(store, [{"kind": "lock", "segments": [3]}])
+    set_locks(pipeline, lock)
+    assert read_history(store.open("harbour")).locked == [3] and len(read_history(store.open("harbour")).versions) == 1
+
+    judge = RejectEverything()
+    prepared, runner, pipeline = _edit(store, [{"kind": "scene", "scene": 2, "text": "a red ship arrives at dawn"}], judge)
+    assert prepared.summary()["regenerate"] == [1, 2] and prepared.summary()["keep"] == [0, 3]
+    result = run_edit(pipeline, prepared)
+
+    # Provider tasks only for the edited scene and its chain dependent, two attempts each
+    # (the judge rejects both); the locked segment is never generated nor judged.
+    assert sorted(i for i, _ in runner.submitted) == [1, 1, 2, 2]
+    assert sorted(set(judge.judged)) == [1, 2]
+    assert result.generated_segments == 4
+    plan = RunPlan.model_validate_json((run / "plan.json").read_text())
+    assert plan.storyboard.scenes[1].description == "a red ship arrives at dawn"
+
+    # Outside the regenerated span the frames are the old version's (the crossfade into the
+    # locked segment excepted); inside it they changed.
+    jobs = plan.segments
+    v2_frames = decode_rgb(run / "final.mp4")
+    assert len(v2_frames) == len(v1_frames) == 96
+    span = range(jobs[1].start_frame, jobs[3].start_frame + jobs[3].head_frames)
+    diff = [float(np.abs(a.astype(int) - b.astype(int)).mean()) for a, b in zip(v1_frames, v2_frames)]
+    assert max(d for i, d in enumerate(diff) if i not in span) < 1.0
+    assert max(diff[i] for i in span) > 5.0
+
+    # Every version is kept: v1's video byte for byte (and it decodes), v2's beside it.
+    assert _sha(run / "versions/v1/final.mp4") == v1_final
+    assert len(decode_rgb(run / "versions/v1/final.mp4")) == 96
+    assert _sha(run / "versions/v2/final.mp4") == _sha(run / "final.mp4")
+    v1_manifest = (run / "versions/v1/manifest.json").read_text()
+    assert '"seg_0001' not in v1_manifest or _sha(run / "versions/v1/segments/seg_0001.mp4") in v1_manifest
+    history = read_history(store.open("harbour"))
+    assert [v.version for v in history.versions] == [1, 2]
+    v2 = history.versions[1]
+    assert (v2.regenerated, v2.reused, v2.locked) == ([1, 2], [0, 3], [3])
+    assert v2.edits[0]["text"] == "a red ship arrives at dawn"
+
+
+def test_an_interrupted_edit_resumes_as_the_same_version_and_pays_once(store):
+    prepared, runner, pipeline = _edit(store, [{"kind": "regenerate", "segment": 3, "seed": 41}])
+    run = store.open("harbour")
+    from longvid.runtime.versions import ensure_first_version
+    from longvid.runtime.store import read_manifest
+
+    ensure_first_version(run, read_manifest(run))
+    _write_prepared(run, prepared)  # the process died here: nothing applied yet
+    with pytest.raises(InputError, match="unfinished edit"):
+        _edit(store, [{"kind": "regenerate", "segment": 2}])
+    pipeline.resume("harbour")
+    assert [i for i, _ in runner.submitted] == [3]
+    assert [v.version for v in read_history(run).versions] == [1, 2]
+    assert RunPlan.model_validate_json(run.read_bytes("plan.json")).segments[3].seed == 41
+
+    # The next edit dies after its plan and manifest were applied: resume renders v3 once.
+    prepared, runner, pipeline = _edit(store, [{"kind": "regenerate", "segment": 3, "seed": 42}])
+    apply_prepared(run, _write_prepared(run, prepared))
+    pipeline.resume("harbour")
+    pipeline.resume("harbour")  # a finished edit resumed again: nothing new to pay, no v4
+    assert [i for i, _ in runner.submitted] == [3]
+    assert [v.version for v in read_history(run).versions] == [1, 2, 3]
+    assert _sha(Path(run.location("versions/v2/final.mp4"))) != _sha(Path(run.location("versions/v3/final.mp4")))
+
+
+def test_a_replaced_segment_is_the_users_clip_and_a_bad_clip_is_refused(store, tmp_path):
+    run = store.root / "harbour"
+    clip = tmp_path / "mine.mp4"
+    shutil.copy(run / "segments/seg_0000.mp4", clip)
+    (tmp_path / "notes.mp4").write_text("not a video")
+    with pytest.raises(InputError, match="not a video"):
+        _edit(store, [{"kind": "replace", "segment": 3, "clip": str(tmp_path / "notes.mp4")}])
+    prepared, runner, pipeline = _edit(store, [{"kind": "replace", "segment": 3, "clip": str(clip)}])
+    run_edit(pipeline, prepared)
+    assert runner.submitted == []
+    frames, first = decode_rgb(run / "final.mp4"), decode_rgb(clip)
+    start = prepared.regeneration.jobs[3].start_frame + prepared.regeneration.jobs[3].head_frames
+    assert float(np.abs(frames[start + 4].astype(int) - first[4 + prepared.regeneration.jobs[3].head_frames].astype(int)).mean()) < 3.0
+    assert read_history(store.open("harbour")).versions[1].replaced == [3]

@@ -164,3 +164,36 @@ def test_a_replaced_segment_is_the_users_clip_and_a_bad_clip_is_refused(store, t
     start = prepared.regeneration.jobs[3].start_frame + prepared.regeneration.jobs[3].head_frames
     assert float(np.abs(frames[start + 4].astype(int) - first[4 + prepared.regeneration.jobs[3].head_frames].astype(int)).mean()) < 3.0
     assert read_history(store.open("harbour")).versions[1].replaced == [3]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scene", "9", "--text", "x"], "scene 9 does not exist"),
+    (["--text", "x"], "--text needs --scene N"),
+    (["--regenerate", "1", "--regenerate", "2", "--seed", "4"], "--seed goes with exactly one --regenerate"),
+    (["--replace", "1", "/no/such.mp4"], "does not exist"),
+    ([], "say what to edit"),
+    (["--regenerate", "7"], r"segment\(s\) \[7\] do not exist"),
+    (["--scene", "2", "--text", "x", "--budget", "-1"], "budget_usd"),
+])
+def test_the_edit_command_refuses_bad_input_with_exit_2(store, capsys, args, message):
+    from longvid.cli import main
+
+    assert main(["edit", "harbour", "--store", str(store.root), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("longvid: error:") and "\n" not in err
+    assert pytest.importorskip("re").search(message, err)
+
+
+def test_the_edit_estimate_and_history_commands(store, capsys):
+    import json
+
+    from longvid.cli import main
+
+    assert main(["edit", "harbour", "--store", str(store.root), "--scene", "3", "--lighting", "night", "--estimate", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["version"] == 2 and summary["regenerate"] == [2, 3] and summary["keep"] == [0, 1]
+    assert not (store.root / "harbour/history.json").exists()  # an estimate writes nothing
+    assert main(["edit", "harbour", "--store", str(store.root), "--lock", "1", "2"]) == 0
+    assert main(["history", str(store.root / "harbour"), "--json"]) == 0
+    history = json.loads(capsys.readouterr().out)
+    assert history["locked"] == [1, 2] and [v["version"] for v in history["versions"]] == [1] and history["pending"] is None

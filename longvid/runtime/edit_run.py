@@ -49,6 +49,7 @@ class PreparedEdit:
     budget_usd: float | None
     warnings: list[str]
     narration: Spoken | None = None  # re-spoken when the edit changed what is said
+    key: str | None = None  # the caller's idempotency key (a batch line, an API request)
 
     @property
     def new_version(self) -> bool:
@@ -76,8 +77,9 @@ def check_clip(path: Path) -> None:
         raise InputError(f"replacement clip {path} has no video frames")
 
 
-def prepare_edit(pipeline, run_id: str, request: EditRequest) -> PreparedEdit:
-    """Check `request` against run `run_id` and decide what it regenerates; nothing is written."""
+def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = None) -> PreparedEdit:
+    """Check `request` against run `run_id` and decide what it regenerates; nothing is written.
+    `key`: the caller's idempotency key, kept in history.json with the version."""
     run = pipeline.store.open(run_id)
     manifest = read_manifest(run)
     history = current_history(run, manifest)
@@ -118,7 +120,7 @@ def prepare_edit(pipeline, run_id: str, request: EditRequest) -> PreparedEdit:
     if refusal is not None:
         raise InputError(refusal.replace("shorten --duration", "regenerate fewer segments"))
     return PreparedEdit(run_id, version, request, storyboard, regeneration, estimate, locked, budget,
-                        [*warnings, *([warning] if warning else [])], spoken)
+                        [*warnings, *([warning] if warning else [])], spoken, key)
 
 
 def set_locks(pipeline, prepared: PreparedEdit) -> History:
@@ -165,7 +167,8 @@ def _write_prepared(run: RunFolder, prepared: PreparedEdit) -> PendingEdit:
         run.publish(uploads[index], Path(clip))
     pending = PendingEdit(version=n, request=prepared.request, locked=prepared.locked, budget_usd=prepared.budget_usd,
                           decisions={i: (d.value, why) for i, (d, why) in prepared.regeneration.decisions.items()},
-                          sources=prepared.regeneration.sources, uploads=uploads, estimate_usd=prepared.estimate.low_usd)
+                          sources=prepared.regeneration.sources, uploads=uploads, estimate_usd=prepared.estimate.low_usd,
+                          key=prepared.key)
     write_pending(run, pending)
     return pending
 
@@ -249,8 +252,21 @@ def finish_version(run: RunFolder, pending: PendingEdit) -> History:
             regenerated=sorted(i for i, d in decisions.items() if d == Decision.REGENERATE.value),
             reused=sorted(i for i, d in decisions.items() if d in (Decision.KEEP.value, Decision.LOCKED.value)),
             replaced=sorted(i for i, d in decisions.items() if d == Decision.REPLACE.value), locked=pending.locked,
-            estimate_usd=pending.estimate_usd, cost_usd=CostLedger(entries=list(manifest.ledger)).committed_usd)
+            estimate_usd=pending.estimate_usd, cost_usd=CostLedger(entries=list(manifest.ledger)).committed_usd, key=pending.key)
         history = history.model_copy(update={"versions": [*history.versions, record], "locked": pending.locked})
         write_history(run, history)
     write_pending(run, pending.model_copy(update={"stage": EditStage.DONE}))
     return history
+
+
+def keyed_edit(run: RunFolder, key: str) -> tuple[str, int] | None:
+    """("done", version) when an edit with this idempotency key made a version, ("pending",
+    version) while it is being made, None when none was started (a re-submitted batch line
+    or a retried API request does not edit twice)."""
+    history = read_history(run)
+    if history is not None and (done := history.keyed(key)) is not None:
+        return "done", done.version
+    pending = pending_edit(run, history)
+    if pending is not None and pending.key == key:
+        return "pending", pending.version
+    return None

@@ -47,6 +47,8 @@ class VersionRecord(BaseModel):
     locked: list[int] = []
     estimate_usd: float = 0.0  # the cheapest bound shown before it ran
     cost_usd: float = 0.0  # committed by this version alone
+    # Who asked, for idempotency: a batch line's or an API request's key (absent otherwise).
+    key: Annotated[str | None, Field(exclude_if=lambda v: v is None)] = None
 
     @property
     def video(self) -> str:
@@ -66,6 +68,10 @@ class History(BaseModel):
 
     def version(self, number: int) -> VersionRecord | None:
         return next((v for v in self.versions if v.version == number), None)
+
+    def keyed(self, key: str) -> VersionRecord | None:
+        """The version an edit with this idempotency key made, if any."""
+        return next((v for v in self.versions if v.key == key), None)
 
 
 class EditStage(str, enum.Enum):
@@ -90,6 +96,7 @@ class PendingEdit(BaseModel):
     budget_usd: Annotated[float | None, Field(exclude_if=lambda v: v is None)] = None
     estimate_usd: float = 0.0
     created_at: str = Field(default_factory=_now)
+    key: Annotated[str | None, Field(exclude_if=lambda v: v is None)] = None
 
 
 def read_history(run: RunFolder) -> History | None:

@@ -138,10 +138,7 @@ def run_edit(pipeline, prepared: PreparedEdit, output: Path | None = None):
     started = time.perf_counter()
     run = pipeline.store.open(prepared.run_id)
     with RunLock(run, pipeline.settings.store.run_lock_ttl_s, on_lost=pipeline.stop.set) as lease:
-        manifest = read_manifest(run)
-        ensure_first_version(run, manifest)
-        pending = _write_prepared(run, prepared)
-        manifest, plan = apply_prepared(run, pending)
+        pending, manifest, plan = begin_edit(run, prepared)
         if output is not None:
             manifest = manifest.model_copy(update={"output": str(output)})
             write_model(run, MANIFEST, manifest)
@@ -151,6 +148,15 @@ def run_edit(pipeline, prepared: PreparedEdit, output: Path | None = None):
                                    plan.narration, spoken.clips if spoken else {})
         finish_version(run, pending)
         return result
+
+
+def begin_edit(run: RunFolder, prepared: PreparedEdit) -> tuple[PendingEdit, RunManifest, RunPlan]:
+    """v1 snapshotted if this is the first edit, the edit recorded, then applied: from here
+    a resume (the CLI's, a worker's) renders the new version. The caller holds the run's lease."""
+    ensure_first_version(run, read_manifest(run))
+    pending = _write_prepared(run, prepared)
+    manifest, plan = apply_prepared(run, pending)
+    return pending, manifest, plan
 
 
 def _write_prepared(run: RunFolder, prepared: PreparedEdit) -> PendingEdit:

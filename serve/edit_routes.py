@@ -1,0 +1,153 @@
+"""Editing a finished render over HTTP: POST /v1/renders/{id}/edits (estimate, then admit
+like a render: the same per-token limit, an Idempotency-Key, a worker renders the new
+version), GET /v1/renders/{id}/versions, and each version's video and report behind the
+same ownership rules and signed links as the render's own.
+
+(No `from __future__ import annotations` here: FastAPI reads the route signatures.)
+"""
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from longvid.errors import InputError
+from longvid.manifest import RunStatus
+from longvid.runtime.layout import FINAL, REPORT, version_path
+
+from . import views
+from .access import Access, Principal, checked_id
+from .errors import ApiError
+from .lookup import RenderLookup, not_found
+from .models import ERRORS
+from .security import signed_path
+
+
+def _version_file(version: int, name: str, history) -> str:
+    """A version's file; v1 of a never-edited render is the run's own file."""
+    return name if history is None and version == 1 else version_path(version, name)
+
+
+def add_edit_routes(app: FastAPI, settings, records, guard: Access, lookup: RenderLookup, admission, start, clock) -> None:
+    from longvid.wiring import RenderOptions, planning_pipeline
+
+    def pipeline():
+        # Checks and estimates only (no Ray, no judge); the offline planner: an edit re-plans nothing.
+        return planning_pipeline(records.store, RenderOptions(planner="offline"), settings.longvid)
+
+    def version_links(request: Request, run_id: str, version: int) -> dict:
+        root, now = request.scope.get("root_path", "").rstrip("/"), clock()
+        base = f"/v1/renders/{run_id}/versions/{version}"
+        return {kind: root + signed_path(lookup.secret, f"{base}/{kind}", now, settings.link_ttl_s) for kind in ("video", "report")}
+
+    def history_of(run_id: str):
+        from longvid.runtime.store import read_manifest
+        from longvid.runtime.versions import current_history, pending_edit, read_history
+
+        run = records.store.open(run_id)
+        saved = read_history(run)
+        return run, saved, current_history(run, read_manifest(run)), pending_edit(run, saved)
+
+    def admit_edit(run_id: str, prepared) -> str:
+        from longvid.runtime.edit_run import begin_edit
+        from longvid.runtime.runlock import RunLock
+
+        run = records.store.open(run_id)
+        with RunLock(run, settings.longvid.store.run_lock_ttl_s):
+            begin_edit(run, prepared)
+        return records.requeue(records.load(run_id))  # queued: a worker resumes it into the new version
+
+    @app.post("/v1/renders/{render_id}/edits", status_code=202, response_model=None, responses=ERRORS, tags=["renders"])
+    async def edit_render(
+        request: Request, render_id: str, principal: Annotated[Principal, Depends(guard.writer)],
+        body: Annotated[dict[str, Any], Body(description="an EditRequest: {\"edits\": [{\"kind\": \"scene\", \"scene\": 2, "
+                                                         "\"text\": \"…\"}, {\"kind\": \"regenerate\", \"segment\": 3}, "
+                                                         "{\"kind\": \"lock\", \"segments\": [0]}], \"budget_usd\": 2}")],
+        estimate_only: Annotated[bool, Query(description="answer with what the edit would regenerate and cost; start nothing")] = False,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    ) -> JSONResponse:
+        """Edit a finished render into its next version: change scenes, regenerate or lock
+        segments. Only what changed (and its chain) is regenerated; every version is kept."""
+        from longvid.editing import ReplaceEdit, parse_edit_request
+        from longvid.runtime.edit_run import keyed_edit, prepare_edit, set_locks
+
+        record = await lookup.load(render_id, principal)
+        try:
+            edit = parse_edit_request(body, "edit")
+        except InputError as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from None
+        if any(isinstance(e, ReplaceEdit) for e in edit.edits):
+            raise ApiError(422, "invalid_request", "replacing a segment with a clip is not available over the API; "
+                                                   "use `longvid edit --replace` or a batch edit line")
+        key = None
+        if idempotency_key is not None:
+            key = "api:" + hashlib.sha256(f"{principal.owner}\n{idempotency_key}".encode()).hexdigest()[:40]
+            state = await run_in_threadpool(keyed_edit, records.store.open(record.run_id), key)
+            if state is not None:
+                return JSONResponse({"id": record.run_id, "version": state[1], "status": "done" if state[0] == "done" else "queued",
+                                     "links": version_links(request, record.run_id, state[1])}, status_code=200)
+        status, _ = views.effective_status(record.manifest.status, record.heartbeat_at, clock(), settings.stale_after_s)
+        if record.manifest.status is not RunStatus.DONE or status is not views.ApiStatus.DONE:
+            raise ApiError(409, "not_editable", f"only a finished render can be edited; this one is {status.value}")
+        try:
+            prepared = await run_in_threadpool(prepare_edit, pipeline(), record.run_id, edit, key)
+        except InputError as exc:
+            raise ApiError(422, "invalid_request", views.scrub(str(exc), records.hidden_paths)) from None
+        summary = prepared.summary()
+        if estimate_only:
+            return JSONResponse(summary, status_code=200)
+        if not prepared.new_version:
+            history = await run_in_threadpool(set_locks, pipeline(), prepared)
+            return JSONResponse({"id": record.run_id, "locked": history.locked}, status_code=200)
+        attempt = await run_in_threadpool(admission.start_within_limit, principal, lambda: admit_edit(record.run_id, prepared),
+                                          record.run_id)
+        await start(record.run_id, attempt)
+        return JSONResponse({**summary, "id": record.run_id, "status": views.ApiStatus.QUEUED,
+                             "links": {**lookup.links(request, record.run_id),
+                                       "version": version_links(request, record.run_id, prepared.version)}}, status_code=202)
+
+    @app.get("/v1/renders/{render_id}/versions", responses=ERRORS, tags=["renders"])
+    async def list_versions(request: Request, render_id: str, principal: Annotated[Principal, Depends(guard.reader)]) -> dict:
+        """Every version of the render (v1: the first render), with what each edit changed and
+        cost, and signed links to each version's video and report."""
+        record = await lookup.load(render_id, principal)
+        _run, _saved, history, pending = await run_in_threadpool(history_of, record.run_id)
+        return {"id": record.run_id, "locked": history.locked,
+                "pending": {"version": pending.version, "stage": pending.stage.value} if pending else None,
+                "versions": [{**v.model_dump(mode="json", exclude={"key"}), "links": version_links(request, record.run_id, v.version)}
+                             for v in history.versions]}
+
+    async def version_file(render_id: str, version: int, name: str, access: Principal | None):
+        if access is not None:  # a token: only its own renders (another's is not found)
+            await lookup.load(render_id, access)
+        elif await run_in_threadpool(records.open, checked_id(render_id)) is None:  # a signed link: bound to this path
+            raise not_found(render_id)
+        run, saved, history, _pending = await run_in_threadpool(history_of, render_id)
+        if history.version(version) is None:
+            raise ApiError(404, "not_found", f"render {render_id} has no version {version}")
+        where = _version_file(version, name, saved)
+        if not await run_in_threadpool(run.exists, where):
+            raise ApiError(404, "not_ready", f"version {version} has no {name}")
+        return await run_in_threadpool(run.local_path, where)
+
+    @app.get("/v1/renders/{render_id}/versions/{version}/video", response_class=FileResponse, tags=["renders"],
+             responses={**ERRORS, 200: {"content": {"video/mp4": {}}}})
+    async def version_video(render_id: str, version: int,
+                            access: Annotated[Principal | None, Depends(guard.signed_reader("versions/{version}/video"))]):
+        """One version's MP4 (Range requests are served)."""
+        path = await version_file(render_id, version, FINAL, access)
+        return FileResponse(path, media_type="video/mp4", content_disposition_type="inline", filename=f"{render_id}-v{version}.mp4",
+                            headers={"Cache-Control": "private, max-age=60"})
+
+    app.add_api_route("/v1/renders/{render_id}/versions/{version}/video", version_video, methods=["HEAD"], include_in_schema=False)
+
+    @app.get("/v1/renders/{render_id}/versions/{version}/report", responses=ERRORS, tags=["renders"])
+    async def version_report(render_id: str, version: int,
+                             access: Annotated[Principal | None, Depends(guard.signed_reader("versions/{version}/report"))]) -> JSONResponse:
+        """One version's report.json (segments, costs, timings), without server paths."""
+        path = await version_file(render_id, version, REPORT, access)
+        text = views.scrub(await run_in_threadpool(path.read_text), records.hidden_paths, limit=10**7)
+        return JSONResponse(json.loads(text), headers={"Cache-Control": "no-store"})

@@ -11,12 +11,12 @@ import json
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from longvid.errors import InputError
-from longvid.manifest import RunStatus
-from longvid.runtime.layout import FINAL, REPORT, version_path
+from longvid.manifest import RunPlan, RunStatus
+from longvid.runtime.layout import FINAL, PLAN, REPORT, version_path
 
 from . import views
 from .access import Access, Principal, checked_id
@@ -109,16 +109,65 @@ def add_edit_routes(app: FastAPI, settings, records, guard: Access, lookup: Rend
                              "links": {**lookup.links(request, record.run_id),
                                        "version": version_links(request, record.run_id, prepared.version)}}, status_code=202)
 
+    def segments_view(request: Request, run, history) -> list[dict]:
+        """The current version's segments for the studio: place, scene, lock and a thumbnail link."""
+        plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
+        root, now = request.scope.get("root_path", "").rstrip("/"), clock()
+        out = []
+        for job in plan.segments:
+            thumb = f"/v1/renders/{run.run_id}/segments/{job.index}/thumbnail"
+            out.append({"index": job.index, "scene": job.scene_index + 1, "start_s": round(job.start_frame / job.fps, 3),
+                        "duration_s": round(job.frames / job.fps, 3), "locked": job.index in history.locked,
+                        "description": job.scene.description,
+                        "thumbnail": root + signed_path(lookup.secret, thumb, now, settings.link_ttl_s) + f"&v={history.latest}"})
+        return out
+
+    def changed_span(run, version) -> list[float] | None:
+        """[start, end] in seconds of what `version` regenerated or replaced (None for v1)."""
+        changed = [*version.regenerated, *version.replaced]
+        where = version_path(version.version, PLAN)
+        if version.version == 1 or not changed or not run.exists(where):
+            return None
+        jobs = RunPlan.model_validate_json(run.read_bytes(where)).segments
+        picked = [j for j in jobs if j.index in changed]
+        return [round(min(j.start_frame for j in picked) / jobs[0].fps, 3),
+                round(max(j.start_frame + j.frames for j in picked) / jobs[0].fps, 3)]
+
+    def versions_body(request: Request, run_id: str) -> dict:
+        run, _saved, history, pending = history_of(run_id)
+        return {"id": run_id, "locked": history.locked,
+                "pending": {"version": pending.version, "stage": pending.stage.value} if pending else None,
+                "versions": [{**v.model_dump(mode="json", exclude={"key"}), "changed_span_s": changed_span(run, v),
+                              "links": version_links(request, run_id, v.version)} for v in history.versions],
+                "segments": segments_view(request, run, history)}
+
     @app.get("/v1/renders/{render_id}/versions", responses=ERRORS, tags=["renders"])
     async def list_versions(request: Request, render_id: str, principal: Annotated[Principal, Depends(guard.reader)]) -> dict:
         """Every version of the render (v1: the first render), with what each edit changed and
-        cost, and signed links to each version's video and report."""
+        cost, the span it changed, signed links to each version's video and report, and the
+        current version's segments (with thumbnails) for editing."""
         record = await lookup.load(render_id, principal)
-        _run, _saved, history, pending = await run_in_threadpool(history_of, record.run_id)
-        return {"id": record.run_id, "locked": history.locked,
-                "pending": {"version": pending.version, "stage": pending.stage.value} if pending else None,
-                "versions": [{**v.model_dump(mode="json", exclude={"key"}), "links": version_links(request, record.run_id, v.version)}
-                             for v in history.versions]}
+        return await run_in_threadpool(versions_body, request, record.run_id)
+
+    @app.get("/v1/renders/{render_id}/segments/{index}/thumbnail", response_class=Response, tags=["renders"],
+             responses={**ERRORS, 200: {"content": {"image/png": {}}}})
+    async def segment_thumbnail(render_id: str, index: int,
+                                access: Annotated[Principal | None, Depends(guard.signed_reader("segments/{index}/thumbnail"))]):
+        """A frame from the middle of the current version's segment `index`, as PNG."""
+        from longvid.media.frames import frame_png
+        from longvid.runtime.store import read_manifest
+
+        if access is not None:
+            await lookup.load(render_id, access)
+        run = await run_in_threadpool(records.open, checked_id(render_id))
+        if run is None:
+            raise not_found(render_id)
+        manifest = await run_in_threadpool(read_manifest, run)
+        if not 0 <= index < len(manifest.segments) or manifest.segments[index].clip is None:
+            raise ApiError(404, "not_found", f"render {render_id} has no finished segment {index}")
+        clip = manifest.segments[index].clip
+        png = await run_in_threadpool(frame_png, run.local_path(clip.path), clip.frames // 2)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     async def version_file(render_id: str, version: int, name: str, access: Principal | None):
         if access is not None:  # a token: only its own renders (another's is not found)

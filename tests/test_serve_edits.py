@@ -75,4 +75,11 @@ def test_edit_a_render_over_http_then_play_and_list_both_versions(tmp_path):
     assert client.get(v2_video.replace("/versions/2/", "/versions/1/")).status_code == 401  # a link opens its own path only
     assert client.get("/v1/renders/harbour/versions/9/video", headers=AUTH).status_code == 404
     assert client.get("/v1/renders/harbour/versions", headers=OTHER_AUTH).status_code == 404
+    assert versions["versions"][0]["changed_span_s"] is None
+    span = versions["versions"][1]["changed_span_s"]
+    segment = versions["segments"][1]
+    assert span == [segment["start_s"], segment["start_s"] + segment["duration_s"]]
+    thumbnail = client.get(segment["thumbnail"])  # signed, as an <img> asks
+    assert thumbnail.status_code == 200 and thumbnail.content.startswith(b"\x89PNG")
+    assert client.get(segment["thumbnail"].replace("/segments/1/", "/segments/0/")).status_code == 401
     worker.stop_all()

@@ -197,3 +197,22 @@ def test_the_edit_estimate_and_history_commands(store, capsys):
     assert main(["history", str(store.root / "harbour"), "--json"]) == 0
     history = json.loads(capsys.readouterr().out)
     assert history["locked"] == [1, 2] and [v["version"] for v in history["versions"]] == [1] and history["pending"] is None
+
+
+def test_versions_live_on_s3_through_the_store_interface(s3_server, tmp_path):
+    """The same edit over an s3:// store (moto's S3 on 127.0.0.1): snapshots, history and
+    the new version are objects, read back by a fresh store object."""
+    from longvid.runtime import open_store
+
+    store = open_store("s3://renders/edit-test")
+    spec = RenderSpec(prompt="a harbour", duration_s=5, fps=12, resolution="360p", narration="off", continuity="anchor")
+    RenderPipeline(store, InlineSegmentRunner()).render(spec, run_id="harbour-s3")
+    runner = InlineSegmentRunner()
+    pipeline = RenderPipeline(store, runner)
+    run_edit(pipeline, prepare_edit(pipeline, "harbour-s3", parse_edit_request([{"kind": "regenerate", "segment": 0, "seed": 3}])))
+    assert [i for i, _ in runner.submitted] == [0]
+    again = open_store("s3://renders/edit-test").open("harbour-s3")
+    assert [v.version for v in read_history(again).versions] == [1, 2]
+    for name in ("versions/v1/final.mp4", "versions/v2/final.mp4", "versions/v1/segments/seg_0000.mp4", "versions/v2/manifest.json"):
+        assert again.exists(name), name
+    assert again.read_bytes("versions/v2/final.mp4") == again.read_bytes("final.mp4") != again.read_bytes("versions/v1/final.mp4")

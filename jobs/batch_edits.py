@@ -56,7 +56,8 @@ def _edit(job, item: SpecLine, base: RenderRow, progress) -> RenderRow:
             result, action = pipeline.resume(item.run_id), "resumed"
         else:
             prepared = prepare_edit(planning_pipeline(job.store, options, job.settings), item.run_id, item.edit, key=item.edit_key)
-            progress.say(f"editing into v{prepared.version}: regenerate {prepared.regeneration.regenerated}")
+            progress.say(f"editing into v{prepared.version}: regenerate {prepared.regeneration.regenerated}, "
+                         f"estimated ${prepared.estimate.low_usd:.2f}")
             result, action = run_edit(pipeline, prepared), "edited"
     version = keyed_edit(run, item.edit_key)
     return _replace(base, status="done", action=action, video_s=round(result.duration_s, 3), cost_usd=result.cost_usd,

@@ -3,6 +3,7 @@ only the edited span is made again, every version stays, locks hold against the 
 an interrupted edit finishes under the same version number without paying twice."""
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -150,6 +151,36 @@ def test_an_interrupted_edit_resumes_as_the_same_version_and_pays_once(store):
     assert _sha(Path(run.location("versions/v2/final.mp4"))) != _sha(Path(run.location("versions/v3/final.mp4")))
 
 
+class DiesAtSegment(InlineSegmentRunner):
+    """The driver is interrupted (Ctrl-C) when segment `index` is collected."""
+
+    def __init__(self, index):
+        super().__init__()
+        self.index = index
+
+    def collect(self, provider, task_id, job, *args):
+        if job.index == self.index:
+            raise KeyboardInterrupt
+        return super().collect(provider, task_id, job, *args)
+
+
+def test_an_edit_interrupted_mid_generation_keeps_what_it_made(store):
+    dying = DiesAtSegment(2)
+    prepared = prepare_edit(RenderPipeline(store), "harbour", parse_edit_request([{"kind": "regenerate", "segment": 1, "seed": 8}]))
+    with pytest.raises(KeyboardInterrupt):
+        run_edit(RenderPipeline(store, dying), prepared)
+    assert [i for i, _ in dying.submitted] == [1]
+    runner = InlineSegmentRunner()
+    RenderPipeline(store, runner).resume("harbour")
+    # Segment 1 was accepted before the interrupt: not made again. Segment 3 comes from the
+    # cache: the preview's segment 2 came out as before, so 3's first frame did too.
+    assert [i for i, _ in runner.submitted] == [2]
+    manifest = json.loads(store.open("harbour").read_bytes("manifest.json"))
+    assert [s["state"] for s in manifest["segments"]] == ["accepted"] * 4 and manifest["segments"][3]["cached"]
+    history = read_history(store.open("harbour"))
+    assert [v.version for v in history.versions] == [1, 2] and history.versions[1].regenerated == [1, 2, 3]
+
+
 def test_a_replaced_segment_is_the_users_clip_and_a_bad_clip_is_refused(store, tmp_path):
     run = store.root / "harbour"
     clip = tmp_path / "mine.mp4"
@@ -185,8 +216,6 @@ def test_the_edit_command_refuses_bad_input_with_exit_2(store, capsys, args, mes
 
 
 def test_the_edit_estimate_and_history_commands(store, capsys):
-    import json
-
     from longvid.cli import main
 
     assert main(["edit", "harbour", "--store", str(store.root), "--scene", "3", "--lighting", "night", "--estimate", "--json"]) == 0

@@ -16,7 +16,8 @@ A run folder (paths relative to it, so a run can move between stores):
     cancel.requested                replica running it and its heartbeat, a stop request
     history.json                    the versions of the video after edits (runtime/versions.py)
     versions/v2/{final.mp4,manifest.json,plan.json,report.json}   each version as it finished
-    versions/v2/edit.json           the edit that makes v2 (its stage while it runs)
+    versions/v2/edit.json           the edit that makes v2 (its stage while it runs), with
+    versions/v2/next_plan.json      its plan, and versions/v2/uploads/ (replacement clips)
     versions/v1/segments/...        earlier versions' segment files that a later edit replaced
 
 Beside the runs, under the store's root: cache/ab/<key>.mp4 (segments by content key) and

@@ -6,14 +6,20 @@ same ownership rules and signed links as the render's own.
 (No `from __future__ import annotations` here: FastAPI reads the route signatures.)
 """
 
+import base64
+import binascii
 import hashlib
 import json
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from longvid.editing import ReplaceEdit
 from longvid.errors import InputError
 from longvid.manifest import RunPlan, RunStatus
 from longvid.runtime.layout import FINAL, PLAN, REPORT, version_path
@@ -29,6 +35,29 @@ from .security import signed_path
 def _version_file(version: int, name: str, history) -> str:
     """A version's file; v1 of a never-edited render is the run's own file."""
     return name if history is None and version == 1 else version_path(version, name)
+
+
+@contextmanager
+def uploaded_clips(clips: object):
+    """`{"<segment>": "<base64 MP4>"}` as files in a private temporary folder, removed after
+    the request (the edit keeps its own copy); checked by decoding in prepare_edit."""
+    if not isinstance(clips, dict) or not all(isinstance(k, str) and k.isdigit() and isinstance(v, str) for k, v in clips.items()):
+        raise ApiError(422, "invalid_request", "clips: an object of segment number -> base64 MP4")
+    with tempfile.TemporaryDirectory(prefix="longvid-clips-") as folder:
+        paths = {}
+        for segment, data in clips.items():
+            try:
+                raw = base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError):
+                raise ApiError(422, "invalid_base64", f"clips.{segment} is not valid base64") from None
+            paths[int(segment)] = Path(folder) / f"segment-{int(segment)}.mp4"
+            paths[int(segment)].write_bytes(raw)
+        yield paths
+
+
+def public_edits(edits: list[dict]) -> list[dict]:
+    """A version's edits as the API shows them: a replacement clip's server path left out."""
+    return [{k: v for k, v in e.items() if k != "clip"} for e in edits]
 
 
 def add_edit_routes(app: FastAPI, settings, records, guard: Access, lookup: RenderLookup, admission, start, clock) -> None:
@@ -71,19 +100,28 @@ def add_edit_routes(app: FastAPI, settings, records, guard: Access, lookup: Rend
     ) -> JSONResponse:
         """Edit a finished render into its next version: change scenes, regenerate or lock
         segments. Only what changed (and its chain) is regenerated; every version is kept."""
-        from longvid.editing import ReplaceEdit, parse_edit_request
-        from longvid.runtime.edit_run import keyed_edit, prepare_edit, set_locks
+        from longvid.editing import parse_edit_request
 
         record = await lookup.load(render_id, principal)
+        body = dict(body)
+        clips = body.pop("clips", None) or {}
         try:
             edit = parse_edit_request(body, "edit")
         except InputError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-        if any(isinstance(e, ReplaceEdit) for e in edit.edits):
-            raise ApiError(422, "invalid_request", "replacing a segment with a clip is not available over the API; "
-                                                   "use `longvid edit --replace` or a batch edit line")
+        if any(isinstance(e, ReplaceEdit) for e in edit.edits):  # a path would name a file on this server
+            raise ApiError(422, "invalid_request", "send a replacement clip as \"clips\": {\"<segment>\": \"<base64 MP4>\"}, "
+                                                   "not as a replace edit with a path")
+        with uploaded_clips(clips) as replacements:
+            return await admit(request, record, principal, edit, replacements, estimate_only, idempotency_key)
+
+    async def admit(request, record, principal, edit, replacements, estimate_only, idempotency_key) -> JSONResponse:
+        from longvid.runtime.edit_run import keyed_edit, prepare_edit, set_locks
+
+        if replacements:
+            edit = edit.model_copy(update={"edits": [*edit.edits, *(ReplaceEdit(segment=i, clip=p) for i, p in replacements.items())]})
         key = None
-        if idempotency_key is not None:
+        if idempotency_key is not None:  # a retried request finds the version it made
             key = "api:" + hashlib.sha256(f"{principal.owner}\n{idempotency_key}".encode()).hexdigest()[:40]
             state = await run_in_threadpool(keyed_edit, records.store.open(record.run_id), key)
             if state is not None:
@@ -95,7 +133,10 @@ def add_edit_routes(app: FastAPI, settings, records, guard: Access, lookup: Rend
         try:
             prepared = await run_in_threadpool(prepare_edit, pipeline(), record.run_id, edit, key)
         except InputError as exc:
-            raise ApiError(422, "invalid_request", views.scrub(str(exc), records.hidden_paths)) from None
+            message = str(exc)
+            for segment, path in replacements.items():  # the temporary file's path is the server's business
+                message = message.replace(str(path), f"clips.{segment}")
+            raise ApiError(422, "invalid_request", views.scrub(message, records.hidden_paths)) from None
         summary = prepared.summary()
         if estimate_only:
             return JSONResponse(summary, status_code=200)
@@ -137,7 +178,7 @@ def add_edit_routes(app: FastAPI, settings, records, guard: Access, lookup: Rend
         run, _saved, history, pending = history_of(run_id)
         return {"id": run_id, "locked": history.locked,
                 "pending": {"version": pending.version, "stage": pending.stage.value} if pending else None,
-                "versions": [{**v.model_dump(mode="json", exclude={"key"}), "changed_span_s": changed_span(run, v),
+                "versions": [{**v.model_dump(mode="json", exclude={"key"}), "edits": public_edits(v.edits), "changed_span_s": changed_span(run, v),
                               "links": version_links(request, run_id, v.version)} for v in history.versions],
                 "segments": segments_view(request, run, history)}
 

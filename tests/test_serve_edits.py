@@ -82,4 +82,21 @@ def test_edit_a_render_over_http_then_play_and_list_both_versions(tmp_path):
     thumbnail = client.get(segment["thumbnail"])  # signed, as an <img> asks
     assert thumbnail.status_code == 200 and thumbnail.content.startswith(b"\x89PNG")
     assert client.get(segment["thumbnail"].replace("/segments/1/", "/segments/0/")).status_code == 401
+
+    # A replacement clip goes inline as base64, is checked by decoding, and its server path never shows.
+    import base64
+
+    garbage = {"edits": [{"kind": "lock", "segments": [3]}], "clips": {"0": base64.b64encode(b"not a video").decode()}}
+    refused = client.post("/v1/renders/harbour/edits", json=garbage, headers=AUTH)
+    assert refused.status_code == 422 and "clips.0 is not a video" in refused.json()["error"]["message"]
+    assert "/tmp" not in refused.text and "longvid-clips" not in refused.text
+    clip = base64.b64encode((tmp_path / "runs/harbour/segments/seg_0003.mp4").read_bytes()).decode()
+    replaced = client.post("/v1/renders/harbour/edits", json={"edits": [{"kind": "lock", "segments": [1]}], "clips": {"0": clip}},
+                           headers=AUTH)
+    assert replaced.status_code == 202, replaced.text
+    assert replaced.json()["replace"] == [0] and replaced.json()["version"] == 3
+    assert _wait(lambda: len(client.get("/v1/renders/harbour/versions", headers=AUTH).json()["versions"]) == 3)
+    latest = client.get("/v1/renders/harbour/versions", headers=AUTH).json()
+    assert latest["versions"][2]["replaced"] == [0] and latest["locked"] == [1]
+    assert all("clip" not in e for e in latest["versions"][2]["edits"]) and "longvid-clips" not in json.dumps(latest)
     worker.stop_all()

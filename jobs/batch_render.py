@@ -3,7 +3,8 @@
     ray job submit --address http://HEAD:8265 --working-dir . -- \\
         python jobs/batch_render.py specs.jsonl --store s3://bucket/runs --parallel 4
 
-Each line is a RenderSpec as JSON, e.g. {"prompt": "a red fox in the snow", "duration_s": 30}.
+Each line is a RenderSpec as JSON, e.g. {"prompt": "a red fox in the snow", "duration_s": 30},
+or an edit of an existing run, {"run_id": "...", "edits": [...]} (jobs/batch_edits.py).
 A line's run id is derived from the job name and the line's content, so submitting the
 same job again resumes unfinished renders and skips finished ones. A bad line gets its own
 error and does not stop the others. Writes <out-dir>/<run id>.mp4 and a JSON summary
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 from pathlib import Path
 
+from jobs.batch_edits import edit_line
 from jobs.batch_specs import SpecLine, parse_spec_lines
 from jobs.batch_summary import (
     RenderRow,
@@ -140,9 +142,7 @@ class BatchJob:
             action = "resumed"
         if self.stop.is_set():
             return _replace(base, status="cancelled", action=action, error="not started: the job was stopped; submit it again to render")
-        options = RenderOptions(planner=self.args.planner, clip_model=self.args.clip_model or self.settings.clip.model or DEFAULT_CLIP_MODEL,
-                                clip_checkpoint=self.args.clip_checkpoint or self.settings.clip.checkpoint,
-                                allow_download=self.args.allow_download, stream_copy=not self.args.no_stream_copy)
+        options = self.options()
         planning_pipeline(self.store, options, self.settings, spec.storyboard_file is not None).check_inputs(spec)  # refuse before starting judge actors
 
         def say_judge(judge) -> None:
@@ -175,6 +175,11 @@ class BatchJob:
                         segments=len(manifest.segments), generated_segments=0, reused_segments=len(manifest.segments),
                         final=run.location(FINAL), output=str(output) if output else None, warnings=list(manifest.warnings))
 
+    def options(self) -> RenderOptions:
+        return RenderOptions(planner=self.args.planner, clip_model=self.args.clip_model or self.settings.clip.model or DEFAULT_CLIP_MODEL,
+                             clip_checkpoint=self.args.clip_checkpoint or self.settings.clip.checkpoint,
+                             allow_download=self.args.allow_download, stream_copy=not self.args.no_stream_copy)
+
     def output_path(self, run_id: str) -> Path | None:
         return None if self.args.no_copy else self.args.out_dir / f"{run_id}.mp4"
 
@@ -193,26 +198,31 @@ def run_lines(job: BatchJob, lines: list[SpecLine], parallel: int, on_rows) -> l
     for item in lines:
         if item.error is not None:
             rows.append(RenderRow(line=item.line, status="invalid", error=item.error))
-        elif item.run_id in first_line:
-            copies[item.run_id].append(item.line)
+        elif item.work_key in first_line:
+            copies[item.work_key].append(item.line)
         else:
-            first_line[item.run_id] = item
-            copies[item.run_id] = []
+            first_line[item.work_key] = item
+            copies[item.work_key] = []
     if rows:
         for row in rows:
             job.console.print(f"[{row.line:04d}] invalid: {row.error}")
         on_rows(list(rows))
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="render") as pool:
-        futures = {pool.submit(job.render, item): item for item in first_line.values()}
+        futures = {pool.submit(job.render, item): item for item in first_line.values() if item.edit is None}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
             for future in done:
                 item = futures[future]
                 row = future.result()
-                batch = [row] + [row.duplicate(line, of=item.line) for line in copies[item.run_id]]
+                batch = [row] + [row.duplicate(line, of=item.line) for line in copies[item.work_key]]
                 rows.extend(batch)
                 on_rows(batch)
+    for item in (i for i in first_line.values() if i.edit is not None):  # after the renders, in file order: edits build on each other
+        row = edit_line(job, item, LineProgress(job.console, f"[{item.line:04d} {item.run_id}]"))
+        batch = [row] + [row.duplicate(line, of=item.line) for line in copies[item.work_key]]
+        rows.extend(batch)
+        on_rows(batch)
     return sorted(rows, key=lambda r: r.line)
 
 

@@ -1,4 +1,5 @@
-"""A batch job's input: one RenderSpec per JSONL line, each with a stable run id.
+"""A batch job's input: one RenderSpec per JSONL line, each with a stable run id, or an
+edit of an existing run (`{"run_id": "...", "edits": [...]}`, longvid/editing).
 
 A line's run id depends only on the job's name and on what the line asks for (the
 validated spec, plus the bytes of any file it names), never on when the job ran. That is
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from longvid.errors import describe_validation_error
+from longvid.editing import EditRequest
+from longvid.errors import InputError, describe_validation_error
 from longvid.spec import RenderSpec
 
 EXAMPLE_LINE = '{"prompt": "a red fox in the snow", "duration_s": 30}'
@@ -31,6 +33,13 @@ class SpecLine:
     spec: RenderSpec | None = None
     run_id: str | None = None
     error: str | None = None
+    edit: EditRequest | None = None  # an edit line: the run_id names the run to edit
+    edit_key: str | None = None  # the edit's idempotency key: a re-submitted line edits once
+
+    @property
+    def work_key(self) -> str | None:
+        """Identical lines share one piece of work (a render, or one edit of one run)."""
+        return self.run_id if self.edit is None else f"{self.run_id}#{self.edit_key}"
 
 
 def job_slug(name: str) -> str:
@@ -69,6 +78,8 @@ def parse_line(number: int, text: str, job_name: str) -> SpecLine:
                                       f"each line must be one JSON object, e.g. {EXAMPLE_LINE}")
     if not isinstance(data, dict):
         return SpecLine(number, error=f"expected a JSON object, got {type(data).__name__}; e.g. {EXAMPLE_LINE}")
+    if "edits" in data:
+        return parse_edit_line(number, data, job_name)
     try:
         spec = RenderSpec.model_validate(data)
     except ValidationError as exc:
@@ -78,6 +89,32 @@ def parse_line(number: int, text: str, job_name: str) -> SpecLine:
     except OSError as exc:  # a named file vanished between validation and hashing
         return SpecLine(number, error=f"cannot read a file the spec names: {exc}")
     return SpecLine(number, spec=spec, run_id=run_id)
+
+
+EDIT_FIELDS = ("run_id", "edits", "budget_usd")
+
+
+def parse_edit_line(number: int, data: dict, job_name: str) -> SpecLine:
+    """`{"run_id": ..., "edits": [...], "budget_usd": ...}`: an edit of a finished run. Its key
+    hashes the job's name, the run, the edits and any replacement clip's bytes."""
+    from longvid.editing import parse_edit_request
+    from longvid.runtime.run_ids import check_run_id
+
+    unknown = sorted(set(data) - set(EDIT_FIELDS))
+    if unknown:
+        return SpecLine(number, error=f"unknown field {', '.join(unknown)}; an edit line may have: {', '.join(EDIT_FIELDS)}")
+    try:
+        run_id = check_run_id(str(data.get("run_id") or ""))
+        request = parse_edit_request({k: v for k, v in data.items() if k != "run_id"}, "edits")
+    except (InputError, ValueError) as exc:
+        return SpecLine(number, error=f"edit line: {exc}")
+    digest = hashlib.sha256(json.dumps([job_slug(job_name), run_id, request.model_dump(mode="json")], sort_keys=True).encode())
+    try:
+        for clip in request.replacements.values():
+            digest.update(b"\0" + hashlib.sha256(Path(clip).read_bytes()).digest())
+    except OSError as exc:
+        return SpecLine(number, run_id=run_id, error=f"cannot read a replacement clip: {exc}")
+    return SpecLine(number, run_id=run_id, edit=request, edit_key=f"batch:{digest.hexdigest()[:24]}")
 
 
 def parse_spec_lines(text: str, job_name: str) -> list[SpecLine]:

@@ -9,8 +9,8 @@ from typing import Literal
 
 Status = Literal["done", "failed", "invalid", "cancelled"]
 # rendered: a new run; resumed: an unfinished run with this id was continued;
-# already_done: the run had finished before, nothing was rendered.
-Action = Literal["rendered", "resumed", "already_done"]
+# already_done: the run had finished before, nothing was rendered; edited: an edit line made a new version.
+Action = Literal["rendered", "resumed", "already_done", "edited"]
 
 SUMMARY_VERSION = 1
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from .cli_edit import add_edit_parsers, cmd_edit, cmd_history
 from .cli_narration import narration_choice, print_narration_timing
 from .cli_views import CliProgress, print_plan_table, print_providers, print_render_summary, print_runs, print_status
 from .errors import InputError, LongvidError, describe_validation_error
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     providers = sub.add_parser("providers", help="list video providers: configured or not, model, lengths, price, breaker state")
     _store_argument(providers)
     providers.add_argument("--json", action="store_true")
+
+    add_edit_parsers(sub, _store_argument, _ray_arguments, _planner_argument)  # edit, history: cli_edit.py
     return parser
 
 
@@ -426,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"plan": cmd_plan, "render": cmd_render, "resume": cmd_resume, "status": cmd_status, "runs": cmd_runs, "providers": cmd_providers, "review": cmd_review}
+    handlers = {"plan": cmd_plan, "render": cmd_render, "resume": cmd_resume, "status": cmd_status, "runs": cmd_runs, "providers": cmd_providers, "review": cmd_review,
+                "edit": cmd_edit, "history": cmd_history}  # cli_edit.py
     try:
         args.settings = with_local_model(Settings.from_env(), getattr(args, "model_dir", None),
                                          getattr(args, "allow_download", False))  # the one read of the environment; passed down from here
@@ -436,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             configure_logging(args.log_format, secrets=secret_values(args.settings))
         if getattr(args, "store", "") is None:
             args.store = args.settings.store.location
-        if args.command in ("resume", "status", "review"):  # a run id, or the run folder's path render printed
+        if args.command in ("resume", "status", "review", "edit", "history"):  # a run id, or the run folder's path render printed
             from .runtime.run_ref import resolve_run_ref
 
             args.store, args.run_id = resolve_run_ref(args.run_id, args.store)

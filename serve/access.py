@@ -116,7 +116,8 @@ class Access:
             if not (exp or sig):
                 return self.reader(request, credentials)
             client = request.client.host if request.client else "?"
-            if verify_link(self.secret, f"/v1/renders/{render_id}/{kind}", exp, sig, self.clock(), self.settings.link_ttl_s):
+            path = kind.format(**request.path_params)  # e.g. "versions/{version}/video": the exact path is signed
+            if verify_link(self.secret, f"/v1/renders/{render_id}/{path}", exp, sig, self.clock(), self.settings.link_ttl_s):
                 # Per render owner and client: clients behind one address (a NAT, a proxy)
                 # reading one tenant's links do not use up another tenant's.
                 owner = (self.records.request_of(render_id) or {}).get("owner") or "-"

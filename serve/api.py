@@ -39,6 +39,7 @@ from .access import Access, Principal
 from .admission import Admission
 from .bodies import Submitted, add_component_schemas, openapi_request_body, read_submission
 from .clients import PlannerClient, RendererClient
+from .edit_routes import add_edit_routes
 from .errors import ApiError, install_error_handlers
 from .images import CheckedImage, ImageFetcher, check_image_bytes, decode_base64_image
 from .inputs import InputSweeper, StagedImages
@@ -254,6 +255,9 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
 
     # The routes of a render's outputs, registered here so the route order stays the same.
     add_media_routes(app, settings, records, access, lookup)
+
+    # Edits and versions (edit_routes.py), before the catch-all below.
+    add_edit_routes(app, settings, records, access, lookup, admission, start, clock)
 
     @app.post("/v1/renders/{render_id}/resume", status_code=202, response_model=RenderAccepted, responses=ERRORS, tags=["renders"])
     async def resume_render(request: Request, render_id: str, principal: Annotated[Principal, Depends(writer)]) -> dict:

@@ -269,3 +269,52 @@ def test_every_control_has_an_accessible_name_and_the_page_fits_1280x800(studio,
     for name in ("Plan", "Render without editing"):
         box = page.get_by_role("button", name=name, exact=True).bounding_box()
         assert box is not None and box["y"] + box["height"] <= 800
+
+
+def test_regenerate_a_segment_from_the_studio_then_watch_both_versions(studio, page):
+    from playwright.sync_api import expect
+
+    base, token, store = studio
+    _open_studio(page, base, token)
+    page.get_by_label("Prompt").fill("a red kite over a windy beach")
+    page.get_by_label("Duration (seconds)").fill("8")
+    page.get_by_label("Resolution").select_option("360p")
+    page.get_by_label("Continuity").select_option("anchor")
+    page.get_by_role("button", name="Render without editing").click()
+    status = page.locator("#run-status")
+    expect(status).to_have_text("done", timeout=120_000)
+    picker = page.get_by_label("Version", exact=True)
+    expect(picker.locator("option")).to_have_count(1)
+    segments = page.get_by_role("list", name="Segments of the current version")
+    expect(segments.get_by_role("listitem")).to_have_count(4)
+    _wait_until(page, "[...document.querySelectorAll('#edit-segments img')].every(i => i.complete && i.naturalWidth > 0)", 30)
+    run_id = page.locator("#run-title").inner_text().removeprefix("Render ")
+    _shot(page, "6_versions_before_edit")
+
+    page.get_by_role("button", name="Regenerate segment 1").click()
+    expect(picker.locator("option")).to_have_count(2, timeout=120_000)  # v2 was rendered
+    expect(status).to_have_text("done")
+    history = json.loads(store.open(run_id).read_bytes("history.json"))
+    assert [v["version"] for v in history["versions"]] == [1, 2] and history["versions"][1]["regenerated"] == [1]
+    expect(picker).to_have_value("2")
+
+    # Play v2, then v1, in the version player; v2 shows its changed span before and after.
+    for version in ("2", "1"):
+        picker.select_option(version)
+        _wait_until(page, f"document.getElementById('version-video').dataset.version === '{version}' && "
+                          "document.getElementById('version-video').readyState >= 1", 30)
+        assert abs(page.evaluate("document.getElementById('version-video').duration") - 8.0) < 0.1
+        page.evaluate("document.getElementById('version-video').muted = true")
+        page.evaluate("document.getElementById('version-video').play()")
+        _wait_until(page, "document.getElementById('version-video').currentTime > 0.3", 20)
+        page.evaluate("document.getElementById('version-video').pause()")
+    expect(page.locator("#compare")).to_be_hidden()  # v1 changed nothing
+    picker.select_option("2")
+    expect(page.locator("#compare")).to_be_visible()
+    expect(page.locator("#compare-caption")).to_contain_text("v1 (before) and v2 (after)")
+    for element in ("before-video", "after-video"):
+        _wait_until(page, f"document.getElementById('{element}').readyState >= 1", 30)
+    page.get_by_role("button", name="Play the changed span").click()
+    _wait_until(page, "document.getElementById('after-video').currentTime > 2.1", 20)  # segment 1 starts at 2 s
+    _shot(page, "7_versions_after_edit")
+    assert not page.console_errors, page.console_errors

@@ -14,6 +14,11 @@ A run folder (paths relative to it, so a run can move between stores):
     lock.json                       the lease of the driver rendering the run
     request.json, worker.json,      written by the HTTP API (serve/runs.py): who asked, the
     cancel.requested                replica running it and its heartbeat, a stop request
+    history.json                    the versions of the video after edits (runtime/versions.py)
+    versions/v2/{final.mp4,manifest.json,plan.json,report.json}   each version as it finished
+    versions/v2/edit.json           the edit that makes v2 (its stage while it runs), with
+    versions/v2/next_plan.json      its plan, and versions/v2/uploads/ (replacement clips)
+    versions/v1/segments/...        earlier versions' segment files that a later edit replaced
 
 Beside the runs, under the store's root: cache/ab/<key>.mp4 (segments by content key) and
 state/health/<provider>.json (each provider's breaker as the last render left it).
@@ -31,6 +36,16 @@ REPORT_HTML = "report.html"
 CHARACTERS = "characters.npz"
 CONTEXT = "context.npz"
 LOCK = "lock.json"
+
+# Versions after edits (runtime/versions.py).
+HISTORY = "history.json"
+VERSIONS = "versions"
+
+
+def version_path(version: int, name: str = "") -> str:
+    """A file of version `version` (1: the first render), relative to the run folder."""
+    return f"{VERSIONS}/v{version}/{name}" if name else f"{VERSIONS}/v{version}"
+
 
 # The HTTP API's side files.
 REQUEST = "request.json"

@@ -44,7 +44,9 @@ from .outputs import RenderResult, build_result, copy_out, merge_run, save_healt
 from .protocols import JudgeVerdict, NullProgress, Planner, ProgressSink, SegmentJudge
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig
 from .router import SegmentRouter, candidate_providers, combined_capabilities
+from .edit_run import apply_prepared, finish_version
 from .runlock import RunLock, RunLocked
+from .versions import pending_edit
 from .layout import FINAL, MANIFEST, PLAN
 from .narration_step import (add_soundtrack, apply_narration_choice, book_speech_costs, copy_subtitles_out,
                              speak_storyboard, write_narration)
@@ -201,6 +203,9 @@ class RenderPipeline:
         started = time.perf_counter()
         run = self.store.open(run_id)
         with RunLock(run, self.settings.store.run_lock_ttl_s, on_lost=self.stop.set) as lease:  # one driver per run: a second one would pay for the same segments again
+            edit = pending_edit(run)  # an interrupted edit: finish applying it, render it, then file it as its version
+            if edit is not None:
+                apply_prepared(run, edit)
             manifest = read_manifest(run)
             plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
             capabilities = self.check_inputs(manifest.spec)
@@ -209,8 +214,11 @@ class RenderPipeline:
                                             lambda name: provider_capabilities(name, self.settings).idempotent_submit)
             if output is None and manifest.output and not manifest.output.startswith(run.location()):
                 output = Path(manifest.output)
-            return self._execute(run, manifest, plan.storyboard, plan.segments, capabilities, output, started, lease,
-                                 plan.narration, {})
+            result = self._execute(run, manifest, plan.storyboard, plan.segments, capabilities, output, started, lease,
+                                   plan.narration, {})
+            if edit is not None:
+                finish_version(run, edit)
+            return result
 
     # -- the render steps -----------------------------------------------------------------
 

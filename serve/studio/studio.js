@@ -3,6 +3,8 @@
 // report link use the signed URLs the API returns in `links` (they cannot send headers).
 // User text only ever goes into the page through textContent, never as HTML.
 
+import { initEditor, showEditor } from "./studio_edit.js";
+
 const TOKEN_KEY = "longvid.token";
 const MAX_IMAGES = 4;
 const MAX_IMAGE_BYTES = 5 * 1024 * 1024;
@@ -310,12 +312,14 @@ function showRun(run) {
   if (done && report) $("report-link").href = report;
   $("sheet-link").hidden = !(done && sheet);
   if (done && sheet) $("sheet-link").href = sheet;
+  if (done || !$("editor").hidden) showEditor(run); // versions and segment edits (studio_edit.js)
   const video = $("video");
   const videoUrl = sameOrigin(links.video);
   if (done && videoUrl) {
-    if (video.dataset.run !== run.id) {
-      video.src = videoUrl;
+    if (video.dataset.run !== run.id || video.dataset.made !== String(run.created_at)) { // an edit made a new version: reload
+      video.src = `${videoUrl}&made=${encodeURIComponent(run.created_at)}`; // a new URL per version: no stale cache
       video.dataset.run = run.id;
+      video.dataset.made = String(run.created_at);
     }
     video.hidden = false;
   } else {
@@ -479,6 +483,7 @@ function init() {
   $("cancel-button").addEventListener("click", cancelRun);
   $("resume-button").addEventListener("click", resumeRun);
   $("refresh-runs").addEventListener("click", loadRuns);
+  initEditor({ api, sameOrigin, reportFailure, onEdited: (id) => watch(id, true) });
   if (token()) loadRuns();
   else $("runs").replaceChildren(Object.assign(document.createElement("li"), { textContent: "Enter your API token to see renders." }));
 }

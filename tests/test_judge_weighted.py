@@ -9,7 +9,7 @@ import pytest
 
 from longvid.consistency import TINY_CLIP_NAME, ConsistencyJudge, JudgeConfig, WeightsUnavailable, write_tiny_clip_checkpoint
 from longvid.consistency.weighted import WeightedMetrics, evenly_spaced, vbench_consistency
-from longvid.consistency.weighted_models import dinov2_features, load_aesthetic_head, load_dinov2
+from longvid.consistency.weighted_models import dinov2_features, load_aesthetic_head, load_dinov2, pixel_values
 from longvid.errors import InputError
 from longvid.manifest import AttemptRecord
 from longvid.testing import drift_clips as dc
@@ -53,6 +53,11 @@ def test_dinov2_features_are_computed_per_frame(dino_dir, job, swap_clip):
     assert features.shape == (8, 32)
     assert np.allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
     assert np.allclose(features[0], features[3], atol=1e-5) and not np.allclose(features[3], features[4], atol=1e-3)
+    # The tensor preprocessing is the image processor's own, to a grey level's rounding.
+    frames = [swap_clip[0], swap_clip[-1][:, :50]]  # a wide frame and a tall one
+    ours = pixel_values(loaded, frames).numpy()
+    theirs = loaded.processor(images=frames, return_tensors="pt")["pixel_values"].numpy()
+    assert ours.shape == theirs.shape and np.abs(ours - theirs).max() < 1.5 / 255 / min(loaded.processor.image_std)
 
 
 def test_subject_consistency_static_is_one_and_a_swap_scores_lower(dino_dir, swap_clip):

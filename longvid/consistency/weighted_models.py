@@ -107,6 +107,38 @@ def load_dinov2(config: JudgeConfig) -> LoadedDinov2:
     return LoadedDinov2(model, processor, device, dtype, source)
 
 
+def pixel_values(loaded: LoadedDinov2, frames: list[np.ndarray]):
+    """The image processor's steps (shortest side resized with antialiased bicubic, centre crop,
+    rescale, normalise) on tensors on the model's device: the processor's PIL path cost ~20-50 ms
+    a frame on the CPU, more than the model on a GPU. Sizes and statistics are the processor's own."""
+    import torch
+    import torch.nn.functional as F
+
+    proc = loaded.processor
+    size = getattr(proc, "size", None) or {}
+    short = size.get("shortest_edge")
+    crop = getattr(proc, "crop_size", None) or {}
+    mean = torch.tensor(getattr(proc, "image_mean", None) or (0.485, 0.456, 0.406), device=loaded.device).view(1, 3, 1, 1)
+    std = torch.tensor(getattr(proc, "image_std", None) or (0.229, 0.224, 0.225), device=loaded.device).view(1, 3, 1, 1)
+    batch = []
+    for frame in frames:
+        x = torch.from_numpy(np.ascontiguousarray(frame[..., :3])).to(loaded.device).permute(2, 0, 1).unsqueeze(0).float()
+        h, w = x.shape[-2:]
+        if getattr(proc, "do_resize", True) and short:
+            scale = short / min(h, w)
+            new_h, new_w = (short, max(1, int(short * w / h))) if h <= w else (max(1, int(short * h / w)), short)
+            if (new_h, new_w) != (h, w):
+                x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", antialias=scale < 1, align_corners=False)
+            x = x.clamp_(0.0, 255.0).round_()  # the processor resizes uint8 pictures
+        if getattr(proc, "do_center_crop", True) and crop:
+            ch, cw = crop["height"], crop["width"]
+            top, left = max(0, (x.shape[-2] - ch) // 2), max(0, (x.shape[-1] - cw) // 2)
+            x = x[..., top : top + ch, left : left + cw]
+        batch.append(x)
+    x = torch.cat(batch) * float(getattr(proc, "rescale_factor", 1 / 255))
+    return ((x - mean) / std).to(loaded.dtype)
+
+
 def dinov2_features(loaded: LoadedDinov2, frames: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
     """(N, D) float32 unit rows: each frame's CLS feature (the model's pooled output, the
     layer-normed CLS token for Dinov2Model)."""
@@ -115,8 +147,7 @@ def dinov2_features(loaded: LoadedDinov2, frames: list[np.ndarray], batch_size: 
     chunks = []
     with torch.inference_mode():
         for start in range(0, len(frames), batch_size):
-            batch = loaded.processor(images=list(frames[start : start + batch_size]), return_tensors="pt")
-            out = loaded.model(pixel_values=batch["pixel_values"].to(loaded.device, loaded.dtype))
+            out = loaded.model(pixel_values=pixel_values(loaded, list(frames[start : start + batch_size])))
             pooled = getattr(out, "pooler_output", None)
             cls = pooled if pooled is not None else out.last_hidden_state[:, 0]
             chunks.append(cls.float().cpu().numpy())

@@ -18,7 +18,9 @@ import numpy as np
 def build_tiny_dinov2(folder: str | Path, seed: int = 0) -> Path:
     import torch
     from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Writing model shards" on every build
     torch.manual_seed(seed)
     config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2, image_size=28, patch_size=7)
     model = Dinov2Model(config).eval()

@@ -166,7 +166,13 @@ def weighted_rows(args, items, folder: Path) -> None:
         if clip_ckpt is None:
             clip_ckpt, clip_model = write_tiny_clip_checkpoint(folder / "tiny-clip.pt"), TINY_CLIP_NAME
         head = head or write_tiny_aesthetic_head(folder / "tiny-head.safetensors", dim=32 if clip_model == TINY_CLIP_NAME else 512)
-    note = " (RANDOM tiny weights: only the time is meaningful)" if args.tiny_weights else ""
+    import torch
+
+    # As in the judge actor: Ray sets OMP_NUM_THREADS to the actor's CPUs, 1 for a judge with
+    # under one CPU. torch's default here (a thread per core) spins against the other processes
+    # on a shared machine: 8 frames of the tiny DINOv2 took 354 ms with 2 threads, 31 ms with 1.
+    torch.set_num_threads(1)
+    note = " (RANDOM tiny weights: only the time is meaningful; torch on 1 thread)" if args.tiny_weights else " (torch on 1 thread)"
     if dinov2 is None and clip_ckpt is None:
         print(f"{'weighted':<24} not measured: give --dinov2 DIR (and --aesthetic-head FILE, --clip-checkpoint FILE) or --tiny-weights")
         return

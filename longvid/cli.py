@@ -142,7 +142,7 @@ def _ray_arguments(parser: argparse.ArgumentParser) -> None:
                         help="open_clip architecture for the judge (default: $LONGVID_CLIP_MODEL, else ViT-B-32)")
     parser.add_argument("--clip-checkpoint", type=Path, default=None, help="local CLIP weights file for the judge")
     parser.add_argument("--allow-download", action="store_true",
-                        help="let the judge download CLIP weights, and --provider local its model, if none are cached")
+                        help="let the judge download CLIP (and DINOv2) weights, and --provider local its model, if none are cached")
     parser.add_argument("--second-opinion", action="store_true",
                         help="show segments with borderline judge scores to Gemini's vision judge (paid; needs a Gemini key)")
     parser.add_argument("--judge-model", default=None,

@@ -21,7 +21,17 @@ Backends:
                         say nothing about Gemini's eyes, only that the plumbing works; its time
                         and money per segment are real client-side figures at the fake's token
                         counts and the published price table
-  clip                  only when CLIP weights are on this machine (never downloaded)
+  clip                  only when CLIP weights are on this machine (never downloaded) or given
+                        (--clip-checkpoint)
+  structural+weighted   structural+temporal plus DINOv2 subject consistency (--dinov2 DIR)
+  clip+weighted         clip plus DINOv2 subject consistency, CLIP background consistency and the
+                        aesthetic score (--dinov2 DIR, --aesthetic-head FILE)
+  --tiny-weights builds tiny RANDOM DINOv2, CLIP and aesthetic-head weights for these rows: then
+  only their time per segment (CPU) is meaningful, not their recall or false alarms.
+
+Then the jump detector alone: how many cut clips it flags and how many clean controls (incl.
+lights switching on and a flash) it flags, with the tone check (temporal.tone_matched_change)
+and without it (the detector as it was).
 
 Then the weight-free metrics' cost on a 45 s preview render (360p, in-process runner, the
 structural judge): wall time with the temporal metrics on and off, one run each, and the
@@ -114,6 +124,69 @@ def judge_gemini(items):
     return "gemini (fake, scripted)", results
 
 
+def jump_only(items, folder: Path) -> None:
+    """The jump detector's own recall on cuts and false alarms on clean controls, with and
+    without the tone check (TONE_CHECK_BELOW = 0 is the detector as it was)."""
+    from longvid.consistency import temporal
+
+    controls = [(label, job, path) for label, job, path, _a, _t in items if label in ("clean", "cut")]
+    for p, prompt in enumerate(PROMPTS):  # the changes of light, one per continuing segment of each video
+        for job in dc.tiny_jobs(prompt, duration_s=40, width=256, height=144, scenes=2):
+            if job.segment_in_scene == 0 or not job.scene.characters:
+                continue
+            for name in ("lights_on", "flash"):
+                path = folder / f"p{p}-s{job.index}-{name}.mp4"
+                path.write_bytes(dc.mp4(job, dc.CLEAN_CONTROLS[name](job)))
+                controls.append((name, job, path))
+    limit = JudgeConfig().temporal_thresholds.jump
+    thumbs = {path: temporal.decode_for_judging(path, {0}, job.frames - 1)[1] for _l, job, path in controls}
+    print(f"\njump detector alone (threshold {limit}):")
+    saved = temporal.TONE_CHECK_BELOW
+    try:
+        for name, below in (("as it was (no tone check)", 0.0), ("with the tone check", saved)):
+            temporal.TONE_CHECK_BELOW = below
+            flagged = {}
+            for label, _job, path in controls:
+                hit = temporal.temporal_metrics(thumbs[path]).jump < limit
+                flagged.setdefault(label, []).append(hit)
+            print(f"  {name:<28} " + " | ".join(f"{label} {sum(v)}/{len(v)} flagged" for label, v in flagged.items()))
+    finally:
+        temporal.TONE_CHECK_BELOW = saved
+
+
+def weighted_rows(args, items, folder: Path) -> None:
+    """The weighted backends' rows, when their weights are given (or --tiny-weights)."""
+    from longvid.consistency import TINY_CLIP_NAME, write_tiny_clip_checkpoint
+
+    dinov2, head, clip_ckpt, clip_model = args.dinov2, args.aesthetic_head, args.clip_checkpoint, args.clip_model
+    if args.tiny_weights:
+        from longvid.testing.tiny_judge_models import build_tiny_dinov2, write_tiny_aesthetic_head
+
+        dinov2 = dinov2 or build_tiny_dinov2(folder / "tiny-dinov2")
+        if clip_ckpt is None:
+            clip_ckpt, clip_model = write_tiny_clip_checkpoint(folder / "tiny-clip.pt"), TINY_CLIP_NAME
+        head = head or write_tiny_aesthetic_head(folder / "tiny-head.safetensors", dim=32 if clip_model == TINY_CLIP_NAME else 512)
+    import torch
+
+    # As in the judge actor: Ray sets OMP_NUM_THREADS to the actor's CPUs, 1 for a judge with
+    # under one CPU. torch's default here (a thread per core) spins against the other processes
+    # on a shared machine: 8 frames of the tiny DINOv2 took 354 ms with 2 threads, 31 ms with 1.
+    torch.set_num_threads(1)
+    note = " (RANDOM tiny weights: only the time is meaningful; torch on 1 thread)" if args.tiny_weights else " (torch on 1 thread)"
+    if dinov2 is None and clip_ckpt is None:
+        print(f"{'weighted':<24} not measured: give --dinov2 DIR (and --aesthetic-head FILE, --clip-checkpoint FILE) or --tiny-weights")
+        return
+    if dinov2 is not None:
+        print(f"structural+weighted{note}:")
+        table("structural+weighted", judge_local(JudgeConfig(backend="structural", dinov2_path=dinov2, device="cpu"), items)[1])
+    if clip_ckpt is not None:
+        base = dict(backend="clip", model_name=clip_model, checkpoint_path=clip_ckpt, device="cpu")
+        print(f"clip{note}:")
+        table("clip", judge_local(JudgeConfig(**base, weighted=False), items)[1])
+        print(f"clip+weighted{note}:")
+        table("clip+weighted", judge_local(JudgeConfig(**base, dinov2_path=dinov2, aesthetic_head=head), items)[1])
+
+
 def table(name, results):
     clean = [r for r in results if r[0] == "clean"]
     false_alarms = sum(r[1] for r in clean)
@@ -183,20 +256,27 @@ def render_overhead(folder: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-render", action="store_true", help="skip the 45 s render timing")
+    parser.add_argument("--dinov2", type=Path, default=None, help="DINOv2 model folder for the weighted rows")
+    parser.add_argument("--aesthetic-head", type=Path, default=None, help="LAION aesthetic head for the clip+weighted row")
+    parser.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP weights file for the clip rows")
+    parser.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture of --clip-checkpoint")
+    parser.add_argument("--tiny-weights", action="store_true", help="tiny RANDOM weights for the weighted rows (time only)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         items = cases(folder)
         print(f"{sum(1 for i in items if i[0] == 'clean')} clean controls, "
               f"{sum(1 for i in items if i[0] != 'clean')} drifted clips ({len(KINDS)} kinds), 256x144 at 12 fps\n")
-        table(*judge_local(JudgeConfig(backend="structural", temporal=False), items))
-        table("structural+temporal", judge_local(JudgeConfig(backend="structural"), items)[1])
-        clip = ConsistencyJudge(JudgeConfig(backend="auto"))
+        table(*judge_local(JudgeConfig(backend="structural", temporal=False, weighted=False), items))
+        table("structural+temporal", judge_local(JudgeConfig(backend="structural", weighted=False), items)[1])
+        clip = ConsistencyJudge(JudgeConfig(backend="auto", weighted=False))
         if clip.backend == "clip":
             table(*judge_local(JudgeConfig(backend="clip"), items))
-        else:
+        elif args.clip_checkpoint is None and not args.tiny_weights:
             print(f"{'clip':<24} not measured: {clip.notes}")
+        weighted_rows(args, items, folder)
         table(*judge_gemini(items))
+        jump_only(items, folder)
         gradual(folder)
         if not args.no_render:
             render_overhead(folder)

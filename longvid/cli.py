@@ -148,7 +148,7 @@ def _ray_arguments(parser: argparse.ArgumentParser) -> None:
                         help="open_clip architecture for the judge (default: $LONGVID_CLIP_MODEL, else ViT-B-32)")
     parser.add_argument("--clip-checkpoint", type=Path, default=None, help="local CLIP weights file for the judge")
     parser.add_argument("--allow-download", action="store_true",
-                        help="let the judge download CLIP weights, and --provider local its model, if none are cached")
+                        help="let the judge download CLIP (and DINOv2) weights, and --provider local its model, if none are cached")
     parser.add_argument("--second-opinion", action="store_true",
                         help="show segments with borderline judge scores to Gemini's vision judge (paid; needs a Gemini key)")
     parser.add_argument("--judge-model", default=None,
@@ -158,6 +158,12 @@ def _ray_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=["text", "json"], default=None,
                         help="log the render's events on stderr: json (one object per line with run_id, segment, provider, "
                              "task_id; no progress table) or text (default: progress table only)")
+    parser.add_argument("--dinov2", type=Path, default=None, metavar="DIR",
+                        help="DINOv2 model folder for the judge's subject consistency (default: facebook/dinov2-small "
+                             "from the Hugging Face cache when it is there; skipped with a note when not)")
+    parser.add_argument("--aesthetic-head", type=Path, default=None, metavar="FILE",
+                        help="LAION aesthetic predictor head (.safetensors or .pth) for the judge's aesthetic score, "
+                             "made for the judge's CLIP (ViT-B-32: sa_0_4_vit_b_32_linear.pth)")
 
 
 def _spec_from(args: argparse.Namespace) -> RenderSpec:
@@ -199,7 +205,8 @@ def _options(args: argparse.Namespace):
     return RenderOptions(planner=getattr(args, "planner", "auto"), clip_model=getattr(args, "clip_model", None) or clip.model or DEFAULT_CLIP_MODEL,
                          clip_checkpoint=getattr(args, "clip_checkpoint", None) or clip.checkpoint,
                          allow_download=getattr(args, "allow_download", False), stream_copy=not getattr(args, "no_stream_copy", False),
-                         judge_model=getattr(args, "judge_model", None), second_opinion=getattr(args, "second_opinion", False))
+                         judge_model=getattr(args, "judge_model", None), second_opinion=getattr(args, "second_opinion", False),
+                         dinov2_dir=getattr(args, "dinov2", None), aesthetic_head=getattr(args, "aesthetic_head", None))
 
 
 def _open_store(args: argparse.Namespace):

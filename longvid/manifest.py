@@ -53,7 +53,8 @@ class RunStatus(enum.StrEnum):
         return self in (RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
-SCORE_NAMES = ("anchor", "seam", "prompt", "character", "flicker", "smoothness", "jump", "drift")  # the judge's checks, in its order
+SCORE_NAMES = ("anchor", "seam", "prompt", "character", "flicker", "smoothness", "jump", "drift", "subject", "background",
+               "aesthetic")  # the judge's checks, in its order
 
 
 def _unmeasured(value: object) -> bool:
@@ -108,6 +109,10 @@ class AttemptRecord(BaseModel):
     jump: float | None = Field(default=None, exclude_if=_unmeasured)
     drift: float | None = Field(default=None, exclude_if=_unmeasured)  # long-range (consistency/longrange.py)
     vision: VisionVerdict | None = Field(default=None, exclude_if=_unmeasured)  # Gemini's verdict, when it was asked
+    # Weighted VBench metrics (consistency/weighted.py), only where their weights are present.
+    subject: float | None = Field(default=None, exclude_if=_unmeasured)
+    background: float | None = Field(default=None, exclude_if=_unmeasured)
+    aesthetic: float | None = Field(default=None, exclude_if=_unmeasured)
 
     @property
     def measured(self) -> dict[str, float]:

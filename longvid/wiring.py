@@ -28,6 +28,8 @@ class RenderOptions:
     stream_copy: bool = True  # False: re-encode every frame at merge
     judge_model: str | None = None  # the Gemini vision judge's model (None: the Gemini settings' model)
     second_opinion: bool = False  # ask the Gemini vision judge about borderline local scores
+    dinov2_dir: Path | None = None  # the judge's DINOv2 folder (None: the Hugging Face cache, if it holds one)
+    aesthetic_head: Path | None = None  # the LAION aesthetic predictor's head for the judge (None: no aesthetic score)
 
 
 def make_planner(settings: GeminiSettings, choice: str = "auto", storyboard_given: bool = False):
@@ -85,7 +87,8 @@ def make_judge(spec: RenderSpec, options: RenderOptions = RenderOptions(), setti
     from .consistency.pipeline_judge import create_pipeline_judge
 
     config = JudgeConfig(backend="auto" if spec.judge == "gemini" else spec.judge, model_name=options.clip_model or DEFAULT_CLIP_MODEL,
-                         checkpoint_path=options.clip_checkpoint, allow_download=options.allow_download)
+                         checkpoint_path=options.clip_checkpoint, allow_download=options.allow_download,
+                         dinov2_path=options.dinov2_dir, aesthetic_head=options.aesthetic_head)
     vision = make_vision_check(spec, options, settings, config.second_opinion_band)
     return create_pipeline_judge(config, spec.reference_images, vision=vision)
 

@@ -141,7 +141,7 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
                 provider=body.provider, quality=body.quality, continuity=body.continuity, budget_usd=body.budget_usd,
                 seed=body.seed, judge=body.judge, reference_images=await reference_images(submitted, stage),
                 narration=body.narration, speech=body.speech, voice=body.voice, burn_subtitles=body.burn_subtitles,
-                subtitles=body.subtitles,
+                subtitles=body.subtitles, candidates=body.candidates, candidates_for=body.candidates_for,
             )
         except ValidationError as exc:
             raise ApiError(422, "invalid_request", describe_validation_error(exc)) from None

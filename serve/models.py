@@ -18,6 +18,7 @@ MIN_DURATION_S = 5.0
 MAX_DURATION_S = 120.0
 MAX_PROMPT_CHARS = 2000
 MAX_REFERENCE_IMAGES = 4
+MAX_CANDIDATES = 4  # best-of-N through the API (the CLI allows 8): each candidate is a paid generation
 # No length limit on data_base64 in the model: an over-long one is refused with 413
 # image_too_large where it is decoded (serve/images.py), as documented, not with a 422 here
 # (the 32 MB body cap bounds it before that).
@@ -59,7 +60,9 @@ class RenderRequest(BaseModel):
     continuity: ContinuityMode = ContinuityMode.AUTO
     budget_usd: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)] | None = None
     seed: Annotated[int, Field(ge=0, lt=2**31)] = 0
-    judge: Literal["auto", "clip", "structural", "off"] = "auto"
+    judge: Annotated[Literal["auto", "clip", "structural", "gemini", "off"],
+                     Field(description="gemini: Gemini's vision judge on every segment (paid, booked in the render's ledger; "
+                                       "only on a server with a Gemini key)")] = "auto"
     reference_images: Annotated[list[ReferenceImage], Field(max_length=MAX_REFERENCE_IMAGES)] = []
     narration: Annotated[Literal["auto", "off"] | Annotated[list[Annotated[str, Field(max_length=MAX_NARRATION_CHARS)]],
                                                             Field(min_length=1, max_length=64)],
@@ -71,6 +74,13 @@ class RenderRequest(BaseModel):
     burn_subtitles: Annotated[bool, Field(description="draw the subtitles into the picture too (the soft track is always there)")] = False
     subtitles: Annotated[bool, Field(description="false: no subtitle track in the video (the render keeps its "
                                                  ".srt/.vtt files all the same)")] = True
+    # Best-of-N (runtime/candidates.py). Left out of the request's JSON at their defaults, so the
+    # hash an Idempotency-Key is bound to stays what it was for requests without them.
+    candidates: Annotated[int, Field(ge=1, le=MAX_CANDIDATES, exclude_if=lambda v: v == 1,
+                                     description="make this many candidates of each segment in scope at once and keep the "
+                                                 "judge's best (the estimate counts them; a budget lowers N, with a warning)")] = 1
+    candidates_for: Annotated[Literal["openers", "all"], Field(exclude_if=lambda v: v == "openers",
+                                                               description="openers: scene openers only; all: every segment")] = "openers"
 
     @field_validator("prompt", mode="before")
     @classmethod

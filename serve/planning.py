@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from longvid.errors import InputError, LongvidError, describe_validation_error
 from longvid.planning.gemini import gemini_available
 from longvid.providers import provider_configured
+from longvid.runtime.candidates import extra_candidate_seconds, plan_candidates
 from longvid.runtime.router import candidate_providers
 from longvid.settings import Settings
 from longvid.spec import RenderSpec, Storyboard
@@ -49,6 +50,9 @@ class PlanService:
         if spec.speech == "gemini" and not gemini_available(self.settings.gemini):
             return _error("invalid_request", "speech 'gemini' is not available on this server; "
                                              "choose another speech engine (e.g. espeak)")
+        if spec.judge == "gemini" and not gemini_available(self.settings.gemini):
+            return _error("invalid_request", "judge 'gemini' is not available on this server; "
+                                             "choose another judge (e.g. auto)")
         if storyboard is None and self.planner_mode == "gemini" and not gemini_available(self.settings.gemini):
             # The server's configuration, not the caller's request: which key is missing is the
             # operator's business, and the same request may succeed on a configured replica.
@@ -62,12 +66,17 @@ class PlanService:
             return _error("invalid_request", str(exc))
         except LongvidError as exc:  # the planner itself failed (e.g. Gemini, with no fallback)
             return _error("planner_failed", str(exc))
+        # Best-of-N: the budget lowers N as the render will (same rule, same price), and the
+        # estimate counts every candidate at the dearest provider, as it counts the segments.
+        candidates, lowered = plan_candidates(spec, planned.jobs, planned.capabilities.price_per_second_usd)
+        dearest = planned.estimate.high_usd / max(1e-9, sum(j.generate_duration_s for j in planned.jobs))
+        extra_usd = dearest * extra_candidate_seconds(candidates, planned.jobs)
         return {
             "storyboard": planned.storyboard.model_dump(mode="json"),
             "segments": [j.model_dump(mode="json") for j in planned.jobs],
-            "estimated_cost_usd": round(planned.estimate.high_usd, 4),  # the most failover could cost
+            "estimated_cost_usd": round(planned.estimate.high_usd + extra_usd, 4),  # the most failover could cost
             "provider": planned.capabilities.name,
-            "warnings": list(planned.warnings),
+            "warnings": [*planned.warnings, *([lowered] if lowered else [])],
             "narration": planned.narration.record.model_dump(mode="json") if planned.narration else None,
             # what speech this plan paid for, [clip key, USD]: a render admitted with it books it
             # in its ledger (the renderer finds the clips in the store's cache and pays nothing)

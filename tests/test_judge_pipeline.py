@@ -67,13 +67,21 @@ def test_drifting_segment_is_flagged_and_regenerated(tmp_path):
 def test_tiny_clip_judge_runs_as_a_ray_actor(ray_session, tmp_path, capsys):
     from longvid.consistency import TINY_CLIP_NAME, write_tiny_clip_checkpoint
 
+    from longvid.testing.tiny_judge_models import build_tiny_dinov2, write_tiny_aesthetic_head
+
     checkpoint = write_tiny_clip_checkpoint(tmp_path / "tiny.pt")
+    dinov2, head = build_tiny_dinov2(tmp_path / "dinov2"), write_tiny_aesthetic_head(tmp_path / "head.safetensors", dim=32)
     assert main(["render", "a kite over a beach", "-d", "5", "--resolution", "360p", "--store", str(tmp_path / "store"),
-                 "--judge", "clip", "--clip-model", TINY_CLIP_NAME, "--clip-checkpoint", str(checkpoint), "--json"]) == 0
+                 "--judge", "clip", "--clip-model", TINY_CLIP_NAME, "--clip-checkpoint", str(checkpoint), "--json",
+                 "--dinov2", str(dinov2), "--aesthetic-head", str(head)]) == 0
     result = json.loads(capsys.readouterr().out)
     manifest = load_manifest((Path(result["run_dir"]) / "manifest.json").read_text())
     scores = [entry for record in manifest.segments for entry in record.scores]
     assert scores and all(entry.backend == "clip" and entry.prompt is not None for entry in scores)
+    # The weighted metrics ran on the judge actor, from the CLI's --dinov2 / --aesthetic-head.
+    assert all(None not in (entry.subject, entry.background, entry.aesthetic) for entry in scores)
+    report = json.loads((Path(result["run_dir"]) / "report.json").read_text())
+    assert "subject" in json.dumps(report["segments"][0]["scores"])
     assert result["frames"] == 120
 
 

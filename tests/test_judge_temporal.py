@@ -90,6 +90,32 @@ def test_a_dark_scenes_small_step_is_not_a_cut():
     steps[5] = 0.55
     thumbs = base + np.concatenate([[0.0], np.cumsum(steps)])[:, None, None]
     assert temporal_metrics(thumbs).jump >= TH.jump
-    thumbs[6:] += 60.0  # the same clip with a hard cut at frame 6
+    # The same clip with a hard cut at frame 6 (to a picture with structure: a flat frame that
+    # only gets brighter is a change of light, which temporal.tone_matched_change tells apart)
+    thumbs[6:] += 60.0 * np.linspace(0.0, 2.0, 64, dtype=np.float32)[None, None, :]
     found = temporal_metrics(thumbs)
     assert found.jump < TH.jump and found.jump_at == 6
+
+
+@pytest.mark.parametrize("control", ["lights_on", "flash"])
+def test_a_change_of_light_is_not_a_cut_but_a_cut_still_is(jobs, control):
+    """Lights switching on or a flash remap brightness globally (tone_matched_change ~1 grey
+    level); a cut changes the picture (~15). Both were read as cuts before."""
+    from longvid.consistency.temporal import TONE_MIN_CHANGE, tone_matched_change
+
+    for job in jobs:
+        _, thumbs = decode_for_judging(dc.mp4(job, dc.CLEAN_CONTROLS[control](job)), {0}, job.frames - 1)
+        diffs = np.abs(np.diff(thumbs, axis=0)).mean(axis=(1, 2))
+        step = int(np.argmax(diffs))
+        assert diffs[step] > 20 * max(diffs[step - 1], diffs[step + 1], 0.05)  # one big step: what read as a cut
+        assert tone_matched_change(thumbs[step], thumbs[step + 1]) < TONE_MIN_CHANGE
+        assert temporal_metrics(thumbs).jump >= TH.jump, (job.index, control)
+        assert metrics(job, dc.cut(job)).jump < TH.jump
+
+
+def test_tone_matched_change_ignores_gain_and_clipping_not_structure():
+    from longvid.consistency.temporal import tone_matched_change
+
+    ramp = np.tile(np.linspace(20, 230, 64, dtype=np.float32), (36, 1))
+    assert tone_matched_change(ramp, np.clip(ramp * 1.5 + 10, 0, 255)) < 0.5
+    assert tone_matched_change(ramp, ramp[:, ::-1]) > 50  # the same values, another picture

@@ -96,6 +96,34 @@ class TemporalThresholds(BaseModel):
 TEMPORAL_THRESHOLDS = TemporalThresholds()
 
 
+class WeightedThresholds(BaseModel):
+    """Lowest acceptable weighted VBench-family scores of one segment (consistency/weighted.py);
+    a metric whose weights are absent is skipped (None), never failed.
+
+    subject: DINOv2 CLS features, each frame against the first and the previous frame
+        (VBench "subject consistency", cosines clipped at 0, averaged). VBench publishes
+        0.88-0.98 for whole videos of current models (DINO ViT-B/16); one 4-8 s segment of one
+        shot sits at the top of that range, a subject swapped mid-segment well below it.
+    background: the same formula on the judge's CLIP image features (VBench "background
+        consistency"; published 0.92-0.98).
+    aesthetic: the LAION aesthetic predictor's mean over the frames, divided by 10 (VBench's
+        "aesthetic quality" scale: published 0.40-0.65 for current models; 0.30 is an ugly,
+        broken picture by LAION's raters).
+    NOT measured here (no real weights offline): published ranges, set low so that only clear
+    failures cost a paid regeneration; re-tune on real renders.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject: float | None = Field(default=0.80, ge=0.0, le=1.0)
+    background: float | None = Field(default=0.85, ge=0.0, le=1.0)
+    aesthetic: float | None = Field(default=0.30, ge=0.0, le=1.0)
+
+
+WEIGHTED_THRESHOLDS = WeightedThresholds()
+DEFAULT_DINOV2_MODEL = "facebook/dinov2-small"  # 22 M parameters: the cheapest DINOv2
+
+
 class JudgeConfig(BaseModel):
     """How segments are judged. Frozen and picklable, so it travels to Ray actors."""
 
@@ -140,6 +168,24 @@ class JudgeConfig(BaseModel):
     temporal_thresholds: TemporalThresholds = TEMPORAL_THRESHOLDS
     temporal_thumb_size: tuple[int, int] = (64, 36)
     """(width, height) of the thumbnails the temporal metrics compare."""
+
+    weighted: bool = True
+    """Weighted VBench metrics (subject, background, aesthetic) where their weights are present:
+    DINOv2 from `dinov2_path` or the Hugging Face cache, CLIP from the judge's own scorer, the
+    aesthetic head from `aesthetic_head`. Absent weights skip a metric with a note."""
+    dinov2_model: str = DEFAULT_DINOV2_MODEL
+    """Hugging Face repo id of the DINOv2 model, looked up in the local cache only (downloaded
+    only with allow_download)."""
+    dinov2_path: Path | None = None
+    """A local folder with the DINOv2 model (save_pretrained layout: config.json, weights,
+    preprocessor_config.json); wins over dinov2_model."""
+    aesthetic_head: Path | None = None
+    """The LAION aesthetic predictor's head (a .safetensors or .pth state dict of linear
+    layers on normalised CLIP image embeddings; weighted.py documents the format)."""
+    weighted_frames: int = Field(default=8, ge=2, le=64)
+    """Frames, evenly spaced over the segment (its keyframes among them), the weighted metrics
+    compare; decoded in the judge's one pass."""
+    weighted_thresholds: WeightedThresholds = WEIGHTED_THRESHOLDS
 
     def thresholds_for(self, backend: str) -> Thresholds:
         return self.clip_thresholds if backend == "clip" else self.structural_thresholds

@@ -24,6 +24,10 @@ character  for each character of the job's scene present in character_refs: the 
 drift      long-range: for each of `long_range` (the scene's accepted segments several back,
            the first appearance of its characters; longrange.py), the keyframes' mean best
            match; the score is the lowest over them, so a slow walk away is caught.
+subject, background, aesthetic
+           weighted VBench metrics of the segment's frames (weighted.py), each only where its
+           weights are present (DINOv2; the judge's CLIP; CLIP + the LAION aesthetic head);
+           thresholds in JudgeConfig.weighted_thresholds.
 flicker, smoothness, jump
            weight-free temporal metrics of the frames the segment contributes (temporal.py),
            whatever the backend; thresholds in JudgeConfig.temporal_thresholds.
@@ -47,6 +51,7 @@ from .config import JudgeConfig, Thresholds
 from .keyframes import Source, keyframe_indices
 from .scorers import best_match, make_scorer
 from .temporal import TemporalMetrics, decode_for_judging, temporal_metrics
+from .weighted import WeightedMetrics, WeightedScores, evenly_spaced
 
 
 class SegmentScores(BaseModel):
@@ -67,6 +72,9 @@ class SegmentScores(BaseModel):
     smoothness: float | None = None
     jump: float | None = None
     drift: float | None = None
+    subject: float | None = None  # weighted VBench metrics (weighted.py); None without their weights
+    background: float | None = None
+    aesthetic: float | None = None
 
 
 def fit_aspect(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -95,6 +103,9 @@ class ConsistencyJudge:
     def __init__(self, config: JudgeConfig | None = None, scorer: Any = None) -> None:
         self.config = config or JudgeConfig()
         self.scorer = scorer if scorer is not None else make_scorer(self.config)
+        # DINOv2 and the aesthetic head, loaded once here (in the judge actor, on its device).
+        clip_dim = getattr(self.scorer, "dim", None) if self.scorer.backend == "clip" else None
+        self.weighted = WeightedMetrics(self.config, clip_dim)
         self._anchor_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
@@ -103,7 +114,7 @@ class ConsistencyJudge:
 
     @property
     def notes(self) -> str:
-        return getattr(self.scorer, "notes", "")
+        return "; ".join(n for n in (getattr(self.scorer, "notes", ""), self.weighted.notes) if n)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -175,13 +186,19 @@ class ConsistencyJudge:
         has_tail = previous_tail is not None and len(previous_tail) > 0
         head_count = self.config.seam_frames if has_tail else 0
         thumb_size = self.config.temporal_thumb_size if self.config.temporal else None
-        decoded, thumbs = decode_for_judging(segment_path, set(indices) | set(range(head_count)), last, thumb_size)
+        spread = sorted(set(indices) | set(evenly_spaced(last, self.config.weighted_frames))) if self.weighted.active else []
+        decoded, thumbs = decode_for_judging(segment_path, set(indices) | set(spread) | set(range(head_count)), last, thumb_size)
         temporal = temporal_metrics(thumbs) if thumb_size else TemporalMetrics(None, None, None)
         indices = [i for i in indices if i in decoded]
         if not indices:
             raise ValueError(f"segment {job.index}: the video has none of frames 0..{last}")
-        keyframes = [decoded[i] for i in indices]
-        kf_emb = self.scorer.embed(keyframes)
+        spread = [i for i in spread if i in decoded]
+        # One embedding pass over the keyframes and the weighted metrics' frames (a superset).
+        embedded = spread or indices
+        all_emb = self.scorer.embed([decoded[i] for i in embedded])
+        kf_emb = all_emb[[embedded.index(i) for i in indices]]
+        weighted = (self.weighted.score([decoded[i] for i in spread], all_emb if self.weighted.clip else None)
+                    if spread else WeightedScores())
         th = self.thresholds
 
         anchor = None
@@ -224,6 +241,12 @@ class ConsistencyJudge:
             ("smoothness", temporal.smoothness, tt.smoothness, "the motion stutters or shakes"),
             ("jump", temporal.jump, tt.jump, f"a hard cut inside the segment (at frame {temporal.jump_at})"),
         )
+        wt = self.config.weighted_thresholds
+        checks += (
+            ("subject", weighted.subject, wt.subject, "the subject changes within the segment (DINOv2 features)"),
+            ("background", weighted.background, wt.background, "the background changes within the segment (CLIP features)"),
+            ("aesthetic", weighted.aesthetic, wt.aesthetic, "the picture rates poorly (LAION aesthetic predictor)"),
+        )
         for name, value, threshold, why in checks:
             if value is not None and threshold is not None and value < threshold:
                 failures.append(f"{name} {value:.3f} < {threshold:.3f}: {why}")
@@ -241,6 +264,9 @@ class ConsistencyJudge:
             smoothness=temporal.smoothness,
             jump=temporal.jump,
             drift=drift,
+            subject=weighted.subject,
+            background=weighted.background,
+            aesthetic=weighted.aesthetic,
         )
 
 

@@ -237,15 +237,16 @@ class ConsistencySegmentJudge:
 
 
 TEMPORAL_CHECKS = ("flicker", "smoothness", "jump")
+WEIGHTED_CHECKS = ("subject", "background", "aesthetic")
 
 
 def verdict_quality(scores: SegmentScores) -> float:
     """Which attempt to keep when none passes: the lowest consistency score (anchor, seam,
-    prompt, character, drift; 1.0 when none was measured), less 1 for each failed temporal check
-    (their scales differ, so they rank rather than mix: a flickering or cut attempt comes
-    after every one without)."""
+    prompt, character, drift; 1.0 when none was measured), less 1 for each failed temporal or
+    weighted check (their scales differ, so they rank rather than mix: a flickering or cut
+    attempt comes after every one without)."""
     measured = [v for v in (scores.anchor, scores.seam, scores.prompt, scores.character, scores.drift) if v is not None]
-    temporal_failures = sum(1 for f in scores.failures if f.split(" ", 1)[0] in TEMPORAL_CHECKS)
+    temporal_failures = sum(1 for f in scores.failures if f.split(" ", 1)[0] in TEMPORAL_CHECKS + WEIGHTED_CHECKS)
     return (min(measured) if measured else 1.0) - temporal_failures
 
 

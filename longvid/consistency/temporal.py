@@ -13,7 +13,9 @@ smoothness  1 - mean absolute frame-interpolation error / 255: each frame agains
 jump        the lowest ratio of a change between consecutive thumbnails to the larger of the
             changes just before and after it: a hard cut is one change many times its
             neighbours, while motion, a morph or steady flicker changes neighbouring frames
-            alike (~1). `jump_at` is the frame after that change. Absolute thresholds would not do here: a procedural
+            alike (~1). A step that a global, monotone change of brightness explains (lights
+            switching on, a flash, an exposure jump: `tone_matched_change` is small) is not a
+            cut. `jump_at` is the frame after that change. Absolute thresholds would not do here: a procedural
             preview moves a few hundredths of a grey level per frame, real footage tens.
 
 Scores are higher-is-better in [0, 1]; the thresholds live in config.TemporalThresholds.
@@ -35,6 +37,16 @@ JUMP_DIFF_FLOOR = 0.05
 # however still its neighbours: a dark preview scene moves ~0.03 a frame and steps by ~0.1
 # now and then (a ratio that read as a cut), while a cut to another shot changes tens.
 JUMP_MIN_CHANGE = 2.0
+# A cut must survive the best global tone mapping (tone_matched_change): lights switching on, a
+# flash or an exposure jump remap every pixel's brightness monotonically and leave ~0.6-2.5 grey
+# levels on a 64x36 preview thumbnail (1.2-1.5x the neighbouring frames' change), while a cut
+# to another shot leaves 5.7-16 (4.3-7.9x). A step is a cut only if what is left is at least
+# TONE_MIN_CHANGE and TONE_RATIO times the change around it (drift_clips' flash and lights_on
+# clips against its cuts, 128x72 and 256x144; bench/bench_drift.py).
+TONE_MIN_CHANGE = 3.0
+TONE_RATIO = 3.0
+# Steps whose plain ratio is under this are checked for a tone change (a cut scores ~0.01-0.07).
+TONE_CHECK_BELOW = 0.5
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,17 @@ def decode_for_judging(
     return found, stacked
 
 
+def tone_matched_change(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference between `b` and `a` remapped by the monotone brightness map
+    that gives `a` the histogram of `b` (histogram matching: each pixel of `a` takes the value of
+    the same rank in `b`). What a global change of light cannot explain: ~0 for lights switching
+    on, a flash or an exposure jump (clipping included), large where the structure changed."""
+    fa, fb = np.asarray(a, np.float32).ravel(), np.asarray(b, np.float32).ravel()
+    matched = np.empty_like(fa)
+    matched[np.argsort(fa, kind="stable")] = np.sort(fb)
+    return float(np.abs(fb - matched).mean())
+
+
 def temporal_metrics(thumbs: np.ndarray) -> TemporalMetrics:
     """Flicker, smoothness and jump of consecutive grayscale frames (N, h, w), 0..255."""
     thumbs = np.asarray(thumbs, np.float32)
@@ -115,6 +138,11 @@ def temporal_metrics(thumbs: np.ndarray) -> TemporalMetrics:
     padded = np.concatenate([[0.0], diffs, [0.0]])
     around = np.maximum(np.maximum(padded[:-2], padded[2:]), JUMP_DIFF_FLOOR)
     ratios = np.where(diffs >= JUMP_MIN_CHANGE, around / np.maximum(diffs, 1e-9), 1.0)
+    # A change of light is one big change too: a step that a global tone map explains is no
+    # cut (scored 1, like a step under JUMP_MIN_CHANGE; flicker and smoothness still see it).
+    for k in np.flatnonzero(ratios < TONE_CHECK_BELOW):
+        if tone_matched_change(thumbs[k], thumbs[k + 1]) < max(TONE_MIN_CHANGE, TONE_RATIO * around[k]):
+            ratios[k] = 1.0
     worst = int(np.argmin(ratios))
     jump = float(ratios[worst])
     return TemporalMetrics(

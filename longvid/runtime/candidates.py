@@ -77,6 +77,12 @@ def plan_candidates(spec: RenderSpec, jobs: Sequence[SegmentJob], price_per_seco
         f"${spec.budget_usd:.2f} budget: making {fits} candidate{'s' if fits != 1 else ''} per segment instead")
 
 
+def extra_candidate_seconds(plan: CandidatePlan, jobs: Sequence[SegmentJob]) -> float:
+    """Generated seconds the candidates beyond each segment's own add (what an estimate counts:
+    openers included, since whether the judge can compare them is known only at render time)."""
+    return sum((plan.for_job(j) - 1) * j.generate_duration_s for j in jobs)
+
+
 def without_openers(plan: CandidatePlan, judge_compares_openers: bool) -> tuple[CandidatePlan, str | None]:
     """A scene opener has no scene anchor, seam or long-range anchor yet, so unless the judge
     has something else to compare it with (CLIP's prompt score, reference images, Gemini as

@@ -18,8 +18,10 @@ gradual       `gradual_drift(jobs)`: six segments of one scene whose palette mov
 Clean controls beyond the preview renderer's own clips (they must pass):
 textured_pan  a steady 3 px/frame pan over fine (2 px) random texture: what aliasing
               thumbnails mistake for flicker
-lights_on     the clean clip whose second half is 40% brighter (lights switching on, a
-              lightning flash): a change of brightness, not a cut
+lights_on     the clean clip whose second half is 40% brighter (lights switching on): a
+              change of brightness, not a cut
+flash         three frames in the middle 60% brighter (a lightning flash or a photographer's
+              flash): two changes of brightness, no cut
 
 Frames are tiny on purpose (tests use 128x72): the metrics work on thumbnails anyway.
 """
@@ -113,9 +115,17 @@ def lights_on(job: SegmentJob, gain: float = 1.4) -> list[np.ndarray]:
     return frames[:half] + [np.clip(f.astype(np.float32) * gain, 0, 255).astype(np.uint8) for f in frames[half:]]
 
 
+def flash(job: SegmentJob, gain: float = 1.6, length: int = 3) -> list[np.ndarray]:
+    frames = frames_of(job)
+    start = len(frames) // 2
+    return [np.clip(f.astype(np.float32) * gain, 0, 255).astype(np.uint8) if start <= i < start + length else f
+            for i, f in enumerate(frames)]
+
+
 CLEAN_CONTROLS: dict[str, Callable[[SegmentJob], list[np.ndarray]]] = {
     "textured_pan": textured_pan,
     "lights_on": lights_on,
+    "flash": flash,
 }
 
 

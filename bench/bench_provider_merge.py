@@ -3,6 +3,10 @@ against ffmpeg's xfade/acrossfade full re-encode and a stream-copy concat floor.
 
     python bench/bench_provider_merge.py                          # 720p24 and 1080p30->24, six 10 s clips
     python bench/bench_provider_merge.py --profiles 720p24 --seconds 5 --repeat 2
+    python bench/bench_provider_merge.py --profiles 720p24 --methods awox --repeat 2   # (x) once: --xfade-repeat
+
+First it normalises the last clip with the merge's preset (veryfast) and the normalising one
+(superfast, same CRF and parameter sets) and prints CPU seconds, bytes and luma PSNR of each.
 
 The clips are what a provider returns, not what longvid encodes: the preview renderer's
 pictures encoded by another x264 configuration (preset medium, one keyframe for the whole
@@ -10,9 +14,13 @@ clip, B-frames) with AAC 44.1 kHz stereo (longvid/testing/provider_clip.py); for
 at 30 fps, which the merge must convert to the output's 24. Cached under $TMPDIR.
 
 Methods, each in its own subprocess (its memory is its own):
-  (a) longvid after the last segment arrives: normalise that segment (the others were
-      normalised while it was generating, one task each as it arrived) and merge the six
-      with stream copy: seams re-encoded, the rest copied.
+  (a) longvid after the last segment arrives, when it is the timeline's last: the others were
+      normalised while it was generating (one task each as it arrived) and merged ahead in
+      timeline order (runtime/merge_ahead.py, not timed); then normalise it and finish the
+      merge (its seam re-encoded, its body copied, picture and sound joined).
+  (w) the same when the late segment is the timeline's first: nothing could be merged ahead,
+      so after normalising it the whole merge runs (seams re-encoded, the rest copied).
+  (o) as before the merge ahead: normalise the last segment, then one-shot merge_segments.
   (r) longvid merging the raw provider clips (what happened before normalisation existed).
   (x) ffmpeg's xfade + acrossfade filters over all six clips, fps/scale/trim per input, a full
       libx264 re-encode with longvid's settings (veryfast, crf 20) and AAC. Run through
@@ -24,6 +32,7 @@ Methods, each in its own subprocess (its memory is its own):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -42,7 +51,9 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PROFILES = {"720p24": ("720p", 24), "1080p30": ("1080p", 30)}  # output resolution, the provider's frame rate
 METHODS = {
-    "a": ("longvid after the last segment: normalise it + merge (stream copy)", "last"),
+    "a": ("longvid after the last segment (the timeline's last): normalise it + finish the merge ahead", "last"),
+    "w": ("longvid after the last segment (the timeline's first): normalise it + the whole merge", "first"),
+    "o": ("longvid before the merge ahead: normalise the last + one-shot merge_segments", "oneshot"),
     "r": ("longvid merge of the raw provider clips", "raw"),
     "x": ("ffmpeg xfade + acrossfade, full re-encode", "xfade"),
     "d": ("stream-copy concat, no transitions (floor)", "streamcopy"),
@@ -62,10 +73,53 @@ def _job(clip: dict):
 # -- workers -----------------------------------------------------------------------------
 
 
-def worker_last(manifest: dict, out: Path) -> None:
-    from longvid.media import MergeInput, merge_segments
-    from longvid.runtime.normalisation import normalise_segment
+def _inputs(clips: list[dict], paths: list[Path]):
+    from longvid.media import MergeInput
     from longvid.spec import Transition
+
+    return [MergeInput(p, c["frames"], c["head_frames"], Transition(c["head_transition"]), c["tail_frames"]) for p, c in zip(paths, clips)]
+
+
+def _after_arrival(manifest: dict, out: Path, late: int) -> None:
+    """The render's merge ahead (runtime/merge_ahead.py) had every other segment; then segment
+    `late` arrives: normalise it (NORMALISE_H264) and finish the merge. Timed from its arrival."""
+    from longvid.media.timeline import TimelineMerge
+    from longvid.runtime.normalisation import normalise_segment
+
+    clips = manifest["clips"]
+    late_path = out.with_suffix(".late.mp4")
+    paths = [Path(c["normalised"]) for c in clips]
+    paths[late] = late_path
+    inputs = _inputs(clips, paths)
+    baseline = self_maxrss_bytes()
+    merge = TimelineMerge(len(clips), out, manifest["fps"], manifest["width"], manifest["height"])
+    ahead_started = time.perf_counter()
+    for position in range(len(clips)):
+        if position != late:
+            merge.add(position, inputs[position])
+    ahead_s = time.perf_counter() - ahead_started
+    started = time.perf_counter()
+    normalised = normalise_segment(_job(clips[late]), Path(clips[late]["path"]).read_bytes(), want_seam=False)
+    late_path.write_bytes(normalised.mp4)
+    normalise_s = time.perf_counter() - started
+    merge.add(late, inputs[late])
+    stats = merge.finish()
+    op = time.perf_counter() - started
+    _report(op, baseline, normalise_last_s=normalise_s, merge_s=op - normalise_s, ahead_s=ahead_s, frames=stats.frames,
+            copied_frames=stats.copied_frames, encoded_frames=stats.encoded_frames, copied_segments=stats.copied_segments)
+
+
+def worker_last(manifest: dict, out: Path) -> None:
+    _after_arrival(manifest, out, len(manifest["clips"]) - 1)
+
+
+def worker_first(manifest: dict, out: Path) -> None:
+    _after_arrival(manifest, out, 0)
+
+
+def worker_oneshot(manifest: dict, out: Path) -> None:
+    from longvid.media import merge_segments
+    from longvid.runtime.normalisation import normalise_segment
 
     clips = manifest["clips"]
     baseline = self_maxrss_bytes()
@@ -75,11 +129,10 @@ def worker_last(manifest: dict, out: Path) -> None:
     last_path = out.with_suffix(".last.mp4")
     last_path.write_bytes(normalised.mp4)
     normalise_s = time.perf_counter() - started
-    paths = [Path(c["normalised"]) for c in clips[:-1]] + [last_path]
-    inputs = [MergeInput(p, c["frames"], c["head_frames"], Transition(c["head_transition"]), c["tail_frames"]) for p, c in zip(paths, clips)]
+    inputs = _inputs(clips, [Path(c["normalised"]) for c in clips[:-1]] + [last_path])
     stats = merge_segments(inputs, out, manifest["fps"], manifest["width"], manifest["height"])
     op = time.perf_counter() - started
-    _report(op, baseline, normalise_last_s=normalise_s, merge_s=stats.seconds, frames=stats.frames,
+    _report(op, baseline, normalise_last_s=normalise_s, merge_s=stats.seconds, ahead_s=0.0, frames=stats.frames,
             copied_frames=stats.copied_frames, encoded_frames=stats.encoded_frames, copied_segments=stats.copied_segments)
 
 
@@ -294,7 +347,7 @@ def ensure_clips(cache_root: Path, profile: str, clips: int, seconds: int) -> di
     manifest_path = folder / "manifest.json"
     if manifest_path.is_file():
         print(f"clips: cached in {folder}")
-        return json.loads(manifest_path.read_text())
+        return _normalised(json.loads(manifest_path.read_text()), folder, jobs)
     folder.mkdir(parents=True, exist_ok=True)
     from concurrent.futures import ProcessPoolExecutor
 
@@ -306,20 +359,80 @@ def ensure_clips(cache_root: Path, profile: str, clips: int, seconds: int) -> di
           flush=True)
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(_render_provider_clip, [j.model_dump_json() for j in jobs], [source_fps] * len(jobs), [str(p) for p in paths]))
-    print(f"clips: made in {time.perf_counter() - started:.1f} s; normalising each (the work done while the others generate) ...", flush=True)
-    # One at a time, each on the whole machine, as a task would run while the others wait on the provider.
-    normalise_s = [_normalise_one(j.model_dump_json(), str(p), str(n)) for j, p, n in zip(jobs, paths, normalised)]
+    print(f"clips: made in {time.perf_counter() - started:.1f} s", flush=True)
     width, height = spec.frame_size
     manifest = {
         "profile": profile, "fps": spec.fps, "width": width, "height": height, "source_fps": source_fps,
-        "normalise_s": normalise_s,
-        "clips": [{"path": str(p), "normalised": str(n), "job": j.model_dump_json(), "frames": j.frames, "head_frames": j.head_frames,
+        "clips": [{"path": str(p), "job": j.model_dump_json(), "frames": j.frames, "head_frames": j.head_frames,
                    "head_transition": j.head_transition.value, "tail_frames": j.tail_frames,
                    "rendered_frames": math.ceil(j.needed_frames / j.fps) * source_fps}
-                  for p, n, j in zip(paths, normalised, jobs)],
+                  for p, j in zip(paths, jobs)],
     }
     manifest_path.write_text(json.dumps(manifest, indent=1))
+    return _normalised(manifest, folder, jobs)
+
+
+def _normalised(manifest: dict, folder: Path, jobs) -> dict:
+    """Each clip normalised as the runtime does while the others generate, cached by the
+    normalisation's own sources (a change of preset normalises them again, not the clips)."""
+    import longvid.media.encoding
+    import longvid.runtime.normalisation
+
+    key = hashlib.sha256()
+    for module in (longvid.media.encoding, longvid.runtime.normalisation):
+        key.update(Path(module.__file__).read_bytes())
+    normalised_manifest = folder / f"normalised-{key.hexdigest()[:12]}.json"
+    if normalised_manifest.is_file():
+        return json.loads(normalised_manifest.read_text())
+    print("clips: normalising each (the work done while the others generate) ...", flush=True)
+    paths = [Path(c["path"]) for c in manifest["clips"]]
+    normalised = [folder / f"normalised-{key.hexdigest()[:12]}-{j.index:02d}.mp4" for j in jobs]
+    # One at a time, each on the whole machine, as a task would run while the others wait on the provider.
+    manifest = dict(manifest, normalise_s=[_normalise_one(j.model_dump_json(), str(p), str(n)) for j, p, n in zip(jobs, paths, normalised)],
+                    clips=[dict(c, normalised=str(n)) for c, n in zip(manifest["clips"], normalised)], file=str(normalised_manifest))
+    normalised_manifest.write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def _cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def preset_quality(manifest: dict) -> str:
+    """The last clip normalised with the merge's preset and with the normalising one: CPU
+    seconds, bytes and luma PSNR against the provider's decoded frames."""
+    import av
+    import numpy as np
+
+    from longvid.media.encoding import DEFAULT_H264, NORMALISE_H264
+    from longvid.media.normalise import normalise_clip
+    from longvid.runtime.normalisation import house_format
+
+    clip = manifest["clips"][-1]
+    job, data = _job(clip), Path(clip["path"]).read_bytes()
+
+    def luma(source) -> list:
+        import io
+
+        with av.open(io.BytesIO(source) if isinstance(source, bytes) else source) as container:
+            return [f.to_ndarray(format="yuv420p")[: job.height] for f in container.decode(video=0)]
+
+    reference = luma(clip["path"])[: job.needed_frames] if manifest["fps"] == manifest["source_fps"] else None
+    parts = []
+    for settings in (DEFAULT_H264, NORMALISE_H264):
+        fmt = dataclasses.replace(house_format(job), settings=settings)
+        cpu = _cpu_s()
+        out = normalise_clip(data, fmt)
+        cpu = _cpu_s() - cpu
+        psnr = ""
+        if reference is not None:
+            mse = np.mean([np.mean((a.astype(np.float64) - b) ** 2) for a, b in zip(reference, luma(out))])
+            psnr = f", Y-PSNR {10 * np.log10(255**2 / mse):.2f} dB vs the provider's frames"
+        parts.append(f"{settings.preset} crf {settings.crf}: {cpu:.2f} s CPU, {len(out) / 1e6:.2f} MB{psnr}")
+    return "normalising the last clip: " + "; ".join(parts)
 
 
 # -- main --------------------------------------------------------------------------------
@@ -330,17 +443,19 @@ def run_profile(args, profile: str) -> list[list[str]]:
 
     manifest = ensure_clips(args.cache_dir, profile, args.clips, args.seconds)
     clips = manifest["clips"]
-    manifest_file = Path(clips[0]["path"]).parent / "manifest.json"
+    manifest_file = Path(manifest["file"])  # the clips and their normalised versions
     expected = sum(c["frames"] for c in clips)
     print(f"{profile}: {len(clips)} clips {manifest['width']}x{manifest['height']}, provider {manifest['source_fps']} fps -> "
           f"{manifest['fps']} fps, {expected} output frames; normalising each took {', '.join(f'{s:.2f}' for s in manifest['normalise_s'])} s")
+    if not args.no_quality:
+        print(preset_quality(manifest), flush=True)
     outdir = Path(tempfile.mkdtemp(prefix="longvid-bench-provider-merge-"))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(BENCH), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     results: dict[str, dict] = {}
     for round_ in range(args.repeat):
         for m in args.methods:
-            if m == "r" and round_ >= args.raw_repeat:
+            if (m == "r" and round_ >= args.raw_repeat) or (m == "x" and round_ >= args.xfade_repeat):
                 continue
             worker = METHODS[m][1] + ("-cli" if m == "x" and args.ffmpeg_cli else "")
             out = outdir / f"{m}.mp4"
@@ -365,10 +480,10 @@ def run_profile(args, profile: str) -> list[list[str]]:
         r = results[m]
         ratio = f"{r['rep']['op_s'] / base['rep']['op_s']:.1f}" if base else "-"
         detail = ""
-        if m == "a":
+        if m in "awo":
             rep = r["rep"]
-            detail = (f"normalise last {rep['normalise_last_s']:.2f} s + merge {rep['merge_s']:.2f} s; "
-                      f"copied {rep['copied_frames']}, re-encoded {rep['encoded_frames']}")
+            detail = (f"normalise {rep['normalise_last_s']:.2f} s + merge {rep['merge_s']:.2f} s "
+                      f"(ahead {rep['ahead_s']:.2f} s); copied {rep['copied_frames']}, re-encoded {rep['encoded_frames']}")
         rows.append([profile, f"({m})", METHODS[m][0], f"{r['rep']['op_s']:.2f}", ratio, f"{r['peak'] / MB:.0f}",
                      str(r["info"].frames), "yes" if r["info"].has_audio else "no", detail])
     if not args.keep:
@@ -382,10 +497,12 @@ def main() -> int:
     ap.add_argument("--manifest", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--profiles", default="720p24,1080p30", help="comma-separated: 720p24, 1080p30 (default %(default)s)")
-    ap.add_argument("--methods", default="axdr", help="which of a, r, x, d to run (default %(default)s)")
+    ap.add_argument("--methods", default="awoxdr", help="which of a, w, o, r, x, d to run (default %(default)s)")
+    ap.add_argument("--no-quality", action="store_true", help="skip the preset comparison (CPU, bytes, PSNR)")
     ap.add_argument("--clips", type=int, default=6)
     ap.add_argument("--seconds", type=int, default=10, help="timeline seconds per clip (default %(default)s)")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--xfade-repeat", type=int, default=1, help="rounds of (x), a slow one (default %(default)s)")
     ap.add_argument("--raw-repeat", type=int, default=1, help="rounds of (r), a slow one (default %(default)s)")
     ap.add_argument("--ffmpeg-cli", action="store_true", help="run (x) with the ffmpeg binary on PATH")
     ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "longvid-bench-provider-clips")
@@ -393,7 +510,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.worker:
         manifest = json.loads(Path(args.manifest).read_text())
-        workers = {"last": worker_last, "raw": worker_raw, "xfade": worker_xfade, "xfade-cli": worker_xfade_cli,
+        workers = {"last": worker_last, "first": worker_first, "oneshot": worker_oneshot, "raw": worker_raw, "xfade": worker_xfade, "xfade-cli": worker_xfade_cli,
                    "streamcopy": worker_streamcopy}
         workers[args.worker](manifest, Path(args.out))
         return 0

@@ -171,3 +171,19 @@ def test_a_crash_during_the_merge_ahead_resumes_to_the_same_video(provider_runwa
     assert all(np.array_equal(a, b) for a, b in zip(video_a, video_b))
     assert np.array_equal(audio_a, audio_b)
     assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".final.mp4.")]
+
+
+@pytest.mark.parametrize("fps", [24, 30, 60])
+def test_the_normalising_preset_writes_the_merges_parameter_sets(fps):
+    """Provider clips are normalised with a faster preset than the merge encodes its seams
+    with: its packets are copied only because both write the same SPS/PPS, at every size a
+    render makes."""
+    from longvid.media.encoding import DEFAULT_H264, NORMALISE_H264, h264_reference
+    from longvid.spec import AspectRatio, Resolution
+
+    assert NORMALISE_H264.preset != DEFAULT_H264.preset and NORMALISE_H264.crf == DEFAULT_H264.crf
+    for resolution in Resolution:
+        for aspect in AspectRatio:
+            width, height = RenderSpec(prompt="x", resolution=resolution, aspect_ratio=aspect).frame_size
+            assert h264_reference(width, height, fps, NORMALISE_H264) == h264_reference(width, height, fps, DEFAULT_H264), \
+                (width, height, fps)

@@ -5,7 +5,7 @@ against ffmpeg's xfade/acrossfade full re-encode and a stream-copy concat floor.
     python bench/bench_provider_merge.py --profiles 720p24 --seconds 5 --repeat 2
     python bench/bench_provider_merge.py --profiles 720p24 --methods awox --repeat 2   # (x) once: --xfade-repeat
 
-First it normalises the last clip with the merge's preset (veryfast) and the normalising one
+Last it normalises the last clip with the merge's preset (veryfast) and the normalising one
 (superfast, same CRF and parameter sets) and prints CPU seconds, bytes and luma PSNR of each.
 
 The clips are what a provider returns, not what longvid encodes: the preview renderer's
@@ -403,7 +403,10 @@ def _cpu_s() -> float:
 
 def preset_quality(manifest: dict) -> str:
     """The last clip normalised with the merge's preset and with the normalising one: CPU
-    seconds, bytes and luma PSNR against the provider's decoded frames."""
+    seconds, bytes and luma PSNR against the provider's decoded frames (streamed: a frame of
+    each at a time, so this process's peak RSS, which its children inherit in ru_maxrss, stays low)."""
+    import io
+
     import av
     import numpy as np
 
@@ -414,13 +417,11 @@ def preset_quality(manifest: dict) -> str:
     clip = manifest["clips"][-1]
     job, data = _job(clip), Path(clip["path"]).read_bytes()
 
-    def luma(source) -> list:
-        import io
+    def luma(source: bytes):
+        with av.open(io.BytesIO(source)) as container:
+            for frame in container.decode(video=0):
+                yield frame.to_ndarray(format="yuv420p")[: job.height].astype(np.float64)
 
-        with av.open(io.BytesIO(source) if isinstance(source, bytes) else source) as container:
-            return [f.to_ndarray(format="yuv420p")[: job.height] for f in container.decode(video=0)]
-
-    reference = luma(clip["path"])[: job.needed_frames] if manifest["fps"] == manifest["source_fps"] else None
     parts = []
     for settings in (DEFAULT_H264, NORMALISE_H264):
         fmt = dataclasses.replace(house_format(job), settings=settings)
@@ -428,9 +429,9 @@ def preset_quality(manifest: dict) -> str:
         out = normalise_clip(data, fmt)
         cpu = _cpu_s() - cpu
         psnr = ""
-        if reference is not None:
-            mse = np.mean([np.mean((a.astype(np.float64) - b) ** 2) for a, b in zip(reference, luma(out))])
-            psnr = f", Y-PSNR {10 * np.log10(255**2 / mse):.2f} dB vs the provider's frames"
+        if manifest["fps"] == manifest["source_fps"]:  # frame k is the provider's frame k
+            mse = [np.mean((a - b) ** 2) for a, b in zip(luma(data), luma(out))]
+            psnr = f", Y-PSNR {10 * np.log10(255**2 / np.mean(mse)):.2f} dB vs the provider's frames"
         parts.append(f"{settings.preset} crf {settings.crf}: {cpu:.2f} s CPU, {len(out) / 1e6:.2f} MB{psnr}")
     return "normalising the last clip: " + "; ".join(parts)
 
@@ -447,8 +448,6 @@ def run_profile(args, profile: str) -> list[list[str]]:
     expected = sum(c["frames"] for c in clips)
     print(f"{profile}: {len(clips)} clips {manifest['width']}x{manifest['height']}, provider {manifest['source_fps']} fps -> "
           f"{manifest['fps']} fps, {expected} output frames; normalising each took {', '.join(f'{s:.2f}' for s in manifest['normalise_s'])} s")
-    if not args.no_quality:
-        print(preset_quality(manifest), flush=True)
     outdir = Path(tempfile.mkdtemp(prefix="longvid-bench-provider-merge-"))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(BENCH), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
@@ -488,6 +487,8 @@ def run_profile(args, profile: str) -> list[list[str]]:
                      str(r["info"].frames), "yes" if r["info"].has_audio else "no", detail])
     if not args.keep:
         shutil.rmtree(outdir, ignore_errors=True)
+    if not args.no_quality:  # after the methods: nothing it holds is inherited by their processes
+        print(preset_quality(manifest), flush=True)
     return rows
 
 

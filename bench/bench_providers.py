@@ -45,7 +45,9 @@ def main() -> int:
     from longvid.settings import Settings
     from longvid.spec import RenderSpec
 
-    ensure_ray(num_cpus=2)
+    ray_started = time.perf_counter()
+    ensure_ray(num_cpus=2)  # what `longvid render` pays first, unless RAY_ADDRESS names a running cluster
+    ray_start_s = time.perf_counter() - ray_started
     spec = RenderSpec(prompt="a lighthouse on a cliff at night", duration_s=args.duration, resolution=args.resolution,
                       provider="runway", judge="off", continuity="anchor")
     started = time.perf_counter()
@@ -75,14 +77,21 @@ def main() -> int:
         started = time.perf_counter()
         result = RenderPipeline(LocalRunStore(folder / str(number)), runner, settings=limited).render(spec, planned=planned)
         rows.append((label, time.perf_counter() - started, result, fake.counts["create"], fake.most_in_flight()))
-    ideal = latency_s + planning_s + rows[0][2].merge.seconds
+    merge = rows[0][2].merge
+    ideal = latency_s + planning_s + (merge.seconds - merge.ahead_s)  # the merge's part after the last segment
     print(f"fake Runway: {args.latency_polls} polls x {args.poll_interval:g} s; one task end to end: {latency_s:.2f} s; "
           f"{len(jobs)} segments; planning {planning_s * 1000:.0f} ms")
     print(f"{'run':30s} {'wall s':>8s} {'x ideal':>8s} {'merge s':>8s} {'creates':>8s} {'most at once':>12s}")
-    print(f"{'ideal (1 latency + plan + merge)':30s} {ideal:8.2f} {1.0:8.2f}")
+    print(f"{'ideal (1 latency + plan + merge)':30s} {ideal:8.2f} {1.0:8.2f}")  # merge: its part after the last segment
     for label, wall, result, creates, most in rows:
         print(f"{label:30s} {wall:8.2f} {wall / ideal:8.2f} {result.merge.seconds:8.2f} {creates:8d} {most:12d}")
-    print(f"one task's latency L = {latency_s:.2f} s; parallel wall - L = {rows[0][1] - latency_s:.2f} s")
+    print(f"one task's latency L = {latency_s:.2f} s; parallel wall - L = {rows[0][1] - latency_s:.2f} s; "
+          f"merge {merge.seconds:.2f} s of which {merge.ahead_s:.2f} s ahead (while segments generated)")
+    sound = rows[0][2].sound or {}
+    if sound.get("step_s"):
+        print(f"soundtrack after the merge: {sum(sound['step_s'].values()):.2f} s "
+              f"({', '.join(f'{k} {v:.2f}' for k, v in sound['step_s'].items())})")
+    print(f"Ray start-up in-process (before the walls above; not paid with RAY_ADDRESS): {ray_start_s:.2f} s")
     if len(rows) == 3:
         print(f"sequential / parallel: {rows[2][1] / rows[0][1]:.2f}x; limit 2 / unlimited: {rows[1][1] / rows[0][1]:.2f}x")
     shutil.rmtree(folder, ignore_errors=True)

@@ -19,7 +19,8 @@ Memory: one segment's packet index (a few MB) and a transition's frames at a tim
 
 Audio (decode, crossfade, AAC encode) runs on its own thread beside the video: PyAV releases
 the GIL inside the codecs, and with the video mostly copied, AAC encoding would otherwise be
-most of the merge's time. The two share the output container under one lock.
+most of the merge's time. timeline.py runs the merge in timeline order as segments arrive
+(merge_segments is that, given every segment at once).
 
 It reads packets itself rather than through media/frames.py: stream copy needs the packets,
 and the seam windows are decoded from a keyframe inside the file, not from its start.
@@ -27,9 +28,7 @@ and the seam windows are decoded from a keyframe inside the file, not from its s
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -40,8 +39,7 @@ import numpy as np
 from av.bitstream import BitStreamFilterContext
 
 from ..spec import Transition
-from .encoding import DEFAULT_H264, PIXEL_FORMAT, H264Settings, add_h264_stream, open_encoder, parameter_sets
-from .audio import AudioMixer
+from .encoding import DEFAULT_H264, PIXEL_FORMAT, H264Settings, open_encoder, parameter_sets
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,8 @@ class MergeStats:
     encoded_frames: int
     copied_segments: int
     audio: bool
-    seconds: float
+    seconds: float  # merging work in all
+    ahead_s: float = 0.0  # of which done while segments were still generating (runtime/merge_ahead.py)
 
 
 def blend(previous: np.ndarray, following: np.ndarray, alpha: float, transition: Transition, black: np.ndarray) -> np.ndarray:
@@ -239,80 +238,6 @@ class _VideoWriter:
                 self.container.mux(packet)
 
 
-class _AudioThread(threading.Thread):
-    """The audio track, mixed and encoded beside the video. Each segment's head blends with
-    the tail the previous one carries (its `tail_frames`: the video pass always yields them)."""
-
-    def __init__(self, mixer: AudioMixer, inputs: Sequence[MergeInput]):
-        super().__init__(name="merge-audio", daemon=True)
-        self.mixer, self.inputs = mixer, list(inputs)
-        self.error: BaseException | None = None
-        self.stopped = threading.Event()  # the video side failed: stop between segments
-        self.start()
-
-    def run(self) -> None:
-        try:
-            previous_tail = 0
-            for source in self.inputs:
-                if self.stopped.is_set():
-                    return
-                self.mixer.add(source.path, source.frames, min(source.head_frames, previous_tail), source.tail_frames)
-                previous_tail = source.tail_frames
-            self.mixer.finish()
-        except BaseException as exc:  # raised again on the merging thread
-            self.error = exc
-
-    def finish(self) -> None:
-        self.join()
-        if self.error is not None:
-            raise self.error
-
-    def abandon(self) -> None:
-        """Stop after the segment in hand and wait: the container must not close under it."""
-        self.stopped.set()
-        self.join()
-
-
-def _merge_video(inputs: Sequence[MergeInput], writer: _VideoWriter, width: int, height: int, fps: int, reference,
-                 black: np.ndarray, stream_copy: bool) -> int:
-    """The video track: each segment's GOPs between its seams copied, the seam windows blended
-    and encoded. Returns how many segments had a copied span."""
-    copied_segments = 0
-    held: list[np.ndarray] = []
-    for source in inputs:
-        segment = _Segment(source, fps, width, height, reference)
-        try:
-            span = segment.copy_range() if stream_copy else None
-            head_len = min(source.head_frames, len(held))
-            needed = source.frames + source.tail_frames
-
-            def emit(lo: int, hi: int) -> None:
-                for offset, pixels in enumerate(segment.frames(lo, hi)):
-                    k = lo + offset
-                    if k < head_len:
-                        alpha = transition_alpha(k, head_len)
-                        pixels = blend(held[k], pixels, alpha, source.head_transition, black)
-                    if k >= source.frames:
-                        tail.append(pixels)
-                    else:
-                        writer.write(pixels)
-
-            tail: list[np.ndarray] = []
-            if span is None:
-                emit(0, needed)
-            else:
-                first, end, first_pos, end_pos = span
-                emit(0, first)
-                writer.copy(segment, first, end, first_pos, end_pos)
-                copied_segments += 1
-                emit(end, needed)
-            held = tail
-        finally:
-            segment.close()
-    writer.end_run()
-    return copied_segments
-
-
 def merge_segments(
     inputs: Sequence[MergeInput],
     output: Path,
@@ -323,39 +248,14 @@ def merge_segments(
     stream_copy: bool = True,
 ) -> MergeStats:
     """Merge `inputs` in order into `output` (written to a temporary name, then renamed,
-    so a reader never sees a half-written file)."""
-    started = time.perf_counter()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial.mp4")
-    black = np.full((height * 3 // 2, width), 128, np.float32)
-    black[:height] = 16.0
-    audio_thread = None
+    so a reader never sees a half-written file): a TimelineMerge (timeline.py) given them all."""
+    from .timeline import TimelineMerge
+
+    merge = TimelineMerge(len(inputs), output, fps, width, height, settings, stream_copy)
     try:
-        with av.open(str(partial), "w", format="mp4", options={"movflags": "+faststart"}) as container:
-            vstream = add_h264_stream(container, width, height, fps, settings)
-            reference = parameter_sets(vstream.codec_context.extradata)
-            lock = threading.Lock()
-            audio = AudioMixer.for_inputs(container, [i.path for i in inputs], fps, lock)
-            writer = _VideoWriter(container, vstream, width, height, fps, settings, lock)
-            audio_thread = _AudioThread(audio, inputs) if audio is not None else None
-            try:
-                copied_segments = _merge_video(inputs, writer, width, height, fps, reference, black, stream_copy)
-            except BaseException:
-                if audio_thread is not None:
-                    audio_thread.abandon()  # inside the `with`: it writes into this container
-                raise
-            if audio_thread is not None:
-                audio_thread.finish()
-        os.replace(partial, output)
+        for position, source in enumerate(inputs):
+            merge.add(position, source)
+        return merge.finish()
     except BaseException:
-        partial.unlink(missing_ok=True)
+        merge.abort()
         raise
-    return MergeStats(
-        frames=writer.next_index,
-        copied_frames=writer.copied,
-        encoded_frames=writer.encoded,
-        copied_segments=copied_segments,
-        audio=audio is not None,
-        seconds=time.perf_counter() - started,
-    )

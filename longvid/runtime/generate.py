@@ -70,11 +70,12 @@ class GenerateLoop:
                  store: RunStore, runner: SegmentRunner, router: SegmentRouter, acceptance: Acceptance,
                  progress: ProgressSink, stop: threading.Event, estimator: EstimatorConfig,
                  rephrase: Callable[[str, str], str] | None, settings: Settings, max_tries: int = 2,
-                 lease: RunLock | None = None):
+                 lease: RunLock | None = None, on_accepted: Callable[[RunManifest, int], None] | None = None):
         self.run_folder, self.jobs, self.router = run, jobs, router
         self.store, self.runner, self.acceptance, self.progress = store, runner, acceptance, progress
         self.stop, self.rephrase, self.max_tries, self.lease = stop, rephrase, max_tries, lease
         self.settings = settings  # travels to the Ray tasks that poll and download (secrets masked)
+        self.on_accepted = on_accepted  # e.g. the merge ahead (merge_ahead.py)
         self.spec = manifest.spec
         self.capacity = runner.capacity()
         self.requests = {}
@@ -423,6 +424,8 @@ class GenerateLoop:
             self.queue.sort(key=priority)
             return
         self.done.add(index)
+        if self.on_accepted is not None:
+            self.on_accepted(self.manifest, index)
         self.events.segment(index, result.provider, result.model, "cached" if cached else "accepted")
         if cached:
             self.reused += 1

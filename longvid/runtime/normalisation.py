@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from ..media.encoding import NORMALISE_H264
 from ..media.frames import frame_png
 from ..media.normalise import HouseFormat, house_format_problem, normalise_clip
 from ..spec import SegmentJob
@@ -18,9 +19,10 @@ from ..spec import SegmentJob
 def house_format(job: SegmentJob) -> HouseFormat:
     """The format the merge copies for this segment: its frames and crossfade tail at the
     output size and rate, with IDR frames where its copy range starts (after the head it
-    blends with the previous segment) and ends (where its own tail starts)."""
+    blends with the previous segment) and ends (where its own tail starts); encoded with
+    NORMALISE_H264, whose parameter sets are the merge's own."""
     return HouseFormat(width=job.width, height=job.height, fps=job.fps, frames=job.needed_frames,
-                       keyframes=(job.head_frames, job.frames))
+                       keyframes=(job.head_frames, job.frames), settings=NORMALISE_H264)
 
 
 def needs_normalising(mp4: bytes, job: SegmentJob) -> str | None:

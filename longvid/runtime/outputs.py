@@ -13,6 +13,7 @@ from ..manifest import RunManifest, RunPlan, with_warnings
 from ..media import MergeInput, MergeStats, merge_segments
 from ..observability import render_events
 from ..spec import SegmentJob, Storyboard
+from .merge_ahead import MergeAhead
 from .protocols import ProgressSink, SegmentJudge
 from .router import SegmentRouter
 from .layout import FINAL, REPORT, health_state
@@ -52,9 +53,17 @@ class RenderResult:
 
 
 def merge_run(run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], stream_copy: bool,
-              progress: ProgressSink) -> MergeStats:
-    """The accepted segments merged with their transitions into the run's final.mp4."""
+              progress: ProgressSink, ahead: MergeAhead | None = None) -> MergeStats:
+    """The accepted segments merged with their transitions into the run's final.mp4: what
+    `ahead` merged while they generated, finished, or (without it, or when it cannot be
+    used) a merge from scratch."""
     progress.merging()
+    started = time.perf_counter()
+    stats = ahead.finish(manifest) if ahead is not None else None
+    if stats is not None:
+        render_events.merged(time.perf_counter() - started)
+        run.publish(FINAL, run.scratch_path(FINAL))
+        return stats
     spec = manifest.spec
     inputs = [
         MergeInput(run.local_path(manifest.segments[j.index].clip.path), j.frames, j.head_frames, j.head_transition, j.tail_frames)

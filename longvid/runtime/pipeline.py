@@ -48,6 +48,7 @@ from .edit_run import apply_prepared, finish_version
 from .runlock import RunLock, RunLocked
 from .versions import pending_edit
 from .layout import FINAL, MANIFEST, PLAN
+from .merge_ahead import MergeAhead
 from .narration_step import (add_soundtrack, apply_narration_choice, book_speech_costs, copy_subtitles_out,
                              speak_storyboard, write_narration)
 from .store import LocalRunStore, RunFolder, RunStore, new_run_id, read_manifest, write_model
@@ -223,8 +224,8 @@ class RenderPipeline:
     # -- the render steps -----------------------------------------------------------------
 
     def generate(self, run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], capabilities: ProviderCapabilities,
-                 lease: RunLock | None = None) -> GenerateOutcome:
-        """Generate every segment not yet accepted."""
+                 lease: RunLock | None = None, ahead: MergeAhead | None = None) -> GenerateOutcome:
+        """Generate every segment not yet accepted (each accepted one goes on to `ahead`'s merge)."""
         if self.runner is None:
             raise RuntimeError("this pipeline was built for planning only: give it a SegmentRunner")
         router = SegmentRouter(manifest.spec, run.run_id, self.settings, self.runner.gates)
@@ -233,7 +234,8 @@ class RenderPipeline:
             loop = GenerateLoop(run, manifest, jobs, capabilities, store=self.store, runner=self.runner, router=router,
                                 acceptance=Acceptance(run, self.store, self.judge, self.progress), progress=self.progress,
                                 stop=self.stop, estimator=self.estimator, rephrase=self.planner.rephrase,
-                                max_tries=self.max_tries, lease=lease, settings=self.settings)
+                                max_tries=self.max_tries, lease=lease, settings=self.settings,
+                                on_accepted=ahead.accepted if ahead is not None else None)
             return loop.run()
         finally:
             router.release_all()  # whatever ended the loop (an error included), this run holds no slot now
@@ -246,14 +248,17 @@ class RenderPipeline:
                  clips: dict[str, bytes] | None = None) -> RenderResult:
         self.progress.planned(storyboard, jobs, run)
         events = RenderEvents(run.run_id, manifest.spec.provider)  # metrics, and the run id on this thread's log lines
+        ahead = None
         try:
             if narration is not None:  # speech/, narration.wav, subtitles: before any segment is paid for
                 manifest = write_narration(run, manifest, narration, clips or {}, self.store, self.settings)
                 write_model(run, MANIFEST, manifest)
-            outcome = self.generate(run, manifest, jobs, capabilities, lease)
+            ahead = MergeAhead(run, manifest.spec, jobs, self.stream_copy)  # merges while the segments generate
+            ahead.feed_accepted(manifest)
+            outcome = self.generate(run, manifest, jobs, capabilities, lease, ahead)
             manifest = outcome.manifest.model_copy(update={"status": RunStatus.MERGING})
             write_model(run, MANIFEST, manifest)
-            stats = merge_run(run, manifest, jobs, self.stream_copy, self.progress)
+            stats = merge_run(run, manifest, jobs, self.stream_copy, self.progress, ahead)
             sound = add_soundtrack(run, manifest.spec, narration)
             if output is not None:
                 copy_out(run, Path(output))
@@ -286,6 +291,8 @@ class RenderPipeline:
             events.failed(status.value, reason)
             raise
         finally:
+            if ahead is not None:
+                ahead.abandon()  # its scratch files, unless it finished
             run.discard_scratch()  # S3 runs: the local copies are done with
             events.close()
         return result

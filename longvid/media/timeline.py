@@ -1,0 +1,229 @@
+"""The merge in timeline order, while segments arrive (merge.py has the pieces).
+
+Segments are generated in any order; the merge needs them in timeline order. A TimelineMerge
+takes each segment when it is ready (`add`, any order) and at once writes every segment whose
+predecessors are all in: the seam it shares with the previous one (blended and encoded), its
+copied GOPs, and its audio. So when the last segment arrives only its own seam and copy are
+left, not the whole video.
+
+The container's streams must be declared before its first packet, yet whether the video
+has an audio track is known only once every segment is in (none with audio: no track). So
+the picture and the sound are written to two scratch files beside the output, and `finish`
+joins them into the output with a packet copy (no codec runs: a fraction of a second for a
+minute of video), `faststart`, under a temporary name that is then renamed. The audio is
+mixed and encoded on its own thread (PyAV releases the GIL inside the codecs), and only from
+the first segment that has any: the silence of the ones before it is encoded then, so a
+video without sound never encodes any.
+
+`merge_segments` is this class fed every segment at once, so the one-shot and the
+incremental merge are one code path.
+"""
+
+from __future__ import annotations
+
+import heapq
+import queue
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .audio import AudioMixer, has_audio
+from .encoding import DEFAULT_H264, H264Settings, add_h264_stream, parameter_sets
+from .merge import MergeInput, MergeStats, _Segment, _VideoWriter, blend, transition_alpha
+
+
+class _AudioSide(threading.Thread):
+    """The audio track, mixed and encoded into its own file beside the video, one segment at a
+    time in timeline order. Each segment's head blends with the tail the previous one carries."""
+
+    def __init__(self, path: Path, fps: int):
+        super().__init__(name="merge-audio", daemon=True)
+        self.path, self.fps = path, fps
+        self.queue: queue.Queue[MergeInput | None] = queue.Queue()
+        self.stopped = threading.Event()  # abandoned: stop between segments
+        self.error: BaseException | None = None
+        self.wrote = False  # some segment had audio: the file holds the track
+        self.start()
+
+    def add(self, source: MergeInput) -> None:
+        self.queue.put(source)
+
+    def run(self) -> None:
+        silent: list[tuple[Path, int, int, int]] = []  # segments before the first one with audio
+        previous_tail = 0
+        try:
+            with ExitStack() as stack:
+                mixer: AudioMixer | None = None
+                while (source := self.queue.get()) is not None and not self.stopped.is_set():
+                    step = (source.path, source.frames, min(source.head_frames, previous_tail), source.tail_frames)
+                    previous_tail = source.tail_frames
+                    if mixer is None:
+                        if not has_audio(source.path):
+                            silent.append(step)
+                            continue
+                        container = stack.enter_context(av.open(str(self.path), "w", format="mp4"))
+                        mixer = AudioMixer(container, self.fps)
+                        for earlier in silent:  # decodes to nothing: silence of its length
+                            mixer.add(*earlier)
+                    mixer.add(*step)
+                if mixer is not None and not self.stopped.is_set():
+                    mixer.finish()
+                    self.wrote = True
+        except BaseException as exc:  # raised again on the merging thread
+            self.error = exc
+
+    def finish(self) -> bool:
+        """Waits for the track; True when there is one."""
+        self.queue.put(None)
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.wrote
+
+    def abandon(self) -> None:
+        self.stopped.set()
+        self.queue.put(None)
+        self.join()
+
+
+class TimelineMerge:
+    """Merges `count` segments into `output`, each written as soon as those before it are in."""
+
+    def __init__(self, count: int, output: Path, fps: int, width: int, height: int,
+                 settings: H264Settings = DEFAULT_H264, stream_copy: bool = True):
+        self.count, self.output = count, Path(output)
+        self.fps, self.width, self.height, self.stream_copy = fps, width, height, stream_copy
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = self.output.with_name(f".{self.output.name}.partial.mp4")
+        self.video_path = self.output.with_name(f".{self.output.name}.video.mp4")
+        self.audio_path = self.output.with_name(f".{self.output.name}.audio.mp4")
+        self.ready: dict[int, MergeInput] = {}
+        self.added: dict[int, MergeInput] = {}
+        self.next = 0  # the first segment not yet written
+        self.held: list[np.ndarray] = []  # the previous segment's tail, for the seam
+        self.copied_segments = 0
+        self.work_s = 0.0  # seconds spent writing, in add and finish
+        self.black = np.full((height * 3 // 2, width), 128, np.float32)
+        self.black[:height] = 16.0
+        self.container = None
+        self.audio: _AudioSide | None = None
+        try:
+            self.container = av.open(str(self.video_path), "w", format="mp4")
+            stream = add_h264_stream(self.container, width, height, fps, settings)
+            self.reference = parameter_sets(stream.codec_context.extradata)
+            self.writer = _VideoWriter(self.container, stream, width, height, fps, settings, threading.Lock())
+            self.audio = _AudioSide(self.audio_path, fps)
+        except BaseException:
+            self.abort()
+            raise
+
+    @property
+    def complete(self) -> bool:
+        return self.next == self.count
+
+    def add(self, position: int, source: MergeInput) -> None:
+        """Segment `position` (0-based, timeline order) is ready; writes what can be written."""
+        if not 0 <= position < self.count or position in self.added:
+            raise ValueError(f"segment {position} was added twice or is not one of {self.count}")
+        started = time.perf_counter()
+        self.added[position] = self.ready[position] = source
+        while self.next in self.ready:
+            source = self.ready.pop(self.next)
+            self._write_video(source)
+            self.audio.add(source)
+            self.next += 1
+        self.work_s += time.perf_counter() - started
+
+    def _write_video(self, source: MergeInput) -> None:
+        """The segment's head blended with the held tail, its untouched GOPs copied, its own
+        tail decoded and held for the next seam."""
+        segment = _Segment(source, self.fps, self.width, self.height, self.reference)
+        try:
+            span = segment.copy_range() if self.stream_copy else None
+            held, head_len, tail = self.held, min(source.head_frames, len(self.held)), []
+
+            def emit(lo: int, hi: int) -> None:
+                for offset, pixels in enumerate(segment.frames(lo, hi)):
+                    k = lo + offset
+                    if k < head_len:
+                        pixels = blend(held[k], pixels, transition_alpha(k, head_len), source.head_transition, self.black)
+                    if k >= source.frames:
+                        tail.append(pixels)
+                    else:
+                        self.writer.write(pixels)
+
+            needed = source.frames + source.tail_frames
+            if span is None:
+                emit(0, needed)
+            else:
+                first, end, first_pos, end_pos = span
+                emit(0, first)
+                self.writer.copy(segment, first, end, first_pos, end_pos)
+                self.copied_segments += 1
+                emit(end, needed)
+            self.held = tail
+        finally:
+            segment.close()
+
+    def finish(self) -> MergeStats:
+        """Every segment is in: the picture and sound joined into `output` (atomically)."""
+        if not self.complete:
+            missing = sorted(set(range(self.count)) - set(self.added))
+            raise ValueError(f"cannot finish the merge: segments {missing} were never added")
+        started = time.perf_counter()
+        self.writer.end_run()
+        self.container.close()
+        self.container = None
+        with_audio = self.audio.finish()
+        self.audio = None
+        _join(self.video_path, self.audio_path if with_audio else None, self.partial)
+        self.partial.replace(self.output)
+        self._remove_scratch()
+        self.work_s += time.perf_counter() - started
+        return MergeStats(frames=self.writer.next_index, copied_frames=self.writer.copied, encoded_frames=self.writer.encoded,
+                          copied_segments=self.copied_segments, audio=with_audio, seconds=self.work_s)
+
+    def abort(self) -> None:
+        """Stops and removes everything this merge wrote; an earlier output stays as it was."""
+        if self.audio is not None:
+            self.audio.abandon()  # before its file goes
+            self.audio = None
+        if self.container is not None:
+            try:
+                self.container.close()
+            except Exception:  # a half-written scratch file that is deleted next
+                pass
+            self.container = None
+        self._remove_scratch()
+        self.partial.unlink(missing_ok=True)
+
+    def _remove_scratch(self) -> None:
+        self.video_path.unlink(missing_ok=True)
+        self.audio_path.unlink(missing_ok=True)
+
+
+def _join(video: Path, audio: Path | None, out: Path) -> None:
+    """The two scratch files' packets copied into one MP4, interleaved by time."""
+    with ExitStack() as stack:
+        sources = [stack.enter_context(av.open(str(video)))]
+        if audio is not None:
+            sources.append(stack.enter_context(av.open(str(audio))))
+        dst = stack.enter_context(av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"}))
+        pairs = []
+        for source in sources:
+            stream = source.streams[0]
+            pairs.append((source, stream, dst.add_stream_from_template(stream)))
+
+        def packets(source, stream, target):
+            for packet in source.demux(stream):
+                if packet.dts is None and packet.pts is None:  # the demuxer's end-of-stream marker
+                    continue
+                packet.time_base, packet.stream = stream.time_base, target
+                yield float((packet.dts if packet.dts is not None else packet.pts) * stream.time_base), packet
+
+        for _t, packet in heapq.merge(*(packets(*pair) for pair in pairs), key=lambda item: item[0]):
+            dst.mux(packet)

@@ -1,0 +1,98 @@
+"""The merge, done while the segments still generate (media/timeline.py).
+
+Each accepted segment is handed to a TimelineMerge on a thread of the driver, which writes
+everything up to the first segment still missing. When the generate step ends, only the
+last-arriving segment's seam and copy (and joining picture and sound) are left, instead of
+the whole merge.
+
+The merge ahead is an optimisation, never a second source of truth: at the end its inputs
+are checked against the final manifest (each accepted clip's path and checksum), and when
+one changed, or anything in it failed, it is dropped and the run is merged from scratch by
+`merge_segments`, which then reports any real error itself. It writes only scratch files
+beside final.mp4 and renames final.mp4 into place when complete, so a crash at any moment
+leaves either the previous final.mp4 or none; a resumed run merges again (its accepted
+segments first, at once).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import replace
+
+from ..manifest import RunManifest
+from ..media.merge import MergeInput, MergeStats
+from ..spec import RenderSpec, SegmentJob, SegmentState
+from .layout import FINAL
+from .store import RunFolder
+
+
+class MergeAhead:
+    def __init__(self, run: RunFolder, spec: RenderSpec, jobs: list[SegmentJob], stream_copy: bool = True):
+        from ..media.timeline import TimelineMerge
+
+        self.run, self.jobs = run, jobs
+        self.positions = {job.index: position for position, job in enumerate(jobs)}
+        width, height = spec.frame_size
+        self.merge = TimelineMerge(len(jobs), run.scratch_path(FINAL), spec.fps, width, height, stream_copy=stream_copy)
+        self.fed: dict[int, tuple[str, str]] = {}  # segment index -> (clip path, sha256) handed to the merge
+        self.queue: queue.Queue[tuple[int, str] | None] = queue.Queue()
+        self.failed: BaseException | None = None
+        self.closed = False
+        self.thread = threading.Thread(target=self._work, name="merge-ahead", daemon=True)
+        self.thread.start()
+
+    def accepted(self, manifest: RunManifest, index: int) -> None:
+        """Segment `index` is accepted in `manifest`: merge it as soon as those before it are."""
+        record = manifest.segments[index]
+        if self.closed or index in self.fed or record.clip is None or record.state is not SegmentState.ACCEPTED:
+            return
+        self.fed[index] = (record.clip.path, record.clip.sha256)
+        self.queue.put((index, record.clip.path))
+
+    def feed_accepted(self, manifest: RunManifest) -> None:
+        """Every segment already accepted (a resumed run's) goes in at once."""
+        for record in manifest.segments:
+            self.accepted(manifest, record.index)
+
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.failed is not None:
+                continue
+            index, path = item
+            job = self.jobs[self.positions[index]]
+            try:  # an S3 run downloads the segment here, off the generate loop
+                source = MergeInput(self.run.local_path(path), job.frames, job.head_frames, job.head_transition, job.tail_frames)
+                self.merge.add(self.positions[index], source)
+            except BaseException as exc:  # the merge from scratch reports it, if it is real
+                self.failed = exc
+
+    def finish(self, manifest: RunManifest) -> MergeStats | None:
+        """The run's final.mp4 from the merge ahead, with its figures (`ahead_s`: the merging
+        done before this call); None when it cannot be used and the caller merges from scratch."""
+        started = time.perf_counter()
+        self.feed_accepted(manifest)
+        current = {r.index: (r.clip.path, r.clip.sha256) for r in manifest.segments if r.clip is not None}
+        stale = any(current.get(index) != fed for index, fed in self.fed.items())
+        self._stop()
+        if stale or self.failed is not None or not self.merge.complete:
+            self.merge.abort()
+            return None
+        try:
+            stats = self.merge.finish()
+        except Exception:
+            self.merge.abort()
+            return None
+        return replace(stats, ahead_s=max(0.0, stats.seconds - (time.perf_counter() - started)))
+
+    def abandon(self) -> None:
+        """The render ended without finish (failed, cancelled): the scratch files go."""
+        if not self.closed:
+            self._stop()
+            self.merge.abort()
+
+    def _stop(self) -> None:
+        self.closed = True
+        self.queue.put(None)
+        self.thread.join()

@@ -1,0 +1,190 @@
+"""Issue 14: the merge runs in timeline order while segments arrive (media/timeline.py,
+runtime/merge_ahead.py): what it writes equals the one-shot merge frame for frame and sample
+for sample, whatever order the segments come in, and a crash in the middle of it resumes."""
+
+import time
+
+import av
+import numpy as np
+import pytest
+
+from longvid.manifest import RunPlan, load_manifest
+from longvid.media import MergeInput, merge_segments, probe
+from longvid.media.normalise import HouseFormat, normalise_clip
+from longvid.media.timeline import TimelineMerge
+from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
+from longvid.runtime.protocols import NullProgress
+from longvid.settings import Settings
+from longvid.spec import RenderSpec, SegmentState, Transition
+from longvid.testing import fake_runway
+from longvid.testing.provider_clip import encode_provider_style
+
+W, H, FPS, FRAMES, TAIL = 96, 64, 24, 48, 6
+PLAN = [(0, Transition.CUT, TAIL), (TAIL, Transition.CROSSFADE, TAIL), (TAIL, Transition.FADE, TAIL), (TAIL, Transition.CROSSFADE, 0)]
+
+
+def _normalised_provider_clips(tmp_path, audio=(True, False, True, False)):
+    """Four clips from another encoder (one GOP, 80x48, 30 or 24 fps, AAC 44.1 kHz on some),
+    normalised into the house format as the runtime does when they arrive."""
+    inputs = []
+    for k, ((head, transition, tail), tone) in enumerate(zip(PLAN, audio, strict=True)):
+        fps = 30 if k % 2 == 0 else 24
+        frame = np.zeros((48, 80, 3), np.uint8)
+        frame[:] = (60 * k, 200 - 40 * k, 90)
+        frame[:, : 8 + 16 * k] = 255  # something that moves from clip to clip
+        data = encode_provider_style([frame] * (fps * 2 + 6), fps, 80, 48, tone_hz=330.0 + 110 * k if tone else None)
+        path = tmp_path / f"seg{k}.mp4"
+        path.write_bytes(normalise_clip(data, HouseFormat(W, H, FPS, FRAMES + tail, (head, FRAMES))))
+        inputs.append(MergeInput(path, FRAMES, head, transition, tail))
+    return inputs
+
+
+def _decoded(path):
+    with av.open(str(path)) as container:
+        video = [f.to_ndarray(format="yuv420p") for f in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        audio = [f.to_ndarray() for f in container.decode(audio=0)] if container.streams.audio else []
+    return video, (np.concatenate(audio, axis=1) if audio else None)
+
+
+@pytest.mark.parametrize("order", [(2, 0, 3, 1), (3, 2, 1, 0)])
+def test_merging_as_segments_arrive_equals_the_one_shot_merge(tmp_path, order):
+    inputs = _normalised_provider_clips(tmp_path)
+    one_shot = merge_segments(inputs, tmp_path / "one_shot.mp4", FPS, W, H)
+
+    merge = TimelineMerge(len(inputs), tmp_path / "ahead.mp4", FPS, W, H)
+    written = []
+    for position in order:
+        merge.add(position, inputs[position])
+        written.append(merge.writer.next_index)  # frames already in the output
+    stats = merge.finish()
+    # Everything up to the first missing segment is written as soon as it can be: each written
+    # segment puts exactly its own frames out (its tail waits for the next seam).
+    prefix = [next(p for p in range(5) if p not in order[: n + 1]) for n in range(4)]
+    assert written == [FRAMES * k for k in prefix]
+    assert (stats.frames, stats.copied_frames, stats.encoded_frames, stats.copied_segments, stats.audio) == \
+        (one_shot.frames, one_shot.copied_frames, one_shot.encoded_frames, one_shot.copied_segments, one_shot.audio)
+    assert stats.frames == 4 * FRAMES and stats.encoded_frames == 3 * TAIL  # only the seams re-encoded
+
+    (video_a, audio_a), (video_b, audio_b) = _decoded(tmp_path / "one_shot.mp4"), _decoded(tmp_path / "ahead.mp4")
+    assert len(video_a) == len(video_b) == 4 * FRAMES
+    assert all(np.array_equal(a, b) for a, b in zip(video_a, video_b))
+    assert audio_a is not None and np.array_equal(audio_a, audio_b)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no scratch left
+
+
+def test_sound_only_in_a_late_segment_gets_silence_before_it(tmp_path):
+    inputs = _normalised_provider_clips(tmp_path, audio=(False, False, False, True))
+    merge = TimelineMerge(len(inputs), tmp_path / "out.mp4", FPS, W, H)
+    for position in (0, 1, 2, 3):
+        merge.add(position, inputs[position])
+    assert merge.finish().audio
+    _video, pcm = _decoded(tmp_path / "out.mp4")
+    assert abs(pcm.shape[1] / 48000 - 4 * FRAMES / FPS) < 0.05
+    late = 3 * FRAMES * 2000  # 2000 samples a frame at 24 fps
+    assert np.sqrt((pcm[:, : late - 24000] ** 2).mean()) < 1e-3  # silence where no segment had sound
+    assert np.sqrt((pcm[:, late + 4000 :] ** 2).mean()) > 0.05  # the last segment's tone
+
+    silent = _normalised_provider_clips(tmp_path, audio=(False,) * 4)
+    stats = merge_segments(silent, tmp_path / "silent.mp4", FPS, W, H)
+    assert not stats.audio and not probe(tmp_path / "silent.mp4").has_audio  # nothing to hear: no track
+
+
+def test_an_abandoned_merge_leaves_the_earlier_output_and_no_scratch(tmp_path):
+    inputs = _normalised_provider_clips(tmp_path)
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"previous good video")
+    merge = TimelineMerge(len(inputs), out, FPS, W, H)
+    merge.add(0, inputs[0])
+    merge.add(1, inputs[1])
+    with pytest.raises(ValueError, match=r"segments \[2, 3\] were never added"):
+        merge.finish()
+    merge.abort()  # the driver stops mid-merge
+    assert out.read_bytes() == b"previous good video"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # A new merge (a resumed run) writes the whole video, over any scratch a killed driver left.
+    (tmp_path / ".out.mp4.video.mp4").write_bytes(b"junk from a killed driver")
+    stats = merge_segments(inputs, out, FPS, W, H)
+    assert stats.frames == probe(out).frames == 4 * FRAMES
+
+
+@pytest.fixture
+def provider_runway(monkeypatch):
+    """The fake Runway on 127.0.0.1 returning clips as a provider encodes them, at 30 fps."""
+    server, fake = fake_runway.start_fake_runway(pending_polls=0, running_polls=1, fps=30, provider_style=True)
+    monkeypatch.setenv("RUNWAYML_BASE_URL", server.url)
+    monkeypatch.setenv("RUNWAYML_API_SECRET", fake_runway.DEFAULT_KEY)
+    monkeypatch.setenv("LONGVID_POLL_INTERVAL_S", "0.02")
+    yield fake
+    server.stop()
+
+
+SPEC = dict(prompt="a lighthouse at night", duration_s=8, resolution="360p", provider="runway", judge="off",
+            continuity="anchor", budget_usd=50, narration="off")
+
+
+class CrashWhileMergingAhead(NullProgress):
+    """The driver dies as the third segment is accepted, once the merge ahead has written
+    the ones before it into its scratch file."""
+
+    def __init__(self, run_dir):
+        self.run_dir, self.accepted = run_dir, 0
+
+    def segment(self, index, state, detail=""):
+        if state is not SegmentState.ACCEPTED:
+            return
+        self.accepted += 1
+        if self.accepted == 3:
+            scratch = self.run_dir / ".final.mp4.video.mp4"
+            deadline = time.monotonic() + 30
+            while not (scratch.exists() and scratch.stat().st_size > 0):
+                assert time.monotonic() < deadline, "the merge ahead never wrote anything"
+                time.sleep(0.02)
+            raise SystemExit("simulated crash in the middle of the merge ahead")
+
+
+def test_a_crash_during_the_merge_ahead_resumes_to_the_same_video(provider_runway, tmp_path):
+    spec = RenderSpec(**SPEC)
+    store = LocalRunStore(tmp_path / "store")
+    run_dir = tmp_path / "store" / "r"
+    with pytest.raises(SystemExit):
+        RenderPipeline(store, InlineSegmentRunner(), progress=CrashWhileMergingAhead(run_dir),
+                       settings=Settings.from_env()).render(spec, run_id="r")
+    crashed = load_manifest((run_dir / "manifest.json").read_text())
+    segments = len(crashed.segments)
+    assert 2 <= sum(r.state is SegmentState.ACCEPTED for r in crashed.segments) < segments
+    assert not (run_dir / "final.mp4").exists()
+    created = provider_runway.counts["create"]
+    (run_dir / ".final.mp4.video.mp4").write_bytes(b"as a SIGKILL would leave it")
+
+    result = RenderPipeline(store, InlineSegmentRunner(), settings=Settings.from_env()).resume("r")
+    assert provider_runway.counts["create"] == created  # nothing paid twice
+    assert result.frames == spec.total_frames and result.merge.copied_segments == segments
+    assert 0 <= result.merge.ahead_s <= result.merge.seconds
+    # The same video as a one-shot merge of the run's segments.
+    plan = RunPlan.model_validate_json((run_dir / "plan.json").read_text()).segments
+    manifest = load_manifest((run_dir / "manifest.json").read_text())
+    inputs = [MergeInput(run_dir / manifest.segments[j.index].clip.path, j.frames, j.head_frames, j.head_transition, j.tail_frames)
+              for j in plan]
+    merge_segments(inputs, tmp_path / "one_shot.mp4", spec.fps, *spec.frame_size)
+    (video_a, audio_a), (video_b, audio_b) = _decoded(tmp_path / "one_shot.mp4"), _decoded(run_dir / "final.mp4")
+    assert len(video_a) == len(video_b) == spec.total_frames
+    assert all(np.array_equal(a, b) for a, b in zip(video_a, video_b))
+    assert np.array_equal(audio_a, audio_b)
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".final.mp4.")]
+
+
+@pytest.mark.parametrize("fps", [24, 30, 60])
+def test_the_normalising_preset_writes_the_merges_parameter_sets(fps):
+    """Provider clips are normalised with a faster preset than the merge encodes its seams
+    with: its packets are copied only because both write the same SPS/PPS, at every size a
+    render makes."""
+    from longvid.media.encoding import DEFAULT_H264, NORMALISE_H264, h264_reference
+    from longvid.spec import AspectRatio, Resolution
+
+    assert NORMALISE_H264.preset != DEFAULT_H264.preset and NORMALISE_H264.crf == DEFAULT_H264.crf
+    for resolution in Resolution:
+        for aspect in AspectRatio:
+            width, height = RenderSpec(prompt="x", resolution=resolution, aspect_ratio=aspect).frame_size
+            assert h264_reference(width, height, fps, NORMALISE_H264) == h264_reference(width, height, fps, DEFAULT_H264), \
+                (width, height, fps)

@@ -161,7 +161,7 @@ class LocalRayCluster:
 
     def start_head(self, num_cpus: float = 0, resources: dict | None = None, *, autoscaling: dict | None = None,
                    dashboard: bool = False, object_store_mb: int = 128, env: dict[str, str] | None = None,
-                   timeout_s: float = 60) -> LocalRayCluster:
+                   timeout_s: float = 180) -> LocalRayCluster:
         """The head node. `autoscaling`: {"worker_types": ..., "idle_timeout_minutes": ...}
         turns on the fake autoscaler with those node types (the head's type is this node)."""
         self.port, self.dashboard_port = free_port(), free_port()
@@ -189,7 +189,7 @@ class LocalRayCluster:
         return self
 
     def add_worker(self, num_cpus: float = 1, num_gpus: float = 0, resources: dict | None = None,
-                   object_store_mb: int = 96, wait: bool = True, timeout_s: float = 60) -> Node:
+                   object_store_mb: int = 96, wait: bool = True, timeout_s: float = 180) -> Node:
         """A worker node joining the head (its own raylet and worker processes)."""
         before = self._alive_nodes()
         args = ["--address", self.address, "--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus),

@@ -75,7 +75,9 @@ class RssWatch:
 
 
 def run_batch(cluster: LocalRayCluster, url: str, limit: int, specs: Path, work: Path, parallel: int,
-              stop_after_s: float | None = None) -> dict:
+              stop_when=None) -> dict:
+    """One run of the job driver; `stop_when()` true: SIGTERM it (what `ray job stop` sends
+    first, then SIGKILL after 3 s)."""
     env = {**os.environ, "RAY_ADDRESS": cluster.address, "RUNWAYML_BASE_URL": url, "RUNWAYML_API_SECRET": DEFAULT_KEY,
            "LONGVID_MAX_CONCURRENT_RUNWAY": str(limit), "LONGVID_POLL_INTERVAL_S": "0.25", "LONGVID_TASK_TIMEOUT_S": "600"}
     command = [sys.executable, str(REPO / "jobs" / "batch_render.py"), str(specs), "--store", str(work / "runs"),
@@ -84,11 +86,11 @@ def run_batch(cluster: LocalRayCluster, url: str, limit: int, specs: Path, work:
     log = open(work / "driver.log", "a")
     driver = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
     watch = RssWatch(driver.pid)
-    if stop_after_s is not None:
-        try:
-            driver.wait(timeout=stop_after_s)
-        except subprocess.TimeoutExpired:
-            driver.send_signal(signal.SIGTERM)  # what `ray job stop` sends first (then SIGKILL after 3 s)
+    if stop_when is not None:
+        while driver.poll() is None and not stop_when():
+            time.sleep(0.1)
+        if driver.poll() is None:
+            driver.send_signal(signal.SIGTERM)
             try:
                 driver.wait(timeout=3)
             except subprocess.TimeoutExpired:
@@ -143,7 +145,9 @@ def main() -> None:
                     cluster.add_worker(num_cpus=2)
                 work = Path(folder)
                 specs = specs_file(work, args.renders)
-                first = run_batch(cluster, server.url, limit, specs, work, args.parallel, stop_after_s=max(10.0, args.latency * 4))
+                # Stopped once a third of the batch's segments were created (some done, some in flight).
+                first = run_batch(cluster, server.url, limit, specs, work, args.parallel,
+                                  stop_when=lambda: len(fake.tasks) >= max(limit, args.renders * 2 // 3))
                 tasks_at_stop = len(fake.tasks)
                 second = run_batch(cluster, server.url, limit, specs, work, args.parallel)
             check = {"resume": True, "stopped": first, "resumed": second, "tasks_at_stop": tasks_at_stop,

@@ -201,7 +201,12 @@ class LocalRayCluster:
         node = Node(self._start(args, name, None), {"CPU": num_cpus, "GPU": num_gpus, **(resources or {})}, self.root / name)
         self.workers.append(node)
         if wait:
-            self._wait(lambda: self._alive_nodes() > before, timeout_s, "a worker node")
+            def joined() -> bool:
+                if node.process.poll() is not None:
+                    raise RuntimeError(f"a worker node's `ray start` exited: {node.log.read_text()[-2000:]}")
+                return self._alive_nodes() > before
+
+            self._wait(joined, timeout_s, "a worker node")
         return node
 
     def kill_worker(self, node: Node) -> None:

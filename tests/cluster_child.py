@@ -163,7 +163,7 @@ def node_kill(workdir: str) -> dict:
         _connect(cluster.address)
         settings = Settings.from_env({"RUNWAYML_BASE_URL": server.url, "RUNWAYML_API_SECRET": DEFAULT_KEY,
                                       "LONGVID_POLL_INTERVAL_S": "0.1", "LONGVID_TASK_TIMEOUT_S": "240"})
-        spec = RenderSpec(prompt="a lighthouse at night", duration_s=10, resolution="360p", provider="runway",
+        spec = RenderSpec(prompt="a lighthouse at night", duration_s=5, resolution="360p", provider="runway",
                           continuity="anchor", judge="off", narration="off", budget_usd=20)
 
         def kill_when_busy() -> None:

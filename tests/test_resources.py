@@ -97,3 +97,24 @@ def test_priority_puts_scene_openers_first():
 def test_remote_provider_tasks_hold_a_quarter_core(job):
     assert estimate(job, REMOTE, QualityTier.STANDARD).num_cpus == 0.25
     assert estimate(job, PREVIEW_CAPABILITIES, QualityTier.STANDARD).num_cpus == 1.0
+
+
+def test_a_cluster_without_cpus_is_autoscaling_and_keeps_requests_whole(job):
+    # cluster.yaml's head runs no tasks: before workers join, the cluster has no CPU and no
+    # GPU. Shrinking to that would make GPU segments ask for none (no GPU node ever comes)
+    # and CPU work ask for none (it would run on the head).
+    capacity = ClusterCapacity.from_ray_resources({"memory": 16e9})
+    assert capacity.autoscaling
+    request = estimate(job, GPU_LOCAL, QualityTier.STANDARD)
+    assert fit_to_cluster(request, capacity) == (request, [])
+    assert request.num_gpus == 0.5 and request.num_cpus == 1.0
+
+
+def test_an_autoscaling_cluster_admits_every_ready_segment():
+    # What is queued in Ray is the autoscaler's demand: the driver holds nothing back.
+    capacity = ClusterCapacity.from_ray_resources({"CPU": 2.0, "memory": 4e9}, autoscaling=True)
+    big = ResourceRequest(4, 1, 8000 * MB)
+    assert admit([(i, big) for i in range(6)], big, capacity) == list(range(6))
+    assert fit_to_cluster(big, capacity) == (big, [])
+    static = ClusterCapacity.from_ray_resources({"CPU": 2.0, "memory": 4e9})
+    assert not static.autoscaling and admit([(i, big) for i in range(6)], big, static) == []

@@ -19,7 +19,7 @@ from .layout import MANIFEST, segment_path
 from .normalisation import needs_normalising
 from .resume import segment_key
 from .store import write_model
-from .tasks import SegmentResult, normalise_segment
+from .tasks import COLLECT_RETRIES, SegmentResult, normalise_segment
 
 
 class BestOfN:
@@ -66,7 +66,7 @@ class BestOfN:
             if loop._paid(name):
                 ledger.attach_task(entry, task_id)
             handle = loop.runner.collect(name, task_id, cand, loop.requests[index], conditioning, False,
-                                         2 if caps.idempotent_submit else 0, loop.settings.for_provider(name))
+                                         COLLECT_RETRIES, loop.settings.for_provider(name))  # polls only: see generate._launch
             self.extras[handle] = (index, k, cand, name, segment_key(name, caps.cache_model, cand, conditioning), task_id)
             launched += 1
         if launched:

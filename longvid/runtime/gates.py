@@ -19,6 +19,7 @@ from ..providers.routing import BreakerConfig, BreakerState, CircuitBreaker
 from ..settings import GateSettings, account_digest
 
 GATE_NAMESPACE = "longvid"
+HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray's marker resource of the head node
 DEFAULT_LEASE_S = 3 * 3600.0  # longer than any task's timeout
 
 
@@ -194,11 +195,16 @@ class RayGates:
         import ray
 
         self._ray = ray
-        self._actor_class = ray.remote(num_cpus=0, max_restarts=-1)(ProviderGate)
+        # max_task_retries: a call made while the actor restarts waits for it instead of failing the render.
+        self._actor_class = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(ProviderGate)
 
     def gate(self, identity: str, config: GateConfig) -> _RemoteGate:
+        # On the head node, which lives as long as the cluster: on a worker that was lost (a
+        # reclaimed spot node, a scale-down) the gate restarted elsewhere empty, forgetting the
+        # slots in use, and calls during the restart failed the renders that made them.
         actor = self._actor_class.options(
-            name=f"gate-{identity}", namespace=GATE_NAMESPACE, lifetime="detached", get_if_exists=True
+            name=f"gate-{identity}", namespace=GATE_NAMESPACE, lifetime="detached", get_if_exists=True,
+            resources={HEAD_NODE_RESOURCE: 0.001},
         ).remote(identity, config)
         actor.configure.remote(config)  # an existing gate takes this driver's settings (actor calls run in order)
         return _RemoteGate(self._ray, actor)

@@ -45,7 +45,7 @@ from .router import WAIT, SegmentRouter
 from .runlock import RunLock, RunLocked
 from .layout import MANIFEST, original_path
 from .store import RunFolder, RunStore, read_manifest, write_model
-from .tasks import SegmentResult, SegmentRunner, seam_frame_png
+from .tasks import COLLECT_RETRIES, SegmentResult, SegmentRunner, seam_frame_png
 
 
 @dataclass(frozen=True)
@@ -298,9 +298,10 @@ class GenerateLoop:
     def _launch(self, name: str, task_id: str, attempt: SegmentJob, key: str, conditioning: bytes | None) -> None:
         index = attempt.index
         caps = self.router.capabilities(name)
-        # Free, idempotent renders may be retried by Ray; paid calls never are, so a crashed
-        # worker cannot pay twice (resume polls the recorded task instead).
-        retries = 2 if caps.idempotent_submit else 0
+        # The Ray task only polls and downloads the task the driver created (its id is recorded
+        # first), so Ray may run it again after its worker or node died: the retry polls the same
+        # task and pays nothing. (With no retries a lost node failed the render.)
+        retries = COLLECT_RETRIES
         handle = self.runner.collect(name, task_id, attempt, self.requests[index], conditioning, index in self.needed_seams, retries,
                                      self.settings.for_provider(name))
         self.in_flight[handle] = (attempt, key, name)

@@ -134,21 +134,27 @@ def normalise_estimate(job: SegmentJob, config: EstimatorConfig = DEFAULT_ESTIMA
 
 @dataclass(frozen=True)
 class ClusterCapacity:
-    """What the driver may have in flight at once."""
+    """What the driver may have in flight at once. `autoscaling`: the cluster grows with
+    demand, so what it has now is no limit (see `grows`)."""
 
     cpus: float
     gpus: float
     memory_bytes: int
+    autoscaling: bool = False
 
     @classmethod
-    def from_ray_resources(cls, resources: Mapping[str, float], config: EstimatorConfig = DEFAULT_ESTIMATOR) -> ClusterCapacity:
+    def from_ray_resources(cls, resources: Mapping[str, float], config: EstimatorConfig = DEFAULT_ESTIMATOR,
+                           autoscaling: bool = False) -> ClusterCapacity:
         return cls(
             cpus=float(resources.get("CPU", 0.0)),
             gpus=float(resources.get("GPU", 0.0)),
             memory_bytes=int(resources.get("memory", 0.0) * config.memory_fraction),
+            autoscaling=autoscaling or grows(resources),
         )
 
     def fits(self, request: ResourceRequest) -> bool:
+        if self.autoscaling:  # queued requests are the autoscaler's demand: holding them back would hide it
+            return True
         return (
             request.num_cpus <= self.cpus + 1e-9
             and request.num_gpus <= self.gpus + 1e-9
@@ -156,9 +162,20 @@ class ClusterCapacity:
         )
 
 
+def grows(resources: Mapping[str, float]) -> bool:
+    """Whether a cluster with these resources can only be waiting for an autoscaler: it has
+    no CPU at all (a head that runs no tasks, as cluster.yaml's and the KubeRay manifests'),
+    so nothing could run until workers join."""
+    return float(resources.get("CPU", 0.0)) <= 0
+
+
 def fit_to_cluster(request: ResourceRequest, capacity: ClusterCapacity) -> tuple[ResourceRequest, list[str]]:
     """Shrink a request the cluster could never satisfy (Ray would leave it pending forever)
-    to what the cluster has; say what was shrunk."""
+    to what the cluster has; say what was shrunk. On an autoscaling cluster the request is
+    kept whole: what it has now is not what it can have, and a request shrunk to the GPU-less
+    head's zero would never bring a GPU node up (and would run on the head)."""
+    if capacity.autoscaling:
+        return request, []
     notes = []
     cpus, gpus, memory = request.num_cpus, request.num_gpus, request.memory_bytes
     if cpus > capacity.cpus:

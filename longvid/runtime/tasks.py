@@ -24,6 +24,12 @@ from .resources import ClusterCapacity, ResourceRequest
 log = logging.getLogger(__name__)
 
 
+# How often Ray may rerun a segment's collect task after losing its worker or node (system
+# failures only: the task's own errors are the generate loop's to decide). Safe for paid
+# providers: the task polls the provider task the driver created, it never creates one.
+COLLECT_RETRIES = 2
+
+
 @dataclass(frozen=True)
 class SegmentResult:
     index: int
@@ -118,6 +124,18 @@ def collect_segment_logged(log_setup: dict | None, provider_name: str, task_id: 
         return collect_segment(provider_name, task_id, job, from_wire(conditioning_png), want_seam, settings)
 
 
+def _reports_autoscaling() -> bool:
+    """Whether the cluster's autoscaler published its node types to the GCS (autoscaler v2,
+    KubeRay): Ray's own libraries read the same record. The v1 launcher publishes none; its
+    clusters are recognised by their task-free head (resources.grows)."""
+    try:
+        from ray._private.state import state
+
+        return state.get_max_resources_from_cluster_config() is not None
+    except Exception:  # an older Ray, or no GCS answer: judge by the resources alone
+        return False
+
+
 def _assigned_resources() -> dict[str, float] | None:
     try:
         import ray
@@ -201,7 +219,7 @@ class RaySegmentRunner:
         self.gates = RayGates()  # named actors: slots and breakers shared by every driver on the cluster
 
     def capacity(self) -> ClusterCapacity:
-        return ClusterCapacity.from_ray_resources(self._ray.cluster_resources())
+        return ClusterCapacity.from_ray_resources(self._ray.cluster_resources(), autoscaling=_reports_autoscaling())
 
     def collect(self, provider, task_id, job, request, conditioning_png, want_seam, retries, settings):
         options = request.ray_options()

@@ -243,8 +243,12 @@ class FakeRunway:
         running_polls: int = 1,
         output_base_url: str | None = None,
         provider_style: bool = False,
+        task_latency_s: float | None = None,
     ):
         self.api_key = api_key
+        # A fixed wall time per task (PENDING for its first fifth, then RUNNING), whatever the
+        # client's poll interval; None: the poll counts above decide.
+        self.task_latency_s = task_latency_s
         self.scale = scale
         self.fps = fps
         self.pending_polls = pending_polls
@@ -325,6 +329,11 @@ class FakeRunway:
         if k <= task.throttle_polls:
             return "THROTTLED"
         k -= task.throttle_polls
+        if self.task_latency_s is not None and k > 0:
+            age = time.time() - task.created_at
+            if task.outcome == "STUCK" or age < self.task_latency_s:
+                return "PENDING" if age < self.task_latency_s / 5 else "RUNNING"
+            return task.outcome
         if k <= self.pending_polls:
             return "PENDING"
         if task.outcome == "STUCK" or k <= self.pending_polls + self.running_polls:

@@ -67,8 +67,21 @@ class ModelWorker:
         return True
 
     def stats(self) -> dict:
-        return {"loads": self.loads, "segments": self.segments, "pid": os.getpid(), "device": self.device}
+        return {"loads": self.loads, "segments": self.segments, "pid": os.getpid(), "device": self.device, **_placement()}
 
     def conditioning_seen(self, index: int) -> list:
         """The conditioning frames (RGB arrays) the pipeline got for segment `index`'s last attempt."""
         return self._seen.get(index, [])
+
+
+def _placement() -> dict:
+    """Where Ray runs this worker (its node and what it was granted), for cluster checks."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            context = ray.get_runtime_context()
+            return {"node_id": context.get_node_id(), "resources": dict(context.get_assigned_resources())}
+    except Exception:  # outside a Ray worker there is no placement to report
+        pass
+    return {}

@@ -1,0 +1,32 @@
+"""The pieces the cluster tests and benchmarks stand on, without Ray: the fake autoscaler's
+config and the fake Runway's fixed task latency (over real HTTP on 127.0.0.1)."""
+
+import time
+
+import httpx
+
+from longvid.testing.fake_runway import API_VERSION, DEFAULT_KEY, fake_runway
+from longvid.testing.ray_cluster import HEAD_TYPE, autoscaling_config
+
+
+def test_the_fake_autoscaler_config_has_the_given_node_types_and_a_task_free_head():
+    types = {"gpu_worker": {"resources": {"CPU": 2, "GPU": 1, "memory": 2**30}, "max_workers": 1}}
+    config = autoscaling_config({"CPU": 0}, types, "127.0.0.1:6379", idle_timeout_minutes=0.1)
+    assert config["available_node_types"][HEAD_TYPE]["resources"] == {"CPU": 0}
+    assert config["available_node_types"]["gpu_worker"] == {"node_config": {}, "min_workers": 0, **types["gpu_worker"]}
+    assert config["provider"]["gcs_address"] == "127.0.0.1:6379"  # our head, not the default port of another Ray
+    assert config["provider"]["module"].endswith("ray_cluster.FakeNodesWithMemory")
+    assert config["idle_timeout_minutes"] == 0.1
+
+
+def test_a_fixed_task_latency_holds_whatever_the_poll_rate():
+    with fake_runway(task_latency_s=1.0) as (server, fake):
+        headers = {"Authorization": f"Bearer {DEFAULT_KEY}", "X-Runway-Version": API_VERSION}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+            created = client.post("/v1/text_to_video", json={"model": "gen4.5", "promptText": "a kite", "ratio": "1280:720",
+                                                             "duration": 5})
+            task = created.json()["id"]
+            states = [client.get(f"/v1/tasks/{task}").json()["status"] for _ in range(3)]  # many polls, at once
+            time.sleep(1.1)
+            assert client.get(f"/v1/tasks/{task}").json()["status"] == "SUCCEEDED"
+    assert states[0] in ("PENDING", "RUNNING") and "SUCCEEDED" not in states

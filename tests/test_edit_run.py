@@ -245,3 +245,28 @@ def test_versions_live_on_s3_through_the_store_interface(s3_server, tmp_path):
     for name in ("versions/v1/final.mp4", "versions/v2/final.mp4", "versions/v1/segments/seg_0000.mp4", "versions/v2/manifest.json"):
         assert again.exists(name), name
     assert again.read_bytes("versions/v2/final.mp4") == again.read_bytes("final.mp4") != again.read_bytes("versions/v1/final.mp4")
+
+
+def test_an_edit_prepared_before_another_finished_is_refused_and_never_overwrites_it(store):
+    """Two edits prepared against v1: the first one made v2; the second one must not write
+    over v2's folder (it was prepared as v2 too) but be refused, to be prepared again."""
+    from longvid.runtime.edit_run import EditConflict, begin_edit
+    from longvid.runtime.runlock import RunLock
+
+    run = store.open("harbour")
+    first, _, pipeline = _edit(store, [{"kind": "regenerate", "segment": 3, "seed": 5}])
+    second, _, _ = _edit(store, [{"kind": "scene", "scene": 4, "text": "a storm"}])
+    assert first.version == second.version == 2
+    with RunLock(run, 60):
+        begin_edit(run, first)
+        with pytest.raises(EditConflict, match="unfinished edit"):
+            begin_edit(run, second)
+    pipeline.resume("harbour")
+    v2 = {name: _sha(Path(run.location(f"versions/v2/{name}"))) for name in ("final.mp4", "next_plan.json", "edit.json")}
+    with pytest.raises(EditConflict, match="is at v2 now, not v1"):
+        run_edit(RenderPipeline(store, InlineSegmentRunner()), second)
+    assert v2 == {name: _sha(Path(run.location(f"versions/v2/{name}"))) for name in v2}
+    assert [v.version for v in read_history(run).versions] == [1, 2]
+    # edit.json of a version is never written twice, whatever the caller checked.
+    with pytest.raises(EditConflict, match="already has an edit making v2"):
+        _write_prepared(run, second)

@@ -30,7 +30,7 @@ from .router import candidate_providers
 from .runlock import RunLock
 from .store import RunFolder, read_manifest, sha256_file, write_model
 from .versions import (
-    EditStage, History, PendingEdit, VersionRecord, current_history, ensure_first_version, pending_edit, read_history,
+    EDIT, EditStage, History, PendingEdit, VersionRecord, current_history, ensure_first_version, pending_edit, read_history,
     snapshot, version_manifest, write_history, write_pending,
 )
 
@@ -150,19 +150,45 @@ def run_edit(pipeline, prepared: PreparedEdit, output: Path | None = None):
         return result
 
 
+class EditConflict(InputError):
+    """The run changed between preparing an edit and starting it (another edit began or
+    finished meanwhile): the edit must be prepared again (the API answers 409)."""
+
+
 def begin_edit(run: RunFolder, prepared: PreparedEdit) -> tuple[PendingEdit, RunManifest, RunPlan]:
     """v1 snapshotted if this is the first edit, the edit recorded, then applied: from here
-    a resume (the CLI's, a worker's) renders the new version. The caller holds the run's lease."""
+    a resume (the CLI's, a worker's) renders the new version. The caller holds the run's lease,
+    so the checks below see the run as no other edit can change it until the edit is applied."""
+    _check_still_current(run, prepared)
     ensure_first_version(run, read_manifest(run))
     pending = _write_prepared(run, prepared)
     manifest, plan = apply_prepared(run, pending)
     return pending, manifest, plan
 
 
+def _check_still_current(run: RunFolder, prepared: PreparedEdit) -> None:
+    """Refuse an edit prepared against a version that is no longer the run's latest finished
+    one: a second edit prepared before the first one finished would otherwise write over
+    the first one's version folder."""
+    manifest = read_manifest(run)
+    history = read_history(run)
+    if pending_edit(run, history) is not None:
+        raise EditConflict(f"run {run.run_id} has an unfinished edit (v{history.latest + 1}); "
+                           f"finish it first: longvid resume {run.run_id}")
+    if manifest.status is not RunStatus.DONE:
+        raise EditConflict(f"run {run.run_id} is {manifest.status.value}, not done; finish it first: longvid resume {run.run_id}")
+    latest = history.latest if history is not None else 1
+    if latest + 1 != prepared.version:
+        raise EditConflict(f"run {run.run_id} is at v{latest} now, not v{prepared.version - 1} as when this edit was "
+                           f"prepared; prepare the edit again")
+
+
 def _write_prepared(run: RunFolder, prepared: PreparedEdit) -> PendingEdit:
     """versions/vN/plan.json (the new plan), the user's clips, then edit.json: from here on
     the edit can be applied again from the run folder alone."""
     n = prepared.version
+    if run.exists(version_path(n, EDIT)):  # never over another edit's version
+        raise EditConflict(f"run {run.run_id} already has an edit making v{n}; prepare the edit again")
     plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
     narration = prepared.narration.record if prepared.narration else plan.narration
     write_model(run, version_path(n, "next_plan.json"),

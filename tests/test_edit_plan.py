@@ -102,3 +102,11 @@ def test_a_lock_only_request_makes_no_version():
     request = parse_edit_request([LockEdit(segments=[1, 2]).model_dump()])
     assert not request.changes_video and request.locks == {1, 2}
     assert parse_edit_request([RegenerateEdit(segment=0).model_dump()]).changes_video
+
+
+def test_a_narration_only_change_keeps_every_clip():
+    """The narration is spoken over the video, never part of its prompt: no segment is made again."""
+    narrated = Storyboard(title="t", scenes=[Scene(description=t, narration="Words.") for t in ("a lighthouse", "a ship")])
+    plan = _decide(narrated, parse_edit_request([{"kind": "scene", "scene": 2, "narration": "Other words."}]))
+    assert plan.regenerated == [] and plan.sources == {j.index: j.index for j in plan.jobs}
+    assert plan.jobs[-1].scene.narration == "Other words."

@@ -131,7 +131,7 @@ def add_edit_routes(app: FastAPI, settings, records, guard: Access, lookup: Rend
         if record.manifest.status is not RunStatus.DONE or status is not views.ApiStatus.DONE:
             raise ApiError(409, "not_editable", f"only a finished render can be edited; this one is {status.value}")
         try:
-            prepared = await run_in_threadpool(prepare_edit, pipeline(), record.run_id, edit, key)
+            prepared = await run_in_threadpool(prepare_edit, pipeline(), record.run_id, edit, key, estimate_only)
         except InputError as exc:
             message = str(exc)
             for segment, path in replacements.items():  # the temporary file's path is the server's business

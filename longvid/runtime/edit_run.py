@@ -12,7 +12,7 @@ again.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..editing.edits import EditRequest, apply_scene_edits
@@ -25,6 +25,8 @@ from ..providers.estimate import CostEstimate, budget_verdict, estimate_cost
 from ..providers.ledger import CostLedger
 from ..sound.narration import Spoken
 from ..spec import Clip, SegmentState, Storyboard
+from .edit_narration import narration_changed, speak_edit
+from .narration_step import book_speech_costs
 from .layout import FINAL, MANIFEST, PLAN, segment_path, version_path
 from .router import candidate_providers
 from .runlock import RunLock
@@ -50,6 +52,7 @@ class PreparedEdit:
     warnings: list[str]
     narration: Spoken | None = None  # re-spoken when the edit changed what is said
     key: str | None = None  # the caller's idempotency key (a batch line, an API request)
+    speech_estimate_usd: float = 0.0  # paid speech for edited narration, in `estimate` too
 
     @property
     def new_version(self) -> bool:
@@ -60,7 +63,8 @@ class PreparedEdit:
         return {"run_id": self.run_id, "version": self.version if self.new_version else None,
                 "regenerate": plan.regenerated, "replace": plan.indices(Decision.REPLACE),
                 "keep": plan.indices(Decision.KEEP, Decision.LOCKED), "locked": self.locked,
-                "estimated_cost": self.estimate.to_dict(), "budget_usd": self.budget_usd, "warnings": self.warnings}
+                "estimated_cost": self.estimate.to_dict(), "estimated_speech_usd": round(self.speech_estimate_usd, 4),
+                "budget_usd": self.budget_usd, "warnings": self.warnings}
 
 
 def check_clip(path: Path) -> None:
@@ -77,9 +81,11 @@ def check_clip(path: Path) -> None:
         raise InputError(f"replacement clip {path} has no video frames")
 
 
-def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = None) -> PreparedEdit:
+def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = None,
+                 estimate_only: bool = False) -> PreparedEdit:
     """Check `request` against run `run_id` and decide what it regenerates; nothing is written.
-    `key`: the caller's idempotency key, kept in history.json with the version."""
+    `key`: the caller's idempotency key, kept in history.json with the version.
+    `estimate_only`: paid speech for an edited narration is estimated, not asked for."""
     run = pipeline.store.open(run_id)
     manifest = read_manifest(run)
     history = current_history(run, manifest)
@@ -94,13 +100,11 @@ def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = 
         check_clip(clip)
     capabilities = pipeline.check_inputs(spec)
     storyboard = apply_scene_edits(plan.storyboard, request)
-    spoken, warnings = None, []
-    scene_frames = plan.narration.scene_frames if plan.narration else None
-    if [s.narration for s in storyboard.scenes] != [s.narration for s in plan.storyboard.scenes]:
-        from .narration_step import speak_storyboard
-
-        spoken, warnings = speak_storyboard(spec, storyboard, pipeline.settings, pipeline.store, pipeline.allow_download)
-        scene_frames = spoken.timing.scene_frames if spoken else None
+    spoken, warnings, speech_usd = None, [], 0.0
+    scene_frames = plan.narration.scene_frames if plan.narration else None  # an edit keeps every scene's length
+    if narration_changed(plan.storyboard, storyboard):
+        speech = speak_edit(spec, plan, storyboard, pipeline.settings, pipeline.store, pipeline.allow_download, estimate_only)
+        spoken, warnings, speech_usd = speech.spoken, list(speech.warnings), speech.estimate_usd
     if storyboard == plan.storyboard:
         jobs = list(plan.segments)
     else:
@@ -112,15 +116,19 @@ def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = 
     version = history.latest + 1
     regeneration = plan_regeneration(plan.segments, jobs, reseeds=request.reseeds, replaced=set(request.replacements),
                                      locked=set(locked), version=version)
+    if (request.changes_video and storyboard == plan.storyboard
+            and not regeneration.indices(Decision.REGENERATE, Decision.REPLACE)):
+        raise InputError(f"this edit changes nothing: v{history.latest} of run {run_id} already is what it asks for")
     prices = {n: provider_capabilities(n, pipeline.settings).price_per_second_usd
               for n in candidate_providers(spec.provider, pipeline.settings)}
     estimate = estimate_cost((regeneration.jobs[i].generate_duration_s for i in regeneration.regenerated), prices)
+    estimate = replace(estimate, low_usd=estimate.low_usd + speech_usd, high_usd=estimate.high_usd + speech_usd)
     budget = request.budget_usd if request.budget_usd is not None else spec.budget_usd
     refusal, warning = budget_verdict(estimate, budget)
     if refusal is not None:
         raise InputError(refusal.replace("shorten --duration", "regenerate fewer segments"))
     return PreparedEdit(run_id, version, request, storyboard, regeneration, estimate, locked, budget,
-                        [*warnings, *([warning] if warning else [])], spoken, key)
+                        [*warnings, *([warning] if warning else [])], spoken, key, speech_usd)
 
 
 def set_locks(pipeline, prepared: PreparedEdit) -> History:
@@ -190,6 +198,8 @@ def _write_prepared(run: RunFolder, prepared: PreparedEdit) -> PendingEdit:
     if run.exists(version_path(n, EDIT)):  # never over another edit's version
         raise EditConflict(f"run {run.run_id} already has an edit making v{n}; prepare the edit again")
     plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
+    if prepared.narration is None and narration_changed(plan.storyboard, prepared.storyboard):
+        raise InputError("this edit was prepared as an estimate (its narration was not spoken); prepare it again to run it")
     narration = prepared.narration.record if prepared.narration else plan.narration
     write_model(run, version_path(n, "next_plan.json"),
                 RunPlan(storyboard=prepared.storyboard, segments=prepared.regeneration.jobs, narration=narration))
@@ -200,7 +210,7 @@ def _write_prepared(run: RunFolder, prepared: PreparedEdit) -> PendingEdit:
     pending = PendingEdit(version=n, request=prepared.request, locked=prepared.locked, budget_usd=prepared.budget_usd,
                           decisions={i: (d.value, why) for i, (d, why) in prepared.regeneration.decisions.items()},
                           sources=prepared.regeneration.sources, uploads=uploads, estimate_usd=prepared.estimate.low_usd,
-                          key=prepared.key)
+                          key=prepared.key, speech_costs=prepared.narration.costs if prepared.narration else [])
     write_pending(run, pending)
     return pending
 
@@ -228,6 +238,7 @@ def apply_prepared(run: RunFolder, pending: PendingEdit) -> tuple[RunManifest, R
                                          history=[f"edit v{n}: {pending.decisions[job.index][1]}"]))
     manifest = RunManifest(run_id=run.run_id, spec=spec, status=RunStatus.RENDERING, segments=records,
                            stretched_s=stretched_s(plan, spec), output=run.location(FINAL))
+    manifest = book_speech_costs(manifest, [tuple(c) for c in pending.speech_costs])  # the edited narration, said before
     write_model(run, PLAN, plan)
     write_model(run, MANIFEST, manifest)
     write_pending(run, pending.model_copy(update={"stage": EditStage.APPLIED}))

@@ -97,6 +97,7 @@ class PendingEdit(BaseModel):
     estimate_usd: float = 0.0
     created_at: str = Field(default_factory=_now)
     key: Annotated[str | None, Field(exclude_if=lambda v: v is None)] = None
+    speech_costs: list[tuple[str, float]] = []  # (clip key, USD) of the edited narration, paid while preparing
 
 
 def read_history(run: RunFolder) -> History | None:

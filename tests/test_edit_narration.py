@@ -105,6 +105,10 @@ def test_a_narration_edit_keeps_every_scene_and_clip_and_books_its_speech(edit, 
     assert new.narration.scene_frames == old.narration.scene_frames
     assert [(j.start_frame, j.frames) for j in new.segments] == [(j.start_frame, j.frames) for j in old.segments]
     assert "A ship docks." in (run / "subtitles.srt").read_text()
+    # Each version keeps its own narration track and subtitles.
+    assert "A ship docks." not in (run / "versions/v1/subtitles.srt").read_text()
+    assert "A ship docks." in (run / "versions/v2/subtitles.vtt").read_text()
+    assert (run / "versions/v1/narration.wav").read_bytes() != (run / "versions/v2/narration.wav").read_bytes()
     manifest = json.loads((run / "manifest.json").read_text())
     speech = [e for e in manifest["ledger"] if e["provider"] == "gemini-tts"]
     assert len(speech) == 1 and speech[0]["cost_usd"] > 0

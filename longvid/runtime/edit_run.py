@@ -33,7 +33,7 @@ from .runlock import RunLock
 from .store import RunFolder, read_manifest, sha256_file, write_model
 from .versions import (
     EDIT, EditStage, History, PendingEdit, VersionRecord, current_history, ensure_first_version, pending_edit, read_history,
-    snapshot, version_manifest, write_history, write_pending,
+    repoint_snapshots, snapshot, version_manifest, write_history, write_pending,
 )
 
 
@@ -223,15 +223,21 @@ def apply_prepared(run: RunFolder, pending: PendingEdit) -> tuple[RunManifest, R
     if pending.stage is EditStage.APPLIED:
         return read_manifest(run), plan
     previous = version_manifest(run, n - 1)
-    spec = previous.spec.model_copy(update={"budget_usd": pending.budget_usd})  # the edit's cap, over its own ledger
+    spec = previous.spec  # the user's request; the edit's cap stays in edit.json (versions.edit_spec)
+    decisions = {job.index: Decision(pending.decisions[job.index][0]) for job in plan.segments}
+    # Kept segments first: one that moved is copied from its old place, which a replaced
+    # clip below may be written over.
+    kept = {job.index: _kept(run, n, previous.segments[pending.sources[job.index]], job.index)
+            for job in plan.segments if decisions[job.index] in (Decision.KEEP, Decision.LOCKED)}
+    remade = [job.index for job in plan.segments if job.index not in kept]
+    for index in remade:
+        _preserve(run, n - 1, index)
+    repoint_snapshots(run, n, remade)
     records = []
     for job in plan.segments:
-        decision = Decision(pending.decisions[job.index][0])
-        if decision in (Decision.KEEP, Decision.LOCKED):
-            records.append(_kept(run, n, previous.segments[pending.sources[job.index]], job.index))
-            continue
-        _preserve(run, n - 1, job.index)
-        if decision is Decision.REPLACE:
+        if job.index in kept:
+            records.append(kept[job.index])
+        elif decisions[job.index] is Decision.REPLACE:
             records.append(_replaced(run, job, pending.uploads[job.index]))
         else:
             records.append(SegmentRecord(index=job.index, scene_index=job.scene_index, provider=spec.provider,
@@ -254,7 +260,7 @@ def _kept(run: RunFolder, version: int, record: SegmentRecord, index: int) -> Se
         path = version_path(version, f"kept/seg_{index:04d}.mp4")
         run.publish(path, run.local_path(clip.path))
         clip = clip.model_copy(update={"path": path, "segment_index": index})
-    return record.model_copy(update={"index": index, "clip": clip})
+    return record.model_copy(update={"index": index, "clip": clip, "cost_usd": 0.0})  # paid by an earlier version
 
 
 def _preserve(run: RunFolder, previous: int, index: int) -> None:
@@ -283,7 +289,7 @@ def finish_version(run: RunFolder, pending: PendingEdit) -> History:
     n = pending.version
     manifest = read_manifest(run)
     original = version_manifest(run, 1).spec
-    if manifest.spec != original:  # the edit's budget was for the edit: the run's request is the user's again
+    if manifest.spec != original:  # an edit applied before its cap moved to edit.json wrote the cap here
         manifest = manifest.model_copy(update={"spec": original})
         write_model(run, MANIFEST, manifest)
     snapshot(run, n)

@@ -303,3 +303,24 @@ def test_an_edits_budget_stays_out_of_the_runs_request_and_kept_segments_cost_it
     pipeline.resume("harbour")
     assert read_manifest(run).spec == original and edit_spec(run, read_manifest(run)) is None
     assert read_history(run).versions[1].cost_usd == 0.0 and read_manifest(run).cost_usd == 0.0
+
+
+def test_a_moved_kept_segment_is_copied_before_a_replaced_clip_is_written_over_its_old_place(store, tmp_path):
+    from longvid.runtime.store import read_manifest
+    from longvid.runtime.versions import PendingEdit, ensure_first_version
+
+    run = store.open("harbour")
+    root = store.root / "harbour"
+    ensure_first_version(run, read_manifest(run))
+    run.write_bytes("versions/v2/next_plan.json", run.read_bytes("plan.json"))
+    clip = tmp_path / "mine.mp4"
+    shutil.copy(root / "segments/seg_0003.mp4", clip)
+    run.publish("versions/v2/uploads/seg_0000.mp4", clip)
+    old_first = _sha(root / "segments/seg_0000.mp4")
+    # Segment 0 is replaced; the new segment 1 keeps the old segment 0 (it moved one place on).
+    pending = PendingEdit(version=2, request=parse_edit_request([{"kind": "replace", "segment": 0, "clip": str(clip)}]),
+                          decisions={0: ("replace", "user"), 1: ("keep", "moved"), 2: ("keep", ""), 3: ("keep", "")},
+                          sources={1: 0, 2: 2, 3: 3}, uploads={0: "versions/v2/uploads/seg_0000.mp4"})
+    manifest, _ = apply_prepared(run, pending)
+    assert manifest.segments[1].clip.path == "versions/v2/kept/seg_0001.mp4"
+    assert _sha(root / "versions/v2/kept/seg_0001.mp4") == old_first != _sha(root / "segments/seg_0000.mp4")

@@ -112,6 +112,7 @@ def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = 
             jobs = segment_storyboard(storyboard, spec, capabilities.durations, scene_frames=scene_frames)
         except ValueError as exc:
             raise InputError(f"cannot segment the edited storyboard: {exc}") from None
+    request.check_segment_count(len(plan.segments), len(jobs), set(history.locked))
     locked = sorted((set(history.locked) | request.locks) - request.unlocks)
     version = history.latest + 1
     regeneration = plan_regeneration(plan.segments, jobs, reseeds=request.reseeds, replaced=set(request.replacements),

@@ -52,7 +52,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     request = edit_request_from(args)
     if args.output is not None and args.output.suffix.lower() != ".mp4":
         raise InputError(f"output {args.output} must end in .mp4")
-    prepared = prepare_edit(planning_pipeline(_open_store(args), _options(args), args.settings), args.run_id, request)
+    prepared = prepare_edit(planning_pipeline(_open_store(args), _options(args), args.settings), args.run_id, request,
+                            estimate_only=args.estimate)
     print(f"longvid: {describe(prepared)}", file=sys.stderr)
     for warning in prepared.warnings:
         print(f"longvid: warning: {warning}", file=sys.stderr)

@@ -116,7 +116,7 @@ def add_edit_routes(app: FastAPI, settings, records, guard: Access, lookup: Rend
             return await admit(request, record, principal, edit, replacements, estimate_only, idempotency_key)
 
     async def admit(request, record, principal, edit, replacements, estimate_only, idempotency_key) -> JSONResponse:
-        from longvid.runtime.edit_run import keyed_edit, prepare_edit, set_locks
+        from longvid.runtime.edit_run import EditConflict, keyed_edit, prepare_edit, set_locks
 
         if replacements:
             edit = edit.model_copy(update={"edits": [*edit.edits, *(ReplaceEdit(segment=i, clip=p) for i, p in replacements.items())]})
@@ -131,7 +131,7 @@ def add_edit_routes(app: FastAPI, settings, records, guard: Access, lookup: Rend
         if record.manifest.status is not RunStatus.DONE or status is not views.ApiStatus.DONE:
             raise ApiError(409, "not_editable", f"only a finished render can be edited; this one is {status.value}")
         try:
-            prepared = await run_in_threadpool(prepare_edit, pipeline(), record.run_id, edit, key)
+            prepared = await run_in_threadpool(prepare_edit, pipeline(), record.run_id, edit, key, estimate_only)
         except InputError as exc:
             message = str(exc)
             for segment, path in replacements.items():  # the temporary file's path is the server's business
@@ -143,8 +143,11 @@ def add_edit_routes(app: FastAPI, settings, records, guard: Access, lookup: Rend
         if not prepared.new_version:
             history = await run_in_threadpool(set_locks, pipeline(), prepared)
             return JSONResponse({"id": record.run_id, "locked": history.locked}, status_code=200)
-        attempt = await run_in_threadpool(admission.start_within_limit, principal, lambda: admit_edit(record.run_id, prepared),
-                                          record.run_id)
+        try:
+            attempt = await run_in_threadpool(admission.start_within_limit, principal, lambda: admit_edit(record.run_id, prepared),
+                                              record.run_id)
+        except EditConflict as exc:  # another edit began or finished since this one was prepared
+            raise ApiError(409, "edit_conflict", views.scrub(str(exc), records.hidden_paths)) from None
         await start(record.run_id, attempt)
         return JSONResponse({**summary, "id": record.run_id, "status": views.ApiStatus.QUEUED,
                              "links": {**lookup.links(request, record.run_id),

@@ -102,3 +102,19 @@ def test_a_lock_only_request_makes_no_version():
     request = parse_edit_request([LockEdit(segments=[1, 2]).model_dump()])
     assert not request.changes_video and request.locks == {1, 2}
     assert parse_edit_request([RegenerateEdit(segment=0).model_dump()]).changes_video
+
+
+def test_a_narration_only_change_keeps_every_clip():
+    """The narration is spoken over the video, never part of its prompt: no segment is made again."""
+    narrated = Storyboard(title="t", scenes=[Scene(description=t, narration="Words.") for t in ("a lighthouse", "a ship")])
+    plan = _decide(narrated, parse_edit_request([{"kind": "scene", "scene": 2, "narration": "Other words."}]))
+    assert plan.regenerated == [] and plan.sources == {j.index: j.index for j in plan.jobs}
+    assert plan.jobs[-1].scene.narration == "Other words."
+
+
+def test_an_edit_that_changes_the_segment_count_may_not_name_or_keep_locked_segments():
+    request = parse_edit_request([{"kind": "scene", "scene": 2, "text": "x"}, {"kind": "regenerate", "segment": 3}])
+    with pytest.raises(InputError, match=r"changes the number of segments \(4 to 5\), so segment number\(s\) \[1, 3\]"):
+        request.check_segment_count(4, 5, locked={1})
+    request.check_segment_count(4, 4, locked={1})  # same count: numbers mean the same segments
+    parse_edit_request([{"kind": "scene", "scene": 2, "text": "x"}]).check_segment_count(4, 5, locked=set())

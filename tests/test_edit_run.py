@@ -117,8 +117,13 @@ def test_editing_scene_2_regenerates_only_its_chain_and_keeps_every_version(stor
     assert _sha(run / "versions/v1/final.mp4") == v1_final
     assert len(decode_rgb(run / "versions/v1/final.mp4")) == 60
     assert _sha(run / "versions/v2/final.mp4") == _sha(run / "final.mp4")
-    v1_manifest = (run / "versions/v1/manifest.json").read_text()
-    assert '"seg_0001' not in v1_manifest or _sha(run / "versions/v1/segments/seg_0001.mp4") in v1_manifest
+    # v1's manifest names files that still hold v1's clips (the regenerated ones' copies).
+    v1_manifest = json.loads((run / "versions/v1/manifest.json").read_text())
+    for segment in v1_manifest["segments"]:
+        assert _sha(run / segment["clip"]["path"]) == segment["clip"]["sha256"], segment["index"]
+    assert [s["clip"]["path"] for s in v1_manifest["segments"]][1:3] == [f"versions/v1/segments/seg_000{i}.mp4" for i in (1, 2)]
+    for name in ("report.html", "contact_sheet.png"):
+        assert (run / "versions/v1" / name).is_file() and (run / "versions/v2" / name).is_file(), name
     history = read_history(store.open("harbour"))
     assert [v.version for v in history.versions] == [1, 2]
     v2 = history.versions[1]
@@ -245,3 +250,77 @@ def test_versions_live_on_s3_through_the_store_interface(s3_server, tmp_path):
     for name in ("versions/v1/final.mp4", "versions/v2/final.mp4", "versions/v1/segments/seg_0000.mp4", "versions/v2/manifest.json"):
         assert again.exists(name), name
     assert again.read_bytes("versions/v2/final.mp4") == again.read_bytes("final.mp4") != again.read_bytes("versions/v1/final.mp4")
+
+
+def test_an_edit_prepared_before_another_finished_is_refused_and_never_overwrites_it(store):
+    """Two edits prepared against v1: the first one made v2; the second one must not write
+    over v2's folder (it was prepared as v2 too) but be refused, to be prepared again."""
+    from longvid.runtime.edit_run import EditConflict, begin_edit
+    from longvid.runtime.runlock import RunLock
+
+    run = store.open("harbour")
+    first, _, pipeline = _edit(store, [{"kind": "regenerate", "segment": 3, "seed": 5}])
+    second, _, _ = _edit(store, [{"kind": "scene", "scene": 4, "text": "a storm"}])
+    assert first.version == second.version == 2
+    with RunLock(run, 60):
+        begin_edit(run, first)
+        with pytest.raises(EditConflict, match="unfinished edit"):
+            begin_edit(run, second)
+    pipeline.resume("harbour")
+    v2 = {name: _sha(Path(run.location(f"versions/v2/{name}"))) for name in ("final.mp4", "next_plan.json", "edit.json")}
+    with pytest.raises(EditConflict, match="is at v2 now, not v1"):
+        run_edit(RenderPipeline(store, InlineSegmentRunner()), second)
+    assert v2 == {name: _sha(Path(run.location(f"versions/v2/{name}"))) for name in v2}
+    assert [v.version for v in read_history(run).versions] == [1, 2]
+    # edit.json of a version is never written twice, whatever the caller checked.
+    with pytest.raises(EditConflict, match="already has an edit making v2"):
+        _write_prepared(run, second)
+
+
+def test_an_edits_budget_stays_out_of_the_runs_request_and_kept_segments_cost_it_nothing(store, tmp_path):
+    """The edit's cap lives in edit.json (the generate loop reads it from there), so the run's
+    manifest still holds the user's request (a resubmitted render line matches it); segments
+    kept from v1 were paid by v1, so a free edit costs nothing."""
+    from longvid.runtime.edit_run import begin_edit
+    from longvid.runtime.runlock import RunLock
+    from longvid.runtime.store import read_manifest
+    from longvid.runtime.versions import edit_spec
+
+    run = store.open("harbour")
+    manifest = json.loads(run.read_bytes("manifest.json"))
+    for segment in manifest["segments"]:
+        segment["cost_usd"] = 0.25  # as a paid provider would have charged v1
+    run.write_bytes("manifest.json", json.dumps(manifest).encode())
+    original = read_manifest(run).spec
+    clip = tmp_path / "mine.mp4"
+    shutil.copy(store.root / "harbour/segments/seg_0000.mp4", clip)
+    prepared, _, pipeline = _edit(store, {"edits": [{"kind": "replace", "segment": 2, "clip": str(clip)}], "budget_usd": 0.5})
+    with RunLock(run, 60):
+        _, applied, _ = begin_edit(run, prepared)
+    assert applied.spec == read_manifest(run).spec == original and original.budget_usd is None
+    assert edit_spec(run, applied).budget_usd == 0.5
+    assert [s.cost_usd for s in applied.segments] == [0.0] * 4 and applied.cost_usd == 0.0
+    pipeline.resume("harbour")
+    assert read_manifest(run).spec == original and edit_spec(run, read_manifest(run)) is None
+    assert read_history(run).versions[1].cost_usd == 0.0 and read_manifest(run).cost_usd == 0.0
+
+
+def test_a_moved_kept_segment_is_copied_before_a_replaced_clip_is_written_over_its_old_place(store, tmp_path):
+    from longvid.runtime.store import read_manifest
+    from longvid.runtime.versions import PendingEdit, ensure_first_version
+
+    run = store.open("harbour")
+    root = store.root / "harbour"
+    ensure_first_version(run, read_manifest(run))
+    run.write_bytes("versions/v2/next_plan.json", run.read_bytes("plan.json"))
+    clip = tmp_path / "mine.mp4"
+    shutil.copy(root / "segments/seg_0003.mp4", clip)
+    run.publish("versions/v2/uploads/seg_0000.mp4", clip)
+    old_first = _sha(root / "segments/seg_0000.mp4")
+    # Segment 0 is replaced; the new segment 1 keeps the old segment 0 (it moved one place on).
+    pending = PendingEdit(version=2, request=parse_edit_request([{"kind": "replace", "segment": 0, "clip": str(clip)}]),
+                          decisions={0: ("replace", "user"), 1: ("keep", "moved"), 2: ("keep", ""), 3: ("keep", "")},
+                          sources={1: 0, 2: 2, 3: 3}, uploads={0: "versions/v2/uploads/seg_0000.mp4"})
+    manifest, _ = apply_prepared(run, pending)
+    assert manifest.segments[1].clip.path == "versions/v2/kept/seg_0001.mp4"
+    assert _sha(root / "versions/v2/kept/seg_0001.mp4") == old_first != _sha(root / "segments/seg_0000.mp4")

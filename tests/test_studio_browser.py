@@ -277,7 +277,7 @@ def test_regenerate_a_segment_from_the_studio_then_watch_both_versions(studio, p
     base, token, store = studio
     _open_studio(page, base, token)
     page.get_by_label("Prompt").fill("a red kite over a windy beach")
-    page.get_by_label("Duration (seconds)").fill("8")
+    page.get_by_label("Duration (seconds)").fill("6")  # the shortest video the offline planner cuts into 4 segments
     page.get_by_label("Resolution").select_option("360p")
     page.get_by_label("Continuity").select_option("anchor")
     page.get_by_role("button", name="Render without editing").click()
@@ -303,7 +303,7 @@ def test_regenerate_a_segment_from_the_studio_then_watch_both_versions(studio, p
         picker.select_option(version)
         _wait_until(page, f"document.getElementById('version-video').dataset.version === '{version}' && "
                           "document.getElementById('version-video').readyState >= 1", 30)
-        assert abs(page.evaluate("document.getElementById('version-video').duration") - 8.0) < 0.1
+        assert abs(page.evaluate("document.getElementById('version-video').duration") - 6.0) < 0.1
         page.evaluate("document.getElementById('version-video').muted = true")
         page.evaluate("document.getElementById('version-video').play()")
         _wait_until(page, "document.getElementById('version-video').currentTime > 0.3", 20)
@@ -315,6 +315,8 @@ def test_regenerate_a_segment_from_the_studio_then_watch_both_versions(studio, p
     for element in ("before-video", "after-video"):
         _wait_until(page, f"document.getElementById('{element}').readyState >= 1", 30)
     page.get_by_role("button", name="Play the changed span").click()
-    _wait_until(page, "document.getElementById('after-video').currentTime > 2.1", 20)  # segment 1 starts at 2 s
+    plan = json.loads(store.open(run_id).read_bytes("plan.json"))
+    span_start_s = plan["segments"][1]["start_frame"] / 24  # where segment 1 starts (the studio renders at 24 fps)
+    _wait_until(page, f"document.getElementById('after-video').currentTime > {span_start_s + 0.1}", 20)
     _shot(page, "7_versions_after_edit")
     assert not page.console_errors, page.console_errors

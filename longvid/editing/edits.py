@@ -122,6 +122,15 @@ class EditRequest(BaseModel):
             raise InputError(f"segment(s) {touched} are locked; unlock them first (--unlock {' '.join(map(str, touched))})")
 
 
+    def check_segment_count(self, old_count: int, new_count: int, locked: set[int]) -> None:
+        """Segment numbers are checked against the run's segments and applied to the edited
+        plan's: refuse an edit that changes how many there are while any is locked or named."""
+        named = sorted({*self.locks, *self.unlocks, *self.reseeds, *self.replacements, *locked})
+        if new_count != old_count and named:
+            raise InputError(f"this edit changes the number of segments ({old_count} to {new_count}), so segment "
+                             f"number(s) {named} would name other segments; unlock them and edit the scenes on their own")
+
+
 _EDIT_LIST = TypeAdapter(list[Edit])
 
 

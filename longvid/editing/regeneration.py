@@ -42,12 +42,14 @@ class RegenerationPlan:
         return self.indices(Decision.REGENERATE)
 
 
-_PLACE_FIELDS = {"index", "start_frame", "seed", "conditioned_on"}
+# What may differ between two jobs that ask for the same clip: their place in the timeline,
+# and what their scene says (the narration is spoken over the video, never part of its prompt).
+_NOT_CONTENT = {"index": True, "start_frame": True, "seed": True, "conditioned_on": True, "scene": {"narration": True}}
 
 
 def same_content(old: SegmentJob, new: SegmentJob) -> bool:
     """Whether two jobs ask for the same clip, wherever they sit in the timeline."""
-    return (old.model_dump(exclude=_PLACE_FIELDS) == new.model_dump(exclude=_PLACE_FIELDS)
+    return (old.model_dump(exclude=_NOT_CONTENT) == new.model_dump(exclude=_NOT_CONTENT)
             and (old.conditioned_on is None) == (new.conditioned_on is None))
 
 

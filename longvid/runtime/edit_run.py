@@ -12,7 +12,7 @@ again.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..editing.edits import EditRequest, apply_scene_edits
@@ -25,13 +25,15 @@ from ..providers.estimate import CostEstimate, budget_verdict, estimate_cost
 from ..providers.ledger import CostLedger
 from ..sound.narration import Spoken
 from ..spec import Clip, SegmentState, Storyboard
+from .edit_narration import narration_changed, speak_edit
+from .narration_step import book_speech_costs
 from .layout import FINAL, MANIFEST, PLAN, segment_path, version_path
 from .router import candidate_providers
 from .runlock import RunLock
 from .store import RunFolder, read_manifest, sha256_file, write_model
 from .versions import (
-    EditStage, History, PendingEdit, VersionRecord, current_history, ensure_first_version, pending_edit, read_history,
-    snapshot, version_manifest, write_history, write_pending,
+    EDIT, EditStage, History, PendingEdit, VersionRecord, current_history, ensure_first_version, pending_edit, read_history,
+    repoint_snapshots, snapshot, version_manifest, write_history, write_pending,
 )
 
 
@@ -50,6 +52,7 @@ class PreparedEdit:
     warnings: list[str]
     narration: Spoken | None = None  # re-spoken when the edit changed what is said
     key: str | None = None  # the caller's idempotency key (a batch line, an API request)
+    speech_estimate_usd: float = 0.0  # paid speech for edited narration, in `estimate` too
 
     @property
     def new_version(self) -> bool:
@@ -60,7 +63,8 @@ class PreparedEdit:
         return {"run_id": self.run_id, "version": self.version if self.new_version else None,
                 "regenerate": plan.regenerated, "replace": plan.indices(Decision.REPLACE),
                 "keep": plan.indices(Decision.KEEP, Decision.LOCKED), "locked": self.locked,
-                "estimated_cost": self.estimate.to_dict(), "budget_usd": self.budget_usd, "warnings": self.warnings}
+                "estimated_cost": self.estimate.to_dict(), "estimated_speech_usd": round(self.speech_estimate_usd, 4),
+                "budget_usd": self.budget_usd, "warnings": self.warnings}
 
 
 def check_clip(path: Path) -> None:
@@ -77,9 +81,11 @@ def check_clip(path: Path) -> None:
         raise InputError(f"replacement clip {path} has no video frames")
 
 
-def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = None) -> PreparedEdit:
+def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = None,
+                 estimate_only: bool = False) -> PreparedEdit:
     """Check `request` against run `run_id` and decide what it regenerates; nothing is written.
-    `key`: the caller's idempotency key, kept in history.json with the version."""
+    `key`: the caller's idempotency key, kept in history.json with the version.
+    `estimate_only`: paid speech for an edited narration is estimated, not asked for."""
     run = pipeline.store.open(run_id)
     manifest = read_manifest(run)
     history = current_history(run, manifest)
@@ -94,13 +100,11 @@ def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = 
         check_clip(clip)
     capabilities = pipeline.check_inputs(spec)
     storyboard = apply_scene_edits(plan.storyboard, request)
-    spoken, warnings = None, []
-    scene_frames = plan.narration.scene_frames if plan.narration else None
-    if [s.narration for s in storyboard.scenes] != [s.narration for s in plan.storyboard.scenes]:
-        from .narration_step import speak_storyboard
-
-        spoken, warnings = speak_storyboard(spec, storyboard, pipeline.settings, pipeline.store, pipeline.allow_download)
-        scene_frames = spoken.timing.scene_frames if spoken else None
+    spoken, warnings, speech_usd = None, [], 0.0
+    scene_frames = plan.narration.scene_frames if plan.narration else None  # an edit keeps every scene's length
+    if narration_changed(plan.storyboard, storyboard):
+        speech = speak_edit(spec, plan, storyboard, pipeline.settings, pipeline.store, pipeline.allow_download, estimate_only)
+        spoken, warnings, speech_usd = speech.spoken, list(speech.warnings), speech.estimate_usd
     if storyboard == plan.storyboard:
         jobs = list(plan.segments)
     else:
@@ -108,19 +112,24 @@ def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = 
             jobs = segment_storyboard(storyboard, spec, capabilities.durations, scene_frames=scene_frames)
         except ValueError as exc:
             raise InputError(f"cannot segment the edited storyboard: {exc}") from None
+    request.check_segment_count(len(plan.segments), len(jobs), set(history.locked))
     locked = sorted((set(history.locked) | request.locks) - request.unlocks)
     version = history.latest + 1
     regeneration = plan_regeneration(plan.segments, jobs, reseeds=request.reseeds, replaced=set(request.replacements),
                                      locked=set(locked), version=version)
+    if (request.changes_video and storyboard == plan.storyboard
+            and not regeneration.indices(Decision.REGENERATE, Decision.REPLACE)):
+        raise InputError(f"this edit changes nothing: v{history.latest} of run {run_id} already is what it asks for")
     prices = {n: provider_capabilities(n, pipeline.settings).price_per_second_usd
               for n in candidate_providers(spec.provider, pipeline.settings)}
     estimate = estimate_cost((regeneration.jobs[i].generate_duration_s for i in regeneration.regenerated), prices)
+    estimate = replace(estimate, low_usd=estimate.low_usd + speech_usd, high_usd=estimate.high_usd + speech_usd)
     budget = request.budget_usd if request.budget_usd is not None else spec.budget_usd
     refusal, warning = budget_verdict(estimate, budget)
     if refusal is not None:
         raise InputError(refusal.replace("shorten --duration", "regenerate fewer segments"))
     return PreparedEdit(run_id, version, request, storyboard, regeneration, estimate, locked, budget,
-                        [*warnings, *([warning] if warning else [])], spoken, key)
+                        [*warnings, *([warning] if warning else [])], spoken, key, speech_usd)
 
 
 def set_locks(pipeline, prepared: PreparedEdit) -> History:
@@ -150,20 +159,48 @@ def run_edit(pipeline, prepared: PreparedEdit, output: Path | None = None):
         return result
 
 
+class EditConflict(InputError):
+    """The run changed between preparing an edit and starting it (another edit began or
+    finished meanwhile): the edit must be prepared again (the API answers 409)."""
+
+
 def begin_edit(run: RunFolder, prepared: PreparedEdit) -> tuple[PendingEdit, RunManifest, RunPlan]:
     """v1 snapshotted if this is the first edit, the edit recorded, then applied: from here
-    a resume (the CLI's, a worker's) renders the new version. The caller holds the run's lease."""
+    a resume (the CLI's, a worker's) renders the new version. The caller holds the run's lease,
+    so the checks below see the run as no other edit can change it until the edit is applied."""
+    _check_still_current(run, prepared)
     ensure_first_version(run, read_manifest(run))
     pending = _write_prepared(run, prepared)
     manifest, plan = apply_prepared(run, pending)
     return pending, manifest, plan
 
 
+def _check_still_current(run: RunFolder, prepared: PreparedEdit) -> None:
+    """Refuse an edit prepared against a version that is no longer the run's latest finished
+    one: a second edit prepared before the first one finished would otherwise write over
+    the first one's version folder."""
+    manifest = read_manifest(run)
+    history = read_history(run)
+    if pending_edit(run, history) is not None:
+        raise EditConflict(f"run {run.run_id} has an unfinished edit (v{history.latest + 1}); "
+                           f"finish it first: longvid resume {run.run_id}")
+    if manifest.status is not RunStatus.DONE:
+        raise EditConflict(f"run {run.run_id} is {manifest.status.value}, not done; finish it first: longvid resume {run.run_id}")
+    latest = history.latest if history is not None else 1
+    if latest + 1 != prepared.version:
+        raise EditConflict(f"run {run.run_id} is at v{latest} now, not v{prepared.version - 1} as when this edit was "
+                           f"prepared; prepare the edit again")
+
+
 def _write_prepared(run: RunFolder, prepared: PreparedEdit) -> PendingEdit:
     """versions/vN/plan.json (the new plan), the user's clips, then edit.json: from here on
     the edit can be applied again from the run folder alone."""
     n = prepared.version
+    if run.exists(version_path(n, EDIT)):  # never over another edit's version
+        raise EditConflict(f"run {run.run_id} already has an edit making v{n}; prepare the edit again")
     plan = RunPlan.model_validate_json(run.read_bytes(PLAN))
+    if prepared.narration is None and narration_changed(plan.storyboard, prepared.storyboard):
+        raise InputError("this edit was prepared as an estimate (its narration was not spoken); prepare it again to run it")
     narration = prepared.narration.record if prepared.narration else plan.narration
     write_model(run, version_path(n, "next_plan.json"),
                 RunPlan(storyboard=prepared.storyboard, segments=prepared.regeneration.jobs, narration=narration))
@@ -174,7 +211,7 @@ def _write_prepared(run: RunFolder, prepared: PreparedEdit) -> PendingEdit:
     pending = PendingEdit(version=n, request=prepared.request, locked=prepared.locked, budget_usd=prepared.budget_usd,
                           decisions={i: (d.value, why) for i, (d, why) in prepared.regeneration.decisions.items()},
                           sources=prepared.regeneration.sources, uploads=uploads, estimate_usd=prepared.estimate.low_usd,
-                          key=prepared.key)
+                          key=prepared.key, speech_costs=prepared.narration.costs if prepared.narration else [])
     write_pending(run, pending)
     return pending
 
@@ -187,21 +224,28 @@ def apply_prepared(run: RunFolder, pending: PendingEdit) -> tuple[RunManifest, R
     if pending.stage is EditStage.APPLIED:
         return read_manifest(run), plan
     previous = version_manifest(run, n - 1)
-    spec = previous.spec.model_copy(update={"budget_usd": pending.budget_usd})  # the edit's cap, over its own ledger
+    spec = previous.spec  # the user's request; the edit's cap stays in edit.json (versions.edit_spec)
+    decisions = {job.index: Decision(pending.decisions[job.index][0]) for job in plan.segments}
+    # Kept segments first: one that moved is copied from its old place, which a replaced
+    # clip below may be written over.
+    kept = {job.index: _kept(run, n, previous.segments[pending.sources[job.index]], job.index)
+            for job in plan.segments if decisions[job.index] in (Decision.KEEP, Decision.LOCKED)}
+    remade = [job.index for job in plan.segments if job.index not in kept]
+    for index in remade:
+        _preserve(run, n - 1, index)
+    repoint_snapshots(run, n, remade)
     records = []
     for job in plan.segments:
-        decision = Decision(pending.decisions[job.index][0])
-        if decision in (Decision.KEEP, Decision.LOCKED):
-            records.append(_kept(run, n, previous.segments[pending.sources[job.index]], job.index))
-            continue
-        _preserve(run, n - 1, job.index)
-        if decision is Decision.REPLACE:
+        if job.index in kept:
+            records.append(kept[job.index])
+        elif decisions[job.index] is Decision.REPLACE:
             records.append(_replaced(run, job, pending.uploads[job.index]))
         else:
             records.append(SegmentRecord(index=job.index, scene_index=job.scene_index, provider=spec.provider,
                                          history=[f"edit v{n}: {pending.decisions[job.index][1]}"]))
     manifest = RunManifest(run_id=run.run_id, spec=spec, status=RunStatus.RENDERING, segments=records,
                            stretched_s=stretched_s(plan, spec), output=run.location(FINAL))
+    manifest = book_speech_costs(manifest, [tuple(c) for c in pending.speech_costs])  # the edited narration, said before
     write_model(run, PLAN, plan)
     write_model(run, MANIFEST, manifest)
     write_pending(run, pending.model_copy(update={"stage": EditStage.APPLIED}))
@@ -217,7 +261,7 @@ def _kept(run: RunFolder, version: int, record: SegmentRecord, index: int) -> Se
         path = version_path(version, f"kept/seg_{index:04d}.mp4")
         run.publish(path, run.local_path(clip.path))
         clip = clip.model_copy(update={"path": path, "segment_index": index})
-    return record.model_copy(update={"index": index, "clip": clip})
+    return record.model_copy(update={"index": index, "clip": clip, "cost_usd": 0.0})  # paid by an earlier version
 
 
 def _preserve(run: RunFolder, previous: int, index: int) -> None:
@@ -246,7 +290,7 @@ def finish_version(run: RunFolder, pending: PendingEdit) -> History:
     n = pending.version
     manifest = read_manifest(run)
     original = version_manifest(run, 1).spec
-    if manifest.spec != original:  # the edit's budget was for the edit: the run's request is the user's again
+    if manifest.spec != original:  # an edit applied before its cap moved to edit.json wrote the cap here
         manifest = manifest.model_copy(update={"spec": original})
         write_model(run, MANIFEST, manifest)
     snapshot(run, n)

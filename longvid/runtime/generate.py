@@ -30,7 +30,7 @@ from ..providers.base import ProviderCapabilities
 from ..providers.ledger import CostLedger, EntryState
 from ..providers.routing import counts_against_provider
 from ..settings import Settings
-from ..spec import SegmentJob, SegmentState
+from ..spec import RenderSpec, SegmentJob, SegmentState
 from .acceptance import Acceptance, fold_adjustments, sha256_hex
 from .best_of_n import BestOfN
 from .conditioning import chain_conditioning
@@ -70,13 +70,14 @@ class GenerateLoop:
                  store: RunStore, runner: SegmentRunner, router: SegmentRouter, acceptance: Acceptance,
                  progress: ProgressSink, stop: threading.Event, estimator: EstimatorConfig,
                  rephrase: Callable[[str, str], str] | None, settings: Settings, max_tries: int = 2,
-                 lease: RunLock | None = None, on_accepted: Callable[[RunManifest, int], None] | None = None):
+                 lease: RunLock | None = None, on_accepted: Callable[[RunManifest, int], None] | None = None,
+                 spec: RenderSpec | None = None):
         self.run_folder, self.jobs, self.router = run, jobs, router
         self.store, self.runner, self.acceptance, self.progress = store, runner, acceptance, progress
         self.stop, self.rephrase, self.max_tries, self.lease = stop, rephrase, max_tries, lease
         self.settings = settings  # travels to the Ray tasks that poll and download (secrets masked)
         self.on_accepted = on_accepted  # e.g. the merge ahead (merge_ahead.py)
-        self.spec = manifest.spec
+        self.spec = spec or manifest.spec  # `spec`: an edit's, with its own budget (the manifest keeps the user's request)
         self.capacity = runner.capacity()
         self.requests = {}
         for job in jobs:

@@ -46,7 +46,7 @@ from .resources import DEFAULT_ESTIMATOR, EstimatorConfig
 from .router import SegmentRouter, candidate_providers, combined_capabilities
 from .edit_run import apply_prepared, finish_version
 from .runlock import RunLock, RunLocked
-from .versions import pending_edit
+from .versions import edit_spec, pending_edit
 from .layout import FINAL, MANIFEST, PLAN
 from .merge_ahead import MergeAhead
 from .narration_step import (add_soundtrack, apply_narration_choice, book_speech_costs, copy_subtitles_out,
@@ -235,7 +235,7 @@ class RenderPipeline:
                                 acceptance=Acceptance(run, self.store, self.judge, self.progress), progress=self.progress,
                                 stop=self.stop, estimator=self.estimator, rephrase=self.planner.rephrase,
                                 max_tries=self.max_tries, lease=lease, settings=self.settings,
-                                on_accepted=ahead.accepted if ahead is not None else None)
+                                on_accepted=ahead.accepted if ahead is not None else None, spec=edit_spec(run, manifest))
             return loop.run()
         finally:
             router.release_all()  # whatever ended the loop (an error included), this run holds no slot now

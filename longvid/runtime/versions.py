@@ -16,10 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..editing.edits import EditRequest
 from ..manifest import RunManifest, load_manifest
-from .layout import FINAL, HISTORY, MANIFEST, PLAN, REPORT, version_path
+from .layout import CONTACT_SHEET, FINAL, HISTORY, MANIFEST, PLAN, REPORT, REPORT_HTML, segment_path, version_path
+from .narration_step import NARRATION_WAV, SUBTITLES_SRT, SUBTITLES_VTT
 from .store import RunFolder, write_model
 
-SNAPSHOT_FILES = (FINAL, MANIFEST, PLAN, REPORT)
+# What a version is made of, copied into versions/vN/ when it is finished (its segment files
+# are copied there only when a later edit makes them again: repoint_snapshots).
+SNAPSHOT_FILES = (FINAL, MANIFEST, PLAN, REPORT, REPORT_HTML, CONTACT_SHEET, NARRATION_WAV, SUBTITLES_SRT, SUBTITLES_VTT)
 EDIT = "edit.json"
 
 
@@ -97,6 +100,7 @@ class PendingEdit(BaseModel):
     estimate_usd: float = 0.0
     created_at: str = Field(default_factory=_now)
     key: Annotated[str | None, Field(exclude_if=lambda v: v is None)] = None
+    speech_costs: list[tuple[str, float]] = []  # (clip key, USD) of the edited narration, paid while preparing
 
 
 def read_history(run: RunFolder) -> History | None:
@@ -139,6 +143,23 @@ def ensure_first_version(run: RunFolder, manifest: RunManifest) -> History:
     return history
 
 
+def repoint_snapshots(run: RunFolder, version: int, remade: list[int]) -> None:
+    """Version `version` is about to write segments `remade` over the files earlier versions'
+    manifests name (their copies are already in versions/v{version-1}/segments/): point those
+    manifests at the copies (idempotent)."""
+    moved = {segment_path(i): version_path(version - 1, segment_path(i)) for i in remade}
+    for earlier in range(1, version):
+        where = version_path(earlier, MANIFEST)
+        if not run.exists(where):
+            continue
+        manifest = version_manifest(run, earlier)
+        segments = [r.model_copy(update={"clip": r.clip.model_copy(update={"path": moved[r.clip.path]})})
+                    if r.clip is not None and r.clip.path in moved and run.exists(moved[r.clip.path]) else r
+                    for r in manifest.segments]
+        if segments != manifest.segments:
+            write_model(run, where, manifest.model_copy(update={"segments": segments}))
+
+
 def version_manifest(run: RunFolder, version: int) -> RunManifest:
     where = version_path(version, MANIFEST)
     return load_manifest(run.read_bytes(where).decode(), run.location(where))
@@ -154,6 +175,15 @@ def pending_edit(run: RunFolder, history: History | None = None) -> PendingEdit 
         return None
     pending = PendingEdit.model_validate_json(run.read_bytes(where))
     return pending if pending.stage is not EditStage.DONE else None
+
+
+def edit_spec(run: RunFolder, manifest: RunManifest):
+    """The spec an unfinished edit generates under: the run's, with the edit's own budget
+    (kept in edit.json only, so manifest.json keeps the user's request); None otherwise."""
+    pending = pending_edit(run)
+    if pending is None or pending.stage is not EditStage.APPLIED:
+        return None
+    return manifest.spec.model_copy(update={"budget_usd": pending.budget_usd})
 
 
 def write_pending(run: RunFolder, pending: PendingEdit) -> None:

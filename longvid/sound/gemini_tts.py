@@ -118,6 +118,19 @@ def _audio_of(response) -> tuple[np.ndarray, int]:
     raise SpeechFailed(f"Gemini speech answered without audio ({reason})")
 
 
+# Audio tokens per second of speech (Gemini counts 25 a second of audio) and text
+# tokens per character (about four characters a token): for estimates before anything is paid.
+AUDIO_TOKENS_PER_S = 25
+TEXT_CHARS_PER_TOKEN = 4
+
+
+def estimated_phrase_usd(model: str, text: str, seconds: float) -> float:
+    """What saying `text` in about `seconds` should cost, before it is asked (the booked cost
+    comes from the answer's usage tokens)."""
+    price_in, price_out = PRICES_PER_MTOK_USD.get(model, FALLBACK_PRICE)
+    return round(len(text) / TEXT_CHARS_PER_TOKEN * price_in / 1e6 + seconds * AUDIO_TOKENS_PER_S * price_out / 1e6, 8)
+
+
 def _cost(model: str, usage) -> float:
     if usage is None:
         return 0.0

@@ -187,14 +187,7 @@ def time_narration(weights: list[float], phrases: list[list[tuple[str, float]]],
     minimum = sum(max(1, math.ceil(max(n, MIN_SCENE_S) * fps - 1e-6)) for n in needs)
     total_frames = max(requested_frames, minimum)
     frames = to_frames(seconds, needs, fps, total_frames)
-    placed: list[PlacedPhrase] = []
-    start_frame = 0
-    for scene, scene_phrases in enumerate(phrases):
-        t = start_frame / fps + SCENE_LEAD_S
-        for text, duration in scene_phrases:
-            placed.append(PlacedPhrase(scene, text, t, duration))
-            t += duration + PHRASE_GAP_S
-        start_frame += frames[scene]
+    placed = place_phrases(phrases, frames, fps)
     warnings = []
     if total_frames > requested_frames:
         total_s = total_frames / fps
@@ -203,3 +196,25 @@ def time_narration(weights: list[float], phrases: list[list[tuple[str, float]]],
             f"stretched to {total_s:.1f} s (shorten the narration, or pass --duration {math.ceil(total_s)})"
         )
     return NarrationTiming(frames, placed, fps, requested_s, warnings)
+
+
+def place_phrases(phrases: list[list[tuple[str, float]]], scene_frames: list[int], fps: int) -> list[PlacedPhrase]:
+    """Each scene's (text, seconds) phrases placed in it: SCENE_LEAD_S after the scene starts,
+    PHRASE_GAP_S apart."""
+    placed: list[PlacedPhrase] = []
+    start_frame = 0
+    for scene, scene_phrases in enumerate(phrases):
+        t = start_frame / fps + SCENE_LEAD_S
+        for text, duration in scene_phrases:
+            placed.append(PlacedPhrase(scene, text, t, duration))
+            t += duration + PHRASE_GAP_S
+        start_frame += scene_frames[scene]
+    return placed
+
+
+def scenes_too_short(durations: list[list[float]], scene_frames: list[int], fps: int) -> list[tuple[int, float, float]]:
+    """(scene, seconds its words need, seconds it lasts) for every scene whose phrases of these
+    durations do not fit its fixed length (an edit keeps the scenes' lengths)."""
+    needs = [narration_need_s(d) for d in durations]
+    return [(i, need, frames / fps) for i, (need, frames) in enumerate(zip(needs, scene_frames))
+            if math.ceil(need * fps - 1e-6) > frames]

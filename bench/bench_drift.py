@@ -186,7 +186,7 @@ def weighted_rows(args, items, folder: Path) -> None:
         print(f"structural+weighted{note}:")
         table("structural+weighted", judge_local(JudgeConfig(backend="structural", dinov2_path=dinov2, device="cpu"), items)[1])
     if clip_ckpt is not None:
-        base = dict(backend="clip", model_name=clip_model, checkpoint_path=clip_ckpt, device="cpu")
+        base = dict(backend="clip", model_name=clip_model, checkpoint_path=clip_ckpt, pretrained=args.clip_pretrained, device="cpu")
         print(f"clip{note}:")
         table("clip", judge_local(JudgeConfig(**base, weighted=False), items)[1])
         print(f"clip+weighted{note}:")
@@ -266,6 +266,8 @@ def main() -> None:
     parser.add_argument("--aesthetic-head", type=Path, default=None, help="LAION aesthetic head for the clip+weighted row")
     parser.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP weights file for the clip rows")
     parser.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture of --clip-checkpoint")
+    parser.add_argument("--clip-pretrained", default="openai",
+                        help="open_clip tag of --clip-checkpoint's weights (openai: what the aesthetic head was trained on)")
     parser.add_argument("--tiny-weights", action="store_true", help="tiny RANDOM weights for the weighted rows (time only)")
     parser.add_argument("--jump-only", action="store_true", help="only the jump detector's table")
     args = parser.parse_args()

@@ -276,9 +276,21 @@ class JudgeActor:
     create_judge_actor (or ray.remote(JudgeActor) yourself)."""
 
     def __init__(self, config: JudgeConfig | None = None) -> None:
-        self.judge = ConsistencyJudge(config)
+        from ..errors import LongvidError
+
+        # A judge that cannot start (no CLIP weights, a head that does not fit its CLIP) is the
+        # user's to fix: kept and raised from info(), so the driver gets the LongvidError itself,
+        # not an ActorDiedError whose text is the actor's traceback.
+        self.judge: ConsistencyJudge | None = None
+        self.failed: LongvidError | None = None
+        try:
+            self.judge = ConsistencyJudge(config)
+        except LongvidError as exc:
+            self.failed = exc
 
     def info(self) -> dict[str, Any]:
+        if self.failed is not None:
+            raise self.failed
         return self.judge.info()
 
     def embed(self, frames: Sequence[np.ndarray]) -> np.ndarray:

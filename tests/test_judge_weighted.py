@@ -128,6 +128,13 @@ def test_judge_reports_weighted_metrics_per_segment_and_folds_them_into_the_verd
     record = AttemptRecord(seed=0, passed=swapped.passed, quality=0.0, file="x", sha256="0",
                            **swapped.model_dump(exclude={"passed"}))
     assert record.measured["subject"] == swapped.subject and "aesthetic" in record.measured
+    # By default the weighted metrics are record-only (no threshold measured on real weights):
+    # the same swapped clip is scored and recorded, and no weighted check fails it.
+    assert JudgeConfig().weighted_thresholds.model_dump() == {"subject": None, "background": None, "aesthetic": None}
+    default = ConsistencyJudge(config.model_copy(update={"weighted_thresholds": JudgeConfig().weighted_thresholds}))
+    recorded = default.score_segment(dc.mp4(clip_job, swap_clip), clip_job)
+    assert recorded.subject == swapped.subject and recorded.background == swapped.background and recorded.aesthetic is not None
+    assert not [f for f in recorded.failures if f.split(" ", 1)[0] in ("subject", "background", "aesthetic")], recorded.failures
     # A head made for another CLIP is refused with both sizes named.
     with pytest.raises(InputError, match="takes 48-d CLIP embeddings.*gives 32-d"):
         ConsistencyJudge(config.model_copy(update={"aesthetic_head": write_tiny_aesthetic_head(tmp_path / "l14.safetensors", dim=48)}))

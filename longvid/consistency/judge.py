@@ -27,7 +27,8 @@ drift      long-range: for each of `long_range` (the scene's accepted segments s
 subject, background, aesthetic
            weighted VBench metrics of the segment's frames (weighted.py), each only where its
            weights are present (DINOv2; the judge's CLIP; CLIP + the LAION aesthetic head);
-           thresholds in JudgeConfig.weighted_thresholds.
+           thresholds in JudgeConfig.weighted_thresholds (None by default: recorded, not
+           gated, until calibrated on real weights).
 flicker, smoothness, jump
            weight-free temporal metrics of the frames the segment contributes (temporal.py),
            whatever the backend; thresholds in JudgeConfig.temporal_thresholds.

@@ -303,6 +303,12 @@ class JudgeActor:
         return self.judge.score_segment(segment, job, anchors, previous_tail, prompt, character_refs, long_range)
 
 
+def _runs_dinov2(config: JudgeConfig) -> bool:
+    from .weighted_models import dinov2_expected
+
+    return dinov2_expected(config)
+
+
 DEFAULT_JUDGE_GPU_FRACTION = 0.25  # four judges share a GPU; ViT-B-32 in fp16 needs < 1 GB
 
 
@@ -313,10 +319,10 @@ def judge_actor_options(
 ) -> dict[str, float]:
     """Ray options for one judge actor: a reserved core only on a cluster large enough to
     spare one (helper_actor_cpus), and a fraction of a GPU when the cluster has GPUs and the
-    judge can use one (not for backend 'structural' or device 'cpu')."""
+    judge can use one (CLIP, or DINOv2 configured or cached; never with device 'cpu')."""
     config = config or JudgeConfig()
     gpus = float(cluster_resources.get("GPU", 0.0) or 0.0)
-    wants_gpu = config.backend != "structural" and config.device != "cpu"
+    wants_gpu = config.device != "cpu" and (config.backend != "structural" or _runs_dinov2(config))
     if config.device == "cuda" and gpus <= 0:
         raise ValueError("judge device 'cuda' was asked for but the Ray cluster has no GPU; use device 'auto' or 'cpu'")
     num_gpus = min(gpu_fraction, gpus) if wants_gpu and gpus > 0 else 0

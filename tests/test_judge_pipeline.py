@@ -102,8 +102,9 @@ def test_a_judge_actor_that_cannot_start_says_why_in_one_line(ray_session, tmp_p
     from longvid.errors import InputError
     from longvid.testing.tiny_judge_models import write_tiny_aesthetic_head
 
+    head = write_tiny_aesthetic_head(tmp_path / "h.safetensors", dim=48)
     config = JudgeConfig(backend="clip", model_name=TINY_CLIP_NAME, checkpoint_path=write_tiny_clip_checkpoint(tmp_path / "tiny.pt"),
-                         pretrained="openai", device="cpu", aesthetic_head=write_tiny_aesthetic_head(tmp_path / "h.safetensors", dim=48))
+                         pretrained="openai", device="cpu", aesthetic_head=head)
     with pytest.raises(InputError, match="takes 48-d CLIP embeddings") as caught:
         create_pipeline_judge(config)
     assert len(str(caught.value).splitlines()) == 1 and "Traceback" not in str(caught.value)

@@ -159,7 +159,8 @@ def test_an_aesthetic_head_needs_openais_clip_of_its_size():
     why = head_mismatch(default.model_name, default.pretrained, 512, 512)
     assert why is not None and "OpenAI" in why and "--clip-pretrained openai" in why and "laion2b" in why
     assert head_mismatch("ViT-B-32", "openai", 512, 512) is None
-    assert "768-d" in head_mismatch("ViT-B-32", "openai", 768, 512) and "sa_0_4_vit_b_32_linear.pth" in head_mismatch("ViT-B-32", "openai", 768, 512)
+    wrong_size = head_mismatch("ViT-B-32", "openai", 768, 512)
+    assert "768-d" in wrong_size and "sa_0_4_vit_b_32_linear.pth" in wrong_size
     assert "known size" in head_mismatch("hf-hub:someone/model", "openai", 512, None)
 
 

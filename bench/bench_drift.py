@@ -29,9 +29,11 @@ Backends:
   --tiny-weights builds tiny RANDOM DINOv2, CLIP and aesthetic-head weights for these rows: then
   only their time per segment (CPU) is meaningful, not their recall or false alarms.
 
-Then the jump detector alone: how many cut clips it flags and how many clean controls (incl.
-lights switching on and a flash) it flags, with the tone check (temporal.tone_matched_change)
-and without it (the detector as it was).
+Then the jump detector alone: how many cut clips it flags (a cut to another scene, to black,
+to white, to a low-contrast shot: drift_clips.HARD_CUTS) and how many clean controls (incl.
+lights switching on and a flash) it flags, without the tone check (the detector as it was),
+with it one way (as judge3 shipped it) and both ways (temporal.is_change_of_light).
+`--jump-only` prints only that table (a minute, not the whole bench).
 
 Then the weight-free metrics' cost on a 45 s preview render (360p, in-process runner, the
 structural judge): wall time with the temporal metrics on and off, one run each, and the
@@ -56,7 +58,7 @@ KINDS = ["palette", "lighting", "subject_swap", "cut", "flicker", "shake"]
 PROMPTS = ["a red fox explores a snowy forest at dawn", "a lighthouse keeper walks the cliff at night"]
 
 
-def cases(folder: Path):
+def cases(folder: Path, kinds: list[str] = KINDS):
     """[(label, job, mp4 path, anchor frame, previous tail)] for clean and drifted clips."""
     out, controls = [], {}
     for p, prompt in enumerate(PROMPTS):
@@ -70,7 +72,7 @@ def cases(folder: Path):
             anchor = decode_frames(clean[opener.index], [0])[0]
             previous = jobs[job.index - 1]
             tail = tail_frames(clean[previous.index], previous.frames, 3)
-            for label in ["clean", *KINDS]:
+            for label in ["clean", *kinds]:
                 data = clean[job.index] if label == "clean" else dc.mp4(job, dc.DRIFTS[label](job))
                 path = folder / f"p{p}-s{job.index}-{label}.mp4"
                 path.write_bytes(data)
@@ -125,33 +127,37 @@ def judge_gemini(items):
 
 
 def jump_only(items, folder: Path) -> None:
-    """The jump detector's own recall on cuts and false alarms on clean controls, with and
-    without the tone check (TONE_CHECK_BELOW = 0 is the detector as it was)."""
+    """The jump detector's own recall on cuts and false alarms on clean controls: without the
+    tone check (TONE_CHECK_BELOW = 0), with it one way (TONE_REVERSE_MIN_CHANGE = inf: as judge3
+    shipped it) and both ways (as it is)."""
     from longvid.consistency import temporal
 
     controls = [(label, job, path) for label, job, path, _a, _t in items if label in ("clean", "cut")]
-    for p, prompt in enumerate(PROMPTS):  # the changes of light, one per continuing segment of each video
+    for p, prompt in enumerate(PROMPTS):  # the other cuts and the changes of light, per continuing segment
         for job in dc.tiny_jobs(prompt, duration_s=40, width=256, height=144, scenes=2):
             if job.segment_in_scene == 0 or not job.scene.characters:
                 continue
-            for name in ("lights_on", "flash"):
+            made = {**{k: v for k, v in dc.HARD_CUTS.items() if k != "cut"}, "lights_on": dc.lights_on, "flash": dc.flash}
+            for name, maker in made.items():
                 path = folder / f"p{p}-s{job.index}-{name}.mp4"
-                path.write_bytes(dc.mp4(job, dc.CLEAN_CONTROLS[name](job)))
+                path.write_bytes(dc.mp4(job, maker(job)))
                 controls.append((name, job, path))
     limit = JudgeConfig().temporal_thresholds.jump
     thumbs = {path: temporal.decode_for_judging(path, {0}, job.frames - 1)[1] for _l, job, path in controls}
     print(f"\njump detector alone (threshold {limit}):")
-    saved = temporal.TONE_CHECK_BELOW
+    saved = temporal.TONE_CHECK_BELOW, temporal.TONE_REVERSE_MIN_CHANGE
+    variants = (("as it was (no tone check)", 0.0, saved[1]), ("tone check one way", saved[0], float("inf")),
+                ("tone check both ways", *saved))
     try:
-        for name, below in (("as it was (no tone check)", 0.0), ("with the tone check", saved)):
-            temporal.TONE_CHECK_BELOW = below
+        for name, below, reverse in variants:
+            temporal.TONE_CHECK_BELOW, temporal.TONE_REVERSE_MIN_CHANGE = below, reverse
             flagged = {}
             for label, _job, path in controls:
                 hit = temporal.temporal_metrics(thumbs[path]).jump < limit
                 flagged.setdefault(label, []).append(hit)
             print(f"  {name:<28} " + " | ".join(f"{label} {sum(v)}/{len(v)} flagged" for label, v in flagged.items()))
     finally:
-        temporal.TONE_CHECK_BELOW = saved
+        temporal.TONE_CHECK_BELOW, temporal.TONE_REVERSE_MIN_CHANGE = saved
 
 
 def weighted_rows(args, items, folder: Path) -> None:
@@ -180,7 +186,7 @@ def weighted_rows(args, items, folder: Path) -> None:
         print(f"structural+weighted{note}:")
         table("structural+weighted", judge_local(JudgeConfig(backend="structural", dinov2_path=dinov2, device="cpu"), items)[1])
     if clip_ckpt is not None:
-        base = dict(backend="clip", model_name=clip_model, checkpoint_path=clip_ckpt, device="cpu")
+        base = dict(backend="clip", model_name=clip_model, checkpoint_path=clip_ckpt, pretrained=args.clip_pretrained, device="cpu")
         print(f"clip{note}:")
         table("clip", judge_local(JudgeConfig(**base, weighted=False), items)[1])
         print(f"clip+weighted{note}:")
@@ -260,11 +266,17 @@ def main() -> None:
     parser.add_argument("--aesthetic-head", type=Path, default=None, help="LAION aesthetic head for the clip+weighted row")
     parser.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP weights file for the clip rows")
     parser.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture of --clip-checkpoint")
+    parser.add_argument("--clip-pretrained", default="openai",
+                        help="open_clip tag of --clip-checkpoint's weights (openai: what the aesthetic head was trained on)")
     parser.add_argument("--tiny-weights", action="store_true", help="tiny RANDOM weights for the weighted rows (time only)")
+    parser.add_argument("--jump-only", action="store_true", help="only the jump detector's table")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        items = cases(folder)
+        items = cases(folder, kinds=["cut"] if args.jump_only else KINDS)
+        if args.jump_only:
+            jump_only(items, folder)
+            return
         print(f"{sum(1 for i in items if i[0] == 'clean')} clean controls, "
               f"{sum(1 for i in items if i[0] != 'clean')} drifted clips ({len(KINDS)} kinds), 256x144 at 12 fps\n")
         table(*judge_local(JudgeConfig(backend="structural", temporal=False, weighted=False), items))

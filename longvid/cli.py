@@ -163,7 +163,11 @@ def _ray_arguments(parser: argparse.ArgumentParser) -> None:
                              "from the Hugging Face cache when it is there; skipped with a note when not)")
     parser.add_argument("--aesthetic-head", type=Path, default=None, metavar="FILE",
                         help="LAION aesthetic predictor head (.safetensors or .pth) for the judge's aesthetic score, "
-                             "made for the judge's CLIP (ViT-B-32: sa_0_4_vit_b_32_linear.pth)")
+                             "made for OpenAI's CLIP: needs --clip-pretrained openai and the head of --clip-model's size "
+                             "(ViT-B-32: sa_0_4_vit_b_32_linear.pth; ViT-L-14: sa_0_4_vit_l_14_linear.pth)")
+    parser.add_argument("--clip-pretrained", default=None, metavar="TAG",
+                        help="open_clip pretrained tag of the judge's CLIP (default: laion2b_s34b_b79k; openai: OpenAI's "
+                             "weights, which --aesthetic-head needs; with --clip-checkpoint, whose weights the file holds)")
 
 
 def _spec_from(args: argparse.Namespace) -> RenderSpec:
@@ -206,7 +210,8 @@ def _options(args: argparse.Namespace):
                          clip_checkpoint=getattr(args, "clip_checkpoint", None) or clip.checkpoint,
                          allow_download=getattr(args, "allow_download", False), stream_copy=not getattr(args, "no_stream_copy", False),
                          judge_model=getattr(args, "judge_model", None), second_opinion=getattr(args, "second_opinion", False),
-                         dinov2_dir=getattr(args, "dinov2", None), aesthetic_head=getattr(args, "aesthetic_head", None))
+                         dinov2_dir=getattr(args, "dinov2", None), aesthetic_head=getattr(args, "aesthetic_head", None),
+                         clip_pretrained=getattr(args, "clip_pretrained", None))
 
 
 def _open_store(args: argparse.Namespace):
@@ -330,12 +335,13 @@ def _render_with_ray(args: argparse.Namespace, spec: RenderSpec, work, progress,
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .wiring import check_vision_judge, planning_pipeline
+    from .wiring import check_judge_weights, check_vision_judge, planning_pipeline
 
     spec = _spec_from(args)
     if args.output is not None and args.output.suffix.lower() != ".mp4":
         raise InputError(f"output {args.output} must end in .mp4")
     check_vision_judge(spec, _options(args), args.settings)
+    check_judge_weights(spec, _options(args))  # an aesthetic head that cannot be used: exit 2 before Ray
     # Planned before Ray starts, so bad input is refused at once; the plan (and its warnings) goes with the render.
     planned = planning_pipeline(_open_store(args), _options(args), args.settings, spec.storyboard_file is not None).plan(spec)
     return _run_pipeline(args, spec, lambda p: p.render(spec, output=args.output, run_id=args.run_id, planned=planned))
@@ -346,9 +352,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     run = _open_store(args).open(args.run_id)  # a missing run is an input error, before Ray starts
     spec = read_manifest(run).spec
-    from .wiring import check_vision_judge
+    from .wiring import check_judge_weights, check_vision_judge
 
     check_vision_judge(spec, _options(args), args.settings)  # a Gemini judge without a key: exit 2 before Ray
+    check_judge_weights(spec, _options(args))
     return _run_pipeline(args, spec, lambda p: p.resume(args.run_id, output=args.output))
 
 

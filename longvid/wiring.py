@@ -30,6 +30,7 @@ class RenderOptions:
     second_opinion: bool = False  # ask the Gemini vision judge about borderline local scores
     dinov2_dir: Path | None = None  # the judge's DINOv2 folder (None: the Hugging Face cache, if it holds one)
     aesthetic_head: Path | None = None  # the LAION aesthetic predictor's head for the judge (None: no aesthetic score)
+    clip_pretrained: str | None = None  # the judge's open_clip pretrained tag (None: JudgeConfig's; "openai" for an aesthetic head)
 
 
 def make_planner(settings: GeminiSettings, choice: str = "auto", storyboard_given: bool = False):
@@ -77,18 +78,36 @@ def make_vision_check(spec: RenderSpec, options: RenderOptions, settings: Settin
                        band=band)
 
 
+def judge_config(spec: RenderSpec, options: RenderOptions = RenderOptions()):
+    """The JudgeConfig of `spec.judge` (not "off") with this way in's weights."""
+    from .consistency import JudgeConfig
+
+    pretrained = {"pretrained": options.clip_pretrained} if options.clip_pretrained else {}
+    return JudgeConfig(backend="auto" if spec.judge == "gemini" else spec.judge, model_name=options.clip_model or DEFAULT_CLIP_MODEL,
+                       checkpoint_path=options.clip_checkpoint, allow_download=options.allow_download,
+                       dinov2_path=options.dinov2_dir, aesthetic_head=options.aesthetic_head, **pretrained)
+
+
+def check_judge_weights(spec: RenderSpec, options: RenderOptions) -> None:
+    """Refuse an aesthetic head that cannot be read or does not fit the judge's CLIP (InputError,
+    exit 2), before Ray starts: in the judge actor it would be a dead actor."""
+    if spec.judge == "off" or options.aesthetic_head is None:
+        return
+    from .consistency.aesthetic_check import check_aesthetic_head
+
+    check_aesthetic_head(judge_config(spec, options))
+
+
 def make_judge(spec: RenderSpec, options: RenderOptions = RenderOptions(), settings: Settings | None = None):
     """The consistency judge (Ray actors) for `spec.judge`, or None when it is off. CLIP
     weights come from the checkpoint or the local cache; downloads only when allowed. With
     `gemini` the local scorers run as well (backend auto): they are its fallback."""
     if spec.judge == "off":
         return None
-    from .consistency import JudgeConfig
     from .consistency.pipeline_judge import create_pipeline_judge
 
-    config = JudgeConfig(backend="auto" if spec.judge == "gemini" else spec.judge, model_name=options.clip_model or DEFAULT_CLIP_MODEL,
-                         checkpoint_path=options.clip_checkpoint, allow_download=options.allow_download,
-                         dinov2_path=options.dinov2_dir, aesthetic_head=options.aesthetic_head)
+    check_judge_weights(spec, options)  # again here for the ways in that did not check at their edge
+    config = judge_config(spec, options)
     vision = make_vision_check(spec, options, settings, config.second_opinion_band)
     return create_pipeline_judge(config, spec.reference_images, vision=vision)
 

@@ -24,11 +24,28 @@ def test_judge_asks_for_a_gpu_fraction_only_when_there_is_a_gpu():
     assert judge_actor_options({"GPU": 1}, gpu_fraction=0.5)["num_gpus"] == 0.5
 
 
-def test_judge_wants_no_gpu_when_it_cannot_use_one():
-    assert judge_actor_options({"GPU": 4}, JudgeConfig(backend="structural"))["num_gpus"] == 0
+def test_judge_wants_no_gpu_when_it_cannot_use_one(tmp_path):
+    empty_cache = {"cache_dir": tmp_path}  # no DINOv2 cached there, whatever this machine's cache holds
+    assert judge_actor_options({"GPU": 4}, JudgeConfig(backend="structural", **empty_cache))["num_gpus"] == 0
     assert judge_actor_options({"GPU": 4}, JudgeConfig(device="cpu"))["num_gpus"] == 0
     with pytest.raises(ValueError, match="no GPU"):
         judge_actor_options({"CPU": 4}, JudgeConfig(device="cuda"))
+
+
+def test_a_structural_judge_with_dinov2_asks_for_the_gpu_slice(tmp_path):
+    """DINOv2 runs on the judge actor's device: configured (a folder, a download allowed) or in
+    the Hugging Face cache, the structural judge wants its GPU fraction too."""
+    structural = dict(backend="structural", cache_dir=tmp_path)
+    assert judge_actor_options({"GPU": 1}, JudgeConfig(**structural, dinov2_path=tmp_path / "dinov2"))["num_gpus"] == 0.25
+    assert judge_actor_options({"GPU": 1}, JudgeConfig(**structural, allow_download=True))["num_gpus"] == 0.25
+    cached = tmp_path / "models--facebook--dinov2-small"
+    (cached / "refs").mkdir(parents=True)
+    (cached / "refs" / "main").write_text("abc123")
+    (cached / "snapshots" / "abc123").mkdir(parents=True)
+    (cached / "snapshots" / "abc123" / "config.json").write_text("{}")
+    assert judge_actor_options({"GPU": 1}, JudgeConfig(**structural))["num_gpus"] == 0.25
+    assert judge_actor_options({"GPU": 1}, JudgeConfig(**structural, weighted=False))["num_gpus"] == 0
+    assert judge_actor_options({"GPU": 1}, JudgeConfig(**structural, dinov2_path=tmp_path, device="cpu"))["num_gpus"] == 0
 
 
 def test_compressor_options():

@@ -135,6 +135,23 @@ def test_adjustments_are_folded_into_the_regeneration_prompt():
     assert folded.startswith("a red fox walks") and ".. " not in folded  # Runway keeps the adjustments
 
 
+def test_measured_failures_stand_against_a_passing_gemini_verdict():
+    """Temporal and (thresholded) weighted failures are measured on the frames: Gemini's pass
+    does not clear them; a failed consistency check alone it does decide."""
+    from longvid.consistency.gemini_judge import VisionAnswer, VisionResult
+    from longvid.consistency.judge import SegmentScores
+    from longvid.consistency.vision_check import combine
+
+    answer = VisionAnswer(character=0.9, scene=0.9, lighting=0.9, motion=0.9, passed=True)
+    passing = VisionResult(answer=answer, passed=True, cost_usd=0.001, prompt_tokens=10, output_tokens=5, model="m")
+    for failure in ("subject 0.610 < 0.800: the subject changes", "jump 0.010 < 0.100: a hard cut"):
+        local = SegmentScores(passed=False, failures=[failure], backend="clip")
+        verdict = combine(local, -1.0, passing, None)
+        assert not verdict.passed and verdict.reason == failure and verdict.quality == -1.0
+    judged = SegmentScores(passed=False, failures=["anchor 0.600 < 0.700: drifted"], backend="clip")
+    assert combine(judged, 0.6, passing, None).passed
+
+
 def test_gemini_judge_without_a_key_is_refused_up_front():
     from longvid.wiring import RenderOptions, make_vision_check
 

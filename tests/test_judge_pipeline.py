@@ -73,7 +73,7 @@ def test_tiny_clip_judge_runs_as_a_ray_actor(ray_session, tmp_path, capsys):
     dinov2, head = build_tiny_dinov2(tmp_path / "dinov2"), write_tiny_aesthetic_head(tmp_path / "head.safetensors", dim=32)
     assert main(["render", "a kite over a beach", "-d", "5", "--resolution", "360p", "--store", str(tmp_path / "store"),
                  "--judge", "clip", "--clip-model", TINY_CLIP_NAME, "--clip-checkpoint", str(checkpoint), "--json",
-                 "--dinov2", str(dinov2), "--aesthetic-head", str(head)]) == 0
+                 "--dinov2", str(dinov2), "--aesthetic-head", str(head), "--clip-pretrained", "openai"]) == 0
     result = json.loads(capsys.readouterr().out)
     manifest = load_manifest((Path(result["run_dir"]) / "manifest.json").read_text())
     scores = [entry for record in manifest.segments for entry in record.scores]
@@ -91,6 +91,23 @@ def test_clip_judge_without_weights_is_a_clear_error(ray_session, tmp_path, caps
                  "--judge", "clip", "--clip-checkpoint", str(tmp_path / "missing.pt")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("longvid: error:") and "missing.pt" in err[0]
+
+
+@pytest.mark.ray
+def test_a_judge_actor_that_cannot_start_says_why_in_one_line(ray_session, tmp_path):
+    """A LongvidError in the actor's __init__ (here a head for another CLIP size, past the edge's
+    check) reaches the driver as itself, one line, not as an ActorDiedError with a traceback."""
+    from longvid.consistency import TINY_CLIP_NAME, write_tiny_clip_checkpoint
+    from longvid.consistency.pipeline_judge import create_pipeline_judge
+    from longvid.errors import InputError
+    from longvid.testing.tiny_judge_models import write_tiny_aesthetic_head
+
+    head = write_tiny_aesthetic_head(tmp_path / "h.safetensors", dim=48)
+    config = JudgeConfig(backend="clip", model_name=TINY_CLIP_NAME, checkpoint_path=write_tiny_clip_checkpoint(tmp_path / "tiny.pt"),
+                         pretrained="openai", device="cpu", aesthetic_head=head)
+    with pytest.raises(InputError, match="takes 48-d CLIP embeddings") as caught:
+        create_pipeline_judge(config)
+    assert len(str(caught.value).splitlines()) == 1 and "Traceback" not in str(caught.value)
 
 
 def test_resume_judges_what_a_crash_left_unjudged_and_regenerates_what_it_rejected(tmp_path):

@@ -113,6 +113,25 @@ def test_a_change_of_light_is_not_a_cut_but_a_cut_still_is(jobs, control):
         assert metrics(job, dc.cut(job)).jump < TH.jump
 
 
+@pytest.mark.parametrize("kind", ["cut_to_black", "cut_to_white", "low_contrast_cut"])
+def test_a_cut_to_a_flat_or_low_contrast_shot_is_still_a_cut(jobs, kind):
+    """Every picture maps monotonically onto a black, white or flat frame (tone_matched_change
+    ~0 one way): only the check in both directions tells these cuts from a change of light."""
+    for job in jobs:
+        found = metrics(job, dc.HARD_CUTS[kind](job))
+        assert found.jump < TH.jump and found.jump_at == job.frames // 2, (job.index, kind, found)
+
+
+def test_a_change_of_light_must_be_explained_both_ways():
+    from longvid.consistency.temporal import is_change_of_light
+
+    ramp = np.tile(np.linspace(20, 180, 64, dtype=np.float32), (36, 1))
+    assert is_change_of_light(ramp, ramp * 1.4) and is_change_of_light(ramp * 1.4, ramp)  # lights on, lights off
+    dim_other = 118 + (ramp[:, ::-1] - ramp.mean()) * 0.1  # another picture at a tenth of the contrast
+    for flat in (np.zeros_like(ramp), np.full_like(ramp, 255.0), dim_other):
+        assert not is_change_of_light(ramp, flat) and not is_change_of_light(flat, ramp)
+
+
 def test_tone_matched_change_ignores_gain_and_clipping_not_structure():
     from longvid.consistency.temporal import tone_matched_change
 

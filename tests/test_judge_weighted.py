@@ -112,8 +112,8 @@ def test_judge_reports_weighted_metrics_per_segment_and_folds_them_into_the_verd
     ckpt = write_tiny_clip_checkpoint(tmp_path / "clip.pt")
     head = write_tiny_aesthetic_head(tmp_path / "head.safetensors", dim=32)
     strict = JudgeConfig().weighted_thresholds.model_copy(update={"subject": 1.0, "aesthetic": None})
-    config = JudgeConfig(backend="clip", model_name=TINY_CLIP_NAME, checkpoint_path=ckpt, device="cpu", dinov2_path=dino_dir,
-                         aesthetic_head=head, weighted_thresholds=strict)
+    config = JudgeConfig(backend="clip", model_name=TINY_CLIP_NAME, checkpoint_path=ckpt, pretrained="openai", device="cpu",
+                         dinov2_path=dino_dir, aesthetic_head=head, weighted_thresholds=strict)
     judge = ConsistencyJudge(config)
     assert "aesthetic score from" in judge.notes and "background consistency on the judge's CLIP" in judge.notes
     clip_job = job.model_copy(update={"frames": 8})
@@ -128,6 +128,13 @@ def test_judge_reports_weighted_metrics_per_segment_and_folds_them_into_the_verd
     record = AttemptRecord(seed=0, passed=swapped.passed, quality=0.0, file="x", sha256="0",
                            **swapped.model_dump(exclude={"passed"}))
     assert record.measured["subject"] == swapped.subject and "aesthetic" in record.measured
+    # By default the weighted metrics are record-only (no threshold measured on real weights):
+    # the same swapped clip is scored and recorded, and no weighted check fails it.
+    assert JudgeConfig().weighted_thresholds.model_dump() == {"subject": None, "background": None, "aesthetic": None}
+    default = ConsistencyJudge(config.model_copy(update={"weighted_thresholds": JudgeConfig().weighted_thresholds}))
+    recorded = default.score_segment(dc.mp4(clip_job, swap_clip), clip_job)
+    assert recorded.subject == swapped.subject and recorded.background == swapped.background and recorded.aesthetic is not None
+    assert not [f for f in recorded.failures if f.split(" ", 1)[0] in ("subject", "background", "aesthetic")], recorded.failures
     # A head made for another CLIP is refused with both sizes named.
     with pytest.raises(InputError, match="takes 48-d CLIP embeddings.*gives 32-d"):
         ConsistencyJudge(config.model_copy(update={"aesthetic_head": write_tiny_aesthetic_head(tmp_path / "l14.safetensors", dim=48)}))
@@ -139,3 +146,52 @@ def test_structural_judge_without_weights_is_unchanged(tmp_path, job):
     scores = judge.score_segment(dc.mp4(job, dc.clean(job)), job)
     assert scores.subject is None and scores.background is None and scores.aesthetic is None
     assert "subject consistency skipped" in judge.notes
+
+
+def test_an_aesthetic_head_needs_openais_clip_of_its_size():
+    """LAION's heads were trained on OpenAI CLIP embeddings: open_clip's laion2b ViT-B-32 (the
+    judge's default) has the same size and another space."""
+    from longvid.consistency.aesthetic_check import clip_embed_dim, head_mismatch
+
+    assert clip_embed_dim("ViT-B-32") == 512 and clip_embed_dim("ViT-L-14") == 768 and clip_embed_dim(TINY_CLIP_NAME) == 32
+    assert clip_embed_dim("hf-hub:someone/model") is None
+    default = JudgeConfig()
+    why = head_mismatch(default.model_name, default.pretrained, 512, 512)
+    assert why is not None and "OpenAI" in why and "--clip-pretrained openai" in why and "laion2b" in why
+    assert head_mismatch("ViT-B-32", "openai", 512, 512) is None
+    wrong_size = head_mismatch("ViT-B-32", "openai", 768, 512)
+    assert "768-d" in wrong_size and "sa_0_4_vit_b_32_linear.pth" in wrong_size
+    assert "known size" in head_mismatch("hf-hub:someone/model", "openai", 512, None)
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"\x00\x01 not a safetensors file", "cannot be read"),
+    (None, "no linear layers"),  # a valid file of other tensors
+    ("l14", "takes 48-d CLIP embeddings, but the judge's CLIP .* gives 32-d"),
+    ("laion", "trained on OpenAI's CLIP embeddings.*--clip-pretrained openai"),
+])
+def test_a_bad_aesthetic_head_is_one_line_exit_2_before_ray(tmp_path, capsys, content, expected):
+    import re
+
+    from safetensors.numpy import save_file
+
+    from longvid.cli import main
+
+    head, args = tmp_path / "head.safetensors", ["--clip-pretrained", "openai"]
+    if content is None:
+        save_file({"other": np.zeros(3, np.float32)}, str(head))
+    elif content == "l14":
+        write_tiny_aesthetic_head(head, dim=48)
+    elif content == "laion":
+        write_tiny_aesthetic_head(head, dim=32)
+        args = []  # the default CLIP: laion2b
+    else:
+        head.write_bytes(content)
+    ckpt = tmp_path / "clip.pt"  # never loaded: the head is refused first
+    # An address where no Ray listens: reaching Ray (in a process without it) would fail otherwise.
+    code = main(["render", "a kite", "-d", "5", "--store", str(tmp_path / "store"), "--judge", "clip", "--clip-model", TINY_CLIP_NAME,
+                 "--clip-checkpoint", str(ckpt), "--aesthetic-head", str(head), "--ray-address", "127.0.0.1:9", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"longvid: error: aesthetic head {head}"), err
+    assert re.search(expected, err[0]), err[0]
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())  # no run was started

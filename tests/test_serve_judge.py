@@ -75,6 +75,8 @@ def test_the_estimate_counts_every_candidate_and_a_budget_lowers_n(tmp_path):
                           headers=AUTH).json()
     assert lowered["estimated_cost_usd"] == pytest.approx(2 * one["estimated_cost_usd"], rel=1e-3)
     assert any("making 2 candidates" in w for w in lowered["warnings"])
+    # Worded for the API too, not only in the CLI's flag.
+    assert any('the request\'s "candidates"' in w and w.startswith("4 candidates per segment") for w in lowered["warnings"])
     # The render keeps the request's N (the render lowers it the same way when it starts).
     answer = client.post("/v1/renders", json={**priced, "candidates": 3, "candidates_for": "all"}, headers=AUTH)
     assert answer.status_code == 202, answer.text

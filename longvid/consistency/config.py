@@ -100,6 +100,12 @@ class WeightedThresholds(BaseModel):
     """Lowest acceptable weighted VBench-family scores of one segment (consistency/weighted.py);
     a metric whose weights are absent is skipped (None), never failed.
 
+    RECORD-ONLY by default (every threshold None): the scores are measured and written to each
+    attempt's record, and never fail a segment, because no threshold has been measured on real
+    weights yet and a failure costs a paid regeneration. Set one (e.g. the published values
+    below, `JudgeConfig(weighted_thresholds=WeightedThresholds(subject=0.80))`) once a
+    calibration on real renders backs it.
+
     subject: DINOv2 CLS features, each frame against the first and the previous frame
         (VBench "subject consistency", cosines clipped at 0, averaged). VBench publishes
         0.88-0.98 for whole videos of current models (DINO ViT-B/16); one 4-8 s segment of one
@@ -109,15 +115,16 @@ class WeightedThresholds(BaseModel):
     aesthetic: the LAION aesthetic predictor's mean over the frames, divided by 10 (VBench's
         "aesthetic quality" scale: published 0.40-0.65 for current models; 0.30 is an ugly,
         broken picture by LAION's raters).
-    NOT measured here (no real weights offline): published ranges, set low so that only clear
-    failures cost a paid regeneration; re-tune on real renders.
+    Candidates from those published ranges, set low so that only clear failures would cost a
+    regeneration: subject 0.80, background 0.85, aesthetic 0.30. NOT measured here (no real
+    weights offline), so not in force.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    subject: float | None = Field(default=0.80, ge=0.0, le=1.0)
-    background: float | None = Field(default=0.85, ge=0.0, le=1.0)
-    aesthetic: float | None = Field(default=0.30, ge=0.0, le=1.0)
+    subject: float | None = Field(default=None, ge=0.0, le=1.0)
+    background: float | None = Field(default=None, ge=0.0, le=1.0)
+    aesthetic: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 WEIGHTED_THRESHOLDS = WeightedThresholds()

@@ -27,7 +27,8 @@ drift      long-range: for each of `long_range` (the scene's accepted segments s
 subject, background, aesthetic
            weighted VBench metrics of the segment's frames (weighted.py), each only where its
            weights are present (DINOv2; the judge's CLIP; CLIP + the LAION aesthetic head);
-           thresholds in JudgeConfig.weighted_thresholds.
+           thresholds in JudgeConfig.weighted_thresholds (None by default: recorded, not
+           gated, until calibrated on real weights).
 flicker, smoothness, jump
            weight-free temporal metrics of the frames the segment contributes (temporal.py),
            whatever the backend; thresholds in JudgeConfig.temporal_thresholds.
@@ -276,9 +277,21 @@ class JudgeActor:
     create_judge_actor (or ray.remote(JudgeActor) yourself)."""
 
     def __init__(self, config: JudgeConfig | None = None) -> None:
-        self.judge = ConsistencyJudge(config)
+        from ..errors import LongvidError
+
+        # A judge that cannot start (no CLIP weights, a head that does not fit its CLIP) is the
+        # user's to fix: kept and raised from info(), so the driver gets the LongvidError itself,
+        # not an ActorDiedError whose text is the actor's traceback.
+        self.judge: ConsistencyJudge | None = None
+        self.failed: LongvidError | None = None
+        try:
+            self.judge = ConsistencyJudge(config)
+        except LongvidError as exc:
+            self.failed = exc
 
     def info(self) -> dict[str, Any]:
+        if self.failed is not None:
+            raise self.failed
         return self.judge.info()
 
     def embed(self, frames: Sequence[np.ndarray]) -> np.ndarray:
@@ -288,6 +301,12 @@ class JudgeActor:
                       long_range=None) -> SegmentScores:
         # Over Ray, pass the MP4 bytes unless the actor shares the run folder's disk.
         return self.judge.score_segment(segment, job, anchors, previous_tail, prompt, character_refs, long_range)
+
+
+def _runs_dinov2(config: JudgeConfig) -> bool:
+    from .weighted_models import dinov2_expected
+
+    return dinov2_expected(config)
 
 
 DEFAULT_JUDGE_GPU_FRACTION = 0.25  # four judges share a GPU; ViT-B-32 in fp16 needs < 1 GB
@@ -300,10 +319,10 @@ def judge_actor_options(
 ) -> dict[str, float]:
     """Ray options for one judge actor: a reserved core only on a cluster large enough to
     spare one (helper_actor_cpus), and a fraction of a GPU when the cluster has GPUs and the
-    judge can use one (not for backend 'structural' or device 'cpu')."""
+    judge can use one (CLIP, or DINOv2 configured or cached; never with device 'cpu')."""
     config = config or JudgeConfig()
     gpus = float(cluster_resources.get("GPU", 0.0) or 0.0)
-    wants_gpu = config.backend != "structural" and config.device != "cpu"
+    wants_gpu = config.device != "cpu" and (config.backend != "structural" or _runs_dinov2(config))
     if config.device == "cuda" and gpus <= 0:
         raise ValueError("judge device 'cuda' was asked for but the Ray cluster has no GPU; use device 'auto' or 'cpu'")
     num_gpus = min(gpu_fraction, gpus) if wants_gpu and gpus > 0 else 0

@@ -250,6 +250,16 @@ def verdict_quality(scores: SegmentScores) -> float:
     return (min(measured) if measured else 1.0) - temporal_failures
 
 
+def _one_line(error: Exception) -> Exception:
+    """The same error with its lines joined (WeightsUnavailable says how to fix it on a second
+    line; the CLI prints one)."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    try:
+        return type(error)(text)
+    except TypeError:  # an error class that wants other arguments: as it is
+        return error
+
+
 def create_pipeline_judge(config: JudgeConfig, reference_images: Sequence[str | os.PathLike[str]] = (),
                           vision: VisionCheck | None = None) -> ConsistencySegmentJudge:
     """The judge and the FramePack compressor as Ray actors on the connected cluster (a
@@ -269,8 +279,8 @@ def create_pipeline_judge(config: JudgeConfig, reference_images: Sequence[str | 
         cause = getattr(exc, "cause", None) or getattr(exc, "base_exception", None)
         from ..errors import LongvidError
 
-        if isinstance(cause, LongvidError):
-            raise cause from None
+        if isinstance(cause, LongvidError):  # JudgeActor.info raises what its __init__ could not do
+            raise _one_line(cause) from None
         text = str(exc)
         marker = "WeightsUnavailable: "
         if marker in text:

@@ -13,10 +13,13 @@ smoothness  1 - mean absolute frame-interpolation error / 255: each frame agains
 jump        the lowest ratio of a change between consecutive thumbnails to the larger of the
             changes just before and after it: a hard cut is one change many times its
             neighbours, while motion, a morph or steady flicker changes neighbouring frames
-            alike (~1). A step that a global, monotone change of brightness explains (lights
-            switching on, a flash, an exposure jump: `tone_matched_change` is small) is not a
-            cut. `jump_at` is the frame after that change. Absolute thresholds would not do here: a procedural
-            preview moves a few hundredths of a grey level per frame, real footage tens.
+            alike (~1). A step that a global, monotone change of brightness explains both ways
+            (lights switching on, a flash, an exposure jump: `tone_matched_change` is small
+            from each frame to the other) is not a cut; a cut to black, to white or to a flat,
+            low-contrast shot is explained one way only (any picture maps onto a flat one).
+            `jump_at` is the frame after that change. Absolute thresholds would not do here: a
+            procedural preview moves a few hundredths of a grey level per frame, real footage
+            tens.
 
 Scores are higher-is-better in [0, 1]; the thresholds live in config.TemporalThresholds.
 """
@@ -45,6 +48,13 @@ JUMP_MIN_CHANGE = 2.0
 # clips against its cuts, 128x72 and 256x144; bench/bench_drift.py).
 TONE_MIN_CHANGE = 3.0
 TONE_RATIO = 3.0
+# The same check the other way (the later frame remapped onto the earlier one's histogram): a
+# monotone map of any picture onto a flat one fits, so a cut to black, to white or to a flat,
+# low-contrast shot leaves ~0 one way; the other way it leaves 74-80 grey levels (black or
+# white) and 11-22 (a shot at a tenth of the contrast), a cut to another shot 11-18, while
+# lights switching on and a flash leave 0.8-2.9 (the brightened frame's clipped highlights tie
+# and are not restored exactly). drift_clips' HARD_CUTS and changes of light, 128x72 and 256x144.
+TONE_REVERSE_MIN_CHANGE = 4.0
 # Steps whose plain ratio is under this are checked for a tone change (a cut scores ~0.01-0.07).
 TONE_CHECK_BELOW = 0.5
 
@@ -121,6 +131,15 @@ def tone_matched_change(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(fb - matched).mean())
 
 
+def is_change_of_light(before: np.ndarray, after: np.ndarray, around: float = 0.0) -> bool:
+    """Whether a global monotone tone map explains the step from `before` to `after` both ways
+    (what is left under TONE_MIN_CHANGE / TONE_REVERSE_MIN_CHANGE grey levels, or TONE_RATIO
+    times `around`, the neighbouring frames' change). One way is not enough: every picture maps
+    onto a black, white or flat frame, so a cut to one would pass as a change of light."""
+    forward = tone_matched_change(before, after) < max(TONE_MIN_CHANGE, TONE_RATIO * around)
+    return forward and tone_matched_change(after, before) < max(TONE_REVERSE_MIN_CHANGE, TONE_RATIO * around)
+
+
 def temporal_metrics(thumbs: np.ndarray) -> TemporalMetrics:
     """Flicker, smoothness and jump of consecutive grayscale frames (N, h, w), 0..255."""
     thumbs = np.asarray(thumbs, np.float32)
@@ -138,10 +157,11 @@ def temporal_metrics(thumbs: np.ndarray) -> TemporalMetrics:
     padded = np.concatenate([[0.0], diffs, [0.0]])
     around = np.maximum(np.maximum(padded[:-2], padded[2:]), JUMP_DIFF_FLOOR)
     ratios = np.where(diffs >= JUMP_MIN_CHANGE, around / np.maximum(diffs, 1e-9), 1.0)
-    # A change of light is one big change too: a step that a global tone map explains is no
-    # cut (scored 1, like a step under JUMP_MIN_CHANGE; flicker and smoothness still see it).
+    # A change of light is one big change too: a step that a global tone map explains, from
+    # each frame to the other, is no cut (scored 1, like a step under JUMP_MIN_CHANGE; flicker
+    # and smoothness still see it).
     for k in np.flatnonzero(ratios < TONE_CHECK_BELOW):
-        if tone_matched_change(thumbs[k], thumbs[k + 1]) < max(TONE_MIN_CHANGE, TONE_RATIO * around[k]):
+        if is_change_of_light(thumbs[k], thumbs[k + 1], float(around[k])):
             ratios[k] = 1.0
     worst = int(np.argmin(ratios))
     jump = float(ratios[worst])

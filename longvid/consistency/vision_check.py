@@ -32,6 +32,9 @@ from .keyframes import decode_frames, keyframe_indices
 
 MAX_KEYFRAMES = 4  # frames of the segment shown (each one image tile of tokens)
 CONSISTENCY_CHECKS = ("anchor", "seam", "prompt", "character", "drift")
+# Failures that stand whatever Gemini says: measured on the frames, not judged by eye. The
+# weighted ones fail only where a threshold is set (JudgeConfig.weighted_thresholds).
+MEASURED_CHECKS = ("flicker", "smoothness", "jump", "subject", "background", "aesthetic")
 
 
 def _small(frame: np.ndarray, side: int = 384) -> np.ndarray:
@@ -65,8 +68,9 @@ class Combined:
 
 def combine(local: SegmentScores, local_quality: float, vision: VisionResult | None, unavailable: str | None) -> Combined:
     """The segment's verdict from the local scores and Gemini's (pure). Temporal failures
-    (flicker, shake, a cut) stand whatever Gemini says: they are measured, not judged."""
-    temporal = [f for f in local.failures if f.split(" ", 1)[0] in ("flicker", "smoothness", "jump")]
+    (flicker, shake, a cut) and weighted ones (subject, background, aesthetic, where they have
+    thresholds) stand whatever Gemini says: they are measured, not judged."""
+    temporal = [f for f in local.failures if f.split(" ", 1)[0] in MEASURED_CHECKS]
     if vision is None:
         local_reason = "; ".join(local.failures)
         if unavailable is None:

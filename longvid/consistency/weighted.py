@@ -84,12 +84,12 @@ class WeightedMetrics:
                 notes.append("aesthetic score skipped: no aesthetic head given (--aesthetic-head FILE)")
             else:
                 from ..errors import InputError
-                from .weighted_models import load_aesthetic_head
+                from .aesthetic_check import check_aesthetic_head, head_mismatch
 
-                self.aesthetic = load_aesthetic_head(config.aesthetic_head)
-                if self.aesthetic.dim != clip_dim:
-                    raise InputError(f"aesthetic head {self.aesthetic.source} takes {self.aesthetic.dim}-d CLIP embeddings, but the "
-                                     f"judge's CLIP ({config.model_name}) gives {clip_dim}-d ones: use the head made for that CLIP")
+                # The edge ran the same check (before Ray); here it meets the CLIP actually loaded.
+                self.aesthetic = check_aesthetic_head(config)
+                if (problem := head_mismatch(config.model_name, config.pretrained, self.aesthetic.dim, clip_dim)) is not None:
+                    raise InputError(f"aesthetic head {self.aesthetic.source}: {problem}")
                 notes.append(f"aesthetic score from {self.aesthetic.source}")
         self.notes = "; ".join(notes)
 

@@ -61,13 +61,24 @@ def _dinov2_unavailable(config: JudgeConfig, looked: list[str]) -> WeightsUnavai
     )
 
 
-def _in_cache_or_raise(config: JudgeConfig) -> None:
-    from huggingface_hub import constants as hf_constants
+def _dinov2_cached(config: JudgeConfig) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     found = try_to_load_from_cache(config.dinov2_model, "config.json", cache_dir=config.cache_dir)  # reads the cache only
-    if not (isinstance(found, str) and Path(found).is_file()):
+    return isinstance(found, str) and Path(found).is_file()
+
+
+def _in_cache_or_raise(config: JudgeConfig) -> None:
+    from huggingface_hub import constants as hf_constants
+
+    if not _dinov2_cached(config):
         raise _dinov2_unavailable(config, [f"{config.cache_dir or hf_constants.HF_HUB_CACHE} :: {config.dinov2_model}/config.json"])
+
+
+def dinov2_expected(config: JudgeConfig) -> bool:
+    """Whether the judge will load DINOv2: a folder given, a download allowed, or the model in
+    the Hugging Face cache (looked up without importing torch). For the actor's GPU request."""
+    return config.weighted and (config.dinov2_path is not None or config.allow_download or _dinov2_cached(config))
 
 
 def load_dinov2(config: JudgeConfig) -> LoadedDinov2:

@@ -72,9 +72,11 @@ def plan_candidates(spec: RenderSpec, jobs: Sequence[SegmentJob], price_per_seco
     if fits >= wanted.count:
         return wanted, None
     fits = max(1, fits)
+    # Said by the CLI's render and plan and by the API's plans and renders alike: both names.
     return CandidatePlan(fits, wanted.scope), (
-        f"--candidates {wanted.count} would need up to ${base + extra_each * (wanted.count - 1):.2f} with a "
-        f"${spec.budget_usd:.2f} budget: making {fits} candidate{'s' if fits != 1 else ''} per segment instead")
+        f"{wanted.count} candidates per segment (--candidates {wanted.count}, or the request's \"candidates\") would need "
+        f"up to ${base + extra_each * (wanted.count - 1):.2f} with a ${spec.budget_usd:.2f} budget: "
+        f"making {fits} candidate{'s' if fits != 1 else ''} per segment instead")
 
 
 def extra_candidate_seconds(plan: CandidatePlan, jobs: Sequence[SegmentJob]) -> float:

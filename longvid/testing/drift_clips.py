@@ -12,6 +12,9 @@ palette       rendered with another colour palette
 lighting      rendered at night
 subject_swap  the subject replaced by another shape painted in its own colours, on the
               same background (what a scorer of colours and layout cannot see)
+cut_to_black, cut_to_white, low_contrast_cut
+              (`HARD_CUTS`, with `cut`) the second half black, white, or another scene at a
+              tenth of its contrast: cuts that a one-way tone check took for a change of light
 gradual       `gradual_drift(jobs)`: six segments of one scene whose palette moves a sixth
               of the way to another palette per segment
 
@@ -67,6 +70,28 @@ def cut(job: SegmentJob, other: SegmentJob | None = None) -> list[np.ndarray]:
     frames, later = frames_of(job), frames_of(other.model_copy(update={"frames": job.frames}))
     half = len(frames) // 2
     return frames[:half] + later[half : len(frames)]
+
+
+def _second_half(job: SegmentJob, later: list[np.ndarray]) -> list[np.ndarray]:
+    frames = frames_of(job)
+    half = len(frames) // 2
+    return frames[:half] + later[half : len(frames)]
+
+
+def cut_to_black(job: SegmentJob) -> list[np.ndarray]:
+    return _second_half(job, [np.zeros((job.height, job.width, 3), np.uint8)] * job.frames)
+
+
+def cut_to_white(job: SegmentJob) -> list[np.ndarray]:
+    return _second_half(job, [np.full((job.height, job.width, 3), 255, np.uint8)] * job.frames)
+
+
+def low_contrast_cut(job: SegmentJob, contrast: float = 0.1) -> list[np.ndarray]:
+    """A cut to another scene at `contrast` of its contrast around mid-grey (fog, a dim or
+    washed-out shot)."""
+    other = cut(job)
+    return _second_half(job, [np.clip(118.0 + (f.astype(np.float32) - f.mean()) * contrast, 0, 255).astype(np.uint8)
+                              for f in other])
 
 
 def palette(job: SegmentJob) -> list[np.ndarray]:
@@ -136,6 +161,16 @@ DRIFTS: dict[str, Callable[[SegmentJob], list[np.ndarray]]] = {
     "palette": palette,
     "lighting": lighting,
     "subject_swap": subject_swap,
+}
+
+
+# Hard cuts inside a segment, for the jump detector (bench_drift's jump-only rows; the drift
+# table keeps `cut` alone).
+HARD_CUTS: dict[str, Callable[[SegmentJob], list[np.ndarray]]] = {
+    "cut": cut,
+    "cut_to_black": cut_to_black,
+    "cut_to_white": cut_to_white,
+    "low_contrast_cut": low_contrast_cut,
 }
 
 

@@ -5,34 +5,17 @@ one is resumed under the same version number."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace as _replace
 
 from jobs.batch_specs import SpecLine
-from jobs.batch_summary import RenderRow
-from longvid.errors import InputError, LongvidError
+from jobs.batch_summary import RenderRow, guarded_row
 from longvid.runtime.layout import FINAL, version_path
 
 
 def edit_line(job, item: SpecLine, progress) -> RenderRow:
     """One edit line as a summary row; every failure becomes the row's error."""
-    from longvid.runtime.pipeline import Cancelled
-
-    started = time.perf_counter()
     base = RenderRow(line=item.line, status="failed", run_id=item.run_id, prompt=f"edit: {len(item.edit.edits)} change(s)")
-    try:
-        row = _edit(job, item, base, progress)
-    except Cancelled as exc:
-        row = _replace(base, status="cancelled", error=f"{exc}; submit the job again to resume")
-    except InputError as exc:
-        row = _replace(base, status="invalid", error=str(exc))
-    except LongvidError as exc:
-        row = _replace(base, status="failed", error=str(exc))
-    except Exception as exc:  # a bug or a cluster failure: this line fails, the others go on
-        row = _replace(base, status="failed", error=f"{exc.__class__.__name__}: {exc}"[:1000])
-    row = _replace(row, wall_s=round(time.perf_counter() - started, 3))
-    progress.say(row.status + (f": {row.error}" if row.error else f" in {row.wall_s:.1f} s, ${row.cost_usd or 0:.2f}"))
-    return row
+    return guarded_row(base, lambda: _edit(job, item, base, progress), progress.say)
 
 
 def _edit(job, item: SpecLine, base: RenderRow, progress) -> RenderRow:

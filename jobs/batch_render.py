@@ -30,6 +30,7 @@ from jobs.batch_edits import edit_line
 from jobs.batch_specs import SpecLine, parse_spec_lines
 from jobs.batch_summary import (
     RenderRow,
+    guarded_row,
     exit_code,
     now_iso,
     summary_document,
@@ -37,7 +38,7 @@ from jobs.batch_summary import (
 )
 from jobs.locations import base_name, is_s3, read_text, write_text
 from longvid.wiring import DEFAULT_CLIP_MODEL, RenderOptions, planning_pipeline, render_pipeline
-from longvid.errors import InputError, LongvidError
+from longvid.errors import InputError
 from longvid.manifest import RunStatus
 from longvid.observability.logs import configure_logging, secret_values
 from longvid.settings import Settings
@@ -110,24 +111,9 @@ class BatchJob:
 
     def render(self, item: SpecLine) -> RenderRow:
         """Render (or resume, or skip) one spec; every failure becomes the row's error."""
-        from longvid.runtime.pipeline import Cancelled
-
-        started = time.perf_counter()
         base = RenderRow(line=item.line, status="failed", run_id=item.run_id, prompt=item.spec.prompt[:200])
         progress = LineProgress(self.console, f"[{item.line:04d} {item.run_id}]")
-        try:
-            row = self._render(item, base, progress)
-        except Cancelled as exc:
-            row = _replace(base, status="cancelled", error=f"{exc}; submit the job again to resume")
-        except InputError as exc:
-            row = _replace(base, status="invalid", error=str(exc))
-        except LongvidError as exc:
-            row = _replace(base, status="failed", error=str(exc))
-        except Exception as exc:  # a bug or a cluster failure: this line fails, the others go on
-            row = _replace(base, status="failed", error=f"{exc.__class__.__name__}: {exc}"[:1000])
-        row = _replace(row, wall_s=round(time.perf_counter() - started, 3))
-        progress.say(row.status + (f": {row.error}" if row.error else f" in {row.wall_s:.1f} s, ${row.cost_usd or 0:.2f}"))
-        return row
+        return guarded_row(base, lambda: self._render(item, base, progress), progress.say)
 
     def _render(self, item: SpecLine, base: RenderRow, progress: LineProgress) -> RenderRow:
         from longvid.runtime import RaySegmentRunner

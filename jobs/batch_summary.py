@@ -4,6 +4,8 @@ and the job's exit code. Pure data; the job decides where it goes."""
 from __future__ import annotations
 
 import datetime as _dt
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
@@ -104,3 +106,25 @@ def summary_table(rows: list[RenderRow], title: str):
             _shorten(r.error) or r.output or r.final or "",
         )
     return table
+
+
+def guarded_row(base: RenderRow, work: Callable[[], RenderRow], say: Callable[[str], None]) -> RenderRow:
+    """Run one line's `work`, timed; every failure becomes the row's status and error, so
+    one line failing never stops the others."""
+    from longvid.errors import InputError, LongvidError
+    from longvid.runtime.pipeline import Cancelled
+
+    started = time.perf_counter()
+    try:
+        row = work()
+    except Cancelled as exc:
+        row = replace(base, status="cancelled", error=f"{exc}; submit the job again to resume")
+    except InputError as exc:
+        row = replace(base, status="invalid", error=str(exc))
+    except LongvidError as exc:
+        row = replace(base, status="failed", error=str(exc))
+    except Exception as exc:  # a bug or a cluster failure: this line fails, the others go on
+        row = replace(base, status="failed", error=f"{exc.__class__.__name__}: {exc}"[:1000])
+    row = replace(row, wall_s=round(time.perf_counter() - started, 3))
+    say(row.status + (f": {row.error}" if row.error else f" in {row.wall_s:.1f} s, ${row.cost_usd or 0:.2f}"))
+    return row

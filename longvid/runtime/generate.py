@@ -298,7 +298,6 @@ class GenerateLoop:
 
     def _launch(self, name: str, task_id: str, attempt: SegmentJob, key: str, conditioning: bytes | None) -> None:
         index = attempt.index
-        caps = self.router.capabilities(name)
         # The Ray task only polls and downloads the task the driver created (its id is recorded
         # first), so Ray may run it again after its worker or node died: the retry polls the same
         # task and pays nothing. (With no retries a lost node failed the render.)

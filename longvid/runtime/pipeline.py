@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError, LongvidError
+from ..errors import InputError
 from ..manifest import RunManifest, RunPlan, RunStatus, SegmentRecord, stretched_s
 from ..observability.render_events import RenderEvents
 from ..planning import OfflinePlanner, load_storyboard, segment_count, segment_storyboard

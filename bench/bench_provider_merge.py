@@ -96,6 +96,7 @@ def _after_arrival(manifest: dict, out: Path, late: int) -> None:
     """The render's merge ahead (runtime/merge_ahead.py) had every other segment; then segment
     `late` arrives: normalise it (NORMALISE_H264) and finish the merge. Timed from its arrival."""
     from longvid.media.timeline import TimelineMerge
+    from longvid.runtime.merge_ahead import MERGE_AHEAD_H264
     from longvid.runtime.normalisation import normalise_segment
 
     clips = manifest["clips"]
@@ -104,7 +105,7 @@ def _after_arrival(manifest: dict, out: Path, late: int) -> None:
     paths[late] = late_path
     inputs = _inputs(clips, paths)
     baseline = self_maxrss_bytes()
-    merge = TimelineMerge(len(clips), out, manifest["fps"], manifest["width"], manifest["height"])
+    merge = TimelineMerge(len(clips), out, manifest["fps"], manifest["width"], manifest["height"], MERGE_AHEAD_H264)
     ahead_started = time.perf_counter()
     for position in range(len(clips)):
         if position != late:

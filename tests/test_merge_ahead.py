@@ -11,8 +11,9 @@ import pytest
 from longvid.manifest import RunPlan, load_manifest
 from longvid.media import MergeInput, merge_segments, probe
 from longvid.media.normalise import HouseFormat, normalise_clip
-from longvid.media.timeline import TimelineMerge
+from longvid.media.timeline import TimelineMerge, sweep_scratch
 from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
+from longvid.runtime.merge_ahead import MERGE_AHEAD_H264
 from longvid.runtime.protocols import NullProgress
 from longvid.settings import Settings
 from longvid.spec import RenderSpec, SegmentState, Transition
@@ -102,10 +103,13 @@ def test_an_abandoned_merge_leaves_the_earlier_output_and_no_scratch(tmp_path):
     merge.abort()  # the driver stops mid-merge
     assert out.read_bytes() == b"previous good video"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-    # A new merge (a resumed run) writes the whole video, over any scratch a killed driver left.
+    # A new merge (a resumed run) writes the whole video beside any scratch a killed driver
+    # left, which the run's driver sweeps away (it does so before it starts merging).
     (tmp_path / ".out.mp4.video.mp4").write_bytes(b"junk from a killed driver")
     stats = merge_segments(inputs, out, FPS, W, H)
     assert stats.frames == probe(out).frames == 4 * FRAMES
+    sweep_scratch(out)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 @pytest.fixture
@@ -135,9 +139,8 @@ class CrashWhileMergingAhead(NullProgress):
             return
         self.accepted += 1
         if self.accepted == 3:
-            scratch = self.run_dir / ".final.mp4.video.mp4"
             deadline = time.monotonic() + 30
-            while not (scratch.exists() and scratch.stat().st_size > 0):
+            while not any(p.stat().st_size > 0 for p in self.run_dir.glob(".final.mp4.*.video.mp4")):
                 assert time.monotonic() < deadline, "the merge ahead never wrote anything"
                 time.sleep(0.02)
             raise SystemExit("simulated crash in the middle of the merge ahead")
@@ -161,12 +164,13 @@ def test_a_crash_during_the_merge_ahead_resumes_to_the_same_video(provider_runwa
     assert provider_runway.counts["create"] == created  # nothing paid twice
     assert result.frames == spec.total_frames and result.merge.copied_segments == segments
     assert 0 <= result.merge.ahead_s <= result.merge.seconds
+    assert result.merge.merged_ahead  # final.mp4 is the merge ahead's, not a merge from scratch
     # The same video as a one-shot merge of the run's segments.
     plan = RunPlan.model_validate_json((run_dir / "plan.json").read_text()).segments
     manifest = load_manifest((run_dir / "manifest.json").read_text())
     inputs = [MergeInput(run_dir / manifest.segments[j.index].clip.path, j.frames, j.head_frames, j.head_transition, j.tail_frames)
               for j in plan]
-    merge_segments(inputs, tmp_path / "one_shot.mp4", spec.fps, *spec.frame_size)
+    merge_segments(inputs, tmp_path / "one_shot.mp4", spec.fps, *spec.frame_size, settings=MERGE_AHEAD_H264)
     (video_a, audio_a), (video_b, audio_b) = _decoded(tmp_path / "one_shot.mp4"), _decoded(run_dir / "final.mp4")
     assert len(video_a) == len(video_b) == spec.total_frames
     assert all(np.array_equal(a, b) for a, b in zip(video_a, video_b))
@@ -187,4 +191,7 @@ def test_the_normalising_preset_writes_the_merges_parameter_sets(fps):
         for aspect in AspectRatio:
             width, height = RenderSpec(prompt="x", resolution=resolution, aspect_ratio=aspect).frame_size
             assert h264_reference(width, height, fps, NORMALISE_H264) == h264_reference(width, height, fps, DEFAULT_H264), \
+                (width, height, fps)
+            # The merge ahead's single-threaded encoder too (runtime/merge_ahead.py).
+            assert h264_reference(width, height, fps, MERGE_AHEAD_H264) == h264_reference(width, height, fps, DEFAULT_H264), \
                 (width, height, fps)

@@ -58,8 +58,12 @@ class MergeStats:
     encoded_frames: int
     copied_segments: int
     audio: bool
-    seconds: float  # merging work in all
-    ahead_s: float = 0.0  # of which done while segments were still generating (runtime/merge_ahead.py)
+    # Merging work in all. For a merge ahead (runtime/merge_ahead.py): the picture's and the
+    # sound's work done before the generate step ended (`ahead_s`, the two threads summed)
+    # plus the wall time of finishing it after (`seconds - ahead_s`).
+    seconds: float
+    ahead_s: float = 0.0
+    merged_ahead: bool = False  # final.mp4 came from the merge ahead (False: merged from scratch)
 
 
 def blend(previous: np.ndarray, following: np.ndarray, alpha: float, transition: Transition, black: np.ndarray) -> np.ndarray:

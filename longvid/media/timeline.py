@@ -15,16 +15,23 @@ mixed and encoded on its own thread (PyAV releases the GIL inside the codecs), a
 the first segment that has any: the silence of the ones before it is encoded then, so a
 video without sound never encodes any.
 
+The scratch files carry a name of their own per merge (`.final.mp4.<id>.video.mp4`), so
+two merges of one output (a driver that lost its lease and the one that took it over) never
+write or delete each other's files; `sweep_scratch` removes those a killed driver left, and
+is called by the run's driver, under its lease, before it starts a merge.
+
 `merge_segments` is this class fed every segment at once, so the one-shot and the
 incremental merge are one code path.
 """
 
 from __future__ import annotations
 
+import glob
 import heapq
 import queue
 import threading
 import time
+import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -47,6 +54,7 @@ class _AudioSide(threading.Thread):
         self.stopped = threading.Event()  # abandoned: stop between segments
         self.error: BaseException | None = None
         self.wrote = False  # some segment had audio: the file holds the track
+        self.work_s = 0.0  # seconds spent mixing and encoding segments (read from other threads)
         self.start()
 
     def add(self, source: MergeInput) -> None:
@@ -59,17 +67,20 @@ class _AudioSide(threading.Thread):
             with ExitStack() as stack:
                 mixer: AudioMixer | None = None
                 while (source := self.queue.get()) is not None and not self.stopped.is_set():
+                    started = time.perf_counter()
                     step = (source.path, source.frames, min(source.head_frames, previous_tail), source.tail_frames)
                     previous_tail = source.tail_frames
                     if mixer is None:
                         if not has_audio(source.path):
                             silent.append(step)
+                            self.work_s += time.perf_counter() - started
                             continue
                         container = stack.enter_context(av.open(str(self.path), "w", format="mp4"))
                         mixer = AudioMixer(container, self.fps)
                         for earlier in silent:  # decodes to nothing: silence of its length
                             mixer.add(*earlier)
                     mixer.add(*step)
+                    self.work_s += time.perf_counter() - started
                 if mixer is not None and not self.stopped.is_set():
                     mixer.finish()
                     self.wrote = True
@@ -98,15 +109,16 @@ class TimelineMerge:
         self.count, self.output = count, Path(output)
         self.fps, self.width, self.height, self.stream_copy = fps, width, height, stream_copy
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = self.output.with_name(f".{self.output.name}.partial.mp4")
-        self.video_path = self.output.with_name(f".{self.output.name}.video.mp4")
-        self.audio_path = self.output.with_name(f".{self.output.name}.audio.mp4")
+        tag = uuid.uuid4().hex[:12]  # this merge's own scratch names (the module's docstring says why)
+        self.partial = self.output.with_name(f".{self.output.name}.{tag}.partial.mp4")
+        self.video_path = self.output.with_name(f".{self.output.name}.{tag}.video.mp4")
+        self.audio_path = self.output.with_name(f".{self.output.name}.{tag}.audio.mp4")
         self.ready: dict[int, MergeInput] = {}
         self.added: dict[int, MergeInput] = {}
         self.next = 0  # the first segment not yet written
         self.held: list[np.ndarray] = []  # the previous segment's tail, for the seam
         self.copied_segments = 0
-        self.work_s = 0.0  # seconds spent writing, in add and finish
+        self.work_s = 0.0  # seconds spent writing the picture, in add and finish
         self.black = np.full((height * 3 // 2, width), 128, np.float32)
         self.black[:height] = 16.0
         self.container = None
@@ -125,13 +137,19 @@ class TimelineMerge:
     def complete(self) -> bool:
         return self.next == self.count
 
-    def add(self, position: int, source: MergeInput) -> None:
-        """Segment `position` (0-based, timeline order) is ready; writes what can be written."""
+    @property
+    def work_done_s(self) -> float:
+        """Seconds of merging done so far on both threads (picture and sound), summed."""
+        return self.work_s + (self.audio.work_s if self.audio is not None else 0.0)
+
+    def add(self, position: int, source: MergeInput, stop: threading.Event | None = None) -> None:
+        """Segment `position` (0-based, timeline order) is ready; writes what can be written.
+        A set `stop` (the merge is being abandoned) ends the writing between two segments."""
         if not 0 <= position < self.count or position in self.added:
             raise ValueError(f"segment {position} was added twice or is not one of {self.count}")
         started = time.perf_counter()
         self.added[position] = self.ready[position] = source
-        while self.next in self.ready:
+        while self.next in self.ready and not (stop is not None and stop.is_set()):
             source = self.ready.pop(self.next)
             self._write_video(source)
             self.audio.add(source)
@@ -204,6 +222,14 @@ class TimelineMerge:
     def _remove_scratch(self) -> None:
         self.video_path.unlink(missing_ok=True)
         self.audio_path.unlink(missing_ok=True)
+
+
+def sweep_scratch(output: Path) -> None:
+    """Removes the scratch files any earlier merge of `output` left (a killed driver's).
+    Only for the one driver that owns the output: another live merge's files would go too."""
+    output = Path(output)
+    for stale in output.parent.glob(f".{glob.escape(output.name)}.*.mp4"):
+        stale.unlink(missing_ok=True)
 
 
 def _join(video: Path, audio: Path | None, out: Path) -> None:

@@ -11,7 +11,11 @@ one changed, or anything in it failed, it is dropped and the run is merged from 
 `merge_segments`, which then reports any real error itself. It writes only scratch files
 beside final.mp4 and renames final.mp4 into place when complete, so a crash at any moment
 leaves either the previous final.mp4 or none; a resumed run merges again (its accepted
-segments first, at once).
+segments first, at once). It is built by the run's driver under the run's lease, so it first
+removes the scratch files a killed driver left; its own files have names no other merge uses.
+
+`abandon` (a failed or cancelled render, a lost lease) stops the merge between two
+segments: it neither merges the queued backlog nor waits for it.
 """
 
 from __future__ import annotations
@@ -22,23 +26,36 @@ import time
 from dataclasses import replace
 
 from ..manifest import RunManifest
+from ..media.encoding import DEFAULT_H264
 from ..media.merge import MergeInput, MergeStats
 from ..spec import RenderSpec, SegmentJob, SegmentState
 from .layout import FINAL
 from .store import RunFolder
 
+# The merge ahead encodes its seams with one x264 thread. It runs on the driver while the
+# segments still arrive, beside their normalisation (normalisation.py), which is on the
+# critical path and which x264's default (a thread per core) would slow on a small machine;
+# a seam is only a transition's few frames, on which frame threads gain little anyway. One
+# thread writes the same SPS/PPS (tests/test_merge_ahead.py checks it), so the copied
+# packets still fit. The merge from scratch (outputs.py), run when nothing else does, keeps
+# the default.
+MERGE_AHEAD_H264 = replace(DEFAULT_H264, threads=1)
+
 
 class MergeAhead:
     def __init__(self, run: RunFolder, spec: RenderSpec, jobs: list[SegmentJob], stream_copy: bool = True):
-        from ..media.timeline import TimelineMerge
+        from ..media.timeline import TimelineMerge, sweep_scratch
 
         self.run, self.jobs = run, jobs
         self.positions = {job.index: position for position, job in enumerate(jobs)}
         width, height = spec.frame_size
-        self.merge = TimelineMerge(len(jobs), run.scratch_path(FINAL), spec.fps, width, height, stream_copy=stream_copy)
+        sweep_scratch(run.scratch_path(FINAL))  # the caller holds the run's lease: no live merge owns them
+        self.merge = TimelineMerge(len(jobs), run.scratch_path(FINAL), spec.fps, width, height, MERGE_AHEAD_H264,
+                                   stream_copy=stream_copy)
         self.fed: dict[int, tuple[str, str]] = {}  # segment index -> (clip path, sha256) handed to the merge
         self.queue: queue.Queue[tuple[int, str] | None] = queue.Queue()
         self.failed: BaseException | None = None
+        self.abandoning = threading.Event()  # set by abandon: stop between segments, skip the rest
         self.closed = False
         self.thread = threading.Thread(target=self._work, name="merge-ahead", daemon=True)
         self.thread.start()
@@ -58,20 +75,22 @@ class MergeAhead:
 
     def _work(self) -> None:
         while (item := self.queue.get()) is not None:
-            if self.failed is not None:
+            if self.failed is not None or self.abandoning.is_set():
                 continue
             index, path = item
             job = self.jobs[self.positions[index]]
             try:  # an S3 run downloads the segment here, off the generate loop
                 source = MergeInput(self.run.local_path(path), job.frames, job.head_frames, job.head_transition, job.tail_frames)
-                self.merge.add(self.positions[index], source)
+                self.merge.add(self.positions[index], source, stop=self.abandoning)
             except BaseException as exc:  # the merge from scratch reports it, if it is real
                 self.failed = exc
 
     def finish(self, manifest: RunManifest) -> MergeStats | None:
-        """The run's final.mp4 from the merge ahead, with its figures (`ahead_s`: the merging
-        done before this call); None when it cannot be used and the caller merges from scratch."""
+        """The run's final.mp4 from the merge ahead, with its figures (`ahead_s`: the merging,
+        picture and sound, done before this call; `seconds`: that plus this call's wall time);
+        None when it cannot be used and the caller merges from scratch. Drains what is queued."""
         started = time.perf_counter()
+        ahead_s = self.merge.work_done_s  # segments finished by now; one in progress counts as after
         self.feed_accepted(manifest)
         current = {r.index: (r.clip.path, r.clip.sha256) for r in manifest.segments if r.clip is not None}
         stale = any(current.get(index) != fed for index, fed in self.fed.items())
@@ -84,11 +103,13 @@ class MergeAhead:
         except Exception:
             self.merge.abort()
             return None
-        return replace(stats, ahead_s=max(0.0, stats.seconds - (time.perf_counter() - started)))
+        return replace(stats, seconds=ahead_s + time.perf_counter() - started, ahead_s=ahead_s, merged_ahead=True)
 
     def abandon(self) -> None:
-        """The render ended without finish (failed, cancelled): the scratch files go."""
+        """The render ended without finish (failed, cancelled, its lease lost): the merge stops
+        after the segment it is writing, the queued ones are dropped, the scratch files go."""
         if not self.closed:
+            self.abandoning.set()
             self._stop()
             self.merge.abort()
 

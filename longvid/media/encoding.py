@@ -32,15 +32,11 @@ class H264Settings:
 
 
 DEFAULT_H264 = H264Settings()
-# Normalising a provider's clip (normalise.py) is on the critical path when that clip is the
-# last to arrive. x264's superfast preset writes the same SPS/PPS as veryfast at the same CRF
-# (a test checks it), so the merge copies its packets beside veryfast ones; it searches less
-# (diamond motion search, subpel 1, no macroblock tree, no lookahead) and takes about a tenth
-# less CPU (8-11% on the benchmark's 10 s 720p clip, 0-10% on a 4 s one; the shared machine's
-# load makes single runs noisier). At CRF 20 its files are about 1.7x as large, at a higher
-# PSNR (bench/bench_provider_merge.py prints all three); final.mp4 copies these packets, so
-# it grows as much. A CRF other than DEFAULT_H264's would change the PPS.
-NORMALISE_H264 = H264Settings(preset="superfast")
+# Normalising a provider's clip (normalise.py) uses the house settings. x264's superfast preset
+# was tried (same SPS/PPS at the same CRF): about a tenth less CPU on the critical path, but
+# files about 1.7x as large, and final.mp4 copies these packets, so every video would grow as
+# much; not worth it (bench/bench_provider_merge.py's preset comparison prints both).
+NORMALISE_H264 = DEFAULT_H264
 
 
 def _configure(ctx, width: int, height: int, fps: int, settings: H264Settings) -> None:

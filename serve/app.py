@@ -90,8 +90,12 @@ class Renderer:
         api = ApiSettings.from_env(store=store)  # this replica's environment: provider keys never travel as arguments
         _json_logs(api)
         settings = api.longvid
-        self.worker = RenderWorker(open_store(store, settings.store.s3_part_mb), RaySegmentRunner, _render_options(api),
-                                   settings=settings)
+        runs = open_store(store, settings.store.s3_part_mb)
+        self.worker = RenderWorker(runs, RaySegmentRunner, _render_options(api), settings=settings)
+        # renders whose replica died (killed, node lost) are taken over by a live replica
+        from .adoption import OrphanAdopter
+
+        self.adopter = OrphanAdopter(runs, self.worker.start, api.adopt_after_s, api.stale_after_s).run_in_background()
 
     def start(self, run_id: str, attempt: str) -> bool:
         """Start attempt `attempt` of the run prepared in the store; returns at once."""
@@ -110,6 +114,9 @@ class Renderer:
         self.worker.records.check_reachable()
 
     def __del__(self):
+        adopter = getattr(self, "adopter", None)
+        if adopter is not None:
+            adopter.stop()  # a replica shutting down takes nothing new over
         worker = getattr(self, "worker", None)
         if worker is not None:
             worker.stop_all(timeout_s=45)
@@ -164,9 +171,11 @@ class AppArgs(BaseModel):
     store: str | None = None  # default: LONGVID_STORE, else ./runs
 
 
-def build_app(args: dict | None = None, *, runtime_env: dict | None = None, num_cpus: float | None = None):
-    """The bound application. `runtime_env` and `num_cpus` (for every replica) are for callers
-    in Python, e.g. tests; `args` is what `serve run`/`serve deploy` pass."""
+def build_app(args: dict | None = None, *, runtime_env: dict | None = None, num_cpus: float | None = None,
+              renderer_replicas: int | None = None):
+    """The bound application. `runtime_env` and `num_cpus` (for every replica) and
+    `renderer_replicas` are for callers in Python, e.g. tests; `args` is what `serve run`/`serve
+    deploy` pass (a config sets the renderer's num_replicas under `deployments:`)."""
     options = AppArgs.model_validate(args or {})
     store = local_store_path(options.store or os.environ.get("LONGVID_STORE", "").strip() or "runs")
 
@@ -179,7 +188,8 @@ def build_app(args: dict | None = None, *, runtime_env: dict | None = None, num_
         return out
 
     planner = Planner.options(ray_actor_options=actor(PLANNER_ACTOR)).bind(store)
-    renderer = Renderer.options(ray_actor_options=actor(RENDERER_ACTOR)).bind(store)
+    replicas = {} if renderer_replicas is None else {"num_replicas": renderer_replicas}
+    renderer = Renderer.options(ray_actor_options=actor(RENDERER_ACTOR), **replicas).bind(store)
     return LongvidAPI.options(ray_actor_options=actor(INGRESS_ACTOR)).bind(planner, renderer, store)
 
 

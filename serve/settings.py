@@ -15,6 +15,7 @@ deployment arguments, configs or logs.
 | LONGVID_MAX_CONCURRENT_RENDERS | unfinished renders per token | 2 |
 | LONGVID_PLANNER | auto, offline or gemini | auto |
 | LONGVID_INPUT_QUOTA_MB | reference images one token's renders may keep in the store (MB) | 200 |
+| LONGVID_ADOPT_AFTER_S | a Renderer replica takes over a render whose replica stopped beating this long (s) | 30 |
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ class ApiSettings(BaseModel):
     input_quota_bytes: int = Field(200 * 1024 * 1024, ge=0)
     input_grace_s: float = Field(3600.0, ge=0)
     input_sweep_every_s: float = Field(3600.0, gt=0)
+    # A render whose replica died (heartbeat silent this long, run lease free) is taken over
+    # by another Renderer replica (serve/adoption.py); above the 5 s heartbeat, below stale_after_s.
+    adopt_after_s: float = Field(30.0, gt=0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> ApiSettings:
@@ -86,6 +90,8 @@ class ApiSettings(BaseModel):
             "planner": env.get("LONGVID_PLANNER", "auto").strip().lower() or "auto",
             "input_quota_bytes": _int(env, "LONGVID_INPUT_QUOTA_MB", 200) * 1024 * 1024,
         }
+        if env.get("LONGVID_ADOPT_AFTER_S", "").strip():
+            values["adopt_after_s"] = env["LONGVID_ADOPT_AFTER_S"].strip()  # pydantic checks it is a number > 0
         try:
             values["longvid"] = Settings.from_env(env)
         except InputError as exc:

@@ -5,6 +5,7 @@ lifetime, and the pytest process may already be the session fixture's driver.
 
     python tests/cluster_child.py autoscale MODEL_DIR|- WORKDIR
     python tests/cluster_child.py node-kill WORKDIR
+    python tests/cluster_child.py replica-kill WORKDIR
 """
 
 from __future__ import annotations
@@ -203,9 +204,151 @@ def node_kill(workdir: str) -> dict:
     return out
 
 
+def _holder_pid(run_dir: Path) -> int | None:
+    """The pid of the process holding the run's lease (lock.json), if any."""
+    try:
+        return int(json.loads((run_dir / "lock.json").read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _renderer_pids(cluster) -> dict[int, str]:
+    """Pids of this cluster's live Serve Renderer replicas -> their process titles (Ray names
+    an actor's worker process after it: ray::ServeReplica:longvid:Renderer)."""
+    from longvid.testing.ray_cluster import session_processes
+
+    found = {}
+    for pid in session_processes(cluster.head.process.pid):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile
+            continue
+        if title.startswith("ray::ServeReplica:longvid:Renderer"):
+            found[pid] = title
+    return found
+
+
+def _follow_events(client, url: str, headers: dict, seen: list, done: threading.Event) -> None:
+    """Reads the render's event stream as a client would: reconnecting when it ends without
+    `end` or breaks; `seen` gets ("connect",) and (event, status, monotonic time) entries."""
+    while not done.is_set():
+        seen.append(("connect", None, time.monotonic()))
+        try:
+            with client.stream("GET", url, headers=headers, timeout=60) as response:
+                event = None
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:") and event:
+                        seen.append((event, json.loads(line[5:]).get("status"), time.monotonic()))
+                        if event == "end":
+                            return
+        except Exception as exc:  # a broken stream: reconnect, as EventSource does
+            seen.append(("error", repr(exc), time.monotonic()))
+        time.sleep(0.5)
+
+
+def replica_kill(workdir: str, adopt_after_s: str = "6", wait_s: str = "120") -> dict:
+    """The Serve app with two Renderer replicas; a Runway render submitted over HTTP; once its
+    segments wait on Runway, the replica holding the run's lease is killed (SIGKILL). A live
+    Renderer replica takes the run over (serve/adoption.py) and finishes it, polling the tasks
+    the dead one created; the event stream keeps going. `adopt_after_s` (LONGVID_ADOPT_AFTER_S):
+    a value past stale_after_s (120) turns adoption off, as before serve/adoption.py existed;
+    `wait_s`: how long after the kill to wait for the render to end."""
+    import httpx
+
+    from longvid.testing.fake_runway import DEFAULT_KEY, start_fake_runway
+    from longvid.testing.ray_cluster import LocalRayCluster, free_port
+
+    server, runway = start_fake_runway(pending_polls=2, running_polls=1_000_000, scale=0.05)
+    cluster = LocalRayCluster()
+    out: dict = {}
+    token = "replica-kill-test-token-5d1e7c2b9a4f"
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        started = time.monotonic()
+        cluster.start_head(num_cpus=4)
+        ray = _connect(cluster.address)
+        from ray import serve
+
+        from serve.app import build_app
+
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 120})
+        env = {"LONGVID_API_TOKENS": token, "LONGVID_PLANNER": "offline", "RUNWAYML_BASE_URL": server.url,
+               "RUNWAYML_API_SECRET": DEFAULT_KEY, "LONGVID_POLL_INTERVAL_S": "0.1", "LONGVID_TASK_TIMEOUT_S": "240",
+               "LONGVID_ADOPT_AFTER_S": adopt_after_s}
+        serve.run(build_app({"store": str(Path(workdir) / "runs")}, runtime_env={"env_vars": env}, num_cpus=0,
+                            renderer_replicas=2), name="longvid", route_prefix="/")
+        out["serve_up_s"] = round(time.monotonic() - started, 2)
+        replicas_before = _renderer_pids(cluster)
+        out["renderer_replicas"] = len(replicas_before)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        body = {"prompt": "a lighthouse at night", "duration_s": 5, "resolution": "360p", "provider": "runway",
+                "continuity": "anchor", "judge": "off", "narration": "off", "budget_usd": 20}
+        submitted = client.post("/v1/renders", json=body, headers=headers)
+        assert submitted.status_code == 202, submitted.text
+        run_id = submitted.json()["id"]
+        run_dir = Path(workdir) / "runs" / run_id
+        seen: list = []
+        done = threading.Event()
+        follower = threading.Thread(target=_follow_events, args=(client, f"/v1/renders/{run_id}/events", headers, seen, done),
+                                    daemon=True)
+        follower.start()
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # both tasks created and recorded, and polled a while
+            manifest = json.loads((run_dir / "manifest.json").read_text())
+            if all(s.get("task_id") for s in manifest["segments"]) and runway.counts["poll"] >= 4 and _holder_pid(run_dir):
+                break
+            time.sleep(0.1)
+        victim = _holder_pid(run_dir)
+        out["victim_was_replica"] = victim in replicas_before
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        out["killed_at_tasks"] = len(runway.tasks)
+        runway.running_polls = 3  # the rest of the render goes quickly
+
+        holders = set()
+        while time.monotonic() < killed_at + float(wait_s):
+            pid = _holder_pid(run_dir)
+            if pid and pid != victim:
+                holders.add(pid)
+            status = client.get(f"/v1/renders/{run_id}", headers=headers).json()["status"]
+            if status in ("done", "failed", "cancelled"):
+                break
+            time.sleep(0.2)
+        out["status"], out["recovered_s"] = status, round(time.monotonic() - killed_at, 2)
+        replicas_after = _renderer_pids(cluster)
+        out["new_holder_is_replica"] = bool(holders) and all(pid in replicas_after for pid in holders)
+        out["new_holder_survivor"] = bool(holders & set(replicas_before))
+        out["renderer_replicas_after"] = len(replicas_after)
+        follower.join(timeout=30 if status == "done" else 0)
+        done.set()
+        out["events"] = [[e, s, round(t - killed_at, 2)] for e, s, t in seen]
+        video = client.get(f"/v1/renders/{run_id}/video", headers=headers)
+        out["video_status"] = video.status_code
+        (Path(workdir) / "final.mp4").write_bytes(video.content)
+        out["output"] = str(Path(workdir) / "final.mp4")
+        out["creates"], out["tasks"] = runway.counts["create"], len(runway.tasks)
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        out["segments"] = len(manifest["segments"])
+        out["task_ids"] = [s["task_id"] for s in manifest["segments"]]
+        out["total_s"] = round(time.monotonic() - started, 2)
+        client.close()
+        serve.shutdown()
+    finally:
+        import ray
+
+        ray.shutdown()
+        cluster.stop()
+        server.stop()
+    return out
+
+
 if __name__ == "__main__":
     scenario, *args = sys.argv[1:]
-    runs = {"autoscale": autoscale, "node-kill": node_kill}
+    runs = {"autoscale": autoscale, "node-kill": node_kill, "replica-kill": replica_kill}
     try:
         print(json.dumps(runs[scenario](*args)), flush=True)
     except BaseException:

@@ -1,11 +1,12 @@
 """The cluster paths on real multi-node Ray clusters on this machine (each node its own raylet
 and workers; longvid.testing.ray_cluster): an autoscaler that brings a GPU node up for GPU
-segments and lets it go when idle, and a worker node killed while its segments run.
+segments and lets it go when idle, a worker node killed while its segments run, and a Serve
+Renderer replica killed mid-render (another replica takes the render over: serve/adoption.py).
 
 Each scenario runs in tests/cluster_child.py, a process of its own: it starts its own
 cluster (its own ports and temp dir, stopped by killing exactly its processes) and connects
 to it as its driver, which this pytest process cannot do beside the session Ray fixture.
-Marked `cluster` (`-m "not cluster"` leaves them out); about a minute together on 2 cores.
+Marked `cluster` (`-m "not cluster"` leaves them out); about two minutes together on 2 cores.
 """
 
 from __future__ import annotations
@@ -51,3 +52,17 @@ def test_a_worker_node_killed_mid_render_pays_for_no_task_twice(tmp_path):
     # The retried Ray tasks polled the tasks the driver had created: one create per segment.
     assert seen["creates"] == seen["tasks"] == 2 and len(set(seen["task_ids"])) == 2
     assert probe(Path(seen["output"])).frames == 120
+
+
+def test_a_renderer_replica_killed_mid_render_is_taken_over_and_the_render_finishes(tmp_path):
+    seen = run_child("replica-kill", str(tmp_path))
+    assert seen["renderer_replicas"] == 2 and seen["victim_was_replica"]  # SIGKILL to the replica holding the lease
+    assert seen["killed_at_tasks"] == 2  # while both segments waited on Runway
+    assert seen["status"] == "done" and seen["new_holder_is_replica"]  # another live Renderer replica took the lease
+    # It polled the tasks the dead replica had created: one create per segment.
+    assert seen["creates"] == seen["tasks"] == seen["segments"] == 2 and len(set(seen["task_ids"])) == 2
+    # One event stream, unbroken: statuses kept coming after the kill, through to `end: done`.
+    events = seen["events"]
+    assert [e for e in events if e[0] == "connect"] == events[:1]
+    assert any(e[0] == "status" and e[2] > 0 for e in events) and events[-1][:2] == ["end", "done"]
+    assert seen["video_status"] == 200 and probe(Path(seen["output"])).frames == 120

@@ -259,7 +259,7 @@ def _kept(run: RunFolder, version: int, record: SegmentRecord, index: int) -> Se
     clip = record.clip
     if index != record.index and clip is not None:
         path = version_path(version, f"kept/seg_{index:04d}.mp4")
-        run.publish(path, run.local_path(clip.path))
+        run.write_bytes(path, run.read_bytes(clip.path))  # from the store itself: a local copy may be another version's
         clip = clip.model_copy(update={"path": path, "segment_index": index})
     return record.model_copy(update={"index": index, "clip": clip, "cost_usd": 0.0})  # paid by an earlier version
 
@@ -268,7 +268,7 @@ def _preserve(run: RunFolder, previous: int, index: int) -> None:
     """Keep the previous version's file of segment `index` before this version overwrites it."""
     current, kept = segment_path(index), version_path(previous, segment_path(index))
     if run.exists(current) and not run.exists(kept):
-        run.publish(kept, run.local_path(current))
+        run.write_bytes(kept, run.read_bytes(current))  # from the store itself: a local copy may be another version's
 
 
 def _replaced(run: RunFolder, job, upload: str) -> SegmentRecord:

@@ -233,6 +233,20 @@ def test_the_edit_estimate_and_history_commands(store, capsys):
     assert history["locked"] == [1, 2] and [v["version"] for v in history["versions"]] == [1] and history["pending"] is None
 
 
+def test_two_lock_requests_prepared_together_both_count(store):
+    """Each lock request is applied to the history read under the run's lease, not to the
+    locks read when it was prepared: two quick clicks lock both segments."""
+    from longvid.runtime.edit_run import set_locks
+
+    first, _, pipeline = _edit(store, [{"kind": "lock", "segments": [1]}])
+    second, _, _ = _edit(store, [{"kind": "lock", "segments": [2]}])
+    set_locks(pipeline, first)
+    assert set_locks(pipeline, second).locked == [1, 2]
+    unlock, _, _ = _edit(store, [{"kind": "unlock", "segments": [1]}])
+    assert read_history(store.open("harbour")).locked == [1, 2]
+    assert set_locks(pipeline, unlock).locked == [2]
+
+
 def test_versions_live_on_s3_through_the_store_interface(s3_server, tmp_path):
     """The same edit over an s3:// store (moto's S3 on 127.0.0.1): snapshots, history and
     the new version are objects, read back by a fresh store object."""

@@ -145,7 +145,10 @@ def set_locks(pipeline, prepared: PreparedEdit) -> History:
     run = pipeline.store.open(prepared.run_id)
     with RunLock(run, pipeline.settings.store.run_lock_ttl_s):
         history = ensure_first_version(run, read_manifest(run))
-        history = history.model_copy(update={"locked": prepared.locked})
+        # From the history read under the lease, not prepared.locked (read before it): two
+        # quick lock requests must both count.
+        locked = sorted((set(history.locked) | prepared.request.locks) - prepared.request.unlocks)
+        history = history.model_copy(update={"locked": locked})
         write_history(run, history)
         return history
 

@@ -338,3 +338,32 @@ def test_a_moved_kept_segment_is_copied_before_a_replaced_clip_is_written_over_i
     manifest, _ = apply_prepared(run, pending)
     assert manifest.segments[1].clip.path == "versions/v2/kept/seg_0001.mp4"
     assert _sha(root / "versions/v2/kept/seg_0001.mp4") == old_first != _sha(root / "segments/seg_0000.mp4")
+
+
+def test_an_edit_estimate_counts_best_of_n_for_regenerated_segments_only(store):
+    """With --candidates the edit's estimate adds the regenerated segments' extra candidates
+    (at the run's price, N lowered by the budget as the render lowers it), never kept ones'."""
+    from dataclasses import replace
+
+    from longvid.providers import registry
+    from longvid.providers.preview import PREVIEW_CAPABILITIES, PreviewProvider
+
+    run = store.open("harbour")
+    manifest = json.loads(run.read_bytes("manifest.json"))
+
+    def estimate(candidates):
+        manifest["spec"].update(provider="paid-preview", candidates=candidates, candidates_for="all", budget_usd=100.0)
+        run.write_bytes("manifest.json", json.dumps(manifest).encode())
+        prepared, _, _ = _edit(store, [{"kind": "regenerate", "segment": 3, "seed": 7}])
+        assert prepared.regeneration.regenerated == [3]
+        return prepared.estimate.low_usd
+
+    saved = dict(registry._FACTORIES)
+    paid = replace(PREVIEW_CAPABILITIES, name="paid-preview", price_per_second_usd=0.1)
+    registry.register_provider("paid-preview", paid, lambda settings: PreviewProvider())
+    try:
+        single, triple = estimate(1), estimate(3)
+    finally:
+        registry._FACTORIES.clear()
+        registry._FACTORIES.update(saved)
+    assert single > 0 and triple == pytest.approx(3 * single)

@@ -4,9 +4,9 @@ version, write the new plan and manifest), render (the ordinary generate and mer
 finish (snapshot the new version, add it to history.json).
 
 Each stage is written before the next one starts (versions/vN/edit.json says which), so an
-edit interrupted anywhere continues with `longvid resume RUN` (or the API's resume) under the
-same version number, and the resume machinery polls tasks already created instead of paying
-again.
+edit interrupted anywhere continues with `longvid resume RUN` (or the API's POST /resume, or
+the same keyed edit request again) under the same version number, and the resume machinery
+polls tasks already created instead of paying again.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ..providers.estimate import CostEstimate, budget_verdict, estimate_cost
 from ..providers.ledger import CostLedger
 from ..sound.narration import Spoken
 from ..spec import Clip, SegmentState, Storyboard
+from .candidates import extra_candidate_seconds, plan_candidates
 from .edit_narration import EditSpeech, narration_changed, speak_edit
 from .narration_step import book_speech_costs
 from .layout import FINAL, MANIFEST, PLAN, segment_path, version_path
@@ -130,9 +131,15 @@ def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = 
         raise InputError(f"this edit changes nothing: v{history.latest} of run {run_id} already is what it asks for")
     prices = {n: provider_capabilities(n, pipeline.settings).price_per_second_usd
               for n in candidate_providers(spec.provider, pipeline.settings)}
-    estimate = estimate_cost((regeneration.jobs[i].generate_duration_s for i in regeneration.regenerated), prices)
-    estimate = replace(estimate, low_usd=estimate.low_usd + speech_usd, high_usd=estimate.high_usd + speech_usd)
     budget = request.budget_usd if request.budget_usd is not None else spec.budget_usd
+    remade = [regeneration.jobs[i] for i in regeneration.regenerated]
+    estimate = estimate_cost((job.generate_duration_s for job in remade), prices)
+    # Best-of-N: the regenerated segments' extra candidates, N lowered by the edit's budget
+    # as the generate loop will lower it (kept segments make none).
+    candidates, _ = plan_candidates(spec.model_copy(update={"budget_usd": budget}), remade, prices[estimate.cheapest])
+    extra_s = extra_candidate_seconds(candidates, remade)
+    estimate = replace(estimate, low_usd=estimate.low_usd + speech_usd + prices[estimate.cheapest] * extra_s,
+                       high_usd=estimate.high_usd + speech_usd + prices[estimate.dearest] * extra_s)
     refusal, warning = budget_verdict(estimate, budget)
     if refusal is not None:
         raise InputError(refusal.replace("shorten --duration", "regenerate fewer segments"))

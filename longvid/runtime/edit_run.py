@@ -1,5 +1,7 @@
 """An edit of a finished run, as a render of its next version: prepare (check, re-plan,
-decide what to regenerate, estimate; nothing written or paid), apply (snapshot the old
+decide what to regenerate, estimate; nothing written or paid: edited narration with a paid
+engine is only estimated), begin (under the run's lease, once the edit is confirmed and
+admitted: say that narration, record the edit with its speech costs, snapshot the old
 version, write the new plan and manifest), render (the ordinary generate and merge steps),
 finish (snapshot the new version, add it to history.json).
 

@@ -259,12 +259,17 @@ def create_api(planner, renderer, settings: ApiSettings | None = None, *, fetche
     # Edits and versions (edit_routes.py), before the catch-all below.
     add_edit_routes(app, settings, records, access, lookup, admission, start, clock)
 
+    def edit_pending(run_id: str) -> bool:
+        from longvid.runtime.versions import pending_edit
+
+        return pending_edit(records.store.open(run_id)) is not None
+
     @app.post("/v1/renders/{render_id}/resume", status_code=202, response_model=RenderAccepted, responses=ERRORS, tags=["renders"])
     async def resume_render(request: Request, render_id: str, principal: Annotated[Principal, Depends(writer)]) -> dict:
         """Continue an interrupted, failed or cancelled render: finished segments are kept."""
         record = await lookup.load(render_id, principal)
         status, _ = views.effective_status(record.manifest.status, record.heartbeat_at, clock(), settings.stale_after_s)
-        refusal = views.resume_refusal(status)
+        refusal = views.resume_refusal(status, await run_in_threadpool(edit_pending, record.run_id))
         if refusal:
             raise ApiError(409, *refusal)
         attempt = await run_in_threadpool(admission.start_within_limit, principal, lambda: records.requeue(record), record.run_id)

@@ -117,6 +117,7 @@ def add_edit_routes(app: FastAPI, settings, records, guard: Access, lookup: Rend
 
     async def admit(request, record, principal, edit, replacements, estimate_only, idempotency_key) -> JSONResponse:
         from longvid.runtime.edit_run import EditConflict, keyed_edit, prepare_edit, set_locks
+        from longvid.runtime.runlock import RunLocked
 
         if replacements:
             edit = edit.model_copy(update={"edits": [*edit.edits, *(ReplaceEdit(segment=i, clip=p) for i, p in replacements.items())]})
@@ -125,6 +126,12 @@ def add_edit_routes(app: FastAPI, settings, records, guard: Access, lookup: Rend
             key = "api:" + hashlib.sha256(f"{principal.owner}\n{idempotency_key}".encode()).hexdigest()[:40]
             state = await run_in_threadpool(keyed_edit, records.store.open(record.run_id), key)
             if state is not None:
+                if state[0] == "pending":  # begun by this request before; start it again if its driver died
+                    status, _ = views.effective_status(record.manifest.status, record.heartbeat_at, clock(), settings.stale_after_s)
+                    if not views.is_active(status):
+                        attempt = await run_in_threadpool(admission.start_within_limit, principal,
+                                                          lambda: records.requeue(record), record.run_id)
+                        await start(record.run_id, attempt)
                 return JSONResponse({"id": record.run_id, "version": state[1], "status": "done" if state[0] == "done" else "queued",
                                      "links": version_links(request, record.run_id, state[1])}, status_code=200)
         status, _ = views.effective_status(record.manifest.status, record.heartbeat_at, clock(), settings.stale_after_s)
@@ -141,12 +148,15 @@ def add_edit_routes(app: FastAPI, settings, records, guard: Access, lookup: Rend
         if estimate_only:
             return JSONResponse(summary, status_code=200)
         if not prepared.new_version:
-            history = await run_in_threadpool(set_locks, pipeline(), prepared)
+            try:
+                history = await run_in_threadpool(set_locks, pipeline(), prepared)
+            except RunLocked as exc:  # another request holds the run's lease for a moment: retry
+                raise ApiError(409, "edit_conflict", views.scrub(str(exc), records.hidden_paths)) from None
             return JSONResponse({"id": record.run_id, "locked": history.locked}, status_code=200)
         try:
             attempt = await run_in_threadpool(admission.start_within_limit, principal, lambda: admit_edit(record.run_id, prepared),
                                               record.run_id)
-        except EditConflict as exc:  # another edit began or finished since this one was prepared
+        except (EditConflict, RunLocked) as exc:  # another edit began or finished since this one was prepared, or holds the run
             raise ApiError(409, "edit_conflict", views.scrub(str(exc), records.hidden_paths)) from None
         await start(record.run_id, attempt)
         return JSONResponse({**summary, "id": record.run_id, "status": views.ApiStatus.QUEUED,

@@ -127,11 +127,13 @@ def summary_view(run_id: str, manifest: RunManifest, heartbeat_at: float | None,
     }
 
 
-def resume_refusal(status: ApiStatus) -> tuple[str, str] | None:
-    """Why a run cannot be resumed now (code, message), or None when it can."""
+def resume_refusal(status: ApiStatus, edit_pending: bool = False) -> tuple[str, str] | None:
+    """Why a run cannot be resumed now (code, message), or None when it can. A finished run
+    with an unfinished edit (its driver died after the video, before filing the version, or
+    before applying it) resumes into that edit's version."""
     if is_active(status):
         return "already_running", "this render is still running; cancel it first or wait for it to finish"
-    if status == ApiStatus.DONE:
+    if status == ApiStatus.DONE and not edit_pending:
         return "already_done", "this render is finished; its video is at links.video"
     return None
 

@@ -97,9 +97,10 @@ def test_a_narration_edit_keeps_every_scene_and_clip_and_books_its_speech(edit, 
     assert estimate.estimate.low_usd == pytest.approx(estimate.speech_estimate_usd)
 
     prepared, runner, pipeline = make([{"kind": "scene", "scene": 2, "narration": "A ship docks."}])
-    assert gemini.fake.request_count == asked + 1  # only the new phrase is said
+    assert gemini.fake.request_count == asked  # said only once the edit runs (it may still be refused)
     assert prepared.summary()["regenerate"] == [] and prepared.summary()["keep"] == [0, 1, 2, 3]
     run_edit(pipeline, prepared)
+    assert gemini.fake.request_count == asked + 1  # only the new phrase is said
     assert runner.submitted == []  # no new video is paid for words
     new = RunPlan.model_validate_json((run / "plan.json").read_text())
     assert new.narration.scene_frames == old.narration.scene_frames
@@ -115,6 +116,15 @@ def test_a_narration_edit_keeps_every_scene_and_clip_and_books_its_speech(edit, 
     pending = json.loads((run / "versions/v2/edit.json").read_text())
     assert [k for k, _ in pending["speech_costs"]] == [speech[0]["key"].removeprefix("speech/")]
     assert read_history(store.open("h")).versions[1].cost_usd == pytest.approx(speech[0]["cost_usd"], abs=1e-5)
+
+
+def test_an_edit_refused_for_its_budget_asks_for_no_speech(edit, gemini):
+    make, _ = edit
+    asked = gemini.fake.request_count
+    with pytest.raises(InputError, match="budget"):
+        make({"edits": [{"kind": "scene", "scene": 2, "narration": "A ship docks."},
+                        {"kind": "regenerate", "segment": 0, "seed": 9}], "budget_usd": 0.0000001})
+    assert gemini.fake.request_count == asked
 
 
 def test_words_that_do_not_fit_their_scene_and_a_no_op_edit_are_refused_before_paying(edit, gemini):

@@ -233,6 +233,20 @@ def test_the_edit_estimate_and_history_commands(store, capsys):
     assert history["locked"] == [1, 2] and [v["version"] for v in history["versions"]] == [1] and history["pending"] is None
 
 
+def test_two_lock_requests_prepared_together_both_count(store):
+    """Each lock request is applied to the history read under the run's lease, not to the
+    locks read when it was prepared: two quick clicks lock both segments."""
+    from longvid.runtime.edit_run import set_locks
+
+    first, _, pipeline = _edit(store, [{"kind": "lock", "segments": [1]}])
+    second, _, _ = _edit(store, [{"kind": "lock", "segments": [2]}])
+    set_locks(pipeline, first)
+    assert set_locks(pipeline, second).locked == [1, 2]
+    unlock, _, _ = _edit(store, [{"kind": "unlock", "segments": [1]}])
+    assert read_history(store.open("harbour")).locked == [1, 2]
+    assert set_locks(pipeline, unlock).locked == [2]
+
+
 def test_versions_live_on_s3_through_the_store_interface(s3_server, tmp_path):
     """The same edit over an s3:// store (moto's S3 on 127.0.0.1): snapshots, history and
     the new version are objects, read back by a fresh store object."""
@@ -324,3 +338,32 @@ def test_a_moved_kept_segment_is_copied_before_a_replaced_clip_is_written_over_i
     manifest, _ = apply_prepared(run, pending)
     assert manifest.segments[1].clip.path == "versions/v2/kept/seg_0001.mp4"
     assert _sha(root / "versions/v2/kept/seg_0001.mp4") == old_first != _sha(root / "segments/seg_0000.mp4")
+
+
+def test_an_edit_estimate_counts_best_of_n_for_regenerated_segments_only(store):
+    """With --candidates the edit's estimate adds the regenerated segments' extra candidates
+    (at the run's price, N lowered by the budget as the render lowers it), never kept ones'."""
+    from dataclasses import replace
+
+    from longvid.providers import registry
+    from longvid.providers.preview import PREVIEW_CAPABILITIES, PreviewProvider
+
+    run = store.open("harbour")
+    manifest = json.loads(run.read_bytes("manifest.json"))
+
+    def estimate(candidates):
+        manifest["spec"].update(provider="paid-preview", candidates=candidates, candidates_for="all", budget_usd=100.0)
+        run.write_bytes("manifest.json", json.dumps(manifest).encode())
+        prepared, _, _ = _edit(store, [{"kind": "regenerate", "segment": 3, "seed": 7}])
+        assert prepared.regeneration.regenerated == [3]
+        return prepared.estimate.low_usd
+
+    saved = dict(registry._FACTORIES)
+    paid = replace(PREVIEW_CAPABILITIES, name="paid-preview", price_per_second_usd=0.1)
+    registry.register_provider("paid-preview", paid, lambda settings: PreviewProvider())
+    try:
+        single, triple = estimate(1), estimate(3)
+    finally:
+        registry._FACTORIES.clear()
+        registry._FACTORIES.update(saved)
+    assert single > 0 and triple == pytest.approx(3 * single)

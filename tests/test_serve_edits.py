@@ -99,4 +99,59 @@ def test_edit_a_render_over_http_then_play_and_list_both_versions(tmp_path):
     latest = client.get("/v1/renders/harbour/versions", headers=AUTH).json()
     assert latest["versions"][2]["replaced"] == [0] and latest["locked"] == [1]
     assert all("clip" not in e for e in latest["versions"][2]["edits"]) and "longvid-clips" not in json.dumps(latest)
+    # While another request holds the run's lease, a lock click is a conflict to retry (409), not a 500.
+    from longvid.runtime.runlock import RunLock
+
+    _wait(lambda: client.get("/v1/renders/harbour/versions", headers=AUTH).json()["pending"] is None)
+    with RunLock(store.open("harbour"), 60):
+        busy = client.post("/v1/renders/harbour/edits", json={"edits": [{"kind": "lock", "segments": [2]}]}, headers=AUTH)
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == "edit_conflict", busy.text
+    worker.stop_all()
+
+
+def test_an_edit_whose_driver_died_is_resumed_over_http(tmp_path):
+    """The API died in begin_edit after edit.json (the retried request starts it again), or the
+    worker died after the video was done but before the version was filed (POST /resume
+    finishes it): neither leaves the run stuck at 409/422."""
+    import hashlib
+
+    from longvid.editing import parse_edit_request
+    from longvid.manifest import RunStatus
+    from longvid.runtime.edit_run import _write_prepared, apply_prepared, prepare_edit
+    from longvid.runtime.store import read_manifest, write_model
+    from longvid.runtime.versions import ensure_first_version, read_history
+
+    store = LocalRunStore(tmp_path / "runs")
+    spec = RenderSpec(prompt="a harbour at dawn", duration_s=5, fps=12, resolution="360p", narration="off", judge="off")
+    RenderPipeline(store, InlineSegmentRunner()).render(spec, run_id="harbour")
+    (tmp_path / "runs/harbour/request.json").write_text(json.dumps({"owner": token_fingerprint(TOKEN), "request_sha256": "-",
+                                                                    "created_at": time.time()}))
+    worker = RenderWorker(store, InlineSegmentRunner, judge_factory=lambda spec: None, poll_s=0.05)
+    settings = ApiSettings.from_env({"LONGVID_API_TOKENS": TOKEN, "LONGVID_STORE": str(tmp_path / "runs")})
+    client = TestClient(create_api(PlanService("offline"), worker, settings), base_url="http://127.0.0.1")
+    run, planner = store.open("harbour"), RenderPipeline(store, None)
+
+    def versions():
+        return client.get("/v1/renders/harbour/versions", headers=AUTH).json()
+
+    # The API replica died after writing edit.json: the same request (same key) starts it again.
+    edit = {"edits": [{"kind": "regenerate", "segment": 1, "seed": 5}]}
+    key = "api:" + hashlib.sha256(f"{token_fingerprint(TOKEN)}\ne1".encode()).hexdigest()[:40]
+    ensure_first_version(run, read_manifest(run))
+    _write_prepared(run, prepare_edit(planner, "harbour", parse_edit_request(edit), key))
+    assert versions()["pending"] is not None
+    again = client.post("/v1/renders/harbour/edits", json=edit, headers={**AUTH, "Idempotency-Key": "e1"})
+    assert again.status_code == 200 and again.json()["version"] == 2 and again.json()["status"] == "queued"
+    assert _wait(lambda: versions()["pending"] is None and client.get("/v1/renders/harbour", headers=AUTH).json()["status"] == "done")
+    assert [v.version for v in read_history(run).versions] == [1, 2]
+
+    # The worker died after the video was done, before filing v3: POST /resume files it.
+    pending = _write_prepared(run, prepare_edit(planner, "harbour", parse_edit_request({"edits": [{"kind": "regenerate", "segment": 0}]})))
+    apply_prepared(run, pending)
+    write_model(run, "manifest.json", read_manifest(run).model_copy(update={"status": RunStatus.DONE}))
+    resumed = client.post("/v1/renders/harbour/resume", headers=AUTH)
+    assert resumed.status_code == 202, resumed.text
+    assert _wait(lambda: versions()["pending"] is None and client.get("/v1/renders/harbour", headers=AUTH).json()["status"] == "done")
+    assert [v.version for v in read_history(run).versions] == [1, 2, 3]
+    assert client.post("/v1/renders/harbour/resume", headers=AUTH).json()["error"]["code"] == "already_done"
     worker.stop_all()

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from ..manifest import update_record, with_warnings
-from ..spec import SegmentJob
+from ..spec import SegmentJob, SegmentState
 from .acceptance import sha256_hex
 from .candidates import CandidatePlan, candidate_seed, plan_candidates, without_openers
 from .failures import failure_reason, nothing_created
@@ -25,7 +25,10 @@ from .tasks import COLLECT_RETRIES, SegmentResult, normalise_segment
 class BestOfN:
     def __init__(self, loop: Any, price_per_second_usd: float) -> None:
         self.loop = loop
-        plan, note = plan_candidates(loop.spec, loop.jobs, price_per_second_usd, loop.ledger.committed_usd)
+        # Only segments still to make count beside the budget: accepted ones (kept by an edit,
+        # or done before a resume) are paid for already, in committed_usd or by an earlier version.
+        to_make = [j for j in loop.jobs if loop.manifest.segments[j.index].state is not SegmentState.ACCEPTED]
+        plan, note = plan_candidates(loop.spec, to_make, price_per_second_usd, loop.ledger.committed_usd)
         if plan.count > 1 and loop.acceptance.judge is None:
             plan, note = CandidatePlan(1), "--candidates needs a judge to choose between them: making one per segment"
         plan, blind = without_openers(plan, getattr(loop.acceptance.judge, "compares_openers", True))

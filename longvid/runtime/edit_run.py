@@ -1,18 +1,21 @@
 """An edit of a finished run, as a render of its next version: prepare (check, re-plan,
-decide what to regenerate, estimate; nothing written or paid), apply (snapshot the old
+decide what to regenerate, estimate; nothing written or paid: edited narration with a paid
+engine is only estimated), begin (under the run's lease, once the edit is confirmed and
+admitted: say that narration, record the edit with its speech costs, snapshot the old
 version, write the new plan and manifest), render (the ordinary generate and merge steps),
 finish (snapshot the new version, add it to history.json).
 
 Each stage is written before the next one starts (versions/vN/edit.json says which), so an
-edit interrupted anywhere continues with `longvid resume RUN` (or the API's resume) under the
-same version number, and the resume machinery polls tasks already created instead of paying
-again.
+edit interrupted anywhere continues with `longvid resume RUN` (or the API's POST /resume, or
+the same keyed edit request again) under the same version number, and the resume machinery
+polls tasks already created instead of paying again.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import Callable
 from pathlib import Path
 
 from ..editing.edits import EditRequest, apply_scene_edits
@@ -25,7 +28,8 @@ from ..providers.estimate import CostEstimate, budget_verdict, estimate_cost
 from ..providers.ledger import CostLedger
 from ..sound.narration import Spoken
 from ..spec import Clip, SegmentState, Storyboard
-from .edit_narration import narration_changed, speak_edit
+from .candidates import extra_candidate_seconds, plan_candidates
+from .edit_narration import EditSpeech, narration_changed, speak_edit
 from .narration_step import book_speech_costs
 from .layout import FINAL, MANIFEST, PLAN, segment_path, version_path
 from .router import candidate_providers
@@ -53,6 +57,9 @@ class PreparedEdit:
     narration: Spoken | None = None  # re-spoken when the edit changed what is said
     key: str | None = None  # the caller's idempotency key (a batch line, an API request)
     speech_estimate_usd: float = 0.0  # paid speech for edited narration, in `estimate` too
+    # Says the edited narration with a paid engine: called by begin_edit under the run's
+    # lease, once the edit is confirmed and admitted (a refused edit never pays for speech).
+    speak_later: Callable[[], EditSpeech] | None = None
 
     @property
     def new_version(self) -> bool:
@@ -85,7 +92,8 @@ def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = 
                  estimate_only: bool = False) -> PreparedEdit:
     """Check `request` against run `run_id` and decide what it regenerates; nothing is written.
     `key`: the caller's idempotency key, kept in history.json with the version.
-    `estimate_only`: paid speech for an edited narration is estimated, not asked for."""
+    `estimate_only`: the caller will not run it. Paid speech for an edited narration is only
+    estimated here either way; begin_edit asks for it (a free engine speaks here, to check the fit)."""
     run = pipeline.store.open(run_id)
     manifest = read_manifest(run)
     history = current_history(run, manifest)
@@ -100,11 +108,14 @@ def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = 
         check_clip(clip)
     capabilities = pipeline.check_inputs(spec)
     storyboard = apply_scene_edits(plan.storyboard, request)
-    spoken, warnings, speech_usd = None, [], 0.0
+    spoken, warnings, speech_usd, speak_later = None, [], 0.0, None
     scene_frames = plan.narration.scene_frames if plan.narration else None  # an edit keeps every scene's length
     if narration_changed(plan.storyboard, storyboard):
-        speech = speak_edit(spec, plan, storyboard, pipeline.settings, pipeline.store, pipeline.allow_download, estimate_only)
+        speech = speak_edit(spec, plan, storyboard, pipeline.settings, pipeline.store, pipeline.allow_download, True)
         spoken, warnings, speech_usd = speech.spoken, list(speech.warnings), speech.estimate_usd
+        if spoken is None and not estimate_only:
+            settings, store, allow_download = pipeline.settings, pipeline.store, pipeline.allow_download
+            speak_later = lambda: speak_edit(spec, plan, storyboard, settings, store, allow_download)  # noqa: E731
     if storyboard == plan.storyboard:
         jobs = list(plan.segments)
     else:
@@ -122,14 +133,20 @@ def prepare_edit(pipeline, run_id: str, request: EditRequest, key: str | None = 
         raise InputError(f"this edit changes nothing: v{history.latest} of run {run_id} already is what it asks for")
     prices = {n: provider_capabilities(n, pipeline.settings).price_per_second_usd
               for n in candidate_providers(spec.provider, pipeline.settings)}
-    estimate = estimate_cost((regeneration.jobs[i].generate_duration_s for i in regeneration.regenerated), prices)
-    estimate = replace(estimate, low_usd=estimate.low_usd + speech_usd, high_usd=estimate.high_usd + speech_usd)
     budget = request.budget_usd if request.budget_usd is not None else spec.budget_usd
+    remade = [regeneration.jobs[i] for i in regeneration.regenerated]
+    estimate = estimate_cost((job.generate_duration_s for job in remade), prices)
+    # Best-of-N: the regenerated segments' extra candidates, N lowered by the edit's budget
+    # as the generate loop will lower it (kept segments make none).
+    candidates, _ = plan_candidates(spec.model_copy(update={"budget_usd": budget}), remade, prices[estimate.cheapest])
+    extra_s = extra_candidate_seconds(candidates, remade)
+    estimate = replace(estimate, low_usd=estimate.low_usd + speech_usd + prices[estimate.cheapest] * extra_s,
+                       high_usd=estimate.high_usd + speech_usd + prices[estimate.dearest] * extra_s)
     refusal, warning = budget_verdict(estimate, budget)
     if refusal is not None:
         raise InputError(refusal.replace("shorten --duration", "regenerate fewer segments"))
     return PreparedEdit(run_id, version, request, storyboard, regeneration, estimate, locked, budget,
-                        [*warnings, *([warning] if warning else [])], spoken, key, speech_usd)
+                        [*warnings, *([warning] if warning else [])], spoken, key, speech_usd, speak_later)
 
 
 def set_locks(pipeline, prepared: PreparedEdit) -> History:
@@ -137,7 +154,10 @@ def set_locks(pipeline, prepared: PreparedEdit) -> History:
     run = pipeline.store.open(prepared.run_id)
     with RunLock(run, pipeline.settings.store.run_lock_ttl_s):
         history = ensure_first_version(run, read_manifest(run))
-        history = history.model_copy(update={"locked": prepared.locked})
+        # From the history read under the lease, not prepared.locked (read before it): two
+        # quick lock requests must both count.
+        locked = sorted((set(history.locked) | prepared.request.locks) - prepared.request.unlocks)
+        history = history.model_copy(update={"locked": locked})
         write_history(run, history)
         return history
 
@@ -147,6 +167,8 @@ def run_edit(pipeline, prepared: PreparedEdit, output: Path | None = None):
     started = time.perf_counter()
     run = pipeline.store.open(prepared.run_id)
     with RunLock(run, pipeline.settings.store.run_lock_ttl_s, on_lost=pipeline.stop.set) as lease:
+        _check_still_current(run, prepared)
+        prepared = with_speech(prepared)  # the clips are needed below; begin_edit does not speak again
         pending, manifest, plan = begin_edit(run, prepared)
         if output is not None:
             manifest = manifest.model_copy(update={"output": str(output)})
@@ -169,10 +191,19 @@ def begin_edit(run: RunFolder, prepared: PreparedEdit) -> tuple[PendingEdit, Run
     a resume (the CLI's, a worker's) renders the new version. The caller holds the run's lease,
     so the checks below see the run as no other edit can change it until the edit is applied."""
     _check_still_current(run, prepared)
+    prepared = with_speech(prepared)
     ensure_first_version(run, read_manifest(run))
     pending = _write_prepared(run, prepared)
     manifest, plan = apply_prepared(run, pending)
     return pending, manifest, plan
+
+
+def with_speech(prepared: PreparedEdit) -> PreparedEdit:
+    """`prepared` with its edited narration said, if a paid engine is to say it (paid here,
+    and booked from edit.json when the edit is applied)."""
+    if prepared.narration is not None or prepared.speak_later is None:
+        return prepared
+    return replace(prepared, narration=prepared.speak_later().spoken, speak_later=None)
 
 
 def _check_still_current(run: RunFolder, prepared: PreparedEdit) -> None:
@@ -259,7 +290,7 @@ def _kept(run: RunFolder, version: int, record: SegmentRecord, index: int) -> Se
     clip = record.clip
     if index != record.index and clip is not None:
         path = version_path(version, f"kept/seg_{index:04d}.mp4")
-        run.publish(path, run.local_path(clip.path))
+        run.write_bytes(path, run.read_bytes(clip.path))  # from the store itself: a local copy may be another version's
         clip = clip.model_copy(update={"path": path, "segment_index": index})
     return record.model_copy(update={"index": index, "clip": clip, "cost_usd": 0.0})  # paid by an earlier version
 
@@ -268,7 +299,7 @@ def _preserve(run: RunFolder, previous: int, index: int) -> None:
     """Keep the previous version's file of segment `index` before this version overwrites it."""
     current, kept = segment_path(index), version_path(previous, segment_path(index))
     if run.exists(current) and not run.exists(kept):
-        run.publish(kept, run.local_path(current))
+        run.write_bytes(kept, run.read_bytes(current))  # from the store itself: a local copy may be another version's
 
 
 def _replaced(run: RunFolder, job, upload: str) -> SegmentRecord:

@@ -26,10 +26,11 @@ class S3RunFolder:
         return f"s3://{self.store.bucket}/{self._key(relative).rstrip('/')}"
 
     def write_bytes(self, relative: str, data: bytes) -> None:
-        self.store.client.put_object(Bucket=self.store.bucket, Key=self._key(relative), Body=data)
+        answer = self.store.client.put_object(Bucket=self.store.bucket, Key=self._key(relative), Body=data)
         local = self.scratch / relative
         if local.exists():  # keep the local copy in step, or a later read would see old bytes
             atomic_write_bytes(local, data)
+            _remember_etag(local, answer.get("ETag"))
 
     def read_bytes(self, relative: str) -> bytes:
         return self.store.client.get_object(Bucket=self.store.bucket, Key=self._key(relative))["Body"].read()
@@ -38,18 +39,39 @@ class S3RunFolder:
         return self.store.exists(self._key(relative))
 
     def local_path(self, relative: str) -> Path:
+        """A local copy of `relative`, fetched again when the object's ETag is not the one
+        the copy was made from: another host (an API replica, a renderer with its own
+        scratch folder) may have replaced the object since, and stale bytes would be served
+        or uploaded as another version's file."""
         local = self.scratch / relative
-        if not local.is_file():
-            local.parent.mkdir(parents=True, exist_ok=True)
-            fd, partial = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".partial", dir=local.parent)
-            os.close(fd)
-            try:
-                self.store.client.download_file(self.store.bucket, self._key(relative), partial)
-                os.replace(partial, local)
-            except BaseException:
-                Path(partial).unlink(missing_ok=True)
-                raise
+        if local.is_file():
+            current = self._etag(relative)
+            if current is None or current == _known_etag(local):  # not on S3 (yet): the local file is all there is
+                return local
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".partial", dir=local.parent)
+        os.close(fd)
+        try:
+            etag = self._etag(relative)
+            self.store.client.download_file(self.store.bucket, self._key(relative), partial)
+            os.replace(partial, local)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+        # The ETag read before the download: if the object changed during it, the next
+        # call sees a different ETag and fetches again (never the other way round).
+        _remember_etag(local, etag)
         return local
+
+    def _etag(self, relative: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.store.client.head_object(Bucket=self.store.bucket, Key=self._key(relative))["ETag"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
 
     def scratch_path(self, relative: str) -> Path:
         path = self.scratch / relative
@@ -107,6 +129,27 @@ class S3RunFolder:
         # upload_file switches to a multipart upload for large files; the object only
         # becomes visible when the upload completes.
         self.store.client.upload_file(str(local), self.store.bucket, self._key(relative), Config=self.store.transfer)
+        if Path(local) == self.scratch / relative:  # the scratch copy is what was uploaded
+            _remember_etag(Path(local), self._etag(relative))
+
+
+def _etag_file(local: Path) -> Path:
+    return local.parent / f".{local.name}.etag"
+
+
+def _known_etag(local: Path) -> str | None:
+    """The ETag of the object `local` was fetched from or uploaded as (None: unknown)."""
+    try:
+        return _etag_file(local).read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _remember_etag(local: Path, etag: str | None) -> None:
+    if etag is None:
+        _etag_file(local).unlink(missing_ok=True)
+    else:
+        atomic_write_bytes(_etag_file(local), etag.encode())
 
 
 class S3RunStore:

@@ -94,6 +94,7 @@ def autoscale(model_dir: str, workdir: str, idle_minutes: float = 0.1) -> dict:
         settings = Settings.from_env({"LONGVID_LOCAL_MODEL_DIR": model_dir, "LONGVID_LOCAL_DEVICE": "cuda",
                                       "LONGVID_LOCAL_STEPS": "2", "LONGVID_LOCAL_HEIGHT": "32",
                                       "LONGVID_LOCAL_PLACEMENT_TIMEOUT_S": "120"} if local else {})
+        settings = settings.model_copy(update={"autoscaling": True})  # LONGVID_AUTOSCALING=1, as cluster.yaml sets it
         if not local:
             register_gpu_preview()
         seen_up: list[float] = []

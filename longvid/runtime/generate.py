@@ -78,7 +78,7 @@ class GenerateLoop:
         self.settings = settings  # travels to the Ray tasks that poll and download (secrets masked)
         self.on_accepted = on_accepted  # e.g. the merge ahead (merge_ahead.py)
         self.spec = spec or manifest.spec  # `spec`: an edit's, with its own budget (the manifest keeps the user's request)
-        self.capacity = runner.capacity()
+        self.capacity = runner.capacity(settings.autoscaling)  # LONGVID_AUTOSCALING, or the runner's guess
         self.requests = {}
         for job in jobs:
             request, notes = fit_to_cluster(estimate(job, capabilities, self.spec.quality, estimator), self.capacity)

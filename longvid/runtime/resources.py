@@ -149,7 +149,7 @@ class ClusterCapacity:
             cpus=float(resources.get("CPU", 0.0)),
             gpus=float(resources.get("GPU", 0.0)),
             memory_bytes=int(resources.get("memory", 0.0) * config.memory_fraction),
-            autoscaling=autoscaling or grows(resources),
+            autoscaling=autoscaling,
         )
 
     def fits(self, request: ResourceRequest) -> bool:
@@ -164,9 +164,20 @@ class ClusterCapacity:
 
 def grows(resources: Mapping[str, float]) -> bool:
     """Whether a cluster with these resources can only be waiting for an autoscaler: it has
-    no CPU at all (a head that runs no tasks, as cluster.yaml's and the KubeRay manifests'),
-    so nothing could run until workers join."""
+    no CPU at all (a head that runs no tasks, as cluster.yaml's), so nothing could run until
+    workers join. A guess, true only while no CPU worker is up: see `is_autoscaling`."""
     return float(resources.get("CPU", 0.0)) <= 0
+
+
+def is_autoscaling(setting: bool | None, resources: Mapping[str, float], started_here: bool) -> bool:
+    """Whether to treat the cluster as growing with demand. `setting` is LONGVID_AUTOSCALING
+    (cluster.yaml and the KubeRay manifests set it to 1 on every node; None: auto). Ray
+    publishes nothing a driver could read to tell, so auto guesses from a CPU-less cluster,
+    and only for one this process connected to: a Ray it started itself (--num-cpus) never
+    grows, and keeping requests whole there would leave them pending forever."""
+    if setting is not None:
+        return setting
+    return not started_here and grows(resources)
 
 
 def fit_to_cluster(request: ResourceRequest, capacity: ClusterCapacity) -> tuple[ResourceRequest, list[str]]:

@@ -12,6 +12,8 @@ from longvid.runtime.resources import (
     estimate,
     fit_to_cluster,
     is_autoscaling,
+    resident_in_flight_limit,
+    within_limit,
     priority,
 )
 from longvid.spec import QualityTier, RenderSpec
@@ -128,6 +130,21 @@ def test_the_autoscaling_setting_overrides_the_guess():
     assert is_autoscaling(True, {"CPU": 4.0}, started_here=False)
     assert not is_autoscaling(False, {"memory": 16e9}, started_here=False)
     assert not is_autoscaling(None, {"CPU": 4.0}, started_here=False)
+
+
+def test_resident_model_segments_stay_capped_on_an_autoscaling_cluster():
+    # 60 ready segments of a local model on an autoscaling cluster: capacity admits all of
+    # them, but one model worker makes one at a time, so only twice the pool goes in flight.
+    capacity = ClusterCapacity(cpus=0, gpus=0, memory_bytes=0, autoscaling=True)
+    waiting = ResourceRequest(0.25, 0, 1000 * MB)
+    admitted = admit([(i, waiting) for i in range(60)], NOTHING, capacity)
+    assert len(admitted) == 60
+    limit = resident_in_flight_limit(resident_only=True, pool_workers=1)
+    assert within_limit(admitted, 0, limit) == [0, 1]
+    assert within_limit(admitted, 1, limit) == [0] and within_limit(admitted, 3, limit) == []
+    assert within_limit(admitted, 0, resident_in_flight_limit(True, 3)) == list(range(6))
+    assert resident_in_flight_limit(resident_only=False, pool_workers=1) is None  # remote providers: capacity alone
+    assert within_limit(admitted, 5, None) == admitted
 
 
 def test_an_autoscaling_cluster_admits_every_ready_segment():

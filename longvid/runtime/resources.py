@@ -225,6 +225,24 @@ def admit(
     return admitted
 
 
+# A resident model works one segment at a time per worker: one queued behind each keeps it
+# busy; more would only wait at the model, each holding a quarter core and its memory (and,
+# on an autoscaling cluster, asking for CPU nodes that would sit idle).
+RESIDENT_IN_FLIGHT_PER_WORKER = 2
+
+
+def resident_in_flight_limit(resident_only: bool, pool_workers: int,
+                             per_worker: int = RESIDENT_IN_FLIGHT_PER_WORKER) -> int | None:
+    """The most segments in flight when every provider is a resident model served by a pool
+    of `pool_workers` (LONGVID_LOCAL_WORKERS); None (no limit beyond the capacity) otherwise."""
+    return per_worker * max(1, pool_workers) if resident_only else None
+
+
+def within_limit(admitted: list[int], in_flight: int, limit: int | None) -> list[int]:
+    """The admitted keys that keep what is in flight at or under `limit` (None: all)."""
+    return admitted if limit is None else admitted[:max(0, limit - in_flight)]
+
+
 def priority(job: SegmentJob) -> tuple[int, int]:
     """Scene openers first (they start the chains that gate the rest), then timeline order,
     so the start of the video is ready first."""

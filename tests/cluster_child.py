@@ -19,7 +19,17 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-signal.alarm(300)  # never outlive a stuck test
+
+
+def _stop(signum, _frame):
+    # SystemExit, not the signal's default (which ends the process at once): the scenario's
+    # `finally` stops the cluster it started instead of leaking every node's processes.
+    raise SystemExit(f"cluster_child: stopped by signal {signum}")
+
+
+signal.signal(signal.SIGTERM, _stop)  # the parent's timeout (run_stoppable)
+signal.signal(signal.SIGALRM, _stop)
+signal.alarm(240)  # never outlive a stuck test: before the parent's timeout (280 s), so it stops itself
 
 # cluster.yaml's node types, scaled down: a head that runs no tasks, CPU workers, GPU
 # workers from zero (each advertising one GPU and its memory as longvid_vram_gb).

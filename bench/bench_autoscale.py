@@ -20,20 +20,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from longvid.testing.ray_cluster import run_stoppable  # noqa: E402  (after the checkout is on the path)
 
 
 def run(kind: str, model_dir: str) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     env.pop("RAY_ADDRESS", None)
     with tempfile.TemporaryDirectory(prefix="lv-autoscale-") as work:
-        done = subprocess.run([sys.executable, str(REPO / "tests" / "cluster_child.py"), "autoscale",
-                               model_dir if kind == "local" else "-", work], env=env, capture_output=True, text=True, timeout=600)
+        # SIGTERM past 280 s (the child stops its cluster; its own alarm is at 240 s), SIGKILL after 20 s more.
+        done = run_stoppable([sys.executable, str(REPO / "tests" / "cluster_child.py"), "autoscale",
+                              model_dir if kind == "local" else "-", work], env, timeout_s=280)
     if done.returncode != 0:
         raise SystemExit(f"{kind}: {done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -47,7 +50,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lv-tiny-") as folder:
         model_dir = ""
         if "local" in kinds:
-            sys.path.insert(0, str(REPO))
             from longvid.testing.tiny_models import build_tiny_ltx
 
             model_dir = str(build_tiny_ltx(Path(folder) / "tiny-ltx"))

@@ -3,7 +3,9 @@ against the fake Runway (a fixed task latency), for each provider concurrency li
 count asked for. Prints renders per minute, the most Runway tasks in flight (the limit must
 hold across the cluster), the job driver's peak memory and its memory early and late in the
 batch (flat, not growing per render), and then stops one batch midway (SIGTERM, what `ray job
-stop` sends) and runs it again: it must resume and pay for no segment twice.
+stop` sends) and runs it again: it must resume with no segment holding two live (uncancelled)
+Runway tasks. Tasks in flight at the stop are cancelled and re-created on resume: whether
+Runway bills a cancelled task was not verified.
 
     python bench/bench_batch_scale.py                       # 50 renders, limits 2,8, nodes 1,2
     python bench/bench_batch_scale.py --renders 20 --limits 4 --nodes 2 --latency 2

@@ -62,8 +62,8 @@ def main() -> int:
     latency_s = time.perf_counter() - started
 
     class OneAtATime(RaySegmentRunner):
-        def capacity(self) -> ClusterCapacity:
-            return ClusterCapacity(cpus=0.25, gpus=0, memory_bytes=super().capacity().memory_bytes)
+        def capacity(self, autoscaling=None) -> ClusterCapacity:
+            return ClusterCapacity(cpus=0.25, gpus=0, memory_bytes=super().capacity(False).memory_bytes)
 
     rows = []
     folder = Path(tempfile.mkdtemp(prefix="longvid-bench-providers-"))

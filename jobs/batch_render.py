@@ -239,6 +239,9 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None, han
     if args.parallel < 1:
         console.print("batch_render: error: --parallel must be at least 1")
         return 2
+    if args.num_cpus is not None and args.num_cpus < 1:
+        console.print(f"batch_render: error: --num-cpus must be at least 1 (got {args.num_cpus})")
+        return 2
     if str(args.out_dir).startswith("s3:"):
         console.print("batch_render: error: --out-dir is a local folder; keep videos on S3 with --store s3://… --no-copy "
                       "and put the summary there with --summary s3://…")

@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_num_cpus(num_cpus: int | None) -> None:
+    """--num-cpus: an in-process Ray with no CPU could run nothing (its tasks would wait forever)."""
+    if num_cpus is not None and num_cpus < 1:
+        raise InputError(f"--num-cpus must be at least 1 (got {num_cpus}); leave it out to use every CPU")
+
+
 def _store_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", "--runs-dir", dest="store", default=None,
                         help="where run folders live: a local folder or s3://bucket/prefix (default: $LONGVID_STORE or ./runs)")
@@ -448,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.settings = with_local_model(Settings.from_env(), getattr(args, "model_dir", None),
                                          getattr(args, "allow_download", False))  # the one read of the environment; passed down from here
+        check_num_cpus(getattr(args, "num_cpus", None))
         if getattr(args, "log_format", None):
             from .observability.logs import configure_logging, secret_values
 

@@ -131,6 +131,9 @@ class Settings(_Frozen):
     ray_address: str | None = None  # RAY_ADDRESS (None: start Ray in-process)
     debug: bool = False  # LONGVID_DEBUG: tracebacks in the CLI
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
+    # LONGVID_AUTOSCALING: 1 (the cluster grows with demand: keep requests whole, queue them as
+    # its demand), 0 (what it has now is all it has), auto/unset (None: guess from a CPU-less head)
+    autoscaling: bool | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -185,6 +188,7 @@ class Settings(_Frozen):
                 tts_model=(env.text("LONGVID_TTS_MODEL") or GEMINI_DEFAULT_TTS_MODEL).removeprefix("models/"),
                 piper_voices=Path(env.text("LONGVID_PIPER_VOICES")) if env.text("LONGVID_PIPER_VOICES") else None,
             ),
+            autoscaling=autoscaling_setting(env.text("LONGVID_AUTOSCALING")),
         )
 
     def for_provider(self, provider: str) -> Settings:
@@ -203,6 +207,16 @@ class Settings(_Frozen):
             return {"key": _reveal(self.veo.api_key), "project": self.veo.project or "",
                     "location": self.veo.location if self.veo.project else "", "base_url": self.veo.base_url or ""}
         return {}
+
+
+def autoscaling_setting(value: str | None) -> bool | None:
+    """LONGVID_AUTOSCALING: True, False, or None for auto."""
+    choices = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "auto": None}
+    if value is None:
+        return None
+    if value.strip().lower() not in choices:
+        raise InputError(f"LONGVID_AUTOSCALING must be 1, 0 or auto (got {value!r})")
+    return choices[value.strip().lower()]
 
 
 def with_local_model(settings: Settings, model_dir: Path | None = None, allow_download: bool = False) -> Settings:

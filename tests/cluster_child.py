@@ -20,7 +20,17 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-signal.alarm(300)  # never outlive a stuck test
+
+
+def _stop(signum, _frame):
+    # SystemExit, not the signal's default (which ends the process at once): the scenario's
+    # `finally` stops the cluster it started instead of leaking every node's processes.
+    raise SystemExit(f"cluster_child: stopped by signal {signum}")
+
+
+signal.signal(signal.SIGTERM, _stop)  # the parent's timeout (run_stoppable)
+signal.signal(signal.SIGALRM, _stop)
+signal.alarm(240)  # never outlive a stuck test: before the parent's timeout (280 s), so it stops itself
 
 # cluster.yaml's node types, scaled down: a head that runs no tasks, CPU workers, GPU
 # workers from zero (each advertising one GPU and its memory as longvid_vram_gb).
@@ -95,6 +105,7 @@ def autoscale(model_dir: str, workdir: str, idle_minutes: float = 0.1) -> dict:
         settings = Settings.from_env({"LONGVID_LOCAL_MODEL_DIR": model_dir, "LONGVID_LOCAL_DEVICE": "cuda",
                                       "LONGVID_LOCAL_STEPS": "2", "LONGVID_LOCAL_HEIGHT": "32",
                                       "LONGVID_LOCAL_PLACEMENT_TIMEOUT_S": "120"} if local else {})
+        settings = settings.model_copy(update={"autoscaling": True})  # LONGVID_AUTOSCALING=1, as cluster.yaml sets it
         if not local:
             register_gpu_preview()
         seen_up: list[float] = []

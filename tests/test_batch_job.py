@@ -94,6 +94,12 @@ def test_missing_or_empty_spec_file_exits_2_before_ray(tmp_path):
     assert main([str(tmp_path / "empty.jsonl")]) == 2
 
 
+def test_zero_cpus_exits_2_before_ray(tmp_path, capsys):
+    (tmp_path / "specs.jsonl").write_text('{"prompt": "a fox"}\n')
+    assert main([str(tmp_path / "specs.jsonl"), "--num-cpus", "0"]) == 2
+    assert "--num-cpus must be at least 1" in capsys.readouterr().out
+
+
 # -- whole jobs on Ray ------------------------------------------------------------------------
 
 @pytest.mark.ray

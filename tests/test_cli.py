@@ -17,6 +17,7 @@ from longvid.cli import main
         (["render", "a fox", "--provider", "sora"], "unknown provider 'sora'; choose one of: local, preview"),
         (["plan", "a fox", "--provider", "nope"], "unknown provider 'nope'"),
         (["render", "a fox", "-o", "out.avi"], "must end in .mp4"),
+        (["render", "a fox", "--num-cpus", "0"], "--num-cpus must be at least 1"),  # a Ray that could run nothing
     ],
 )
 def test_bad_input_exits_2_with_a_reason(argv, expected, capsys, tmp_path, monkeypatch):

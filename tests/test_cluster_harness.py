@@ -1,12 +1,13 @@
 """The pieces the cluster tests and benchmarks stand on, without Ray: the fake autoscaler's
 config and the fake Runway's fixed task latency (over real HTTP on 127.0.0.1)."""
 
+import sys
 import time
 
 import httpx
 
 from longvid.testing.fake_runway import API_VERSION, DEFAULT_KEY, fake_runway
-from longvid.testing.ray_cluster import HEAD_TYPE, autoscaling_config
+from longvid.testing.ray_cluster import HEAD_TYPE, autoscaling_config, run_stoppable
 
 
 def test_the_fake_autoscaler_config_has_the_given_node_types_and_a_task_free_head():
@@ -30,3 +31,28 @@ def test_a_fixed_task_latency_holds_whatever_the_poll_rate():
             time.sleep(1.1)
             assert client.get(f"/v1/tasks/{task}").json()["status"] == "SUCCEEDED"
     assert states[0] in ("PENDING", "RUNNING") and "SUCCEEDED" not in states
+
+
+# A stand-in for tests/cluster_child.py: SIGTERM becomes SystemExit, so `finally` (there:
+# stopping its cluster) runs; it then ignores the exit and hangs, to show SIGKILL follows.
+STUBBORN_CHILD = """
+import signal, sys, time
+def stop(signum, frame):
+    raise SystemExit(1)
+signal.signal(signal.SIGTERM, stop)
+print("started", flush=True)
+try:
+    time.sleep(60)
+finally:
+    print("cleaned up", flush=True)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(60)
+"""
+
+
+def test_a_timed_out_child_gets_sigterm_first_then_sigkill():
+    started = time.monotonic()
+    done = run_stoppable([sys.executable, "-c", STUBBORN_CHILD], {}, timeout_s=1.5, grace_s=1.0)
+    assert done.stdout.split() == ["started", "cleaned", "up"]  # its finally ran before the SIGKILL
+    assert done.returncode == -9 and "stopped after 1.5 s" in done.stderr
+    assert time.monotonic() - started < 10

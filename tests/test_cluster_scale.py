@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from longvid.media import probe
+from longvid.testing.ray_cluster import run_stoppable
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[1]
@@ -28,8 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 def run_child(*args: str, timeout: float = 280) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     env.pop("RAY_ADDRESS", None)
-    done = subprocess.run([sys.executable, str(REPO / "tests" / "cluster_child.py"), *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    done = run_stoppable([sys.executable, str(REPO / "tests" / "cluster_child.py"), *args], env, timeout)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

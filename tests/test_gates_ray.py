@@ -48,3 +48,27 @@ def test_a_render_on_ray_keeps_to_the_providers_limit(ray_session, tmp_path, mon
         assert fake.most_in_flight() <= 2  # six independent segments, never more than two at Runway at once
     finally:
         server.stop()
+
+
+def test_a_slot_call_that_timed_out_leaves_no_slot_held(ray_session):
+    # The actor answers after the caller gave up (a restart, a busy head): the slot it then
+    # takes is released, not held for the lease (hours) by a segment that never got it.
+    import time
+
+    from longvid.runtime.gates import ProviderGate, _RemoteGate
+
+    ray = ray_session
+
+    class SlowGate(ProviderGate):
+        def try_acquire(self, holder: str) -> str:
+            time.sleep(1.0)
+            return super().try_acquire(holder)
+
+    actor = ray.remote(num_cpus=0)(SlowGate).remote("runway-slowgate01", GateConfig(max_concurrent=1))
+    gate = _RemoteGate(ray, actor, timeout_s=0.3)
+    with pytest.raises(ray.exceptions.GetTimeoutError):
+        gate.try_acquire("run-a/0")
+    # Calls run in order: the release came after the late acquire (waited for here in full).
+    assert ray.get(actor.snapshot.remote(), timeout=60)["in_flight"] == 0
+    assert ray.get(actor.try_acquire.remote("run-b/0"), timeout=60) == Admission.OK  # the slot is free
+    ray.kill(actor)

@@ -11,6 +11,9 @@ from longvid.runtime.resources import (
     admit,
     estimate,
     fit_to_cluster,
+    is_autoscaling,
+    resident_in_flight_limit,
+    within_limit,
     priority,
 )
 from longvid.spec import QualityTier, RenderSpec
@@ -103,11 +106,45 @@ def test_a_cluster_without_cpus_is_autoscaling_and_keeps_requests_whole(job):
     # cluster.yaml's head runs no tasks: before workers join, the cluster has no CPU and no
     # GPU. Shrinking to that would make GPU segments ask for none (no GPU node ever comes)
     # and CPU work ask for none (it would run on the head).
-    capacity = ClusterCapacity.from_ray_resources({"memory": 16e9})
+    resources = {"memory": 16e9}
+    capacity = ClusterCapacity.from_ray_resources(resources, autoscaling=is_autoscaling(None, resources, started_here=False))
     assert capacity.autoscaling
     request = estimate(job, GPU_LOCAL, QualityTier.STANDARD)
     assert fit_to_cluster(request, capacity) == (request, [])
     assert request.num_gpus == 0.5 and request.num_cpus == 1.0
+
+
+def test_a_ray_started_here_without_cpus_does_not_grow(job):
+    # `--num-cpus 0`-like: nothing will ever join, so requests shrink (with a note) instead of
+    # pending forever.
+    resources = {"memory": 16e9}
+    capacity = ClusterCapacity.from_ray_resources(resources, autoscaling=is_autoscaling(None, resources, started_here=True))
+    assert not capacity.autoscaling
+    request, notes = fit_to_cluster(estimate(job, GPU_LOCAL, QualityTier.STANDARD), capacity)
+    assert (request.num_cpus, request.num_gpus) == (0.0, 0.0) and notes
+
+
+def test_the_autoscaling_setting_overrides_the_guess():
+    # A second render while CPU workers are up (or KubeRay's CPU group with minReplicas 1)
+    # has CPUs: only LONGVID_AUTOSCALING=1 says the cluster still grows.
+    assert is_autoscaling(True, {"CPU": 4.0}, started_here=False)
+    assert not is_autoscaling(False, {"memory": 16e9}, started_here=False)
+    assert not is_autoscaling(None, {"CPU": 4.0}, started_here=False)
+
+
+def test_resident_model_segments_stay_capped_on_an_autoscaling_cluster():
+    # 60 ready segments of a local model on an autoscaling cluster: capacity admits all of
+    # them, but one model worker makes one at a time, so only twice the pool goes in flight.
+    capacity = ClusterCapacity(cpus=0, gpus=0, memory_bytes=0, autoscaling=True)
+    waiting = ResourceRequest(0.25, 0, 1000 * MB)
+    admitted = admit([(i, waiting) for i in range(60)], NOTHING, capacity)
+    assert len(admitted) == 60
+    limit = resident_in_flight_limit(resident_only=True, pool_workers=1)
+    assert within_limit(admitted, 0, limit) == [0, 1]
+    assert within_limit(admitted, 1, limit) == [0] and within_limit(admitted, 3, limit) == []
+    assert within_limit(admitted, 0, resident_in_flight_limit(True, 3)) == list(range(6))
+    assert resident_in_flight_limit(resident_only=False, pool_workers=1) is None  # remote providers: capacity alone
+    assert within_limit(admitted, 5, None) == admitted
 
 
 def test_an_autoscaling_cluster_admits_every_ready_segment():

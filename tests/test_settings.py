@@ -47,6 +47,7 @@ FULL = {
     "LONGVID_CLIP_CHECKPOINT": "/models/clip.safetensors",
     "RAY_ADDRESS": "ray://head:10001",
     "LONGVID_DEBUG": "1",
+    "LONGVID_AUTOSCALING": "1",
 }
 
 
@@ -66,6 +67,7 @@ def test_from_env_parses_every_group():
     assert (s.store.location, s.store.s3_part_mb, s.store.run_lock_ttl_s) == ("s3://renders/runs", 16, 30)
     assert (s.clip.model, s.clip.checkpoint) == ("ViT-L-14", Path("/models/clip.safetensors"))
     assert (s.ray_address, s.debug) == ("ray://head:10001", True)
+    assert s.autoscaling is True
 
 
 def test_an_empty_environment_gives_the_documented_defaults():
@@ -78,6 +80,14 @@ def test_an_empty_environment_gives_the_documented_defaults():
         1800.0, 30.0, "runs", 8.0, 90.0)
     assert not provider_configured("runway", s) and not provider_configured("veo", s)
     assert provider_configured("preview", s)
+
+
+def test_autoscaling_is_on_off_or_guessed():
+    assert [Settings.from_env({"LONGVID_AUTOSCALING": v}).autoscaling for v in ("1", "0", "auto", "TRUE", "no")] == [
+        True, False, None, True, False]
+    assert Settings.from_env({}).autoscaling is None
+    with pytest.raises(InputError, match="LONGVID_AUTOSCALING must be 1, 0 or auto"):
+        Settings.from_env({"LONGVID_AUTOSCALING": "sometimes"})
 
 
 def test_the_gemini_key_is_the_fallback_for_both_google_clients():

@@ -176,15 +176,34 @@ class LocalGates:
         return self._gates[identity]
 
 
-class _RemoteGate:
-    """A ProviderGate actor called like a local one: each method call waits for its answer."""
+# Gate methods that take a slot for their first argument, the holder.
+_TAKES_A_SLOT = frozenset({"try_acquire", "hold"})
+GATE_CALL_TIMEOUT_S = 30.0
 
-    def __init__(self, ray, actor):
-        self._ray, self._actor = ray, actor
+
+class _RemoteGate:
+    """A ProviderGate actor called like a local one: each method call waits for its answer.
+
+    Calls are retried through an actor restart (max_task_retries), so one that timed out
+    here may still run later. A call that takes a slot is then followed by a release of its
+    holder: actor calls from one caller run in order, so the release comes after it, and a
+    slot nobody knows it holds never sits out the lease (hours)."""
+
+    def __init__(self, ray, actor, timeout_s: float = GATE_CALL_TIMEOUT_S):
+        self._ray, self._actor, self._timeout_s = ray, actor, timeout_s
 
     def __getattr__(self, method: str):
         remote = getattr(self._actor, method)
-        return lambda *args: self._ray.get(remote.remote(*args), timeout=30)
+
+        def call(*args):
+            try:
+                return self._ray.get(remote.remote(*args), timeout=self._timeout_s)
+            except self._ray.exceptions.GetTimeoutError:
+                if method in _TAKES_A_SLOT and args:
+                    self._actor.release.remote(args[0])
+                raise
+
+        return call
 
 
 class RayGates:

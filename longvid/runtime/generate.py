@@ -39,7 +39,8 @@ from .failures import (
 )
 from .protocols import ProgressSink
 from .normalisation import needs_normalising
-from .resources import EstimatorConfig, admit, estimate, fit_to_cluster, normalise_estimate, priority, total
+from .resources import (EstimatorConfig, admit, estimate, fit_to_cluster, normalise_estimate, priority, resident_in_flight_limit,
+                        total, within_limit)
 from .resume import attempt_seed, segment_key
 from .router import WAIT, SegmentRouter
 from .runlock import RunLock, RunLocked
@@ -78,7 +79,9 @@ class GenerateLoop:
         self.settings = settings  # travels to the Ray tasks that poll and download (secrets masked)
         self.on_accepted = on_accepted  # e.g. the merge ahead (merge_ahead.py)
         self.spec = spec or manifest.spec  # `spec`: an edit's, with its own budget (the manifest keeps the user's request)
-        self.capacity = runner.capacity()
+        self.capacity = runner.capacity(settings.autoscaling)  # LONGVID_AUTOSCALING, or the runner's guess
+        self.in_flight_limit = resident_in_flight_limit(all(router.capabilities(n).resident_model for n in router.names),
+                                                        settings.local.workers)  # even when autoscaling: see resources.py
         self.requests = {}
         for job in jobs:
             request, notes = fit_to_cluster(estimate(job, capabilities, self.spec.quality, estimator), self.capacity)
@@ -197,7 +200,8 @@ class GenerateLoop:
         used = total([*(self.requests[j.index] for j, _, _ in self.in_flight.values()),
                       *(self._normalise_request(j) for j, _, _, _ in self.normalising.values())])
         progressed = waiting = False
-        for index in admit([(j.index, self.requests[j.index]) for j in ready], used, self.capacity):
+        admitted = admit([(j.index, self.requests[j.index]) for j in ready], used, self.capacity)
+        for index in within_limit(admitted, len(self.in_flight), self.in_flight_limit):
             outcome = self._start(self.jobs[index])
             progressed |= outcome is _Start.PROGRESSED
             waiting |= outcome is _Start.WAITING

@@ -149,7 +149,7 @@ class ClusterCapacity:
             cpus=float(resources.get("CPU", 0.0)),
             gpus=float(resources.get("GPU", 0.0)),
             memory_bytes=int(resources.get("memory", 0.0) * config.memory_fraction),
-            autoscaling=autoscaling or grows(resources),
+            autoscaling=autoscaling,
         )
 
     def fits(self, request: ResourceRequest) -> bool:
@@ -164,9 +164,20 @@ class ClusterCapacity:
 
 def grows(resources: Mapping[str, float]) -> bool:
     """Whether a cluster with these resources can only be waiting for an autoscaler: it has
-    no CPU at all (a head that runs no tasks, as cluster.yaml's and the KubeRay manifests'),
-    so nothing could run until workers join."""
+    no CPU at all (a head that runs no tasks, as cluster.yaml's), so nothing could run until
+    workers join. A guess, true only while no CPU worker is up: see `is_autoscaling`."""
     return float(resources.get("CPU", 0.0)) <= 0
+
+
+def is_autoscaling(setting: bool | None, resources: Mapping[str, float], started_here: bool) -> bool:
+    """Whether to treat the cluster as growing with demand. `setting` is LONGVID_AUTOSCALING
+    (cluster.yaml and the KubeRay manifests set it to 1 on every node; None: auto). Ray
+    publishes nothing a driver could read to tell, so auto guesses from a CPU-less cluster,
+    and only for one this process connected to: a Ray it started itself (--num-cpus) never
+    grows, and keeping requests whole there would leave them pending forever."""
+    if setting is not None:
+        return setting
+    return not started_here and grows(resources)
 
 
 def fit_to_cluster(request: ResourceRequest, capacity: ClusterCapacity) -> tuple[ResourceRequest, list[str]]:
@@ -212,6 +223,24 @@ def admit(
             admitted.append(key)
             used = used + request
     return admitted
+
+
+# A resident model works one segment at a time per worker: one queued behind each keeps it
+# busy; more would only wait at the model, each holding a quarter core and its memory (and,
+# on an autoscaling cluster, asking for CPU nodes that would sit idle).
+RESIDENT_IN_FLIGHT_PER_WORKER = 2
+
+
+def resident_in_flight_limit(resident_only: bool, pool_workers: int,
+                             per_worker: int = RESIDENT_IN_FLIGHT_PER_WORKER) -> int | None:
+    """The most segments in flight when every provider is a resident model served by a pool
+    of `pool_workers` (LONGVID_LOCAL_WORKERS); None (no limit beyond the capacity) otherwise."""
+    return per_worker * max(1, pool_workers) if resident_only else None
+
+
+def within_limit(admitted: list[int], in_flight: int, limit: int | None) -> list[int]:
+    """The admitted keys that keep what is in flight at or under `limit` (None: all)."""
+    return admitted if limit is None else admitted[:max(0, limit - in_flight)]
 
 
 def priority(job: SegmentJob) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ..media.frames import frame_png
@@ -19,7 +19,7 @@ from ..settings import Settings
 from ..spec import SegmentJob
 from .gates import LocalGates, RayGates
 from .normalisation import normalise_segment
-from .resources import ClusterCapacity, ResourceRequest
+from .resources import ClusterCapacity, ResourceRequest, is_autoscaling
 
 log = logging.getLogger(__name__)
 
@@ -124,16 +124,9 @@ def collect_segment_logged(log_setup: dict | None, provider_name: str, task_id: 
         return collect_segment(provider_name, task_id, job, from_wire(conditioning_png), want_seam, settings)
 
 
-def _reports_autoscaling() -> bool:
-    """Whether the cluster's autoscaler published its node types to the GCS (autoscaler v2,
-    KubeRay): Ray's own libraries read the same record. The v1 launcher publishes none; its
-    clusters are recognised by their task-free head (resources.grows)."""
-    try:
-        from ray._private.state import state
-
-        return state.get_max_resources_from_cluster_config() is not None
-    except Exception:  # an older Ray, or no GCS answer: judge by the resources alone
-        return False
+# Whether ensure_ray started this process's Ray itself (not connected to a cluster): such a
+# Ray never grows, whatever it has.
+_ray_started_here = False
 
 
 def _assigned_resources() -> dict[str, float] | None:
@@ -152,7 +145,8 @@ class SegmentRunner(Protocol):
 
     gates: LocalGates | RayGates  # provider slots and breakers: in this process, or shared by the cluster
 
-    def capacity(self) -> ClusterCapacity: ...
+    def capacity(self, autoscaling: bool | None = None) -> ClusterCapacity:
+        """What the cluster has; `autoscaling` is Settings.autoscaling (None: auto)."""
 
     def collect(self, provider: str, task_id: str, job: SegmentJob, request: ResourceRequest, conditioning_png: bytes | None,
                 want_seam: bool, retries: int, settings: Settings) -> Any: ...
@@ -177,8 +171,8 @@ class InlineSegmentRunner:
         self.normalised: list[tuple[int, ResourceRequest]] = []
         self.gates = LocalGates()  # one process: provider slots and breakers live here
 
-    def capacity(self) -> ClusterCapacity:
-        return self._capacity
+    def capacity(self, autoscaling: bool | None = None) -> ClusterCapacity:
+        return self._capacity if autoscaling is None else replace(self._capacity, autoscaling=autoscaling)
 
     def collect(self, provider, task_id, job, request, conditioning_png, want_seam, retries, settings):
         self.submitted.append((job.index, request))
@@ -218,8 +212,9 @@ class RaySegmentRunner:
         self._normalise = ray.remote(normalise_segment)
         self.gates = RayGates()  # named actors: slots and breakers shared by every driver on the cluster
 
-    def capacity(self) -> ClusterCapacity:
-        return ClusterCapacity.from_ray_resources(self._ray.cluster_resources(), autoscaling=_reports_autoscaling())
+    def capacity(self, autoscaling: bool | None = None) -> ClusterCapacity:
+        resources = self._ray.cluster_resources()
+        return ClusterCapacity.from_ray_resources(resources, autoscaling=is_autoscaling(autoscaling, resources, _ray_started_here))
 
     def collect(self, provider, task_id, job, request, conditioning_png, want_seam, retries, settings):
         options = request.ray_options()
@@ -288,9 +283,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address is not None:
         ray.init(address=address, **kwargs)
         return
+    global _ray_started_here
     quiet, logger = _DropTokenAuthNotice(), logging.getLogger(RAY_AUTH_LOGGER)
     logger.addFilter(quiet)
     try:
         ray.init(address=None, **kwargs)
+        _ray_started_here = True
     finally:
         logger.removeFilter(quiet)

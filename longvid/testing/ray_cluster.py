@@ -81,6 +81,24 @@ def kill_session(process: subprocess.Popen, graceful_s: float = 0.0) -> None:
         pass
 
 
+def run_stoppable(argv: list[str], env: dict[str, str], timeout_s: float, grace_s: float = 20.0) -> subprocess.CompletedProcess:
+    """Run a process that owns a cluster (tests/cluster_child.py) for at most `timeout_s`: past
+    it, SIGTERM first, so its `finally` stops its cluster, and SIGKILL only after `grace_s`.
+    (subprocess.run's timeout SIGKILLs at once and would leak the child's whole cluster.)"""
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        try:
+            out, err = process.communicate(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+        err = f"{err}\n(stopped after {timeout_s:g} s)"
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+
+
 def autoscaling_config(head_resources: dict, worker_types: dict, gcs_address: str, idle_timeout_minutes: float,
                        max_workers: int = 8) -> dict:
     """A cluster config for Ray's fake multi-node provider. `worker_types`: node type name ->

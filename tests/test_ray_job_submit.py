@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from longvid.media import probe
+from longvid.testing.ray_cluster import session_processes
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -46,19 +47,6 @@ def cluster_env() -> dict[str, str]:
     env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
                RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")  # a test cluster has no Serve traffic to drain at SIGTERM
     return env
-
-
-def session_processes(leader: int) -> list[int]:
-    """Pids in the session our `ray start` leads (gcs, raylet, workers, dashboard)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == leader:
-                    found.append(int(entry.name))
-            except OSError:  # gone meanwhile
-                continue
-    return found
 
 
 @pytest.fixture(scope="module")

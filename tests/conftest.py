@@ -88,3 +88,16 @@ def tiny_wan_dir(tmp_path_factory):
     from longvid.testing.tiny_models import build_tiny_wan
 
     return build_tiny_wan(tmp_path_factory.mktemp("models") / "tiny-wan")
+
+
+@pytest.fixture
+def provider_runway(monkeypatch):
+    """The fake Runway on 127.0.0.1 returning clips as a provider encodes them, at 30 fps."""
+    from longvid.testing import fake_runway
+
+    server, fake = fake_runway.start_fake_runway(pending_polls=0, running_polls=1, fps=30, provider_style=True)
+    monkeypatch.setenv("RUNWAYML_BASE_URL", server.url)
+    monkeypatch.setenv("RUNWAYML_API_SECRET", fake_runway.DEFAULT_KEY)
+    monkeypatch.setenv("LONGVID_POLL_INTERVAL_S", "0.02")
+    yield fake
+    server.stop()

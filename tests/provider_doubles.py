@@ -39,3 +39,20 @@ class RecordingRenderer:
     def start(self, run_id, attempt):
         self.started.append((run_id, attempt))
         return True
+
+
+def offline_api(tmp_path, longvid, token: str):
+    """The API in process (no Ray): a real store under `tmp_path`, the offline planner with the
+    `longvid` settings, a RecordingRenderer, and `token` as its one bearer token."""
+    from fastapi.testclient import TestClient
+
+    from longvid.runtime import LocalRunStore
+    from serve.api import create_api
+    from serve.planning import PlanService
+    from serve.settings import ApiSettings
+
+    settings = ApiSettings.from_env({"LONGVID_API_TOKENS": token, "LONGVID_STORE": str(tmp_path / "runs"),
+                                     "LONGVID_PLANNER": "offline"})
+    store = LocalRunStore(settings.store)
+    return TestClient(create_api(PlanService("offline", longvid, store), RecordingRenderer(), settings),
+                      base_url="http://127.0.0.1"), store

@@ -17,7 +17,6 @@ from longvid.runtime.merge_ahead import MERGE_AHEAD_H264
 from longvid.runtime.protocols import NullProgress
 from longvid.settings import Settings
 from longvid.spec import RenderSpec, SegmentState, Transition
-from longvid.testing import fake_runway
 from longvid.testing.provider_clip import encode_provider_style
 
 W, H, FPS, FRAMES, TAIL = 96, 64, 24, 48, 6
@@ -110,17 +109,6 @@ def test_an_abandoned_merge_leaves_the_earlier_output_and_no_scratch(tmp_path):
     assert stats.frames == probe(out).frames == 4 * FRAMES
     sweep_scratch(out)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-
-
-@pytest.fixture
-def provider_runway(monkeypatch):
-    """The fake Runway on 127.0.0.1 returning clips as a provider encodes them, at 30 fps."""
-    server, fake = fake_runway.start_fake_runway(pending_polls=0, running_polls=1, fps=30, provider_style=True)
-    monkeypatch.setenv("RUNWAYML_BASE_URL", server.url)
-    monkeypatch.setenv("RUNWAYML_API_SECRET", fake_runway.DEFAULT_KEY)
-    monkeypatch.setenv("LONGVID_POLL_INTERVAL_S", "0.02")
-    yield fake
-    server.stop()
 
 
 SPEC = dict(prompt="a lighthouse at night", duration_s=8, resolution="360p", provider="runway", judge="off",

@@ -16,7 +16,6 @@ from longvid.runtime.layout import original_path, segment_path
 from longvid.runtime.normalisation import house_format, needs_normalising
 from longvid.settings import Settings
 from longvid.spec import RenderSpec, SegmentState, Transition
-from longvid.testing import fake_runway
 from longvid.testing.provider_clip import encode_provider_style
 
 W, H, FPS = 96, 64, 24
@@ -99,17 +98,6 @@ def test_house_format_is_detected_from_the_packets(tmp_path):
     assert needs_normalising(style, job) == "another encoder's H.264 parameters"
     assert house_format_problem(normalise_clip(style, house_format(job)), house_format(job)) is None
     assert needs_normalising(b"not a video", job).startswith("unreadable")
-
-
-@pytest.fixture
-def provider_runway(monkeypatch):
-    """The fake Runway on 127.0.0.1 returning clips as a provider encodes them, at 30 fps."""
-    server, fake = fake_runway.start_fake_runway(pending_polls=0, running_polls=1, fps=30, provider_style=True)
-    monkeypatch.setenv("RUNWAYML_BASE_URL", server.url)
-    monkeypatch.setenv("RUNWAYML_API_SECRET", fake_runway.DEFAULT_KEY)
-    monkeypatch.setenv("LONGVID_POLL_INTERVAL_S", "0.02")
-    yield fake
-    server.stop()
 
 
 SPEC = dict(prompt="a lighthouse at night", duration_s=8, resolution="360p", provider="runway", judge="off",

@@ -27,15 +27,21 @@ def _wait(predicate, timeout_s=120.0):
     return False
 
 
-def test_edit_a_render_over_http_then_play_and_list_both_versions(tmp_path):
+def _rendered_harbour(tmp_path, tokens: str):
+    """A finished 5 s render `harbour` owned by TOKEN, and the API over its store with the
+    real render worker on the inline runner (no Ray)."""
     store = LocalRunStore(tmp_path / "runs")
     spec = RenderSpec(prompt="a harbour at dawn", duration_s=5, fps=12, resolution="360p", narration="off", judge="off")
     RenderPipeline(store, InlineSegmentRunner()).render(spec, run_id="harbour")
     (tmp_path / "runs/harbour/request.json").write_text(json.dumps({"owner": token_fingerprint(TOKEN), "request_sha256": "-",
                                                                     "created_at": time.time()}))
     worker = RenderWorker(store, InlineSegmentRunner, judge_factory=lambda spec: None, poll_s=0.05)
-    settings = ApiSettings.from_env({"LONGVID_API_TOKENS": f"{TOKEN},{OTHER}", "LONGVID_STORE": str(tmp_path / "runs")})
-    client = TestClient(create_api(PlanService("offline"), worker, settings), base_url="http://127.0.0.1")
+    settings = ApiSettings.from_env({"LONGVID_API_TOKENS": tokens, "LONGVID_STORE": str(tmp_path / "runs")})
+    return store, worker, TestClient(create_api(PlanService("offline"), worker, settings), base_url="http://127.0.0.1")
+
+
+def test_edit_a_render_over_http_then_play_and_list_both_versions(tmp_path):
+    store, worker, client = _rendered_harbour(tmp_path, f"{TOKEN},{OTHER}")
     first = client.get("/v1/renders/harbour/versions", headers=AUTH).json()
     assert [v["version"] for v in first["versions"]] == [1] and first["pending"] is None
 
@@ -121,14 +127,7 @@ def test_an_edit_whose_driver_died_is_resumed_over_http(tmp_path):
     from longvid.runtime.store import read_manifest, write_model
     from longvid.runtime.versions import ensure_first_version, read_history
 
-    store = LocalRunStore(tmp_path / "runs")
-    spec = RenderSpec(prompt="a harbour at dawn", duration_s=5, fps=12, resolution="360p", narration="off", judge="off")
-    RenderPipeline(store, InlineSegmentRunner()).render(spec, run_id="harbour")
-    (tmp_path / "runs/harbour/request.json").write_text(json.dumps({"owner": token_fingerprint(TOKEN), "request_sha256": "-",
-                                                                    "created_at": time.time()}))
-    worker = RenderWorker(store, InlineSegmentRunner, judge_factory=lambda spec: None, poll_s=0.05)
-    settings = ApiSettings.from_env({"LONGVID_API_TOKENS": TOKEN, "LONGVID_STORE": str(tmp_path / "runs")})
-    client = TestClient(create_api(PlanService("offline"), worker, settings), base_url="http://127.0.0.1")
+    store, worker, client = _rendered_harbour(tmp_path, TOKEN)
     run, planner = store.open("harbour"), RenderPipeline(store, None)
 
     def versions():

@@ -3,17 +3,12 @@ offline planner; no Ray): `judge: gemini` needs the server's Gemini key and says
 naming its variables; `candidates` is bounded and counted in the estimate and the budget."""
 
 import pytest
-from fastapi.testclient import TestClient
-from provider_doubles import RecordingRenderer
+from provider_doubles import offline_api
 from pydantic import SecretStr
 
-from longvid.runtime import LocalRunStore
 from longvid.runtime.store import read_manifest
 from longvid.settings import GeminiSettings, RunwaySettings, Settings
-from serve.api import create_api
 from serve.models import RenderSubmission
-from serve.planning import PlanService
-from serve.settings import ApiSettings
 
 TOKEN = "judge-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -21,11 +16,7 @@ SMALL = {"prompt": "a red fox in the snow", "duration_s": 20, "resolution": "360
 
 
 def _api(tmp_path, longvid: Settings):
-    settings = ApiSettings.from_env({"LONGVID_API_TOKENS": TOKEN, "LONGVID_STORE": str(tmp_path / "runs"),
-                                     "LONGVID_PLANNER": "offline"})
-    store = LocalRunStore(settings.store)
-    return TestClient(create_api(PlanService("offline", longvid, store), RecordingRenderer(), settings),
-                      base_url="http://127.0.0.1"), store
+    return offline_api(tmp_path, longvid, TOKEN)
 
 
 def test_gemini_judge_on_a_server_without_its_key_is_refused_before_anything_starts(tmp_path):

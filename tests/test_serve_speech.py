@@ -3,20 +3,15 @@ Gemini speech on its local fake); no Ray: what the planner pays is booked once i
 ledger and never paid again by the renderer, and a server without a Gemini key says so
 without naming its variables."""
 
-from fastapi.testclient import TestClient
-from provider_doubles import RecordingRenderer
+from provider_doubles import offline_api
 from pydantic import SecretStr
 
 from longvid.manifest import RunPlan
-from longvid.runtime import LocalRunStore
 from longvid.runtime.layout import PLAN
 from longvid.runtime.narration_step import write_narration
 from longvid.runtime.store import read_manifest
 from longvid.settings import GeminiSettings, Settings
 from longvid.testing.fake_gemini import start_fake_gemini
-from serve.api import create_api
-from serve.planning import PlanService
-from serve.settings import ApiSettings
 
 TOKEN = "speech-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -25,11 +20,7 @@ NARRATED = {"prompt": "a red fox in the snow", "duration_s": 8, "resolution": "3
 
 
 def _api(tmp_path, longvid: Settings):
-    settings = ApiSettings.from_env({"LONGVID_API_TOKENS": TOKEN, "LONGVID_STORE": str(tmp_path / "runs"),
-                                     "LONGVID_PLANNER": "offline"})
-    store = LocalRunStore(settings.store)
-    return TestClient(create_api(PlanService("offline", longvid, store), RecordingRenderer(), settings),
-                      base_url="http://127.0.0.1"), store
+    return offline_api(tmp_path, longvid, TOKEN)
 
 
 def test_speech_paid_while_planning_is_booked_in_the_run_once_and_not_paid_again(tmp_path):

@@ -3,10 +3,13 @@ ideal (one task's latency plus planning and merge) and a strictly sequential run
 same segments, in one run.
 
     python bench/bench_providers.py [--latency-polls 7] [--poll-interval 0.25] [--duration 45]
-    python bench/bench_providers.py --latency-polls 20 --poll-interval 1 --provider-style --scale 1 --resolution 720p --only-parallel
+    python bench/bench_providers.py --latency 20 --poll-interval 1 --provider-style --scale 0.5 --only-parallel
 
 The fake is longvid's own (longvid.testing.fake_runway) on 127.0.0.1; the real Runway
-client does the HTTP. Each task takes about (polls + 1) x poll interval at the provider.
+client does the HTTP. With --latency L each task takes L seconds of wall time at the fake
+from its creation, as at the real service, and the fake makes the clip meanwhile, so a
+download serves a finished file; without it each task takes (polls + 1) polls and the clip
+is made when it is downloaded (the client's time then includes the fake's encoding).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-polls", type=int, default=7)
     parser.add_argument("--poll-interval", type=float, default=0.25)
+    parser.add_argument("--latency", type=float, default=None,
+                        help="each task takes this many seconds from its creation (wall time), its clip made meanwhile")
     parser.add_argument("--duration", type=float, default=45)
     parser.add_argument("--resolution", default="360p")
     parser.add_argument("--scale", type=float, default=0.25, help="the fake's clip size as a fraction of 1280x720 (default %(default)s)")
@@ -34,7 +39,8 @@ def main() -> int:
     from longvid.testing.fake_runway import DEFAULT_KEY, start_fake_runway
 
     server, fake = start_fake_runway(pending_polls=1, running_polls=args.latency_polls - 1, scale=args.scale,
-                                      provider_style=args.provider_style)
+                                      provider_style=args.provider_style, task_latency_s=args.latency,
+                                      render_while_running=args.latency is not None)
     os.environ.update(RAY_AUTH_MODE="disabled")
     provider_env = {"RUNWAYML_BASE_URL": server.url, "RUNWAYML_API_SECRET": DEFAULT_KEY,
                     "LONGVID_POLL_INTERVAL_S": str(args.poll_interval)}
@@ -79,7 +85,8 @@ def main() -> int:
         rows.append((label, time.perf_counter() - started, result, fake.counts["create"], fake.most_in_flight()))
     merge = rows[0][2].merge
     ideal = latency_s + planning_s + (merge.seconds - merge.ahead_s)  # the merge's part after the last segment
-    print(f"fake Runway: {args.latency_polls} polls x {args.poll_interval:g} s; one task end to end: {latency_s:.2f} s; "
+    task = f"{args.latency:g} s per task" if args.latency is not None else f"{args.latency_polls} polls x {args.poll_interval:g} s"
+    print(f"fake Runway: {task}, polled every {args.poll_interval:g} s; one task end to end: {latency_s:.2f} s; "
           f"{len(jobs)} segments; planning {planning_s * 1000:.0f} ms")
     print(f"{'run':30s} {'wall s':>8s} {'x ideal':>8s} {'merge s':>8s} {'creates':>8s} {'most at once':>12s}")
     print(f"{'ideal (1 latency + plan + merge)':30s} {ideal:8.2f} {1.0:8.2f}")  # merge: its part after the last segment

@@ -90,6 +90,44 @@ def test_sound_only_in_a_late_segment_gets_silence_before_it(tmp_path):
     assert not stats.audio and not probe(tmp_path / "silent.mp4").has_audio  # nothing to hear: no track
 
 
+def test_audio_for_the_soundtrack_goes_over_as_pcm_not_aac(tmp_path):
+    """With narration or music to come, the merge hands the video's own audio to the
+    soundtrack step as raw PCM (no AAC made here to be decoded there) and the soundtrack
+    mixes it as it mixed the merged track before."""
+    from longvid.sound import _pcm
+    from longvid.sound.finish import SoundOptions, add_sound
+
+    inputs = _normalised_provider_clips(tmp_path)
+    with_aac = merge_segments(inputs, tmp_path / "aac.mp4", FPS, W, H)
+    pcm_path = tmp_path / "merged.f32"
+    merge = TimelineMerge(len(inputs), tmp_path / "pcm.mp4", FPS, W, H, audio_pcm=pcm_path)
+    for position in (1, 0, 3, 2):
+        merge.add(position, inputs[position])
+    stats = merge.finish()
+    assert stats.audio and with_aac.audio and not probe(tmp_path / "pcm.mp4").has_audio  # the picture alone
+    _video, decoded = _decoded(tmp_path / "aac.mp4")
+    pcm = np.concatenate(list(_pcm.raw_pieces(pcm_path)), axis=1)
+    assert pcm.shape[1] == 4 * FRAMES * 2000  # exactly the video's length (2000 samples a frame)
+    # the same track as the AAC one, but for the encoder's delay and its loss
+    delay = decoded.shape[1] - pcm.shape[1] if decoded.shape[1] > pcm.shape[1] else 0
+    body = slice(24000, pcm.shape[1] - 24000)
+    aligned = decoded[:, delay:][:, body] if delay else decoded[:, body]
+    assert np.sqrt(((aligned - pcm[:, body]) ** 2).mean()) < 0.2 * np.sqrt((pcm[:, body] ** 2).mean())
+
+    sounds = {}
+    for name, video, provider_pcm in (("aac", tmp_path / "aac.mp4", None), ("pcm", tmp_path / "pcm.mp4", pcm_path)):
+        out = tmp_path / f"{name}.sound.mp4"
+        sounds[name] = add_sound(video, out, narration=None, cues=[], options=SoundOptions(), provider_pcm=provider_pcm)
+        assert probe(out).has_audio and probe(out).frames == 4 * FRAMES
+    assert sounds["pcm"].loudness_lufs == pytest.approx(sounds["aac"].loudness_lufs, abs=0.5)
+    assert sounds["pcm"].loudness_lufs == pytest.approx(-14.0, abs=1.0)
+
+    # merged again without any sound: no stale track is left for the soundtrack to pick up
+    merge_segments(_normalised_provider_clips(tmp_path, audio=(False,) * 4), tmp_path / "pcm.mp4", FPS, W, H, audio_pcm=pcm_path)
+    assert not pcm_path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no scratch left
+
+
 def test_an_abandoned_merge_leaves_the_earlier_output_and_no_scratch(tmp_path):
     inputs = _normalised_provider_clips(tmp_path)
     out = tmp_path / "out.mp4"

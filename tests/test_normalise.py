@@ -11,7 +11,7 @@ from longvid.manifest import load_manifest
 from longvid.media import MergeInput, merge_segments, probe
 from longvid.media.frames import decode_frames
 from longvid.media.normalise import HouseFormat, house_format_problem, normalise_clip
-from longvid.runtime import InlineSegmentRunner, LocalRunStore, RenderPipeline
+from longvid.runtime import ClusterCapacity, InlineSegmentRunner, LocalRunStore, RenderPipeline, SegmentResult
 from longvid.runtime.layout import original_path, segment_path
 from longvid.runtime.normalisation import house_format, needs_normalising
 from longvid.settings import Settings
@@ -128,13 +128,39 @@ def test_render_through_runway_normalises_each_segment(provider_runway, tmp_path
         assert _sha(tmp_path / "r" / clip.path) == clip.sha256
         assert probe(tmp_path / "r" / clip.original).fps == 30  # the provider's own file, kept as it came
     assert provider_runway.counts["create"] == result.segments
+    # Narrated: the clips' own audio went from the merge to the soundtrack as PCM, mixed under the voice.
+    assert result.sound is not None and result.sound["narration_s"] > 0
+    assert abs(result.sound["loudness_lufs"] + 14) <= 1 and probe(tmp_path / "r" / "final.mp4").has_audio
+    assert not list((tmp_path / "r").glob("*.f32")) and not list((tmp_path / "r").glob(".final.mp4*"))  # no scratch left
 
 
 class CrashWhileNormalising(InlineSegmentRunner):
     """The driver dies in the middle of the first normalisation."""
 
-    def normalise(self, job, mp4, request, want_seam):
+    def normalise(self, job, mp4, request, want_seam, threads=0):
         raise SystemExit("simulated crash while normalising")
+
+
+class ArrivingBackwards(InlineSegmentRunner):
+    """Clips arrive latest in the timeline first, all at once (one latency for every task)."""
+
+    def __init__(self, capacity):
+        super().__init__(capacity)
+        self.arrived: list[int] = []
+
+    def wait(self, handles):
+        backwards = list(reversed(handles))
+        self.arrived += [value.index for kind, value in backwards if kind == "ok" and isinstance(value, SegmentResult)]
+        return backwards
+
+
+def test_clips_arriving_together_are_normalised_earliest_in_the_timeline_first(provider_runway, tmp_path):
+    runner = ArrivingBackwards(ClusterCapacity(cpus=2, gpus=0, memory_bytes=8 * 1024**3))
+    result = RenderPipeline(LocalRunStore(tmp_path), runner, settings=Settings.from_env()).render(RenderSpec(**SPEC), run_id="r")
+    started = [index for index, _ in runner.normalised]
+    assert len(started) == result.segments >= 3
+    assert started == sorted(started) and runner.arrived == sorted(started, reverse=True)  # not in the order they came
+    assert all(request.num_cpus == 1.0 for _, request in runner.normalised)
 
 
 def test_crash_during_normalisation_resumes_without_a_new_provider_task(provider_runway, tmp_path):
@@ -143,9 +169,11 @@ def test_crash_during_normalisation_resumes_without_a_new_provider_task(provider
     with pytest.raises(SystemExit):
         RenderPipeline(store, CrashWhileNormalising(), settings=Settings.from_env()).render(spec, run_id="r")
     crashed = _manifest(tmp_path / "r")
+    # The clips that arrived before the crash wait, recorded but not normalised (the runner
+    # collects every arrival before the first normalisation starts).
     waiting = [r for r in crashed.segments if r.state is SegmentState.GENERATED]
-    assert len(waiting) == 1 and not waiting[0].clip.normalised
-    assert (tmp_path / "r" / original_path(waiting[0].index)).exists()
+    assert waiting and not any(r.clip.normalised for r in waiting)
+    assert all((tmp_path / "r" / original_path(r.index)).exists() for r in waiting)
     created, charged = provider_runway.counts["create"], crashed.cost_usd
 
     runner = InlineSegmentRunner()
@@ -154,7 +182,7 @@ def test_crash_during_normalisation_resumes_without_a_new_provider_task(provider
     assert result.frames == spec.total_frames and result.merge.copied_segments == result.segments
     manifest = _manifest(tmp_path / "r")
     assert all(r.clip.normalised for r in manifest.segments)
-    assert manifest.segments[waiting[0].index].cost_usd == waiting[0].cost_usd > 0  # paid once
+    assert all(manifest.segments[r.index].cost_usd == r.cost_usd > 0 for r in waiting)  # paid once
     assert charged <= manifest.cost_usd
     again = InlineSegmentRunner()
     RenderPipeline(store, again, settings=Settings.from_env()).resume("r")

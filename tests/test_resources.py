@@ -11,6 +11,7 @@ from longvid.runtime.resources import (
     admit,
     estimate,
     fit_to_cluster,
+    normalise_slots,
     is_autoscaling,
     resident_in_flight_limit,
     within_limit,
@@ -67,6 +68,17 @@ def test_oversized_request_is_shrunk_to_the_cluster():
     fitted, notes = fit_to_cluster(ResourceRequest(4, 1, 2000 * MB), capacity)
     assert fitted == ResourceRequest(2, 0, 1000 * MB)
     assert len(notes) == 3
+
+
+def test_normalisations_start_as_many_as_the_cores_hold():
+    one_core = ResourceRequest(1, 0, 256 * MB)
+    two_cores = ClusterCapacity(cpus=2, gpus=0, memory_bytes=8000 * MB)
+    # two on the cores and one queued in Ray, the rest wait in the driver
+    assert [normalise_slots(two_cores, one_core, running) for running in (0, 1, 2, 3, 4)] == [3, 2, 1, 0, 0]
+    # a request bigger than the cluster (fit_to_cluster shrinks it anyway) still starts
+    assert normalise_slots(ClusterCapacity(cpus=0.5, gpus=0, memory_bytes=8000 * MB), one_core, 0) == 1
+    # an autoscaling cluster gets every one: pending work is what brings its nodes
+    assert normalise_slots(ClusterCapacity(cpus=0, gpus=0, memory_bytes=0, autoscaling=True), one_core, 5) > 1000
 
 
 def test_admission_never_exceeds_capacity():

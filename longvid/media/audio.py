@@ -7,14 +7,24 @@ Segments are at most a few seconds, so one segment's PCM is held at a time.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
 
 SAMPLE_RATE = 48_000
 CHANNELS = 2
+# AAC that is decoded again (a normalised segment's track, which the merge mixes): FFmpeg's
+# "fast" coder takes a third of the default's time or less, on the critical path for the last
+# segment to arrive, and a high bit rate keeps what the next encoding adds inaudible.
+INTERMEDIATE_AAC_BITRATE = 256_000
+INTERMEDIATE_AAC_OPTIONS = {"aac_coder": "fast"}
+
+
+def use_intermediate_aac(stream) -> None:
+    stream.bit_rate = INTERMEDIATE_AAC_BITRATE
+    stream.codec_context.options = dict(INTERMEDIATE_AAC_OPTIONS)
 
 
 def has_audio(path: Path) -> bool:
@@ -38,22 +48,25 @@ def decode_audio(path: Path) -> np.ndarray:
 
 
 class AudioMixer:
-    def __init__(self, container, fps: int, lock=None):
+    """Lays segments' audio on the timeline and encodes it into `container` as AAC, or, with
+    `raw`, writes it there as raw PCM instead: float32 48 kHz stereo frames, interleaved (the
+    soundtrack step's scratch format, sound/_pcm.py), for a track that is mixed again."""
+
+    def __init__(self, container, fps: int, lock=None, raw: BinaryIO | None = None):
         self.fps = fps
         self.lock = lock or contextlib.nullcontext()  # the container's, when video is muxed from another thread
-        self.stream = container.add_stream("aac", rate=SAMPLE_RATE)
-        self.stream.layout = "stereo"
-        self.stream.format = "fltp"
+        self.raw = raw
+        self.stream = None
+        if raw is None:
+            self.stream = container.add_stream("aac", rate=SAMPLE_RATE)
+            self.stream.layout = "stereo"
+            self.stream.format = "fltp"
         self.frame_size = 1024
         self.pending = np.zeros((CHANNELS, 0), np.float32)
         self.carry = np.zeros((CHANNELS, 0), np.float32)
         self.frames_done = 0
         self.samples_written = 0
         self.container = container
-
-    @classmethod
-    def for_inputs(cls, container, paths: Sequence[Path], fps: int, lock=None) -> AudioMixer | None:
-        return cls(container, fps, lock) if any(has_audio(p) for p in paths) else None
 
     def _samples_at(self, frame_index: int) -> int:
         # Cumulative boundaries, so rounding never drifts over a long video.
@@ -77,6 +90,10 @@ class AudioMixer:
         self.frames_done += frames
 
     def _emit(self, pcm: np.ndarray) -> None:
+        if self.raw is not None:
+            np.ascontiguousarray(pcm.T, dtype=np.float32).tofile(self.raw)
+            self.samples_written += pcm.shape[1]
+            return
         self.pending = np.concatenate([self.pending, pcm], axis=1)
         while self.pending.shape[1] >= self.frame_size:
             self._encode(self.pending[:, : self.frame_size])
@@ -92,6 +109,9 @@ class AudioMixer:
             self.container.mux(packets)
 
     def finish(self) -> None:
+        if self.raw is not None:
+            self.raw.flush()
+            return
         if self.pending.shape[1]:
             self._encode(self.pending)
             self.pending = self.pending[:, :0]

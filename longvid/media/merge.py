@@ -250,12 +250,14 @@ def merge_segments(
     height: int,
     settings: H264Settings = DEFAULT_H264,
     stream_copy: bool = True,
+    audio_pcm: Path | None = None,
 ) -> MergeStats:
     """Merge `inputs` in order into `output` (written to a temporary name, then renamed,
-    so a reader never sees a half-written file): a TimelineMerge (timeline.py) given them all."""
+    so a reader never sees a half-written file): a TimelineMerge (timeline.py) given them all.
+    `audio_pcm`: the audio goes there as raw PCM, for the soundtrack step to mix (timeline.py)."""
     from .timeline import TimelineMerge
 
-    merge = TimelineMerge(len(inputs), output, fps, width, height, settings, stream_copy)
+    merge = TimelineMerge(len(inputs), output, fps, width, height, settings, stream_copy, audio_pcm)
     try:
         for position, source in enumerate(inputs):
             merge.add(position, source)

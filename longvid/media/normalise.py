@@ -29,7 +29,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from .audio import CHANNELS, SAMPLE_RATE
+from .audio import CHANNELS, SAMPLE_RATE, use_intermediate_aac
 from .encoding import DEFAULT_H264, PIXEL_FORMAT, H264Settings, add_h264_stream, h264_reference, parameter_sets
 from .frames import Source, open_video
 
@@ -147,6 +147,7 @@ class _AudioTrack:
         self.stream = container.add_stream("aac", rate=SAMPLE_RATE)
         self.stream.layout = "stereo"
         self.stream.format = "fltp"
+        use_intermediate_aac(self.stream)  # the merge decodes it again
 
     def until(self, sample: int, final: bool = False) -> None:
         sample = min(sample, self.pcm.shape[1])

@@ -15,6 +15,10 @@ mixed and encoded on its own thread (PyAV releases the GIL inside the codecs), a
 the first segment that has any: the silence of the ones before it is encoded then, so a
 video without sound never encodes any.
 
+When the soundtrack step will mix the video's own audio with narration or music, there is
+no point encoding it here: with `audio_pcm` the track is written as raw PCM to that path
+instead (sound/_pcm.py's scratch format), and the output has no audio track.
+
 The scratch files carry a name of their own per merge (`.final.mp4.<id>.video.mp4`), so
 two merges of one output (a driver that lost its lease and the one that took it over) never
 write or delete each other's files; `sweep_scratch` removes those a killed driver left, and
@@ -47,9 +51,9 @@ class _AudioSide(threading.Thread):
     """The audio track, mixed and encoded into its own file beside the video, one segment at a
     time in timeline order. Each segment's head blends with the tail the previous one carries."""
 
-    def __init__(self, path: Path, fps: int):
+    def __init__(self, path: Path, fps: int, raw: bool = False):
         super().__init__(name="merge-audio", daemon=True)
-        self.path, self.fps = path, fps
+        self.path, self.fps, self.raw = path, fps, raw  # raw: PCM, not an MP4 with AAC
         self.queue: queue.Queue[MergeInput | None] = queue.Queue()
         self.stopped = threading.Event()  # abandoned: stop between segments
         self.error: BaseException | None = None
@@ -75,8 +79,10 @@ class _AudioSide(threading.Thread):
                             silent.append(step)
                             self.work_s += time.perf_counter() - started
                             continue
-                        container = stack.enter_context(av.open(str(self.path), "w", format="mp4"))
-                        mixer = AudioMixer(container, self.fps)
+                        if self.raw:
+                            mixer = AudioMixer(None, self.fps, raw=stack.enter_context(open(self.path, "wb")))
+                        else:
+                            mixer = AudioMixer(stack.enter_context(av.open(str(self.path), "w", format="mp4")), self.fps)
                         for earlier in silent:  # decodes to nothing: silence of its length
                             mixer.add(*earlier)
                     mixer.add(*step)
@@ -105,14 +111,16 @@ class TimelineMerge:
     """Merges `count` segments into `output`, each written as soon as those before it are in."""
 
     def __init__(self, count: int, output: Path, fps: int, width: int, height: int,
-                 settings: H264Settings = DEFAULT_H264, stream_copy: bool = True):
+                 settings: H264Settings = DEFAULT_H264, stream_copy: bool = True, audio_pcm: Path | None = None):
         self.count, self.output = count, Path(output)
         self.fps, self.width, self.height, self.stream_copy = fps, width, height, stream_copy
         self.output.parent.mkdir(parents=True, exist_ok=True)
         tag = uuid.uuid4().hex[:12]  # this merge's own scratch names (the module's docstring says why)
         self.partial = self.output.with_name(f".{self.output.name}.{tag}.partial.mp4")
         self.video_path = self.output.with_name(f".{self.output.name}.{tag}.video.mp4")
-        self.audio_path = self.output.with_name(f".{self.output.name}.{tag}.audio.mp4")
+        self.audio_pcm = Path(audio_pcm) if audio_pcm is not None else None  # where the track goes as PCM (None: in the output)
+        suffix = "f32" if self.audio_pcm is not None else "mp4"
+        self.audio_path = self.output.with_name(f".{self.output.name}.{tag}.audio.{suffix}")
         self.ready: dict[int, MergeInput] = {}
         self.added: dict[int, MergeInput] = {}
         self.next = 0  # the first segment not yet written
@@ -128,7 +136,7 @@ class TimelineMerge:
             stream = add_h264_stream(self.container, width, height, fps, settings)
             self.reference = parameter_sets(stream.codec_context.extradata)
             self.writer = _VideoWriter(self.container, stream, width, height, fps, settings, threading.Lock())
-            self.audio = _AudioSide(self.audio_path, fps)
+            self.audio = _AudioSide(self.audio_path, fps, raw=self.audio_pcm is not None)
         except BaseException:
             self.abort()
             raise
@@ -198,7 +206,13 @@ class TimelineMerge:
         self.container = None
         with_audio = self.audio.finish()
         self.audio = None
-        _join(self.video_path, self.audio_path if with_audio else None, self.partial)
+        in_output = with_audio and self.audio_pcm is None
+        _join(self.video_path, self.audio_path if in_output else None, self.partial)
+        if self.audio_pcm is not None:  # no stale track from an earlier merge of this output
+            if with_audio:
+                self.audio_path.replace(self.audio_pcm)
+            else:
+                self.audio_pcm.unlink(missing_ok=True)
         self.partial.replace(self.output)
         self._remove_scratch()
         self.work_s += time.perf_counter() - started
@@ -228,8 +242,9 @@ def sweep_scratch(output: Path) -> None:
     """Removes the scratch files any earlier merge of `output` left (a killed driver's).
     Only for the one driver that owns the output: another live merge's files would go too."""
     output = Path(output)
-    for stale in output.parent.glob(f".{glob.escape(output.name)}.*.mp4"):
-        stale.unlink(missing_ok=True)
+    for pattern in (f".{glob.escape(output.name)}.*.mp4", f".{glob.escape(output.name)}.*.audio.f32"):
+        for stale in output.parent.glob(pattern):
+            stale.unlink(missing_ok=True)
 
 
 def _join(video: Path, audio: Path | None, out: Path) -> None:

@@ -41,11 +41,13 @@ def report_html(run: RunFolder, manifest: RunManifest, plan: RunPlan, video_src:
     return render_report(summarise(manifest, plan), plan, sheet_png, video, _report_json(run))
 
 
-def write_review(run: RunFolder, manifest: RunManifest, plan: RunPlan, video_src: str = FINAL, thumbs_per_row: int = 5) -> list[str]:
+def write_review(run: RunFolder, manifest: RunManifest, plan: RunPlan, video_src: str = FINAL, thumbs_per_row: int = 5,
+                 sheet_png: bytes | None = None) -> list[str]:
     """Write contact_sheet.png and report.html into the run folder (atomically, like every
-    other file there); returns their names relative to the folder."""
+    other file there); returns their names relative to the folder. `sheet_png`: the contact
+    sheet already drawn (by `contact_sheet_png`, e.g. while the video was still merging)."""
     summary = summarise(manifest, plan)
-    sheet = contact_sheet_png(run, summary, thumbs_per_row)
+    sheet = sheet_png if sheet_png is not None else contact_sheet_png(run, summary, thumbs_per_row)
     run.write_bytes(CONTACT_SHEET, sheet)
     video = video_src if run.exists(FINAL) else None
     html = render_report(summary, plan, sheet, video, _report_json(run))

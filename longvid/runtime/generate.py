@@ -39,8 +39,8 @@ from .failures import (
 )
 from .protocols import ProgressSink
 from .normalisation import needs_normalising
-from .resources import (EstimatorConfig, admit, estimate, fit_to_cluster, normalise_estimate, priority, resident_in_flight_limit,
-                        total, within_limit)
+from .resources import (EstimatorConfig, admit, estimate, fit_to_cluster, normalise_estimate, normalise_slots, priority,
+                        resident_in_flight_limit, total, within_limit)
 from .resume import attempt_seed, segment_key
 from .router import WAIT, SegmentRouter
 from .runlock import RunLock, RunLocked
@@ -103,6 +103,9 @@ class GenerateLoop:
         self.in_flight: dict[Any, tuple[SegmentJob, str, str]] = {}  # handle -> (attempt, key, provider)
         # handle -> (attempt, key, the clip as it arrived, from the cache?): being normalised
         self.normalising: dict[Any, tuple[SegmentJob, str, SegmentResult, bool]] = {}
+        # Arrived clips waiting for a normalisation slot, started in timeline order (see _start_normalising).
+        self.to_normalise: list[tuple[SegmentJob, str, SegmentResult, bool]] = []
+        self.position = {job.index: position for position, job in enumerate(jobs)}
         self.estimator = estimator
         self.failures: list[str] = []
         self.tries: dict[tuple[int, str], int] = {}  # failed tries per (segment, provider) in this invocation
@@ -134,9 +137,10 @@ class GenerateLoop:
     def run(self) -> GenerateOutcome:
         self.acceptance.remember(self.manifest, self.jobs, self.done)
         idle_waits = 0
-        while self.queue or self.in_flight or self.normalising or self.candidates.extras:
+        while self.queue or self.in_flight or self.normalising or self.to_normalise or self.candidates.extras:
             if self.stop.is_set():
                 self._stop()
+            self._start_normalising()
             progressed, waiting = self._start_ready()
             if progressed:
                 self.queue.sort(key=priority)
@@ -169,6 +173,7 @@ class GenerateLoop:
         """The stop event is set: the user cancelled, or another driver took the run over."""
         for handle in [*self.normalising, *self.candidates.extras]:  # originals are on disk: resume normalises them
             self.runner.cancel(handle)
+        self.to_normalise.clear()
         if self.lease is not None and self.lease.lost:  # another driver owns the run now: leave it alone
             for handle in self.in_flight:
                 self.runner.cancel(handle)
@@ -386,9 +391,25 @@ class GenerateLoop:
             return
         if not recorded or clip.path != original_path(index):
             self.manifest = self.acceptance.record_original(self.manifest, attempt, result, key, cached)
-        handle = self.runner.normalise(attempt, result.mp4, self._normalise_request(attempt), index in self.needed_seams)
-        self.normalising[handle] = (attempt, key, result, cached)
+        self.to_normalise.append((attempt, key, result, cached))
         self.progress.segment(index, SegmentState.GENERATED, f"normalising ({why})"[:120])
+
+    def _start_normalising(self) -> None:
+        """Start the waiting normalisations the cluster has room for, earliest in the timeline
+        first: clips often arrive together (one latency for all), and the merge ahead can only
+        write a segment once every one before it is in."""
+        if not self.to_normalise:
+            return
+        self.to_normalise.sort(key=lambda item: self.position[item[0].index])
+        slots = normalise_slots(self.capacity, self._normalise_request(self.to_normalise[0][0]), len(self.normalising))
+        # Alone (often the last segment to arrive, everything else waiting on it) it may use
+        # every core; beside others each keeps to the one core it asked Ray for.
+        threads = 0 if not self.normalising and len(self.to_normalise) == 1 else 1
+        for attempt, key, result, cached in self.to_normalise[:slots]:
+            handle = self.runner.normalise(attempt, result.mp4, self._normalise_request(attempt), attempt.index in self.needed_seams,
+                                           threads)
+            self.normalising[handle] = (attempt, key, result, cached)
+        del self.to_normalise[:slots]
 
     def _normalised(self, handle: Any) -> None:
         attempt, key, result, cached = self.normalising.pop(handle)

@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from ..manifest import RunManifest
 from ..media.encoding import DEFAULT_H264
@@ -43,7 +44,8 @@ MERGE_AHEAD_H264 = replace(DEFAULT_H264, threads=1)
 
 
 class MergeAhead:
-    def __init__(self, run: RunFolder, spec: RenderSpec, jobs: list[SegmentJob], stream_copy: bool = True):
+    def __init__(self, run: RunFolder, spec: RenderSpec, jobs: list[SegmentJob], stream_copy: bool = True,
+                 audio_pcm: Path | None = None):
         from ..media.timeline import TimelineMerge, sweep_scratch
 
         self.run, self.jobs = run, jobs
@@ -51,7 +53,7 @@ class MergeAhead:
         width, height = spec.frame_size
         sweep_scratch(run.scratch_path(FINAL))  # the caller holds the run's lease: no live merge owns them
         self.merge = TimelineMerge(len(jobs), run.scratch_path(FINAL), spec.fps, width, height, MERGE_AHEAD_H264,
-                                   stream_copy=stream_copy)
+                                   stream_copy=stream_copy, audio_pcm=audio_pcm)
         self.fed: dict[int, tuple[str, str]] = {}  # segment index -> (clip path, sha256) handed to the merge
         self.queue: queue.Queue[tuple[int, str] | None] = queue.Queue()
         self.failed: BaseException | None = None

@@ -11,6 +11,7 @@ from the run folder: nothing is synthesised twice.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import InputError, RenderError
 from ..manifest import RunManifest
@@ -167,13 +168,21 @@ SUBTITLE_LANGUAGES = {"en": "eng", "zh": "chi", "ja": "jpn", "ko": "kor"}
 WITH_SOUND = "final.sound.mp4"  # add_sound's output, published over final.mp4
 
 
-def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None) -> dict | None:
+def soundtrack_mixes(spec: RenderSpec, narration: NarrationRecord | None) -> bool:
+    """Whether add_soundtrack mixes the merged video's own audio with narration or music
+    (and so decodes the merge's track again), rather than keeping it as it is."""
+    return narration is not None or spec.music is not None
+
+
+def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None, merged_audio=None) -> dict | None:
     """final.mp4 with its soundtrack (narration, music, provider audio; -14 LUFS) and the
     cues as a soft subtitle track (drawn in with burn_subtitles), the picture stream-copied
     unless burned. A video with only its provider's audio keeps the merge's output as it is;
     one with nothing to hear at all gets a silent AAC track (players, editors and upload
-    sites expect one; add_sound encodes silence without measuring anything). Returns
-    add_sound's figures (None when the merge's output was kept)."""
+    sites expect one; add_sound encodes silence without measuring anything). `merged_audio`:
+    where the merge left the video's own audio as raw PCM instead of in final.mp4 (none
+    there: it had none); it is deleted once mixed. Returns add_sound's figures (None when the
+    merge's output was kept)."""
     import os
     from dataclasses import asdict
 
@@ -181,14 +190,19 @@ def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None) -> 
     from ..sound.finish import SoundOptions, add_sound
     from .layout import FINAL
 
-    if narration is None and spec.music is None and has_audio(run.local_path(FINAL)):
+    if not soundtrack_mixes(spec, narration) and has_audio(run.local_path(FINAL)):
         return None
     cues = narration.cues() if narration is not None else []
     options = SoundOptions(music=spec.music, burn_subtitles=spec.burn_subtitles, soft_subtitles=spec.subtitles,
                            subtitle_language=SUBTITLE_LANGUAGES.get(narration.language) if narration else None)
     out = run.scratch_path(WITH_SOUND)
-    stats = add_sound(run.local_path(FINAL), out, narration=run.local_path(NARRATION_WAV) if narration else None,
-                      cues=cues, options=options)
+    pcm = Path(merged_audio) if merged_audio is not None else None
+    try:
+        stats = add_sound(run.local_path(FINAL), out, narration=run.local_path(NARRATION_WAV) if narration else None,
+                          cues=cues, options=options, provider_pcm=pcm if pcm is not None and pcm.exists() else None)
+    finally:
+        if pcm is not None:
+            pcm.unlink(missing_ok=True)
     final = run.scratch_path(FINAL)  # the merged video's local copy, as merge_run left it
     os.replace(out, final)  # same folder: atomic; later steps (copy_out, review) read the new one
     run.publish(FINAL, final)
@@ -197,8 +211,6 @@ def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None) -> 
 
 def copy_subtitles_out(run, output) -> None:
     """subtitles.srt / .vtt beside the user's output file (fox.mp4 -> fox.srt, fox.vtt)."""
-    from pathlib import Path
-
     from .store import atomic_copy
 
     for name in (SUBTITLES_SRT, SUBTITLES_VTT):

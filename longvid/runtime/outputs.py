@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..manifest import RunManifest, RunPlan, with_warnings
+from ..manifest import RunManifest, RunPlan, RunStatus, with_warnings
 from ..media import MergeInput, MergeStats, merge_segments
 from ..observability import render_events
 from ..spec import SegmentJob, Storyboard
@@ -53,10 +54,11 @@ class RenderResult:
 
 
 def merge_run(run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], stream_copy: bool,
-              progress: ProgressSink, ahead: MergeAhead | None = None) -> MergeStats:
+              progress: ProgressSink, ahead: MergeAhead | None = None, audio_pcm: Path | None = None) -> MergeStats:
     """The accepted segments merged with their transitions into the run's final.mp4: what
     `ahead` merged while they generated, finished, or (without it, or when it cannot be
-    used) a merge from scratch."""
+    used) a merge from scratch. `audio_pcm`: the video's own audio goes there as raw PCM,
+    not into final.mp4, for the soundtrack step to mix (None: into final.mp4)."""
     progress.merging()
     started = time.perf_counter()
     stats = ahead.finish(manifest) if ahead is not None else None
@@ -72,7 +74,7 @@ def merge_run(run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], str
     width, height = spec.frame_size
     final = run.scratch_path(FINAL)
     started = time.perf_counter()
-    stats = merge_segments(inputs, final, spec.fps, width, height, stream_copy=stream_copy)
+    stats = merge_segments(inputs, final, spec.fps, width, height, stream_copy=stream_copy, audio_pcm=audio_pcm)
     render_events.merged(time.perf_counter() - started)
     run.publish(FINAL, final)
     return stats
@@ -135,12 +137,31 @@ def write_report(run: RunFolder, manifest: RunManifest, result: RenderResult, ju
     run.write_bytes(REPORT, json.dumps(report, indent=2, ensure_ascii=False).encode())
 
 
-def write_review(run: RunFolder, manifest: RunManifest, storyboard: Storyboard, jobs: list[SegmentJob]) -> RunManifest:
-    """contact_sheet.png and report.html for people to look at; never fails a render."""
+def draw_sheet_ahead(run: RunFolder, manifest: RunManifest, storyboard: Storyboard, jobs: list[SegmentJob]) -> Future:
+    """The contact sheet (PNG bytes), drawn on a thread of its own while the merge and the
+    soundtrack finish on the render's: it reads only the accepted segments, and its header
+    shows the run as it will read once done (status done; the cost is final once every
+    segment is accepted). Two cores then share the render's last steps."""
+    from ..review.contact_sheet import contact_sheet_png
+    from ..review.summary import summarise
+
+    done = manifest.model_copy(update={"status": RunStatus.DONE})
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contact-sheet")
+    try:
+        return pool.submit(lambda: contact_sheet_png(run, summarise(done, RunPlan(storyboard=storyboard, segments=jobs))))
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one job
+
+
+def write_review(run: RunFolder, manifest: RunManifest, storyboard: Storyboard, jobs: list[SegmentJob],
+                 sheet: Future | None = None) -> RunManifest:
+    """contact_sheet.png and report.html for people to look at; never fails a render.
+    `sheet`: from draw_sheet_ahead (None: drawn here)."""
     from ..review import write_review as write_review_files
 
     try:
-        write_review_files(run, manifest, RunPlan(storyboard=storyboard, segments=jobs))
+        sheet_png = sheet.result() if sheet is not None else None
+        write_review_files(run, manifest, RunPlan(storyboard=storyboard, segments=jobs), sheet_png=sheet_png)
     except Exception as exc:
         manifest = with_warnings(manifest, f"review files not written: {exc.__class__.__name__}: {exc}")
     return manifest

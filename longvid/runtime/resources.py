@@ -132,6 +132,18 @@ def normalise_estimate(job: SegmentJob, config: EstimatorConfig = DEFAULT_ESTIMA
     )
 
 
+def normalise_slots(capacity: ClusterCapacity, request: ResourceRequest, in_flight: int) -> int:
+    """How many more normalisations to start now, `in_flight` started: as many as the
+    cluster's cores hold at once plus one queued in Ray (a core freed while the driver is
+    busy with an earlier result starts it at once); the rest wait in the driver, which starts
+    them earliest in the timeline first, rather than in Ray's queue, which runs them in
+    arrival order. An autoscaling cluster gets them all at once: pending work is what brings
+    its nodes."""
+    if capacity.autoscaling or request.num_cpus <= 0:
+        return 1 << 30
+    return max(int(capacity.cpus // request.num_cpus) + 1 - in_flight, 0)
+
+
 @dataclass(frozen=True)
 class ClusterCapacity:
     """What the driver may have in flight at once. `autoscaling`: the cluster grows with

@@ -151,8 +151,9 @@ class SegmentRunner(Protocol):
     def collect(self, provider: str, task_id: str, job: SegmentJob, request: ResourceRequest, conditioning_png: bytes | None,
                 want_seam: bool, retries: int, settings: Settings) -> Any: ...
 
-    def normalise(self, job: SegmentJob, mp4: bytes, request: ResourceRequest, want_seam: bool) -> Any:
-        """Start re-encoding an arrived segment into the house format (a NormalisedSegment)."""
+    def normalise(self, job: SegmentJob, mp4: bytes, request: ResourceRequest, want_seam: bool, threads: int = 0) -> Any:
+        """Start re-encoding an arrived segment into the house format (a NormalisedSegment);
+        `threads`: the encoder's (normalise_segment)."""
 
     def wait(self, handles: Sequence[Any]) -> list[Any]: ...
 
@@ -181,10 +182,10 @@ class InlineSegmentRunner:
         except Exception as exc:  # surfaced by result(), as Ray would
             return ("error", exc)
 
-    def normalise(self, job, mp4, request, want_seam):
+    def normalise(self, job, mp4, request, want_seam, threads=0):
         self.normalised.append((job.index, request))
         try:
-            return ("ok", normalise_segment(job, mp4, want_seam))
+            return ("ok", normalise_segment(job, mp4, want_seam, threads))
         except Exception as exc:  # surfaced by result(), as Ray would
             return ("error", exc)
 
@@ -222,11 +223,11 @@ class RaySegmentRunner:
             logs.worker_setup(), provider, task_id, job, to_wire(conditioning_png), want_seam, settings
         )
 
-    def normalise(self, job, mp4, request, want_seam):
+    def normalise(self, job, mp4, request, want_seam, threads=0):
         # SPREAD: arrivals come in bursts; packing them onto one node would queue them there.
         options = request.ray_options()
         return self._normalise.options(**options, max_retries=2, scheduling_strategy="SPREAD",
-                                       name=f"normalise-{job.index}").remote(job, mp4, want_seam)
+                                       name=f"normalise-{job.index}").remote(job, mp4, want_seam, threads)
 
     def cancel(self, handle):
         self._ray.cancel(handle, force=True)

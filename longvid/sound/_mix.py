@@ -39,12 +39,13 @@ class Measured:
         return self.samples / _pcm.RATE
 
 
-def measure(path: Path, limit: int, with_levels: bool = False, keep_in: Path | None = None) -> Measured:
+def measure(path: Path, limit: int, with_levels: bool = False, keep_in: Path | None = None, raw: bool = False) -> Measured:
     """Loudness of the first `limit` samples of a file's audio, its length (a file longer
     than `limit` reads as limit + 1, and is not decoded further) and, when asked, its level
     every 50 ms. With `keep_in`, those samples as decoded (48 kHz stereo float32) are also
     written there, and the result points at that copy: the mix reads it back instead of
-    decoding the file a second time."""
+    decoding the file a second time. `raw`: the file already is such a copy (write_raw's
+    format), read as it is."""
     meter = LoudnessMeter(_pcm.RATE)
     hop = int(LEVEL_HOP_S * _pcm.RATE)
     levels: list[float] = []
@@ -53,7 +54,7 @@ def measure(path: Path, limit: int, with_levels: bool = False, keep_in: Path | N
     carry = np.zeros((_pcm.CHANNELS, 0), np.float32)
     damaged: list[float] = []
     with open(keep_in, "wb") if keep_in is not None else contextlib.nullcontext() as kept:
-        for piece in _pcm.rebatched(_pcm.decoded(path, damaged=damaged)):
+        for piece in (_pcm.raw_pieces(path) if raw else _pcm.rebatched(_pcm.decoded(path, damaged=damaged))):
             decoded = piece.shape[1]
             piece = piece[:, : limit - samples]
             samples += piece.shape[1]

@@ -33,7 +33,9 @@ import heapq
 import logging
 import math
 import os
+import queue
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -150,17 +152,22 @@ def _video_facts(video: Path) -> tuple[float, bool]:
 
 
 def _tracks(video: Path, has_provider: bool, narration: Path | None, music: Path | None, total: int,
-            options: SoundOptions, scratch: Path) -> tuple[list[Track], Measured | None, Measured | None, list[str]]:
+            options: SoundOptions, scratch: Path, provider_pcm: Path | None = None,
+            ) -> tuple[list[Track], Measured | None, Measured | None, list[str]]:
     """Each source measured and set to its level (see SoundOptions), the measurements, and
     a warning for each source with damaged packets (played as silence).
-    Each is decoded once: its samples are kept in `scratch` for the mix."""
+    Each is decoded once: its samples are kept in `scratch` for the mix. `provider_pcm`: the
+    video's own audio already as such samples (from the merge), read from there."""
     target = options.target_lufs
     spoken = measure(narration, total, with_levels=True, keep_in=scratch / "narration.f32") if narration is not None else None
     tune = measure(music, total, keep_in=scratch / "music.f32") if music is not None else None
     tracks: list[Track] = []
     if spoken is not None and spoken.audible:
         tracks.append(Track(spoken.path, level_gain(spoken, target), duck_db=0.0))
-    provider = measure(video, total, keep_in=scratch / "provider.f32") if has_provider else None
+    if provider_pcm is not None:
+        provider = measure(provider_pcm, total, raw=True)
+    else:
+        provider = measure(video, total, keep_in=scratch / "provider.f32") if has_provider else None
     if provider is not None and provider.audible:
         level = target + (options.provider_level_db if spoken else 0.0)
         tracks.append(Track(provider.path, level_gain(provider, level), duck_db=options.provider_duck_db if spoken else 0.0))
@@ -266,11 +273,66 @@ def _timed(packets: Iterator[av.Packet]) -> Iterator[tuple[float, av.Packet]]:
         yield (stamp * unit if stamp is not None else 0.0), packet
 
 
+class _Ahead:
+    """The blocks of `source`, made on a thread of their own a few blocks ahead of the reader.
+
+    The soundtrack's PCM (the mix read back, the limiter and the meters: numpy and scipy) and
+    its AAC encoding (FFmpeg) each take about half of add_sound's time for a narrated video;
+    both release the GIL for most of it, so on two threads they take little more than the
+    longer of the two. An error on the thread is raised to the reader; a reader that stops
+    early (an error of its own) closes it, which stops the thread at its next block."""
+
+    _END = object()
+
+    def __init__(self, source: Iterator[np.ndarray], depth: int = 4):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stopped = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._fill, args=(source,), name="soundtrack-pcm", daemon=True)
+        self._thread.start()
+
+    def _fill(self, source: Iterator[np.ndarray]) -> None:
+        try:
+            for block in source:
+                while not self._stopped.is_set():
+                    try:
+                        self._queue.put(block, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stopped.is_set():
+                    return
+        except BaseException as exc:  # raised again on the reading thread
+            self._error = exc
+        finally:
+            self._put_end()
+
+    def _put_end(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(self._END, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while (block := self._queue.get()) is not self._END:
+            yield block
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+
 def _write(video: Path, out: Path, audio: Iterator[np.ndarray], cues: Sequence[Cue], options: SoundOptions) -> None:
     from ._burn import BurnedVideo
     from ._subtitles import MovTextTrack
 
     partial = out.with_name(f".{out.name}.partial.mp4")
+    ahead = _Ahead(audio)
+    audio = iter(ahead)
     try:
         with av.open(str(video)) as source, av.open(str(partial), "w", options={"movflags": "+faststart"}) as target:
             source_video = source.streams.video[0]
@@ -292,22 +354,28 @@ def _write(video: Path, out: Path, audio: Iterator[np.ndarray], cues: Sequence[C
                 target.mux(packet)
         os.replace(partial, out)
     finally:
+        ahead.close()
         partial.unlink(missing_ok=True)
 
 
-def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[Cue], options: SoundOptions) -> SoundStats:
+def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[Cue], options: SoundOptions,
+              provider_pcm: Path | None = None) -> SoundStats:
     """Write `out`: `video`'s picture with the mixed, normalised sound and the cues as
     subtitles. `out` is written under a temporary name and renamed, so it may be `video`
-    itself, and no half-written file ever stands where a finished one should."""
+    itself, and no half-written file ever stands where a finished one should.
+    `provider_pcm`: the video's own audio as raw PCM (the merge's, TimelineMerge's
+    `audio_pcm`), used instead of any audio track `video` has."""
     video, out = Path(video), Path(out)
     steps = _Steps()
     duration, has_provider = _video_facts(video)
+    has_provider = has_provider or provider_pcm is not None
     total = int(round(duration * _pcm.RATE))
     mix_gain, limiter, lufs, peak = 1.0, None, -math.inf, 0.0
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.sound.") as folder:
         folder = Path(folder)
         with steps("measure_sources"):
-            tracks, spoken, tune, warnings = _tracks(video, has_provider, narration, options.music, total, options, folder)
+            tracks, spoken, tune, warnings = _tracks(video, has_provider, narration, options.music, total, options, folder,
+                                                     provider_pcm)
             spans = speech_spans(spoken, [(c.start_s, c.end_s) for c in cues], options.duck_bridge_s)
         if not tracks:
             with steps("encode_mux"):

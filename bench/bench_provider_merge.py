@@ -502,6 +502,13 @@ def run_profile(args, profile: str) -> list[list[str]]:
         rows.append([profile, f"({m})", METHODS[m][0], f"{r['rep']['op_s']:.2f}", ratio,
                      f"{cpu:.2f}" if cpu else "-", cpu_ratio, f"{r['peak'] / MB:.0f}",
                      str(r["info"].frames), "yes" if r["info"].has_audio else "no", detail])
+    if base and "x" in results:
+        # What no method that re-encodes the late clip can avoid: its normalisation alone.
+        floor = base["rep"]["normalise_last_s"]
+        xfade = results["x"]["rep"]["op_s"]
+        print(f"  bound: normalising the late clip alone took {floor:.2f} s of (a)'s {base['rep']['op_s']:.2f} s; no merge that "
+              f"re-encodes it at the house settings on these cores can be more than {xfade / floor:.1f}x faster than (x)'s "
+              f"{xfade:.2f} s; (a) is {xfade / base['rep']['op_s']:.1f}x", flush=True)
     if not args.keep:
         shutil.rmtree(outdir, ignore_errors=True)
     if not args.no_quality:  # after the methods: nothing it holds is inherited by their processes

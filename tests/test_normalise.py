@@ -130,6 +130,7 @@ def test_render_through_runway_normalises_each_segment(provider_runway, tmp_path
     assert provider_runway.counts["create"] == result.segments
     # Narrated: the clips' own audio went from the merge to the soundtrack as PCM, mixed under the voice.
     assert result.sound is not None and result.sound["narration_s"] > 0
+    assert result.sound["provider_s"] == pytest.approx(spec.duration_s, abs=0.1)  # the clips' own sound, all of it
     assert abs(result.sound["loudness_lufs"] + 14) <= 1 and probe(tmp_path / "r" / "final.mp4").has_audio
     assert not list((tmp_path / "r").glob("*.f32")) and not list((tmp_path / "r").glob(".final.mp4*"))  # no scratch left
 
@@ -187,3 +188,29 @@ def test_crash_during_normalisation_resumes_without_a_new_provider_task(provider
     again = InlineSegmentRunner()
     RenderPipeline(store, again, settings=Settings.from_env()).resume("r")
     assert again.normalised == []  # a finished run is never normalised twice
+
+
+def test_a_failed_soundtrack_leaves_the_finished_video_as_it_was(provider_runway, tmp_path, monkeypatch):
+    """With narration to mix, the merge writes the picture and the clips' audio to scratch
+    files and only the soundtrack step writes final.mp4: a soundtrack that fails on a resumed
+    (or edited) run leaves the earlier final.mp4, sound and all, and no scratch behind."""
+    import longvid.sound.finish as finish
+
+    store = LocalRunStore(tmp_path)
+    RenderPipeline(store, InlineSegmentRunner(), settings=Settings.from_env()).render(RenderSpec(**SPEC), run_id="r")
+    final = tmp_path / "r" / "final.mp4"
+    before = _sha(final)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the disk is full")
+
+    working = finish.add_sound
+    monkeypatch.setattr(finish, "add_sound", broken)
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        RenderPipeline(store, InlineSegmentRunner(), settings=Settings.from_env()).resume("r")
+    assert _sha(final) == before and probe(final).has_audio
+    assert not list((tmp_path / "r").glob(".final.mp4.*")) and not list((tmp_path / "r").glob("*.f32"))
+
+    monkeypatch.setattr(finish, "add_sound", working)
+    result = RenderPipeline(store, InlineSegmentRunner(), settings=Settings.from_env()).resume("r")
+    assert result.sound["provider_s"] > 0 and probe(final).has_audio

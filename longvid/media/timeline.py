@@ -33,6 +33,7 @@ from __future__ import annotations
 import glob
 import heapq
 import queue
+import shutil
 import threading
 import time
 import uuid
@@ -116,11 +117,12 @@ class TimelineMerge:
         self.fps, self.width, self.height, self.stream_copy = fps, width, height, stream_copy
         self.output.parent.mkdir(parents=True, exist_ok=True)
         tag = uuid.uuid4().hex[:12]  # this merge's own scratch names (the module's docstring says why)
-        self.partial = self.output.with_name(f".{self.output.name}.{tag}.partial.mp4")
-        self.video_path = self.output.with_name(f".{self.output.name}.{tag}.video.mp4")
+        stem = f".{self.output.name.lstrip('.')}.{tag}"  # an output that is a scratch file itself keeps one dot
+        self.partial = self.output.with_name(f"{stem}.partial.mp4")
+        self.video_path = self.output.with_name(f"{stem}.video.mp4")
         self.audio_pcm = Path(audio_pcm) if audio_pcm is not None else None  # where the track goes as PCM (None: in the output)
         suffix = "f32" if self.audio_pcm is not None else "mp4"
-        self.audio_path = self.output.with_name(f".{self.output.name}.{tag}.audio.{suffix}")
+        self.audio_path = self.output.with_name(f"{stem}.audio.{suffix}")
         self.ready: dict[int, MergeInput] = {}
         self.added: dict[int, MergeInput] = {}
         self.next = 0  # the first segment not yet written
@@ -210,7 +212,7 @@ class TimelineMerge:
         _join(self.video_path, self.audio_path if in_output else None, self.partial)
         if self.audio_pcm is not None:  # no stale track from an earlier merge of this output
             if with_audio:
-                self.audio_path.replace(self.audio_pcm)
+                shutil.move(self.audio_path, self.audio_pcm)  # a rename when, as in a render, both are in one folder
             else:
                 self.audio_pcm.unlink(missing_ok=True)
         self.partial.replace(self.output)
@@ -239,10 +241,11 @@ class TimelineMerge:
 
 
 def sweep_scratch(output: Path) -> None:
-    """Removes the scratch files any earlier merge of `output` left (a killed driver's).
-    Only for the one driver that owns the output: another live merge's files would go too."""
+    """Removes the scratch files any earlier merge of `output` left (a killed driver's), the
+    picture and audio one made for the soundtrack step beside it included (runtime/outputs.py's
+    MergeTarget). Only for the one driver that owns the output: another live merge's files would go too."""
     output = Path(output)
-    for pattern in (f".{glob.escape(output.name)}.*.mp4", f".{glob.escape(output.name)}.*.audio.f32"):
+    for pattern in (f".{glob.escape(output.name)}.*.mp4", f".{glob.escape(output.name)}.*.f32"):
         for stale in output.parent.glob(pattern):
             stale.unlink(missing_ok=True)
 

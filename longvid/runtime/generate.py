@@ -402,9 +402,9 @@ class GenerateLoop:
             return
         self.to_normalise.sort(key=lambda item: self.position[item[0].index])
         slots = normalise_slots(self.capacity, self._normalise_request(self.to_normalise[0][0]), len(self.normalising))
-        # Alone (often the last segment to arrive, everything else waiting on it) it may use
-        # every core; beside others each keeps to the one core it asked Ray for.
-        threads = 0 if not self.normalising and len(self.to_normalise) == 1 else 1
+        # The last thing this render waits for (nothing else generating or normalising) may use
+        # every core x264 wants, though it asked Ray for one; otherwise each keeps to its one.
+        threads = 0 if not self.normalising and not self.in_flight and len(self.to_normalise) == 1 else 1
         for attempt, key, result, cached in self.to_normalise[:slots]:
             handle = self.runner.normalise(attempt, result.mp4, self._normalise_request(attempt), attempt.index in self.needed_seams,
                                            threads)

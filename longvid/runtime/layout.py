@@ -36,9 +36,6 @@ REPORT_HTML = "report.html"
 CHARACTERS = "characters.npz"
 CONTEXT = "context.npz"
 LOCK = "lock.json"
-# The merged video's own audio as raw PCM, in the driver's scratch folder only (never stored):
-# from the merge to the soundtrack step, which mixes it with narration or music.
-MERGED_AUDIO = "final.audio.f32"
 
 # Versions after edits (runtime/versions.py).
 HISTORY = "history.json"

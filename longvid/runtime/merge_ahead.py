@@ -45,14 +45,16 @@ MERGE_AHEAD_H264 = replace(DEFAULT_H264, threads=1)
 
 class MergeAhead:
     def __init__(self, run: RunFolder, spec: RenderSpec, jobs: list[SegmentJob], stream_copy: bool = True,
-                 audio_pcm: Path | None = None):
+                 output: Path | None = None, audio_pcm: Path | None = None):
+        """`output`: where the merged video goes (default: the run's final.mp4, in its scratch
+        folder); `audio_pcm`: its audio goes there as raw PCM instead (outputs.MergeTarget)."""
         from ..media.timeline import TimelineMerge, sweep_scratch
 
         self.run, self.jobs = run, jobs
         self.positions = {job.index: position for position, job in enumerate(jobs)}
         width, height = spec.frame_size
         sweep_scratch(run.scratch_path(FINAL))  # the caller holds the run's lease: no live merge owns them
-        self.merge = TimelineMerge(len(jobs), run.scratch_path(FINAL), spec.fps, width, height, MERGE_AHEAD_H264,
+        self.merge = TimelineMerge(len(jobs), output or run.scratch_path(FINAL), spec.fps, width, height, MERGE_AHEAD_H264,
                                    stream_copy=stream_copy, audio_pcm=audio_pcm)
         self.fed: dict[int, tuple[str, str]] = {}  # segment index -> (clip path, sha256) handed to the merge
         self.queue: queue.Queue[tuple[int, str] | None] = queue.Queue()

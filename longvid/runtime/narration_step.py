@@ -174,15 +174,16 @@ def soundtrack_mixes(spec: RenderSpec, narration: NarrationRecord | None) -> boo
     return narration is not None or spec.music is not None
 
 
-def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None, merged_audio=None) -> dict | None:
+def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None, merged=None, merged_audio: bool = False) -> dict | None:
     """final.mp4 with its soundtrack (narration, music, provider audio; -14 LUFS) and the
     cues as a soft subtitle track (drawn in with burn_subtitles), the picture stream-copied
     unless burned. A video with only its provider's audio keeps the merge's output as it is;
     one with nothing to hear at all gets a silent AAC track (players, editors and upload
-    sites expect one; add_sound encodes silence without measuring anything). `merged_audio`:
-    where the merge left the video's own audio as raw PCM instead of in final.mp4 (none
-    there: it had none); it is deleted once mixed. Returns add_sound's figures (None when the
-    merge's output was kept)."""
+    sites expect one; add_sound encodes silence without measuring anything). `merged`: the
+    merge's outputs.MergeTarget when it wrote the picture and the clips' audio (as raw PCM;
+    `merged_audio`: it had some) to scratch files instead of final.mp4: final.mp4 is written
+    from them here, and they are deleted. Returns add_sound's figures (None when the merge's
+    output was kept)."""
     import os
     from dataclasses import asdict
 
@@ -190,20 +191,24 @@ def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None, mer
     from ..sound.finish import SoundOptions, add_sound
     from .layout import FINAL
 
-    if not soundtrack_mixes(spec, narration) and has_audio(run.local_path(FINAL)):
+    if merged is None and not soundtrack_mixes(spec, narration) and has_audio(run.local_path(FINAL)):
         return None
     cues = narration.cues() if narration is not None else []
     options = SoundOptions(music=spec.music, burn_subtitles=spec.burn_subtitles, soft_subtitles=spec.subtitles,
                            subtitle_language=SUBTITLE_LANGUAGES.get(narration.language) if narration else None)
     out = run.scratch_path(WITH_SOUND)
-    pcm = Path(merged_audio) if merged_audio is not None else None
+    video = merged.picture if merged is not None else run.local_path(FINAL)
+    pcm = merged.audio_pcm if merged is not None and merged_audio else None
     try:
-        stats = add_sound(run.local_path(FINAL), out, narration=run.local_path(NARRATION_WAV) if narration else None,
-                          cues=cues, options=options, provider_pcm=pcm if pcm is not None and pcm.exists() else None)
+        if pcm is not None and not pcm.exists():  # never a finished video silently without the clips' sound
+            raise RenderError("the merged audio is gone from the scratch folder (did another process take the run over?); "
+                              "resume the run to merge it again")
+        stats = add_sound(video, out, narration=run.local_path(NARRATION_WAV) if narration else None,
+                          cues=cues, options=options, provider_pcm=pcm)
     finally:
-        if pcm is not None:
-            pcm.unlink(missing_ok=True)
-    final = run.scratch_path(FINAL)  # the merged video's local copy, as merge_run left it
+        if merged is not None:
+            merged.remove()
+    final = run.scratch_path(FINAL)
     os.replace(out, final)  # same folder: atomic; later steps (copy_out, review) read the new one
     run.publish(FINAL, final)
     return asdict(stats)

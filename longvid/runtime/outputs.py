@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,18 +54,49 @@ class RenderResult:
         return data
 
 
+@dataclass(frozen=True)
+class MergeTarget:
+    """Where a render's merge writes. Without a soundtrack to mix: final.mp4 itself, with the
+    clips' audio in it. With narration or music to mix: the picture, and the clips' audio as
+    raw PCM (no AAC made only to be decoded again), in scratch files of this invocation's
+    own beside final.mp4; only the soundtrack step then writes final.mp4, so a failed one
+    leaves the previous final.mp4 as it was, and a driver that lost the run to another never
+    touches the new owner's files (the owner's merge sweeps stale ones: timeline.sweep_scratch)."""
+
+    picture: Path
+    audio_pcm: Path | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.audio_pcm is None
+
+    def remove(self) -> None:
+        if not self.is_final:
+            self.picture.unlink(missing_ok=True)
+            self.audio_pcm.unlink(missing_ok=True)
+
+
+def merge_target(run: RunFolder, soundtrack_mixes: bool) -> MergeTarget:
+    final = run.scratch_path(FINAL)
+    if not soundtrack_mixes:
+        return MergeTarget(final)
+    tag = uuid.uuid4().hex[:12]
+    return MergeTarget(final.with_name(f".{FINAL}.{tag}.picture.mp4"), final.with_name(f".{FINAL}.{tag}.audio.f32"))
+
+
 def merge_run(run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], stream_copy: bool,
-              progress: ProgressSink, ahead: MergeAhead | None = None, audio_pcm: Path | None = None) -> MergeStats:
-    """The accepted segments merged with their transitions into the run's final.mp4: what
-    `ahead` merged while they generated, finished, or (without it, or when it cannot be
-    used) a merge from scratch. `audio_pcm`: the video's own audio goes there as raw PCM,
-    not into final.mp4, for the soundtrack step to mix (None: into final.mp4)."""
+              progress: ProgressSink, ahead: MergeAhead | None = None, target: MergeTarget | None = None) -> MergeStats:
+    """The accepted segments merged with their transitions into `target` (default: the run's
+    final.mp4, published): what `ahead` (made with the same target) merged while they
+    generated, finished, or (without it, or when it cannot be used) a merge from scratch."""
+    target = target or MergeTarget(run.scratch_path(FINAL))
     progress.merging()
     started = time.perf_counter()
     stats = ahead.finish(manifest) if ahead is not None else None
     if stats is not None:
         render_events.merged(time.perf_counter() - started)
-        run.publish(FINAL, run.scratch_path(FINAL))
+        if target.is_final:
+            run.publish(FINAL, target.picture)
         return stats
     spec = manifest.spec
     inputs = [
@@ -72,11 +104,11 @@ def merge_run(run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], str
         for j in jobs
     ]
     width, height = spec.frame_size
-    final = run.scratch_path(FINAL)
     started = time.perf_counter()
-    stats = merge_segments(inputs, final, spec.fps, width, height, stream_copy=stream_copy, audio_pcm=audio_pcm)
+    stats = merge_segments(inputs, target.picture, spec.fps, width, height, stream_copy=stream_copy, audio_pcm=target.audio_pcm)
     render_events.merged(time.perf_counter() - started)
-    run.publish(FINAL, final)
+    if target.is_final:
+        run.publish(FINAL, target.picture)
     return stats
 
 

@@ -41,14 +41,15 @@ from ..spec import MAX_DURATION_S, RenderSpec, SegmentJob, Storyboard
 from .acceptance import Acceptance
 from .failures import Cancelled, FailureDecision, failure_decision, run_failure_reason
 from .generate import GenerateLoop, GenerateOutcome
-from .outputs import RenderResult, build_result, copy_out, draw_sheet_ahead, merge_run, save_health, write_report, write_review
+from .outputs import (RenderResult, build_result, copy_out, draw_sheet_ahead, merge_run, merge_target, save_health, write_report,
+                      write_review)
 from .protocols import JudgeVerdict, NullProgress, Planner, ProgressSink, SegmentJudge
 from .resources import DEFAULT_ESTIMATOR, EstimatorConfig
 from .router import SegmentRouter, candidate_providers, combined_capabilities
 from .edit_run import apply_prepared, finish_version
 from .runlock import RunLock, RunLocked
 from .versions import edit_spec, pending_edit
-from .layout import FINAL, MANIFEST, MERGED_AUDIO, PLAN
+from .layout import FINAL, MANIFEST, PLAN
 from .merge_ahead import MergeAhead
 from .narration_step import (add_soundtrack, apply_narration_choice, book_speech_costs, copy_subtitles_out,
                              soundtrack_mixes, speak_storyboard, write_narration)
@@ -249,21 +250,20 @@ class RenderPipeline:
                  clips: dict[str, bytes] | None = None) -> RenderResult:
         self.progress.planned(storyboard, jobs, run)
         events = RenderEvents(run.run_id, manifest.spec.provider)  # metrics, and the run id on this thread's log lines
-        ahead = sheet = None
+        ahead = sheet = target = None
         try:
             if narration is not None:  # speech/, narration.wav, subtitles: before any segment is paid for
                 manifest = write_narration(run, manifest, narration, clips or {}, self.store, self.settings)
                 write_model(run, MANIFEST, manifest)
-            # The soundtrack mixes the video's own audio again: the merge hands it over as PCM.
-            merged_audio = run.scratch_path(MERGED_AUDIO) if soundtrack_mixes(manifest.spec, narration) else None
-            ahead = MergeAhead(run, manifest.spec, jobs, self.stream_copy, merged_audio)  # merges while the segments generate
+            target = merge_target(run, soundtrack_mixes(manifest.spec, narration))  # see MergeTarget
+            ahead = MergeAhead(run, manifest.spec, jobs, self.stream_copy, target.picture, target.audio_pcm)  # merges while the segments generate
             ahead.feed_accepted(manifest)
             outcome = self.generate(run, manifest, jobs, capabilities, lease, ahead)
             manifest = outcome.manifest.model_copy(update={"status": RunStatus.MERGING})
             write_model(run, MANIFEST, manifest)
             sheet = draw_sheet_ahead(run, manifest, storyboard, jobs)  # on a thread, beside the merge and the soundtrack
-            stats = merge_run(run, manifest, jobs, self.stream_copy, self.progress, ahead, merged_audio)
-            sound = add_soundtrack(run, manifest.spec, narration, merged_audio)
+            stats = merge_run(run, manifest, jobs, self.stream_copy, self.progress, ahead, target)
+            sound = add_soundtrack(run, manifest.spec, narration, None if target.is_final else target, stats.audio)
             if output is not None:
                 copy_out(run, Path(output))
                 if manifest.spec.subtitles:
@@ -299,6 +299,8 @@ class RenderPipeline:
                 ahead.abandon()  # its scratch files, unless it finished
             if sheet is not None:
                 wait_futures([sheet])  # it reads the run's files: done before the scratch copies go
+            if target is not None:
+                target.remove()  # the picture and audio a soundtrack did not consume (a failure)
             run.discard_scratch()  # S3 runs: the local copies are done with
             events.close()
         return result

@@ -87,12 +87,14 @@ class SoundStats:
     duration_s: float  # the video's
     narration_s: float
     music_s: float  # the music file's own length (as far as it was read: up to the video's)
+    provider_s: float  # the video's own audio mixed in (its length; 0: none, or silent)
     music_looped: bool
     gain_db: float  # applied to the mix to reach the target
     limited_s: float  # seconds of audio the peak limiter turned down
     subtitles: int  # cues in the soft track (and drawn in, when burned)
     burned: bool
-    step_s: dict[str, float] = field(default_factory=dict)  # seconds per step
+    step_s: dict[str, float] = field(default_factory=dict)  # seconds per step ("verify" overlaps "encode_mux": another thread)
+    wall_s: float = 0.0  # add_sound's own wall time
     warnings: list[str] = field(default_factory=list)  # e.g. damaged packets played as silence
 
 
@@ -153,9 +155,9 @@ def _video_facts(video: Path) -> tuple[float, bool]:
 
 def _tracks(video: Path, has_provider: bool, narration: Path | None, music: Path | None, total: int,
             options: SoundOptions, scratch: Path, provider_pcm: Path | None = None,
-            ) -> tuple[list[Track], Measured | None, Measured | None, list[str]]:
-    """Each source measured and set to its level (see SoundOptions), the measurements, and
-    a warning for each source with damaged packets (played as silence).
+            ) -> tuple[list[Track], Measured | None, Measured | None, Measured | None, list[str]]:
+    """Each source measured and set to its level (see SoundOptions), the measurements (the
+    narration's, the music's, the video's own audio's), and a warning for each source with damaged packets (played as silence).
     Each is decoded once: its samples are kept in `scratch` for the mix. `provider_pcm`: the
     video's own audio already as such samples (from the merge), read from there."""
     target = options.target_lufs
@@ -181,7 +183,7 @@ def _tracks(video: Path, has_provider: bool, narration: Path | None, music: Path
     warnings = [f"{name}: {len(m.damaged_s)} damaged packet(s) from {m.damaged_s[0]:.1f} s played as silence"
                 for name, m in (("the narration", spoken), ("the video's own audio", provider), ("the music", tune))
                 if m is not None and m.damaged_s]
-    return tracks, spoken, tune, warnings
+    return tracks, spoken, tune, provider, warnings
 
 
 def _limited(blocks: Iterator[np.ndarray], mix_gain: float, limiter: PeakLimiter | None) -> Iterator[np.ndarray]:
@@ -366,6 +368,7 @@ def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[
     `provider_pcm`: the video's own audio as raw PCM (the merge's, TimelineMerge's
     `audio_pcm`), used instead of any audio track `video` has."""
     video, out = Path(video), Path(out)
+    began = time.perf_counter()
     steps = _Steps()
     duration, has_provider = _video_facts(video)
     has_provider = has_provider or provider_pcm is not None
@@ -374,7 +377,7 @@ def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.sound.") as folder:
         folder = Path(folder)
         with steps("measure_sources"):
-            tracks, spoken, tune, warnings = _tracks(video, has_provider, narration, options.music, total, options, folder,
+            tracks, spoken, tune, provider, warnings = _tracks(video, has_provider, narration, options.music, total, options, folder,
                                                      provider_pcm)
             spans = speech_spans(spoken, [(c.start_s, c.end_s) for c in cues], options.duck_bridge_s)
         if not tracks:
@@ -401,7 +404,7 @@ def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[
                 # under it need be oversampled
                 out_peaks = TruePeakMeter(floor=sample_peak * mix_gain if limiter is None else 0.0)
                 audio = _metered(audio, out_meter, out_peaks, steps)
-            with steps("encode_mux"):  # includes the "verify" metering above
+            with steps("encode_mux"):  # the "verify" metering above runs beside it, on _Ahead's thread
                 _write(video, out, audio, cues, options)
             with steps("verify"):
                 if measured is not None:
@@ -417,8 +420,10 @@ def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[
     return SoundStats(
         loudness_lufs=lufs_or_none, true_peak_dbtp=peak_or_none, duration_s=duration,
         narration_s=spoken.seconds if spoken else 0.0, music_s=tune.seconds if tune else 0.0,
+        provider_s=provider.seconds if provider is not None and provider.audible else 0.0,
         music_looped=any(t.loop_length for t in tracks), gain_db=db(mix_gain),
         limited_s=limiter.reduced_samples / _pcm.RATE if limiter else 0.0,
         subtitles=len(cues) if options.soft_subtitles or options.burn_subtitles else 0,
         burned=bool(options.burn_subtitles and cues), step_s=dict(steps.seconds), warnings=warnings,
+        wall_s=time.perf_counter() - began,
     )

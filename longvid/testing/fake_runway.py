@@ -253,8 +253,9 @@ class FakeRunway:
         # client's poll interval; None: the poll counts above decide.
         self.task_latency_s = task_latency_s
         # The clip is made while the task runs, as at the real service, which serves a finished
-        # file: a benchmark then does not count the fake's own encoding as the client's time.
-        # Off by default: tests create many tasks whose clips nobody downloads.
+        # file: a benchmark then does not count the fake's own encoding as the client's time
+        # (unless these two threads fall behind the tasks' latency: a download waits for its
+        # clip). Off by default: tests create many tasks whose clips nobody downloads.
         self.render_while_running = render_while_running
         self._renderers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="fake-runway-render") if render_while_running else None
         self.scale = scale

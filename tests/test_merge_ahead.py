@@ -149,6 +149,23 @@ def test_an_abandoned_merge_leaves_the_earlier_output_and_no_scratch(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_the_sweep_removes_what_a_killed_soundtrack_step_left_and_nothing_else(tmp_path):
+    final = tmp_path / "final.mp4"
+    final.write_bytes(b"the finished video")
+    left = [".final.mp4.3f2a.picture.mp4", ".final.mp4.3f2a.audio.f32", ".final.mp4.3f2a.picture.mp4.9c1e.video.mp4",
+            ".final.mp4.77aa.sound.mp4", ".final.mp4.77aa.sound.mp4.partial.mp4"]
+    for name in left:
+        (tmp_path / name).write_bytes(b"scratch")
+    mix = tmp_path / ".final.mp4.77aa.sound.sound.k2j4"  # add_sound's temporary folder
+    mix.mkdir()
+    (mix / "mix.f32").write_bytes(b"pcm")
+    kept = [tmp_path / ".final.mp4.etag", tmp_path / "final.mp4.partial", tmp_path / ".other.mp4.3f2a.video.mp4"]
+    for path in kept:
+        path.write_bytes(b"not the merge's")
+    sweep_scratch(final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["final.mp4", *(p.name for p in kept)])
+
+
 SPEC = dict(prompt="a lighthouse at night", duration_s=8, resolution="360p", provider="runway", judge="off",
             continuity="anchor", budget_usd=50, narration="off")
 

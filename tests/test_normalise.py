@@ -112,6 +112,18 @@ def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _tone_prominence(path, hz):
+    """How far the spectrum at `hz` stands above the median of the band around it."""
+    from longvid.media.audio import decode_audio
+
+    mono = decode_audio(path).mean(axis=0)
+    spectrum = np.abs(np.fft.rfft(mono))
+    bin_hz = 48000 / mono.size
+    at = int(round(hz / bin_hz))
+    band = spectrum[int(hz * 0.7 / bin_hz): int(hz * 1.3 / bin_hz)]
+    return float(spectrum[at - 2: at + 3].max() / np.median(band))
+
+
 def test_render_through_runway_normalises_each_segment(provider_runway, tmp_path):
     runner = InlineSegmentRunner()
     spec = RenderSpec(**SPEC)
@@ -131,6 +143,8 @@ def test_render_through_runway_normalises_each_segment(provider_runway, tmp_path
     # Narrated: the clips' own audio went from the merge to the soundtrack as PCM, mixed under the voice.
     assert result.sound is not None and result.sound["narration_s"] > 0
     assert result.sound["provider_s"] == pytest.approx(spec.duration_s, abs=0.1)  # the clips' own sound, all of it
+    # and it is in the final mix: the fake's 220 Hz tone stands out of the voice's spectrum there, not in the voice alone
+    assert _tone_prominence(tmp_path / "r" / "final.mp4", 220) > 20 > _tone_prominence(tmp_path / "r" / "narration.wav", 220)
     assert abs(result.sound["loudness_lufs"] + 14) <= 1 and probe(tmp_path / "r" / "final.mp4").has_audio
     assert not list((tmp_path / "r").glob("*.f32")) and not list((tmp_path / "r").glob(".final.mp4*"))  # no scratch left
 

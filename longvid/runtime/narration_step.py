@@ -10,6 +10,7 @@ from the run folder: nothing is synthesised twice.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -165,7 +166,6 @@ def _synthesise_again(texts: dict[str, str], record: NarrationRecord, settings: 
 
 # ISO 639-2 codes for the subtitle track's metadata, by narration language.
 SUBTITLE_LANGUAGES = {"en": "eng", "zh": "chi", "ja": "jpn", "ko": "kor"}
-WITH_SOUND = "final.sound.mp4"  # add_sound's output, published over final.mp4
 
 
 def soundtrack_mixes(spec: RenderSpec, narration: NarrationRecord | None) -> bool:
@@ -174,7 +174,8 @@ def soundtrack_mixes(spec: RenderSpec, narration: NarrationRecord | None) -> boo
     return narration is not None or spec.music is not None
 
 
-def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None, merged=None, merged_audio: bool = False) -> dict | None:
+def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None, merged=None, merged_audio: bool = False,
+                   still_owner: Callable[[], None] = lambda: None) -> dict | None:
     """final.mp4 with its soundtrack (narration, music, provider audio; -14 LUFS) and the
     cues as a soft subtitle track (drawn in with burn_subtitles), the picture stream-copied
     unless burned. A video with only its provider's audio keeps the merge's output as it is;
@@ -182,8 +183,9 @@ def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None, mer
     sites expect one; add_sound encodes silence without measuring anything). `merged`: the
     merge's outputs.MergeTarget when it wrote the picture and the clips' audio (as raw PCM;
     `merged_audio`: it had some) to scratch files instead of final.mp4: final.mp4 is written
-    from them here, and they are deleted. Returns add_sound's figures (None when the merge's
-    output was kept)."""
+    from them here, and they are deleted. `still_owner` raises when this process no longer
+    owns the run (its lease was lost): called before final.mp4 is replaced. Returns
+    add_sound's figures (None when the merge's output was kept)."""
     import os
     from dataclasses import asdict
 
@@ -196,10 +198,13 @@ def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None, mer
     cues = narration.cues() if narration is not None else []
     options = SoundOptions(music=spec.music, burn_subtitles=spec.burn_subtitles, soft_subtitles=spec.subtitles,
                            subtitle_language=SUBTITLE_LANGUAGES.get(narration.language) if narration else None)
-    out = run.scratch_path(WITH_SOUND)
+    # add_sound's output, under a name of this invocation's own (as the merge's scratch files):
+    # a driver that lost the run never writes over the new owner's
+    out = run.scratch_path(FINAL).with_name(f".{FINAL}.{uuid.uuid4().hex[:12]}.sound.mp4")
     video = merged.picture if merged is not None else run.local_path(FINAL)
     pcm = merged.audio_pcm if merged is not None and merged_audio else None
     try:
+        still_owner()  # a lapsed driver's merged files may be gone: the new owner swept them
         if pcm is not None and not pcm.exists():  # never a finished video silently without the clips' sound
             raise RenderError("the merged audio is gone from the scratch folder (did another process take the run over?); "
                               "resume the run to merge it again")
@@ -209,7 +214,11 @@ def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None, mer
         if merged is not None:
             merged.remove()
     final = run.scratch_path(FINAL)
-    os.replace(out, final)  # same folder: atomic; later steps (copy_out, review) read the new one
+    try:
+        still_owner()
+        os.replace(out, final)  # same folder: atomic; later steps (copy_out, review) read the new one
+    finally:
+        out.unlink(missing_ok=True)
     run.publish(FINAL, final)
     return asdict(stats)
 

@@ -259,11 +259,17 @@ class RenderPipeline:
             ahead = MergeAhead(run, manifest.spec, jobs, self.stream_copy, target.picture, target.audio_pcm)  # merges while the segments generate
             ahead.feed_accepted(manifest)
             outcome = self.generate(run, manifest, jobs, capabilities, lease, ahead)
+
+            def still_owner() -> None:  # a driver whose lease lapsed stops before it writes the run's video
+                if lease is not None and lease.lost:
+                    raise RunLocked(f"run {run.run_id} was taken over by another process; this one stopped")
+
+            still_owner()
             manifest = outcome.manifest.model_copy(update={"status": RunStatus.MERGING})
             write_model(run, MANIFEST, manifest)
             sheet = draw_sheet_ahead(run, manifest, storyboard, jobs)  # on a thread, beside the merge and the soundtrack
             stats = merge_run(run, manifest, jobs, self.stream_copy, self.progress, ahead, target)
-            sound = add_soundtrack(run, manifest.spec, narration, None if target.is_final else target, stats.audio)
+            sound = add_soundtrack(run, manifest.spec, narration, None if target.is_final else target, stats.audio, still_owner)
             if output is not None:
                 copy_out(run, Path(output))
                 if manifest.spec.subtitles:
@@ -281,6 +287,9 @@ class RenderPipeline:
             events.failed("cancelled" if isinstance(exc, Cancelled) else "taken_over")
             raise
         except BaseException as exc:
+            if lease is not None and lease.lost:  # the run is another driver's now: its manifest is not ours to mark
+                events.failed("taken_over")
+                raise
             # The folder holds the latest manifest (every transition is written): mark that
             # one, never an older copy that would forget finished segments.
             try:

@@ -332,7 +332,7 @@ def _write(video: Path, out: Path, audio: Iterator[np.ndarray], cues: Sequence[C
     from ._burn import BurnedVideo
     from ._subtitles import MovTextTrack
 
-    partial = out.with_name(f".{out.name}.partial.mp4")
+    partial = out.with_name(f".{out.name.lstrip('.')}.partial.mp4")  # a scratch `out` keeps one leading dot
     ahead = _Ahead(audio)
     audio = iter(ahead)
     try:
@@ -374,7 +374,7 @@ def add_sound(video: Path, out: Path, *, narration: Path | None, cues: Sequence[
     has_provider = has_provider or provider_pcm is not None
     total = int(round(duration * _pcm.RATE))
     mix_gain, limiter, lufs, peak = 1.0, None, -math.inf, 0.0
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.sound.") as folder:
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem.lstrip('.')}.sound.") as folder:
         folder = Path(folder)
         with steps("measure_sources"):
             tracks, spoken, tune, provider, warnings = _tracks(video, has_provider, narration, options.music, total, options, folder,

@@ -5,8 +5,9 @@ this package (frames, for the judge's keyframes) does not import PyAV with it.""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "DEFAULT_H264": "encoding", "H264Settings": "encoding", "encode_mp4": "encoding",
@@ -22,9 +23,4 @@ if TYPE_CHECKING:
     from .probe import VideoInfo, probe
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -243,7 +243,8 @@ class TimelineMerge:
 def sweep_scratch(output: Path) -> None:
     """Removes the scratch files any earlier merge of `output` left (a killed driver's), the
     picture and audio one made for the soundtrack step beside it included (runtime/outputs.py's
-    MergeTarget), and what a killed soundtrack step left (its output and its mix folder). Only for the one driver that owns the output: another live merge's files would go too."""
+    MergeTarget), and what a killed soundtrack step left (its output and its mix folder).
+    Only for the one driver that owns the output: another live merge's files would go too."""
     output = Path(output)
     for pattern in (f".{glob.escape(output.name)}.*.mp4", f".{glob.escape(output.name)}.*.f32"):
         for stale in output.parent.glob(pattern):

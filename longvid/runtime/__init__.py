@@ -7,8 +7,9 @@ worker about 1.6 s, and the gate actor's start is on the render's critical path.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "NullProgress": "pipeline", "ProgressSink": "pipeline", "RenderPipeline": "pipeline", "RenderPlan": "pipeline",
@@ -29,9 +30,4 @@ if TYPE_CHECKING:
     from .tasks import InlineSegmentRunner, RaySegmentRunner, SegmentResult, collect_segment, ensure_ray
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -6,9 +6,9 @@ Light on import: `Cue` is a plain dataclass; `finish` (PyAV, numpy, scipy) loads
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from .._lazy import lazy_exports
 from .cues import Cue
 
 _EXPORTS = {
@@ -21,9 +21,4 @@ if TYPE_CHECKING:
     from .finish import SoundOptions, SoundStats, add_sound, check_music
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -17,7 +17,8 @@ video without sound never encodes any.
 
 When the soundtrack step will mix the video's own audio with narration or music, there is
 no point encoding it here: with `audio_pcm` the track is written as raw PCM to that path
-instead (sound/_pcm.py's scratch format), and the output has no audio track.
+instead (sound/_pcm.py's scratch format), and the output is the picture alone, as written
+(the soundtrack step copies it into the final file, with `faststart`).
 
 The scratch files carry a name of their own per merge (`.final.mp4.<id>.video.mp4`), so
 two merges of one output (a driver that lost its lease and the one that took it over) never
@@ -208,12 +209,15 @@ class TimelineMerge:
         self.container = None
         with_audio = self.audio.finish()
         self.audio = None
-        in_output = with_audio and self.audio_pcm is None
-        _join(self.video_path, self.audio_path if in_output else None, self.partial)
-        if self.audio_pcm is not None:  # no stale track from an earlier merge of this output
+        if self.audio_pcm is None:
+            _join(self.video_path, self.audio_path if with_audio else None, self.partial)
+        else:
+            # The picture alone, for the soundtrack step, which copies its packets into the
+            # final file (faststart there): joining them here first would copy them twice.
+            self.video_path.replace(self.partial)
             if with_audio:
                 shutil.move(self.audio_path, self.audio_pcm)  # a rename when, as in a render, both are in one folder
-            else:
+            else:  # no stale track from an earlier merge of this output
                 self.audio_pcm.unlink(missing_ok=True)
         self.partial.replace(self.output)
         self._remove_scratch()

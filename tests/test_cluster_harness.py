@@ -33,6 +33,28 @@ def test_a_fixed_task_latency_holds_whatever_the_poll_rate():
     assert states[0] in ("PENDING", "RUNNING") and "SUCCEEDED" not in states
 
 
+
+def test_kept_clips_are_served_again_without_encoding_and_survive_a_reset():
+    """What bench_providers.py stands on: a warm-up render fills the fake, the timed one is served."""
+    with fake_runway(pending_polls=0, running_polls=0, scale=0.05, keep_clips=True) as (server, fake):
+        headers = {"Authorization": f"Bearer {DEFAULT_KEY}", "X-Runway-Version": API_VERSION}
+
+        def clip(prompt: str) -> bytes:
+            body = {"model": "gen4.5", "promptText": prompt, "ratio": "1280:720", "duration": 5, "seed": 7}
+            task = client.post("/v1/text_to_video", json=body).json()["id"]
+            output = client.get(f"/v1/tasks/{task}").json()["output"][0]
+            return client.get(output).content
+
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+            first = clip("a kite")
+            assert fake.counts["render"] == 1
+            fake.reset()
+            again = clip("a kite")
+            assert fake.counts["render"] == 0  # served as kept, nothing encoded
+            other = clip("a boat")
+    assert again == first and first[4:8] == b"ftyp" and other != first
+    assert fake.kept_clips() == 2 and fake.counts["render"] == 1
+
 # A stand-in for tests/cluster_child.py: SIGTERM becomes SystemExit, so `finally` (there:
 # stopping its cluster) runs; it then ignores the exit and hangs, to show SIGKILL follows.
 STUBBORN_CHILD = """

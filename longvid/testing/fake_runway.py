@@ -23,8 +23,8 @@ import argparse
 import asyncio
 import base64
 import binascii
-import concurrent.futures
 import contextlib
+import hashlib
 import io
 import json
 import threading
@@ -217,7 +217,6 @@ class FakeTask:
     created_at: float = field(default_factory=time.time)
     downloaded_at: float | None = None  # its output was fetched: the client is done with it
     mp4: bytes | None = None
-    rendering: concurrent.futures.Future | None = None  # render_while_running: the clip being made
 
 
 class FakeRunway:
@@ -246,18 +245,16 @@ class FakeRunway:
         output_base_url: str | None = None,
         provider_style: bool = False,
         task_latency_s: float | None = None,
-        render_while_running: bool = False,
+        keep_clips: bool = False,
     ):
         self.api_key = api_key
         # A fixed wall time per task (PENDING for its first fifth, then RUNNING), whatever the
         # client's poll interval; None: the poll counts above decide.
         self.task_latency_s = task_latency_s
-        # The clip is made while the task runs, as at the real service, which serves a finished
-        # file: a benchmark then does not count the fake's own encoding as the client's time
-        # (unless these two threads fall behind the tasks' latency: a download waits for its
-        # clip). Off by default: tests create many tasks whose clips nobody downloads.
-        self.render_while_running = render_while_running
-        self._renderers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="fake-runway-render") if render_while_running else None
+        # Clips kept by what makes them (prompt, seed, size, duration, image), across reset():
+        # a benchmark renders once to fill this, then times a render that the fake serves
+        # without encoding on the cores the render runs on, as the real service does.
+        self._kept: dict[tuple, bytes] | None = {} if keep_clips else None
         self.scale = scale
         self.fps = fps
         self.pending_polls = pending_polls
@@ -351,7 +348,20 @@ class FakeRunway:
 
     def _render(self, task: FakeTask) -> bytes:
         width, height = self._size(task.ratio)
-        return render_clip(task.prompt, task.seed, width, height, task.duration, self.fps, task.image, self.provider_style)
+        key = (task.prompt, task.seed, width, height, task.duration, self.fps, self.provider_style,
+               hashlib.sha256(task.image).hexdigest() if task.image else None)
+        if self._kept is not None and key in self._kept:
+            return self._kept[key]
+        clip = render_clip(task.prompt, task.seed, width, height, task.duration, self.fps, task.image, self.provider_style)
+        with self._lock:
+            self.counts["render"] += 1
+        if self._kept is not None:
+            self._kept[key] = clip
+        return clip
+
+    def kept_clips(self) -> int:
+        """How many clips `keep_clips` holds."""
+        return len(self._kept or {})
 
     def _size(self, ratio: str) -> tuple[int, int]:
         width, height = (int(x) for x in ratio.split(":"))
@@ -439,8 +449,6 @@ class FakeRunway:
                 task.throttle_polls = task_fault.polls
         with self._lock:
             self.tasks[task.id] = task
-        if self._renderers is not None and task.outcome == "SUCCEEDED":
-            task.rendering = self._renderers.submit(self._render, task)
         return await self._finish(fault, JSONResponse({"id": task.id}))
 
     async def _get_task(self, request: Request) -> Response:
@@ -486,8 +494,7 @@ class FakeRunway:
         if task is None or self._state(task, advance=False) != "SUCCEEDED":
             return Response("<Error><Code>AccessDenied</Code></Error>", status_code=403, media_type="application/xml")
         if task.mp4 is None:
-            task.mp4 = await (asyncio.wrap_future(task.rendering) if task.rendering is not None
-                              else run_in_threadpool(self._render, task))
+            task.mp4 = await run_in_threadpool(self._render, task)
         data = task.mp4
         task.downloaded_at = time.time()
         return await self._finish(fault, mp4_response(data, fault))

@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--latency-polls", type=int, default=7)
     parser.add_argument("--poll-interval", type=float, default=0.25)
     parser.add_argument("--latency", type=float, default=None,
-                        help="each task takes this many seconds from its creation (wall time), its clip made meanwhile")
+                        help="each task takes this many seconds from its creation (wall time); its clip is made by an untimed warm-up render")
     parser.add_argument("--duration", type=float, default=45)
     parser.add_argument("--resolution", default="360p")
     parser.add_argument("--scale", type=float, default=0.25, help="the fake's clip size as a fraction of 1280x720 (default %(default)s)")
@@ -108,6 +108,9 @@ def main() -> int:
         started = time.perf_counter()
         result = RenderPipeline(LocalRunStore(folder / str(number)), runner, settings=limited).render(spec, planned=planned)
         rows.append((label, time.perf_counter() - started, result, fake.counts["create"], fake.most_in_flight()))
+        if args.latency is not None and fake.counts["render"]:  # a key the warm-up did not make: its encoding was timed
+            print(f"WARNING: the fake encoded {fake.counts['render']} clip(s) during the timed run '{label}' "
+                  "(on these cores): its wall counts them")
     merge = rows[0][2].merge
     ideal = latency_s + planning_s + (merge.seconds - merge.ahead_s)  # the merge's part after the last segment
     task = f"{args.latency:g} s per task" if args.latency is not None else f"{args.latency_polls} polls x {args.poll_interval:g} s"

@@ -10,8 +10,8 @@ MP4s rendered by longvid's preview renderer at the requested ratio times `scale`
 requested duration, starting on the prompt image when one is given.
 
 Faults are injected by appending to `fake.faults` (see `Fault`); counters are in
-`fake.counts` ("create", "poll", "download", "cancel") and every request is recorded in
-`fake.requests`. The `Fault` machinery is shared with the fake Veo.
+`fake.counts` ("create", "poll", "download", "cancel", and "render": clips encoded, not
+served as kept) and every request is recorded in `fake.requests`. The `Fault` machinery is shared with the fake Veo.
 
 By hand: `python -m longvid.testing.fake_runway --port 8089`, then
 `RUNWAYML_BASE_URL=http://127.0.0.1:8089 RUNWAYML_API_SECRET=<printed key> longvid render ... --provider runway`.

@@ -22,6 +22,12 @@ INTERMEDIATE_AAC_BITRATE = 256_000
 INTERMEDIATE_AAC_OPTIONS = {"aac_coder": "fast"}
 
 
+def write_raw_pcm(handle: BinaryIO, pcm: np.ndarray) -> None:
+    """Append (2, n) samples to a raw PCM scratch file: interleaved float32 frames, 48 kHz
+    stereo. The one format the merge hands the soundtrack step (sound/_pcm.py reads it)."""
+    np.ascontiguousarray(pcm.T, dtype=np.float32).tofile(handle)
+
+
 def use_intermediate_aac(stream) -> None:
     stream.bit_rate = INTERMEDIATE_AAC_BITRATE
     stream.codec_context.options = dict(INTERMEDIATE_AAC_OPTIONS)
@@ -49,8 +55,7 @@ def decode_audio(path: Path) -> np.ndarray:
 
 class AudioMixer:
     """Lays segments' audio on the timeline and encodes it into `container` as AAC, or, with
-    `raw`, writes it there as raw PCM instead: float32 48 kHz stereo frames, interleaved (the
-    soundtrack step's scratch format, sound/_pcm.py), for a track that is mixed again."""
+    `raw`, writes it there as raw PCM instead (write_raw_pcm), for a track that is mixed again."""
 
     def __init__(self, container, fps: int, lock=None, raw: BinaryIO | None = None):
         self.fps = fps
@@ -91,7 +96,7 @@ class AudioMixer:
 
     def _emit(self, pcm: np.ndarray) -> None:
         if self.raw is not None:
-            np.ascontiguousarray(pcm.T, dtype=np.float32).tofile(self.raw)
+            write_raw_pcm(self.raw, pcm)
             self.samples_written += pcm.shape[1]
             return
         self.pending = np.concatenate([self.pending, pcm], axis=1)

@@ -17,8 +17,9 @@ video without sound never encodes any.
 
 When the soundtrack step will mix the video's own audio with narration or music, there is
 no point encoding it here: with `audio_pcm` the track is written as raw PCM to that path
-instead (sound/_pcm.py's scratch format), and the output is the picture alone, as written
-(the soundtrack step copies it into the final file, with `faststart`).
+instead (audio.py's write_raw_pcm, what sound/_pcm.py reads), and the output is the
+picture alone, as written (the soundtrack step copies it into the final file, with
+`faststart`).
 
 The scratch files carry a name of their own per merge (`.final.mp4.<id>.video.mp4`), so
 two merges of one output (a driver that lost its lease and the one that took it over) never
@@ -117,13 +118,11 @@ class TimelineMerge:
         self.count, self.output = count, Path(output)
         self.fps, self.width, self.height, self.stream_copy = fps, width, height, stream_copy
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        tag = uuid.uuid4().hex[:12]  # this merge's own scratch names (the module's docstring says why)
-        stem = f".{self.output.name.lstrip('.')}.{tag}"  # an output that is a scratch file itself keeps one dot
-        self.partial = self.output.with_name(f"{stem}.partial.mp4")
-        self.video_path = self.output.with_name(f"{stem}.video.mp4")
+        tag = new_scratch_tag()  # this merge's own scratch names (the module's docstring says why)
+        self.partial = scratch_beside(self.output, tag, "partial.mp4")
+        self.video_path = scratch_beside(self.output, tag, "video.mp4")
         self.audio_pcm = Path(audio_pcm) if audio_pcm is not None else None  # where the track goes as PCM (None: in the output)
-        suffix = "f32" if self.audio_pcm is not None else "mp4"
-        self.audio_path = self.output.with_name(f"{stem}.audio.{suffix}")
+        self.audio_path = scratch_beside(self.output, tag, "audio.f32" if self.audio_pcm is not None else "audio.mp4")
         self.ready: dict[int, MergeInput] = {}
         self.added: dict[int, MergeInput] = {}
         self.next = 0  # the first segment not yet written
@@ -242,6 +241,18 @@ class TimelineMerge:
     def _remove_scratch(self) -> None:
         self.video_path.unlink(missing_ok=True)
         self.audio_path.unlink(missing_ok=True)
+
+
+def new_scratch_tag() -> str:
+    """A name part of one invocation's own for its scratch files (see scratch_beside)."""
+    return uuid.uuid4().hex[:12]
+
+
+def scratch_beside(output: Path, tag: str, kind: str) -> Path:
+    """An invocation's scratch file beside `output`: `.<output name>.<tag>.<kind>`, which
+    sweep_scratch finds when `kind` ends in .mp4 or .f32. An output that is a scratch file
+    itself keeps one leading dot."""
+    return Path(output).with_name(f".{Path(output).name.lstrip('.')}.{tag}.{kind}")
 
 
 def sweep_scratch(output: Path) -> None:

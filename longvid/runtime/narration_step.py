@@ -10,7 +10,6 @@ from the run folder: nothing is synthesised twice.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,6 +189,7 @@ def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None, mer
     from dataclasses import asdict
 
     from ..media.audio import has_audio
+    from ..media.timeline import new_scratch_tag, scratch_beside
     from ..sound.finish import SoundOptions, add_sound
     from .layout import FINAL
 
@@ -200,7 +200,7 @@ def add_soundtrack(run, spec: RenderSpec, narration: NarrationRecord | None, mer
                            subtitle_language=SUBTITLE_LANGUAGES.get(narration.language) if narration else None)
     # add_sound's output, under a name of this invocation's own (as the merge's scratch files):
     # a driver that lost the run never writes over the new owner's
-    out = run.scratch_path(FINAL).with_name(f".{FINAL}.{uuid.uuid4().hex[:12]}.sound.mp4")
+    out = scratch_beside(run.scratch_path(FINAL), new_scratch_tag(), "sound.mp4")
     video = merged.picture if merged is not None else run.local_path(FINAL)
     pcm = merged.audio_pcm if merged is not None and merged_audio else None
     try:

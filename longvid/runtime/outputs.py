@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,11 +76,13 @@ class MergeTarget:
 
 
 def merge_target(run: RunFolder, soundtrack_mixes: bool) -> MergeTarget:
+    from ..media.timeline import new_scratch_tag, scratch_beside
+
     final = run.scratch_path(FINAL)
     if not soundtrack_mixes:
         return MergeTarget(final)
-    tag = uuid.uuid4().hex[:12]
-    return MergeTarget(final.with_name(f".{FINAL}.{tag}.picture.mp4"), final.with_name(f".{FINAL}.{tag}.audio.f32"))
+    tag = new_scratch_tag()
+    return MergeTarget(scratch_beside(final, tag, "picture.mp4"), scratch_beside(final, tag, "audio.f32"))
 
 
 def merge_run(run: RunFolder, manifest: RunManifest, jobs: list[SegmentJob], stream_copy: bool,

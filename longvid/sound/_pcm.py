@@ -9,8 +9,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-RATE = 48_000
-CHANNELS = 2
+from ..media.audio import CHANNELS, SAMPLE_RATE, write_raw_pcm
+
+RATE = SAMPLE_RATE
 BLOCK = RATE  # one second: big enough for numpy to be fast, small enough to keep memory flat
 
 
@@ -48,9 +49,7 @@ def decoded(path: Path, stream_index: int = 0, damaged: list[float] | None = Non
         raise RenderError(f"{path}: its audio could not be decoded ({reason})") from None
 
 
-def write_raw(handle, piece: np.ndarray) -> None:
-    """Append a (2, n) piece to a scratch file of interleaved float32 frames."""
-    np.ascontiguousarray(piece.T, dtype=np.float32).tofile(handle)
+write_raw = write_raw_pcm  # a (2, n) piece appended to a scratch file (media/audio.py defines the format)
 
 
 def raw_pieces(path: Path, block: int = BLOCK) -> Iterator[np.ndarray]:
